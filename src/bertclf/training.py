@@ -1,0 +1,124 @@
+"""The training loop: Keras `fit` over length-bucketed batches, AdamW with warmup and linear
+decay, early stopping on validation loss with the best weights kept."""
+
+import numpy as np
+import tf_keras as keras
+
+from bertclf.config import TokenizeConfig, TrainConfig
+from bertclf.tokenization import bucketed_batches, pad_batch
+
+
+class BucketedSequence(keras.utils.Sequence):
+    """Batches padded to their own bucketed length. With a seed, the order is reshuffled every
+    epoch (within and across buckets) from (seed, epoch), so a run repeats exactly."""
+
+    def __init__(
+        self,
+        sequences: list[np.ndarray],
+        labels: np.ndarray | None,
+        batch_size: int,
+        tokenize: TokenizeConfig,
+        seed: int | None = None,
+    ):
+        super().__init__()
+        self.sequences = sequences
+        self.labels = labels
+        self.batch_size = batch_size
+        self.tokenize = tokenize
+        self.seed = seed
+        self.lengths = np.array([len(s) for s in sequences])
+        self.epoch = 0
+        self._plan()
+
+    def _plan(self) -> None:
+        rng = None if self.seed is None else np.random.default_rng([self.seed, self.epoch])
+        self.batches = bucketed_batches(
+            self.lengths,
+            self.batch_size,
+            self.tokenize.bucket_multiple,
+            self.tokenize.max_length,
+            rng,
+        )
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int):
+        members = self.batches[index]
+        inputs = pad_batch(
+            [self.sequences[i] for i in members],
+            self.tokenize.bucket_multiple,
+            self.tokenize.max_length,
+        )
+        if self.labels is None:
+            return inputs
+        return inputs, self.labels[members]
+
+    def on_epoch_end(self) -> None:
+        if self.seed is not None:
+            self.epoch += 1
+            self._plan()
+
+    def order(self) -> np.ndarray:
+        """The input position of every output row, batch after batch."""
+        return np.concatenate(self.batches)
+
+
+def predict_probabilities(
+    model,
+    sequences: list[np.ndarray],
+    batch_size: int,
+    tokenize: TokenizeConfig,
+    progress: bool = False,
+) -> np.ndarray:
+    """Class probabilities in input order; texts are sorted by length so padding is minimal."""
+    from tqdm import tqdm
+
+    batches = BucketedSequence(sequences, None, batch_size, tokenize)
+    with tqdm(total=len(sequences), unit="text", disable=not progress) as bar:
+        parts = []
+        for i in range(len(batches)):
+            parts.append(np.asarray(model.predict_on_batch(batches[i])))
+            bar.update(len(batches.batches[i]))
+    probabilities = np.concatenate(parts)
+    result = np.empty_like(probabilities)
+    result[batches.order()] = probabilities
+    return result
+
+
+def compile_for_training(model, train: TrainConfig, steps_per_epoch: int) -> None:
+    from transformers import create_optimizer
+
+    total_steps = steps_per_epoch * train.epochs
+    optimizer, _ = create_optimizer(
+        init_lr=train.learning_rate,
+        num_train_steps=total_steps,
+        num_warmup_steps=int(train.warmup_fraction * total_steps),
+        weight_decay_rate=train.weight_decay,
+    )
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def fit(
+    model,
+    train_data: BucketedSequence,
+    val_data: BucketedSequence,
+    train: TrainConfig,
+    class_weight: dict[int, float] | None,
+    callbacks: list,
+) -> keras.callbacks.History:
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss",
+        patience=train.early_stopping_patience,
+        restore_best_weights=True,
+        verbose=1,
+    )
+    return model.fit(
+        train_data,
+        validation_data=val_data,
+        epochs=train.epochs,
+        class_weight=class_weight,
+        callbacks=[early_stopping, *callbacks],
+        verbose=2,
+        shuffle=False,
+    )

@@ -1,0 +1,22 @@
+"""Fit the label map on the training split only and write it as JSON."""
+
+import pandas as pd
+
+from bertclf.errors import exits_cleanly
+from bertclf.labels import LabelMap
+
+TRAIN = "data/prepared/train.parquet"
+OUT = "models/labels.json"
+
+
+@exits_cleanly
+def main() -> None:
+    label_map = LabelMap.fit(pd.read_parquet(TRAIN, columns=["label"])["label"])
+    label_map.save(OUT)
+    print(
+        f"labels: {len(label_map.classes)} classes {dict(zip(label_map.classes, label_map.counts, strict=True))}"
+    )
+
+
+if __name__ == "__main__":
+    main()

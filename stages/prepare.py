@@ -1,0 +1,35 @@
+"""Read and validate the raw table(s), clean the texts, drop duplicates, write stratified splits."""
+
+from dataclasses import asdict
+from pathlib import Path
+
+from bertclf.config import load_section
+from bertclf.data import SPLITS, prepare_splits
+from bertclf.errors import exits_cleanly
+from bertclf.files import atomic_path, write_json
+
+OUT = Path("data/prepared")
+REPORT = "reports/prepare.json"
+
+
+@exits_cleanly
+def main() -> None:
+    data = load_section("data")
+    seed = load_section("seed")
+
+    splits, report = prepare_splits(data, seed)
+
+    with atomic_path(OUT) as tmp:
+        tmp.mkdir()
+        for name in SPLITS:
+            splits[name].to_parquet(tmp / f"{name}.parquet", index=False)
+    write_json(REPORT, asdict(report))
+    print(
+        f"prepare: {report.split_sizes} (dropped {report.empty_texts_dropped} empty, "
+        f"{report.duplicates_dropped} duplicate, {report.conflicting_labels_dropped} "
+        f"conflicting, {report.train_texts_in_test_dropped} also in test)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Tokenize every split once into an unpadded token cache (Parquet list<int32>).
+
+(Not named tokenize.py: a script of that name would shadow the standard library module.)
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bertclf.config import load_section
+from bertclf.data import SPLITS
+from bertclf.errors import exits_cleanly
+from bertclf.files import atomic_path, write_json
+from bertclf.labels import LabelMap
+from bertclf.tokenization import encode, load_tokenizer, write_token_cache
+
+PREPARED = Path("data/prepared")
+PRETRAINED = Path("models/pretrained")
+LABELS = "models/labels.json"
+OUT = Path("data/tokenized")
+REPORT = "reports/tokenize.json"
+
+
+@exits_cleanly
+def main() -> None:
+    tokenize = load_section("tokenize")
+    tokenizer = load_tokenizer(PRETRAINED, tokenize.max_length)
+    label_map = LabelMap.load(LABELS)
+
+    report = {"max_length": tokenize.max_length}
+    with atomic_path(OUT) as tmp:
+        tmp.mkdir()
+        for name in SPLITS:
+            frame = pd.read_parquet(PREPARED / f"{name}.parquet")
+            token_ids, truncated = encode(tokenizer, frame["text"].tolist())
+            label_ids = label_map.encode(frame["label"])
+            write_token_cache(tmp / f"{name}.parquet", frame["id"].tolist(), token_ids, label_ids)
+            lengths = np.array([len(t) for t in token_ids])
+            report[name] = {
+                "texts": len(frame),
+                "truncated": truncated,
+                "mean_tokens": round(float(lengths.mean()), 1),
+                "max_tokens": int(lengths.max()),
+            }
+    write_json(REPORT, report)
+    print(f"tokenize: {report}")
+
+
+if __name__ == "__main__":
+    main()
