@@ -13,9 +13,8 @@ OUT = "models/labels.json"
 def main() -> None:
     label_map = LabelMap.fit(pd.read_parquet(TRAIN, columns=["label"])["label"])
     label_map.save(OUT)
-    print(
-        f"labels: {len(label_map.classes)} classes {dict(zip(label_map.classes, label_map.counts, strict=True))}"
-    )
+    counts = dict(zip(label_map.classes, label_map.counts, strict=True))
+    print(f"labels: {len(label_map.classes)} classes {counts}")
 
 
 if __name__ == "__main__":
