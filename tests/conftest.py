@@ -1,0 +1,66 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+NEWS_SAMPLE = SHARED / "fixtures" / "News_Sample_data.xlsx"
+BIN = Path(sys.executable).parent
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ["DVC_NO_ANALYTICS"] = "1"
+
+
+def command_env() -> dict[str, str]:
+    """The environment a user's shell has after `make install`: the venv's bin first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, env=command_env(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def copy_project(dest: Path) -> Path:
+    """The project's tracked files (no .venv, data/, models/ or DVC cache) in a new git repo."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    for name in filter(None, tracked):
+        source = ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    run(["git", "init", "-q", "-b", "main"], dest)
+    run(["git", "config", "user.name", "bertclf tests"], dest)
+    run(["git", "config", "user.email", "tests@bertclf.invalid"], dest)
+    return dest
+
+
+def commit_all(repo: Path, message: str) -> None:
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "-m", message], repo)
+
+
+@pytest.fixture(scope="session")
+def dag_repo(tmp_path_factory) -> Path:
+    """One tiny-model build of the whole DAG, shared by the end-to-end tests."""
+    repo = copy_project(tmp_path_factory.mktemp("dag") / "project")
+    run(["bertclf", "params", "model=tiny", "train.epochs=1", "tokenize.max_length=128"], repo)
+    commit_all(repo, "tiny model")
+    result = run(["dvc", "repro"], repo)
+    (repo / "first_repro.log").write_text(result.stdout + result.stderr)
+    commit_all(repo, "built")
+    return repo

@@ -1,0 +1,145 @@
+import pandas as pd
+import pytest
+from conftest import NEWS_SAMPLE
+
+from bertclf.config import CleanConfig, DataConfig
+from bertclf.data import clean_text, prepare_splits, read_table, write_table
+from bertclf.errors import BertclfError
+
+TABLE = pd.DataFrame(
+    {
+        "id": ["a", "b", "c"],
+        "text": ["Great coffee!", "Awful tea, 2 stars", "Ça va — très bien"],
+        "label": ["pos", "neg", "pos"],
+    }
+)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".xlsx", ".parquet", ".jsonl"])
+def test_every_format_round_trips(tmp_path, suffix):
+    path = tmp_path / f"table{suffix}"
+    write_table(TABLE, path)
+    pd.testing.assert_frame_equal(read_table(path), TABLE)
+
+
+def test_unknown_extension_is_refused(tmp_path):
+    path = tmp_path / "table.txt"
+    path.write_text("text,label\n")
+    with pytest.raises(BertclfError, match=r"table\.txt: unknown file type '\.txt'"):
+        read_table(path)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(BertclfError, match=r"nothere\.csv: file not found"):
+        read_table(tmp_path / "nothere.csv")
+
+
+def test_corrupt_xlsx_is_named(tmp_path):
+    path = tmp_path / "broken.xlsx"
+    path.write_bytes(NEWS_SAMPLE.read_bytes()[:500])
+    with pytest.raises(BertclfError, match=r"broken\.xlsx: cannot be read as xlsx"):
+        read_table(path)
+
+
+def test_non_utf8_csv_names_the_byte(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("text,label\ncafé,a\n".encode("latin-1"))
+    with pytest.raises(BertclfError, match=r"latin1\.csv: not valid UTF-8 at byte"):
+        read_table(path)
+
+
+def config(path, **overrides) -> DataConfig:
+    values = {"name": "t", "path": str(path), "text_column": "text", "label_column": "label"}
+    return DataConfig(**{**values, **overrides})
+
+
+def test_missing_column_lists_the_columns_present(tmp_path):
+    path = tmp_path / "t.csv"
+    write_table(TABLE, path)
+    with pytest.raises(
+        BertclfError, match=r"no column 'body' \(data\.text_column\); columns are: id, text, label"
+    ):
+        prepare_splits(config(path, text_column="body"), seed=0)
+
+
+def test_non_text_cell_names_its_row(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "fine", "label": "a"}\n{"text": 3.5, "label": "b"}\n')
+    with pytest.raises(BertclfError, match=r"row 2 of column 'text' is not text: 3\.5"):
+        prepare_splits(config(path), seed=0)
+
+
+def test_single_class_is_refused(tmp_path):
+    path = tmp_path / "t.csv"
+    write_table(pd.DataFrame({"text": [f"t{i}" for i in range(10)], "label": ["x"] * 10}), path)
+    with pytest.raises(BertclfError, match=r"one class \('x'\)"):
+        prepare_splits(config(path), seed=0)
+
+
+def test_class_too_small_for_the_splits_is_named(tmp_path):
+    path = tmp_path / "t.csv"
+    labels = ["big"] * 20 + ["tiny", "tiny"]
+    write_table(pd.DataFrame({"text": [f"t{i}" for i in range(22)], "label": labels}), path)
+    with pytest.raises(BertclfError, match=r"class 'tiny' has 2 example\(s\)"):
+        prepare_splits(config(path), seed=0)
+
+
+def test_cleaning_is_off_by_default_and_keeps_case():
+    text = "  Visit <b>HTTP://x.io</b> now, 42 Times!  "
+    assert clean_text(text, CleanConfig()) == text.strip()
+
+
+def test_cleaning_options():
+    options = CleanConfig(
+        remove_urls=True,
+        remove_html=True,
+        remove_punctuation=True,
+        remove_digits=True,
+        remove_stopwords=True,
+    )
+    assert clean_text("Visit <b>https://x.io</b> now, 42 Times & more!", options) == "Visit Times"
+
+
+def test_news_sample_splits_are_stratified_and_disjoint():
+    cfg = config(
+        NEWS_SAMPLE,
+        text_column="EXCERPT",
+        label_column="TAG",
+        id_column="ID",
+        val_fraction=0.2,
+        test_fraction=0.2,
+    )
+    splits, report = prepare_splits(cfg, seed=0)
+    assert report.split_sizes == {"train": 18, "val": 6, "test": 6}
+    classes = set(splits["train"]["label"])
+    assert len(classes) == 6
+    for name in ("val", "test"):
+        assert set(splits[name]["label"]) == classes
+    texts = [set(part["text"]) for part in splits.values()]
+    assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
+    ids = pd.concat(splits.values())["id"]
+    assert sorted(ids) == sorted(read_table(NEWS_SAMPLE)["ID"].astype(str))
+
+
+def test_duplicates_and_test_overlap_are_dropped_from_train(tmp_path):
+    train = pd.DataFrame(
+        {
+            "text": ["dup", "dup", "in test", "conflict", "conflict", "  "]
+            + [f"a{i}" for i in range(10)]
+            + [f"b{i}" for i in range(10)],
+            "label": ["a", "a", "a", "a", "b", "a"] + ["a"] * 10 + ["b"] * 10,
+        }
+    )
+    test = pd.DataFrame({"text": ["in test", "t1", "t2"], "label": ["a", "a", "b"]})
+    write_table(train, tmp_path / "train.csv")
+    write_table(test, tmp_path / "test.csv")
+    cfg = config(tmp_path / "train.csv", test_path=str(tmp_path / "test.csv"), val_fraction=0.2)
+    splits, report = prepare_splits(cfg, seed=0)
+    assert (
+        report.duplicates_dropped,
+        report.conflicting_labels_dropped,
+        report.train_texts_in_test_dropped,
+        report.empty_texts_dropped,
+    ) == (1, 2, 1, 1)
+    assert report.split_sizes == {"train": 17, "val": 4, "test": 3}
+    assert "in test" not in set(splits["train"]["text"]) | set(splits["val"]["text"])

