@@ -30,6 +30,13 @@ def stages_run(output: str) -> set[str]:
     )
 
 
+def restore(repo) -> None:
+    """Back to the shared build's commit (HEAD, not the index: DVC's autostage stages dvc.lock)."""
+    run(["git", "checkout", "HEAD", "--", "params.yaml", "dvc.lock", "reports"], repo)
+    run(["dvc", "checkout", "-q"], repo)
+    assert "up to date" in run(["dvc", "status"], repo).stdout
+
+
 def test_first_repro_runs_every_stage_and_writes_every_output(dag_repo):
     assert stages_run((dag_repo / "first_repro.log").read_text()) == STAGES
     for path in [
@@ -95,8 +102,7 @@ def test_train_param_change_reruns_train_and_descendants_only(dag_repo):
         history = (dag_repo / "reports/train/plots/metrics/train/loss.tsv").read_text()
         assert len(history.strip().splitlines()) == 3  # header and two epochs
     finally:
-        run(["git", "checkout", "--", "params.yaml", "dvc.lock"], dag_repo)
-        run(["dvc", "checkout", "-q"], dag_repo, check=False)
+        restore(dag_repo)
 
 
 def test_packaged_classifier_predicts_known_labels(dag_repo):
@@ -215,9 +221,7 @@ def test_bad_data_config_fails_prepare_with_one_line(dag_repo):
             "columns are: rownames, product, review, score"
         ) in result.stderr
     finally:
-        run(["git", "checkout", "--", "params.yaml", "dvc.lock"], dag_repo)
-        run(["dvc", "checkout", "-q"], dag_repo, check=False)
-    assert "up to date" in run(["dvc", "status"], dag_repo).stdout
+        restore(dag_repo)
 
 
 def test_news_sample_config_runs_on_the_seed_format(dag_repo, tmp_path):
