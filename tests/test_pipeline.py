@@ -229,7 +229,7 @@ def test_news_sample_config_runs_on_the_seed_format(dag_repo, tmp_path):
     from conftest import NEWS_SAMPLE, copy_project
 
     repo = copy_project(tmp_path / "news")
-    (repo / "data/raw").mkdir(parents=True)
+    (repo / "data/raw").mkdir(parents=True, exist_ok=True)
     import shutil
 
     shutil.copy(NEWS_SAMPLE, repo / "data/raw/News_Sample_data.xlsx")
