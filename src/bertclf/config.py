@@ -114,7 +114,16 @@ class EvaluateConfig:
     batch_size: int = 64
 
 
+@dataclass
+class BaselineConfig:
+    C: float = 10.0
+
+    def __post_init__(self) -> None:
+        _require(self.C > 0, "baseline.C", "must be positive")
+
+
 SCHEMAS: dict[str, type] = {
+    "baseline": BaselineConfig,
     "data": DataConfig,
     "model": ModelConfig,
     "head": HeadConfig,

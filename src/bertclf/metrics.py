@@ -1,5 +1,7 @@
 """Classification metrics (scikit-learn where it has the function) and the plot data DVC renders."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import (
@@ -19,8 +21,9 @@ TOP_K = 3  # top_k_accuracy is reported where there are more than five classes
 CALIBRATION_BINS = 10
 
 
-def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray,
-                           classes: list[str]) -> dict:
+def classification_metrics(
+    y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]
+) -> dict:
     """Every metric of reports/metrics.json for one split, from true ids and probabilities."""
     y_true = np.asarray(y_true)
     labels = np.arange(len(classes))
@@ -34,38 +37,56 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray,
         metrics[f"{average}_recall"] = float(r)
         metrics[f"{average}_f1"] = float(f)
     metrics["log_loss"] = float(log_loss(y_true, probabilities, labels=labels))
-    metrics["roc_auc"] = _defined(lambda: roc_auc_score(
-        y_true, probabilities[:, 1] if len(classes) == 2 else probabilities,
-        multi_class="ovr", labels=labels))
-    metrics["average_precision"] = _defined(lambda: average_precision_score(
-        y_true == 1 if len(classes) == 2 else label_binarize(y_true, classes=labels),
-        probabilities[:, 1] if len(classes) == 2 else probabilities, average="macro"))
+    metrics["roc_auc"] = _defined(
+        lambda: roc_auc_score(
+            y_true,
+            probabilities[:, 1] if len(classes) == 2 else probabilities,
+            multi_class="ovr",
+            labels=labels,
+        )
+    )
+    metrics["average_precision"] = _defined(
+        lambda: average_precision_score(
+            y_true == 1 if len(classes) == 2 else label_binarize(y_true, classes=labels),
+            probabilities[:, 1] if len(classes) == 2 else probabilities,
+            average="macro",
+        )
+    )
     if len(classes) > 5:
         metrics["top_k_accuracy"] = float(
-            top_k_accuracy_score(y_true, probabilities, k=TOP_K, labels=labels))
+            top_k_accuracy_score(y_true, probabilities, k=TOP_K, labels=labels)
+        )
     metrics["ece"] = expected_calibration_error(y_true, probabilities)
     p, r, f, s = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, average=None, zero_division=0
     )
     metrics["per_class"] = {
-        name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-               "support": int(s[i])}
+        name: {
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f[i]),
+            "support": int(s[i]),
+        }
         for i, name in enumerate(classes)
     }
     return metrics
 
 
 def _defined(compute) -> float | None:
-    """None where the metric is undefined on this split (e.g. a class absent from it)."""
-    try:
-        value = float(compute())
-    except ValueError:
-        return None
-    return None if np.isnan(value) else value
+    """None where the metric is undefined on this split (e.g. a class absent from it): scikit-learn
+    then warns and returns nan, or a made-up value such as a recall of one."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            value = float(compute())
+        except ValueError:
+            return None
+    return None if caught or np.isnan(value) else value
 
 
-def calibration_bins(y_true: np.ndarray, probabilities: np.ndarray,
-                     bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+def calibration_bins(
+    y_true: np.ndarray, probabilities: np.ndarray, bins: int = CALIBRATION_BINS
+) -> pd.DataFrame:
     """Confidence (the top probability) against accuracy in equal-width bins (lo, hi]."""
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == np.asarray(y_true)
@@ -74,15 +95,20 @@ def calibration_bins(y_true: np.ndarray, probabilities: np.ndarray,
     for b in range(bins):
         members = index == b
         if members.any():
-            rows.append({"bin": f"{b / bins:.1f}-{(b + 1) / bins:.1f}",
-                         "confidence": float(confidence[members].mean()),
-                         "accuracy": float(correct[members].mean()),
-                         "count": int(members.sum())})
+            rows.append(
+                {
+                    "bin": f"{b / bins:.1f}-{(b + 1) / bins:.1f}",
+                    "confidence": float(confidence[members].mean()),
+                    "accuracy": float(correct[members].mean()),
+                    "count": int(members.sum()),
+                }
+            )
     return pd.DataFrame(rows, columns=["bin", "confidence", "accuracy", "count"])
 
 
-def expected_calibration_error(y_true: np.ndarray, probabilities: np.ndarray,
-                               bins: int = CALIBRATION_BINS) -> float:
+def expected_calibration_error(
+    y_true: np.ndarray, probabilities: np.ndarray, bins: int = CALIBRATION_BINS
+) -> float:
     """Sum over bins of |accuracy - confidence|, weighted by the bin's share of texts.
 
     scikit-learn has no multi-class ECE (calibration_curve is binary), so it is computed here.
@@ -92,8 +118,9 @@ def expected_calibration_error(y_true: np.ndarray, probabilities: np.ndarray,
     return float((weights * (table["accuracy"] - table["confidence"]).abs()).sum())
 
 
-def curve_tables(y_true: np.ndarray, probabilities: np.ndarray,
-                 classes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def curve_tables(
+    y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Precision-recall and ROC curves: of the second class for two classes, else micro-averaged
     one-vs-rest."""
     if len(classes) == 2:
@@ -103,22 +130,26 @@ def curve_tables(y_true: np.ndarray, probabilities: np.ndarray,
         scores = probabilities.ravel()
     precision, recall, _ = precision_recall_curve(truth, scores)
     fpr, tpr, _ = roc_curve(truth, scores)
-    return (pd.DataFrame({"recall": recall, "precision": precision}),
-            pd.DataFrame({"fpr": fpr, "tpr": tpr}))
+    return (
+        pd.DataFrame({"recall": recall, "precision": precision}),
+        pd.DataFrame({"fpr": fpr, "tpr": tpr}),
+    )
 
 
 def confusion_rows(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> pd.DataFrame:
     """One row per text (actual, predicted): the shape DVC's confusion templates read."""
-    return pd.DataFrame({"actual": [classes[t] for t in y_true],
-                         "predicted": [classes[p] for p in y_pred]})
+    return pd.DataFrame(
+        {"actual": [classes[t] for t in y_true], "predicted": [classes[p] for p in y_pred]}
+    )
 
 
 def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> np.ndarray:
     return confusion_matrix(y_true, y_pred, labels=np.arange(len(classes)))
 
 
-def save_confusion_png(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], path: str,
-                       title: str) -> None:
+def save_confusion_png(
+    y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], path: str, title: str
+) -> None:
     """Counts, and rows normalised by true class, side by side."""
     import matplotlib
 
@@ -128,11 +159,19 @@ def save_confusion_png(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str
 
     size = max(4.0, 0.6 * len(classes) + 2)
     figure, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
-    for ax, normalize, name in ((axes[0], None, "counts"),
-                                (axes[1], "true", "normalised by true class")):
+    for ax, normalize, name in (
+        (axes[0], None, "counts"),
+        (axes[1], "true", "normalised by true class"),
+    ):
         ConfusionMatrixDisplay.from_predictions(
-            y_true, y_pred, labels=np.arange(len(classes)), display_labels=classes,
-            normalize=normalize, ax=ax, colorbar=False, values_format=".2f" if normalize else "d",
+            y_true,
+            y_pred,
+            labels=np.arange(len(classes)),
+            display_labels=classes,
+            normalize=normalize,
+            ax=ax,
+            colorbar=False,
+            values_format=".2f" if normalize else "d",
             xticks_rotation=45,
         )
         ax.set_title(f"{title}: {name}")

@@ -1,0 +1,129 @@
+"""reports/report.md, read top to bottom: data, configuration, metrics against the baseline,
+per-class table, plots, the most confident mistakes."""
+
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+HEADLINE = (
+    "accuracy",
+    "macro_f1",
+    "weighted_f1",
+    "macro_precision",
+    "macro_recall",
+    "log_loss",
+    "roc_auc",
+    "ece",
+)
+
+
+def training_curves_png(live_dir: Path, path: Path) -> None:
+    """Loss and accuracy per epoch, training and validation, from DVCLive's files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for split, name in (("train", "training"), ("eval", "validation")):
+            table = pd.read_csv(live_dir / "plots/metrics" / split / f"{metric}.tsv", sep="\t")
+            ax.plot(table["step"] + 1, table[metric], marker="o", label=name)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _number(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def render_report(
+    params: dict,
+    prepare: dict,
+    metrics: dict,
+    baseline: dict,
+    errors: pd.DataFrame,
+    images: dict[str, str],
+) -> str:
+    test, base = metrics["test"], baseline["test"]
+    lines = ["# Evaluation report", "", "## Data", ""]
+    lines += [
+        "| split | texts | " + " | ".join(prepare["class_counts"]["train"]) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in prepare["class_counts"]["train"]) + " |",
+    ]
+    for split, size in prepare["split_sizes"].items():
+        counts = prepare["class_counts"][split]
+        lines.append(
+            f"| {split} | {size} | "
+            + " | ".join(str(counts.get(c, 0)) for c in prepare["class_counts"]["train"])
+            + " |"
+        )
+    lines += [
+        "",
+        f"Dropped before splitting: {prepare['duplicates_dropped']} duplicate texts, "
+        f"{prepare['conflicting_labels_dropped']} texts with conflicting labels, "
+        f"{prepare['empty_texts_dropped']} empty texts, "
+        f"{prepare['train_texts_in_test_dropped']} training texts also in the test file.",
+        "",
+        "## Configuration",
+        "",
+        "```yaml",
+        yaml.safe_dump(
+            {k: params[k] for k in ("model", "head", "train", "tokenize", "seed")}, sort_keys=False
+        ).strip(),
+        "```",
+        "",
+        f"## Test metrics ({test['n']} texts)",
+        "",
+        "| metric | fine-tuned | TF-IDF + logistic regression | lift |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key in HEADLINE:
+        model_value, base_value = test.get(key), base.get(key)
+        lift = (
+            "n/a"
+            if model_value is None or base_value is None
+            else f"{model_value - base_value:+.4f}"
+        )
+        lines.append(f"| {key} | {_number(model_value)} | {_number(base_value)} | {lift} |")
+    lines += [
+        "",
+        "Lower is better for `log_loss` and `ece` (expected calibration error).",
+        f"One standard error of test accuracy is about "
+        f"{(test['accuracy'] * (1 - test['accuracy']) / max(test['n'], 1)) ** 0.5:.3f}.",
+        "",
+        "## Per class (test)",
+        "",
+        "| class | precision | recall | F1 | support | baseline F1 |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, m in test["per_class"].items():
+        lines.append(
+            f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | "
+            f"{m['support']} | {base['per_class'][name]['f1']:.3f} |"
+        )
+    lines += ["", "## Plots", ""]
+    lines += [f"![{title}]({path})" for title, path in images.items()]
+    lines += [
+        "",
+        "`dvc plots show` renders these and the precision-recall, ROC, reliability "
+        "and per-class F1 plots as HTML.",
+        "",
+        "## The ten most confident mistakes",
+        "",
+        "| id | true | predicted | confidence | text |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in errors.head(10).itertuples():
+        text = str(row.text).replace("|", "\\|").replace("\n", " ")
+        text = text if len(text) <= 200 else text[:197] + "..."
+        lines.append(
+            f"| {row.id} | {row.true_label} | {row.predicted_label} | "
+            f"{row.confidence:.3f} | {text} |"
+        )
+    return "\n".join(lines) + "\n"
