@@ -28,9 +28,11 @@ def test_per_class(metrics):
     # pos: predicted three times, 2 right (precision 2/3), found 2 of 2 (recall 1), F1 4/5.
     neg, pos = metrics["per_class"]["neg"], metrics["per_class"]["pos"]
     assert (neg["precision"], neg["recall"], neg["f1"], neg["support"]) == pytest.approx(
-        (1, 0.5, 2 / 3, 2))
+        (1, 0.5, 2 / 3, 2)
+    )
     assert (pos["precision"], pos["recall"], pos["f1"], pos["support"]) == pytest.approx(
-        (2 / 3, 1, 0.8, 2))
+        (2 / 3, 1, 0.8, 2)
+    )
 
 
 def test_macro_weighted_micro(metrics):
@@ -80,8 +82,7 @@ def test_top_k_accuracy_with_six_classes():
 
 def test_undefined_metric_is_null_not_a_crash():
     # one class absent from the split: ROC AUC is undefined
-    metrics = classification_metrics(np.array([1, 1]), np.array([[0.2, 0.8], [0.6, 0.4]]),
-                                     CLASSES)
+    metrics = classification_metrics(np.array([1, 1]), np.array([[0.2, 0.8], [0.6, 0.4]]), CLASSES)
     assert metrics["roc_auc"] is None
 
 

@@ -19,6 +19,8 @@ STAGES = {
     "tokenize",
     "train",
     "evaluate",
+    "baseline",
+    "report",
     "package",
 }
 
@@ -48,8 +50,11 @@ def test_first_repro_runs_every_stage_and_writes_every_output(dag_repo):
         "models/pretrained/tf_model.h5",
         "models/trained/weights.h5",
         "reports/metrics.json",
-        "reports/confusion.csv",
+        "reports/plots/confusion.csv",
         "reports/confusion.png",
+        "reports/baseline.json",
+        "reports/report.md",
+        "reports/training_curves.png",
         "reports/errors.csv",
         "reports/train/metrics.json",
         "models/package/manifest.json",
@@ -80,11 +85,112 @@ def test_metrics_have_the_documented_shape(dag_repo):
     assert "macro_f1" in shown
 
 
-def test_confusion_matrix_is_a_dvc_plot(dag_repo):
-    confusion = pd.read_csv(dag_repo / "reports/confusion.csv")
+def test_baseline_metrics_have_the_same_keys_as_the_model(dag_repo):
+    metrics = json.loads((dag_repo / "reports/metrics.json").read_text())
+    baseline = json.loads((dag_repo / "reports/baseline.json").read_text())
+    for split in ("test", "val"):
+        assert set(baseline[split]) == set(metrics[split])
+        assert set(baseline[split]["per_class"]) == set(metrics[split]["per_class"])
+        assert baseline[split]["n"] == metrics[split]["n"]
+    # a real TF-IDF model on 3,500 reviews is far above the majority class (0.658)
+    assert baseline["test"]["accuracy"] > 0.75
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], dag_repo).stdout)
+    assert "reports/baseline.json" in json.dumps(shown)
+
+
+def test_dvc_renders_every_plot(dag_repo, tmp_path):
+    confusion = pd.read_csv(dag_repo / "reports/plots/confusion.csv")
     assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == 1000
-    out = run(["dvc", "plots", "show", "--json", "reports/confusion.csv"], dag_repo).stdout
-    assert "reports/confusion.csv" in out
+    out = tmp_path / "plots"
+    run(["dvc", "plots", "show", "-o", str(out)], dag_repo)
+    html = (out / "index.html").read_text()
+    for title in (
+        "Confusion matrix (test)",
+        "Loss per epoch",
+        "Precision-recall (test)",
+        "ROC (test)",
+        "Reliability diagram",
+        "F1 per class (test)",
+    ):
+        assert title in html, title
+    listed = json.loads(run(["dvc", "plots", "show", "--json"], dag_repo).stdout)
+    assert "confusion_normalised" in json.dumps(listed)
+
+
+def test_pngs_are_real_images(dag_repo):
+    from PIL import Image
+
+    for name in ("confusion.png", "training_curves.png"):
+        with Image.open(dag_repo / "reports" / name) as image:
+            image.load()
+            assert image.format == "PNG"
+            assert image.width >= 400 and image.height >= 300
+
+
+def test_report_reads_top_to_bottom(dag_repo):
+    report = (dag_repo / "reports/report.md").read_text()
+    sections = [
+        "## Data",
+        "## Configuration",
+        "## Test metrics",
+        "## Per class (test)",
+        "## Plots",
+        "## The ten most confident mistakes",
+    ]
+    positions = [report.index(s) for s in sections]
+    assert positions == sorted(positions)
+    assert "](confusion.png)" in report and "](training_curves.png)" in report
+    metrics = json.loads((dag_repo / "reports/metrics.json").read_text())
+    baseline = json.loads((dag_repo / "reports/baseline.json").read_text())
+    lift = metrics["test"]["accuracy"] - baseline["test"]["accuracy"]
+    assert (
+        f"| accuracy | {metrics['test']['accuracy']:.4f} | "
+        f"{baseline['test']['accuracy']:.4f} | {lift:+.4f} |"
+    ) in report
+    errors = pd.read_csv(dag_repo / "reports/errors.csv")
+    assert errors["confidence"].is_monotonic_decreasing
+    mistakes = report.split("## The ten most confident mistakes")[1].splitlines()
+    rows = [line for line in mistakes if line.startswith("| ") and not line.startswith("| id")]
+    assert len(rows) - 1 == min(len(errors), 10)  # minus the |---| line
+
+
+def test_evaluate_cli_reproduces_the_test_metrics(dag_repo, tmp_path):
+    out = tmp_path / "metrics.json"
+    result = run(
+        [
+            "bertclf",
+            "evaluate",
+            "--model",
+            "models/package",
+            "--input",
+            "data/prepared/test.parquet",
+            "--output",
+            str(out),
+        ],
+        dag_repo,
+    )
+    assert "accuracy" in result.stdout
+    expected = json.loads((dag_repo / "reports/metrics.json").read_text())["test"]
+    scored = json.loads(out.read_text())
+    assert set(scored) == set(expected)
+    for key in ("n", "accuracy", "macro_f1", "weighted_f1", "micro_f1"):
+        assert scored[key] == pytest.approx(expected[key], abs=1e-3), key
+    for key in ("log_loss", "roc_auc", "ece"):
+        assert scored[key] == pytest.approx(expected[key], abs=1e-3), key
+
+
+def test_evaluate_cli_refuses_an_unknown_label(dag_repo, tmp_path):
+    source = tmp_path / "labelled.csv"
+    pd.DataFrame({"text": ["fine", "bad"], "label": ["great", "awful"]}).to_csv(source, index=False)
+    result = run(
+        ["bertclf", "evaluate", "--model", "models/package", "--input", str(source)],
+        dag_repo,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {source}: row 2: label 'awful' is not one the model knows (great, other)"
+    )
 
 
 def test_nothing_to_do_after_a_build(dag_repo):
@@ -98,7 +204,7 @@ def test_train_param_change_reruns_train_and_descendants_only(dag_repo):
     run(["bertclf", "params", "model=tiny", "train.epochs=2", "tokenize.max_length=128"], dag_repo)
     try:
         output = run(["dvc", "repro", "--no-run-cache"], dag_repo).stdout
-        assert stages_run(output) == {"train", "evaluate", "package"}, output
+        assert stages_run(output) == {"train", "evaluate", "report", "package"}, output
         history = (dag_repo / "reports/train/plots/metrics/train/loss.tsv").read_text()
         assert len(history.strip().splitlines()) == 3  # header and two epochs
     finally:
