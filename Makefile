@@ -19,9 +19,10 @@ $(STAMP): requirements.lock requirements-encoder.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
-# Recompose params.yaml from conf/ (dvc exp run -S does this by itself; plain dvc repro does not).
+# Recompose params.yaml from conf/, with Hydra overrides in ARGS (make params ARGS="model=tiny").
+# dvc exp run -S does this by itself; plain dvc repro does not.
 params: install
-	bertclf params
+	bertclf params $(ARGS)
 
 repro: params
 	dvc repro

@@ -32,8 +32,9 @@ def main() -> None:
     classes, tokenize = spec["classes"], TokenizeConfig(**spec["tokenize"])
     metrics, scored = {}, {}
     for split in ("test", "val"):
-        sequences, y_true = read_token_cache(TOKENIZED / f"{split}.parquet")
-        probabilities = predict_probabilities(model, sequences, evaluate.batch_size, tokenize)
+        cache = read_token_cache(TOKENIZED / f"{split}.parquet")
+        y_true = cache.labels
+        probabilities = predict_probabilities(model, cache.sequences, evaluate.batch_size, tokenize)
         metrics[split] = classification_metrics(y_true, probabilities, classes)
         scored[split] = (y_true, probabilities)
 

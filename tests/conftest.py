@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,13 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+def stages_run(output: str) -> set[str]:
+    """Stages DVC ran, counting a restore from its run cache as a run."""
+    return set(re.findall(r"Running stage '([^']+)'", output)) | set(
+        re.findall(r"Stage '([^']+)' is cached - skipping run", output)
+    )
+
+
 def commit_all(repo: Path, message: str) -> None:
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-q", "-m", message], repo)
@@ -58,9 +66,21 @@ def commit_all(repo: Path, message: str) -> None:
 def dag_repo(tmp_path_factory) -> Path:
     """One tiny-model build of the whole DAG, shared by the end-to-end tests."""
     repo = copy_project(tmp_path_factory.mktemp("dag") / "project")
-    run(["bertclf", "params", "model=tiny", "train.epochs=1", "tokenize.max_length=128"], repo)
+    run(["bertclf", "params", *TINY], repo)
     commit_all(repo, "tiny model")
     result = run(["dvc", "repro"], repo)
     (repo / "first_repro.log").write_text(result.stdout + result.stderr)
     commit_all(repo, "built")
+    run(["git", "tag", "built"], repo)
     return repo
+
+
+TINY = ["model=tiny", "train.epochs=1", "tokenize.max_length=128"]
+
+
+def restore(repo: Path) -> None:
+    """Back to the shared build's commit and outputs (HEAD, not the index: DVC autostages)."""
+    run(["git", "reset", "-q", "--hard", "built"], repo)
+    run(["git", "clean", "-q", "-fd", "reports"], repo)
+    run(["dvc", "checkout", "-q", "--force"], repo)
+    assert "up to date" in run(["dvc", "status"], repo).stdout

@@ -143,3 +143,29 @@ def test_duplicates_and_test_overlap_are_dropped_from_train(tmp_path):
     ) == (1, 2, 1, 1)
     assert report.split_sizes == {"train": 17, "val": 4, "test": 3}
     assert "in test" not in set(splits["train"]["text"]) | set(splits["val"]["text"])
+
+
+def test_repeated_id_is_named(tmp_path):
+    path = tmp_path / "t.csv"
+    write_table(
+        pd.DataFrame(
+            {"key": ["k1", "k2", "k1"], "text": ["a", "b", "c"], "label": ["x", "y", "x"]}
+        ),
+        path,
+    )
+    with pytest.raises(
+        BertclfError, match=r"t\.csv: id 'k1' appears more than once in column 'key'"
+    ):
+        prepare_splits(config(path, id_column="key"), seed=0)
+
+
+def test_ids_without_an_id_column_name_the_file_and_row(tmp_path):
+    train = pd.DataFrame({"text": [f"t{i}" for i in range(20)], "label": ["a", "b"] * 10})
+    write_table(train, tmp_path / "train.csv")
+    write_table(pd.DataFrame({"text": ["u", "v"], "label": ["a", "b"]}), tmp_path / "test.csv")
+    cfg = config(tmp_path / "train.csv", test_path=str(tmp_path / "test.csv"), val_fraction=0.2)
+    splits, _ = prepare_splits(cfg, seed=0)
+    assert sorted(splits["test"]["id"]) == ["test:1", "test:2"]
+    assert set(pd.concat([splits["train"], splits["val"]])["id"]) == {
+        f"train:{i}" for i in range(1, 21)
+    }

@@ -15,7 +15,7 @@ def test_committed_params_equal_composition_of_conf(tmp_path):
     )
 
 
-@pytest.mark.parametrize("group", ["data", "model", "head", "train"])
+@pytest.mark.parametrize("group", ["data", "model", "head", "train", "cv"])
 def test_every_option_of_a_group_defines_the_same_keys(group):
     options = sorted((ROOT / "conf" / group).glob("*.yaml"))
     import yaml
@@ -25,7 +25,7 @@ def test_every_option_of_a_group_defines_the_same_keys(group):
 
 
 def test_every_option_validates(tmp_path):
-    for group in ("data", "model", "head", "train"):
+    for group in ("data", "model", "head", "train", "cv"):
         for option in sorted((ROOT / "conf" / group).glob("*.yaml")):
             out = tmp_path / f"{group}-{option.stem}.yaml"
             overrides = [f"{group}={option.stem}"]
@@ -59,3 +59,18 @@ def test_missing_mandatory_value_says_how_to_set_it(tmp_path):
 def test_missing_params_file_is_named(tmp_path):
     with pytest.raises(BertclfError, match="params.yaml: not found"):
         load_section("data", Path(tmp_path) / "params.yaml")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("cv=kfold7", r"Could not find 'cv/kfold7' Available options in 'cv': kfold10 kfold3"),
+        ("train.epochz=3", r"Could not override 'train.epochz'"),
+    ],
+)
+def test_bad_override_is_one_line_and_writes_nothing(tmp_path, override, message):
+    out = tmp_path / "params.yaml"
+    with pytest.raises(BertclfError, match=message) as caught:
+        compose_params(out, [override], ROOT / "conf")
+    assert "\n" not in str(caught.value)
+    assert not out.exists() and list(tmp_path.iterdir()) == []

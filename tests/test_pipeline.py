@@ -1,13 +1,12 @@
 """End-to-end: the real `dvc` on the real DAG, with the tiny model, in a temporary git repo."""
 
 import json
-import re
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import commit_all, run
+from conftest import TINY, commit_all, restore, run, stages_run
 
 pytestmark = pytest.mark.e2e
 
@@ -22,21 +21,9 @@ STAGES = {
     "baseline",
     "report",
     "package",
+    "folds",
+    "cv_summary",
 }
-
-
-def stages_run(output: str) -> set[str]:
-    """Stages DVC ran, counting a restore from its run cache as a run."""
-    return set(re.findall(r"Running stage '([^']+)'", output)) | set(
-        re.findall(r"Stage '([^']+)' is cached - skipping run", output)
-    )
-
-
-def restore(repo) -> None:
-    """Back to the shared build's commit (HEAD, not the index: DVC's autostage stages dvc.lock)."""
-    run(["git", "checkout", "HEAD", "--", "params.yaml", "dvc.lock", "reports"], repo)
-    run(["dvc", "checkout", "-q"], repo)
-    assert "up to date" in run(["dvc", "status"], repo).stdout
 
 
 def test_first_repro_runs_every_stage_and_writes_every_output(dag_repo):
@@ -201,7 +188,7 @@ def test_nothing_to_do_after_a_build(dag_repo):
 def test_train_param_change_reruns_train_and_descendants_only(dag_repo):
     params = yaml.safe_load((dag_repo / "params.yaml").read_text())
     assert params["train"]["epochs"] == 1
-    run(["bertclf", "params", "model=tiny", "train.epochs=2", "tokenize.max_length=128"], dag_repo)
+    run(["bertclf", "params", *TINY, "train.epochs=2"], dag_repo)
     try:
         output = run(["dvc", "repro", "--no-run-cache"], dag_repo).stdout
         assert stages_run(output) == {"train", "evaluate", "report", "package"}, output
@@ -318,7 +305,7 @@ def test_tampered_package_is_refused(dag_repo, tmp_path):
 
 
 def test_bad_data_config_fails_prepare_with_one_line(dag_repo):
-    run(["bertclf", "params", "model=tiny", "data.text_column=body"], dag_repo)
+    run(["bertclf", "params", *TINY, "data.text_column=body"], dag_repo)
     try:
         result = run(["dvc", "repro", "prepare"], dag_repo, check=False)
         assert result.returncode != 0

@@ -32,9 +32,11 @@ def test_token_cache_is_unpadded_parquet(tmp_path):
     write_token_cache(path, ["x", "y"], sequences, np.array([1, 0]))
     assert str(pq.read_schema(path).field("input_ids").type) == "list<element: int32>"
     assert not path.read_bytes().startswith(b"\x80")  # not a pickle
-    loaded, labels = read_token_cache(path)
-    assert [s.tolist() for s in loaded] == [s.tolist() for s in sequences]
-    assert labels.tolist() == [1, 0]
+    cache = read_token_cache(path)
+    assert [s.tolist() for s in cache.sequences] == [s.tolist() for s in sequences]
+    assert cache.labels.tolist() == [1, 0]
+    assert cache.ids.tolist() == ["x", "y"]
+    assert [s.tolist() for s in cache.subset(cache.ids == "y").sequences] == [[101, 7, 8, 9, 102]]
 
 
 def test_pad_batch_pads_to_the_bucket_and_masks():

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from bertclf.errors import BertclfError
+from bertclf.files import atomic_path
 
 PARAMS_FILE = "params.yaml"
 POOLINGS = ("mean", "cls", "pooler")
@@ -115,6 +116,20 @@ class EvaluateConfig:
 
 
 @dataclass
+class CvConfig:
+    folds: list[int] = field(default_factory=list)
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        _require(
+            self.folds == list(range(len(self.folds))),
+            "cv.folds",
+            "must list 0, 1, ..., k-1 (use cv=kfold3, kfold5 or kfold10)",
+        )
+        _require(len(self.folds) != 1, "cv.folds", "must have at least two folds, or none")
+
+
+@dataclass
 class BaselineConfig:
     C: float = 10.0
 
@@ -124,6 +139,7 @@ class BaselineConfig:
 
 SCHEMAS: dict[str, type] = {
     "baseline": BaselineConfig,
+    "cv": CvConfig,
     "data": DataConfig,
     "model": ModelConfig,
     "head": HeadConfig,
@@ -170,8 +186,17 @@ def compose_params(
 ) -> None:
     """Compose conf/ into params.yaml exactly as `dvc exp run -S` does."""
     from dvc.utils.hydra import compose_and_dump
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     config_dir = Path(config_dir).resolve()
-    compose_and_dump(
-        output, str(config_dir), None, "config", str(config_dir.parent), overrides or []
-    )
+    if not (config_dir / "config.yaml").is_file():
+        raise BertclfError(f"{config_dir}/config.yaml: not found")
+    try:
+        with atomic_path(output) as tmp:
+            compose_and_dump(
+                tmp, str(config_dir), None, "config", str(config_dir.parent), overrides or []
+            )
+    except (HydraException, OmegaConfBaseException) as error:
+        message = " ".join(str(error).split()).split(" Config search path")[0]
+        raise BertclfError(f"conf/: cannot compose with {overrides or []}: {message}") from None

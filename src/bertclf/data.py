@@ -147,8 +147,13 @@ def load_labelled(path: str, cfg: DataConfig, report: PrepareReport) -> pd.DataF
     ids = (
         df[cfg.id_column].astype(str)
         if cfg.id_column
-        else pd.Series(range(1, len(df) + 1)).astype(str)
+        else pd.Series([f"{Path(path).stem}:{row}" for row in range(1, len(df) + 1)])
     )
+    repeated = ids[ids.duplicated()]
+    if not repeated.empty:
+        raise BertclfError(
+            f"{path}: id {repeated.iloc[0]!r} appears more than once in column '{cfg.id_column}'"
+        )
     table = pd.DataFrame(
         {
             "id": ids.to_numpy(),
@@ -234,6 +239,11 @@ def prepare_splits(cfg: DataConfig, seed: int) -> tuple[dict[str, pd.DataFrame],
     test = None
     if cfg.test_path:
         test = load_labelled(cfg.test_path, cfg, report)
+        shared = set(table["id"]) & set(test["id"])
+        if shared:
+            raise BertclfError(
+                f"{cfg.test_path}: id {sorted(shared)[0]!r} is also an id in {cfg.path}"
+            )
         table = drop_texts_in(table, test, report)
     splits = split(table, test, cfg, seed, cfg.path)
     report.split_sizes = {name: len(part) for name, part in splits.items()}

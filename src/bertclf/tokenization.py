@@ -3,6 +3,7 @@
 TensorFlow-free: the cache is Parquet (list<int32> per text), never a pickle.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +49,28 @@ def write_token_cache(
     pq.write_table(pa.table(columns), path)
 
 
-def read_token_cache(path: str | Path) -> tuple[list[np.ndarray], np.ndarray | None]:
+@dataclass
+class TokenCache:
+    """One split's token cache: ids, unpadded token ids and label ids, row for row."""
+
+    ids: np.ndarray
+    sequences: list[np.ndarray]
+    labels: np.ndarray | None
+
+    def subset(self, rows: np.ndarray) -> "TokenCache":
+        rows = np.flatnonzero(rows) if rows.dtype == bool else rows
+        labels = None if self.labels is None else self.labels[rows]
+        return TokenCache(self.ids[rows], [self.sequences[i] for i in rows], labels)
+
+
+def read_token_cache(path: str | Path) -> TokenCache:
     table = pq.read_table(path)
     column = table.column("input_ids").combine_chunks()
     offsets = column.offsets.to_numpy()
     flat = column.values.to_numpy()
     sequences = [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
     labels = table.column("label_id").to_numpy() if "label_id" in table.column_names else None
-    return sequences, labels
+    return TokenCache(table.column("id").to_numpy(zero_copy_only=False), sequences, labels)
 
 
 def padded_length(length: int, multiple: int, max_length: int) -> int:

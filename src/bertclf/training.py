@@ -1,11 +1,16 @@
 """The training loop: Keras `fit` over length-bucketed batches, AdamW with warmup and linear
 decay, early stopping on validation loss with the best weights kept."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import tf_keras as keras
 
-from bertclf.config import TokenizeConfig, TrainConfig
-from bertclf.tokenization import bucketed_batches, pad_batch
+from bertclf.config import HeadConfig, TokenizeConfig, TrainConfig
+from bertclf.labels import LabelMap
+from bertclf.model import build_classifier
+from bertclf.tokenization import TokenCache, bucketed_batches, pad_batch
 
 
 class BucketedSequence(keras.utils.Sequence):
@@ -122,3 +127,30 @@ def fit(
         verbose=2,
         shuffle=False,
     )
+
+
+def train_classifier(
+    pretrained: Path,
+    label_map: LabelMap,
+    train_cache: TokenCache,
+    val_cache: TokenCache,
+    train: TrainConfig,
+    head: HeadConfig,
+    tokenize: TokenizeConfig,
+    seed: int,
+    callbacks: list | None = None,
+):
+    """Build encoder plus head from `pretrained` and fine-tune it. Returns (model, encoder config).
+
+    Shared by the `train` stage and the cross-validation folds."""
+    keras.utils.set_random_seed(seed)
+    train_data = BucketedSequence(
+        train_cache.sequences, train_cache.labels, train.batch_size, tokenize, seed=seed
+    )
+    val_data = BucketedSequence(val_cache.sequences, val_cache.labels, train.batch_size, tokenize)
+    encoder_config = json.loads((pretrained / "config.json").read_text())
+    model = build_classifier(encoder_config, head, len(label_map.classes), pretrained)
+    compile_for_training(model, train, steps_per_epoch=len(train_data))
+    class_weight = label_map.class_weights() if train.class_weights else None
+    fit(model, train_data, val_data, train, class_weight, callbacks or [])
+    return model, encoder_config

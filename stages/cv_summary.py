@@ -1,0 +1,25 @@
+"""Collect every fold's metrics into reports/cv.json, with their mean and standard deviation."""
+
+from bertclf.config import load_section
+from bertclf.cv import summarise
+from bertclf.errors import exits_cleanly
+from bertclf.files import read_json, write_json
+
+OUT = "reports/cv.json"
+
+
+@exits_cleanly
+def main() -> None:
+    cv = load_section("cv")
+
+    summary = summarise([read_json(f"reports/cv/fold_{fold}.json") for fold in cv.folds])
+    write_json(OUT, summary)
+    if cv.folds:
+        mean, std = summary["mean"]["accuracy"], summary["std"]["accuracy"]
+        print(f"cv_summary: accuracy {mean:.4f} ± {std:.4f} over {len(cv.folds)} folds")
+    else:
+        print("cv_summary: no cross-validation (cv=none)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Train on the training split without fold K; score the held-out fold K.
+
+Early stopping watches the validation split, as in `train`; fold K is seen only when scored.
+"""
+
+import argparse
+from pathlib import Path
+
+from bertclf.config import load_section
+from bertclf.errors import exits_cleanly
+from bertclf.files import write_json
+
+PRETRAINED = Path("models/pretrained")
+TOKENIZED = Path("data/tokenized")
+FOLDS = Path("data/folds.parquet")
+LABELS = "models/labels.json"
+
+
+@exits_cleanly
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("fold", type=int)
+    fold = parser.parse_args().fold
+    train = load_section("train")
+    head = load_section("head")
+    tokenize = load_section("tokenize")
+    seed = load_section("seed")
+
+    import pandas as pd  # noqa: I001  (TensorFlow loads below, after the params are validated)
+
+    from bertclf.labels import LabelMap
+    from bertclf.metrics import classification_metrics
+    from bertclf.tokenization import read_token_cache
+    from bertclf.training import predict_probabilities, train_classifier
+
+    label_map = LabelMap.load(LABELS)
+    cache = read_token_cache(TOKENIZED / "train.parquet")
+    folds = pd.read_parquet(FOLDS).set_index("id")["fold"]
+    held_out = folds.reindex(cache.ids).to_numpy() == fold
+    model, _ = train_classifier(
+        PRETRAINED,
+        label_map,
+        cache.subset(~held_out),
+        read_token_cache(TOKENIZED / "val.parquet"),
+        train,
+        head,
+        tokenize,
+        seed,
+    )
+    scored = cache.subset(held_out)
+    probabilities = predict_probabilities(model, scored.sequences, train.batch_size, tokenize)
+    metrics = classification_metrics(scored.labels, probabilities, list(label_map.classes))
+    write_json(f"reports/cv/fold_{fold}.json", metrics)
+    print(f"train_fold {fold}: accuracy {metrics['accuracy']:.4f} on {metrics['n']} held-out texts")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Cross-validation, queued sweeps, comparisons across commits and sharing, with the real `dvc`
+on the tiny model's shared build."""
+
+import json
+import time
+
+import pandas as pd
+import pytest
+from conftest import TINY, commit_all, restore, run, stages_run
+
+pytestmark = pytest.mark.e2e
+
+METRIC_KEYS = {
+    "n",
+    "accuracy",
+    "macro_f1",
+    "weighted_f1",
+    "micro_f1",
+    "log_loss",
+    "ece",
+    "per_class",
+}
+
+
+def test_kfold3_cross_validation(dag_repo):
+    try:
+        out = run(["dvc", "exp", "run", *[f"-S{o}" for o in TINY], "-Scv=kfold3"], dag_repo)
+        assert stages_run(out.stdout) == {
+            "folds",
+            "train_fold@0",
+            "train_fold@1",
+            "train_fold@2",
+            "cv_summary",
+        }, out.stdout
+        cv = json.loads((dag_repo / "reports/cv.json").read_text())
+        test_keys = set(json.loads((dag_repo / "reports/metrics.json").read_text())["test"])
+        assert cv["k"] == 3 and len(cv["folds"]) == 3
+        for fold in cv["folds"]:
+            assert set(fold) == test_keys
+        accuracies = pd.Series([f["accuracy"] for f in cv["folds"]])
+        assert cv["mean"]["accuracy"] == pytest.approx(accuracies.mean())
+        assert cv["std"]["accuracy"] == pytest.approx(accuracies.std())  # pandas: ddof=1
+        assert cv["mean"]["macro_f1"] == pytest.approx(sum(f["macro_f1"] for f in cv["folds"]) / 3)
+
+        train = pd.read_parquet(dag_repo / "data/prepared/train.parquet")
+        folds = pd.read_parquet(dag_repo / "data/folds.parquet")
+        assert sorted(folds["id"]) == sorted(train["id"])  # disjoint and covering
+        assert sum(f["n"] for f in cv["folds"]) == len(train)
+        merged = folds.merge(train, on="id")
+        overall = train["label"].value_counts() / 3
+        for _, part in merged.groupby("fold"):
+            assert ((part["label"].value_counts() - overall).abs() <= 1).all()
+        test_ids = set(pd.read_parquet(dag_repo / "data/prepared/test.parquet")["id"])
+        assert not test_ids & set(folds["id"])  # the test split never enters a fold
+
+        # only the CV seed changes: the folds re-run, prepare and tokenize do not
+        run(["bertclf", "params", *TINY, "cv=kfold3", "cv.seed=7"], dag_repo)
+        out = run(["dvc", "repro", "--no-run-cache", "folds"], dag_repo)
+        assert stages_run(out.stdout) == {"folds"}, out.stdout
+        status = run(["dvc", "status"], dag_repo).stdout
+        assert "train_fold@0" in status
+        assert not {"prepare:", "tokenize:", "pretrained:", "train:"} & set(status.split())
+    finally:
+        restore(dag_repo)
+
+
+def test_cv_none_has_no_fold_stages(dag_repo):
+    stages = run(["dvc", "stage", "list"], dag_repo).stdout
+    assert "train_fold" not in stages and "cv_summary" in stages
+    assert json.loads((dag_repo / "reports/cv.json").read_text())["k"] == 0
+
+
+def test_k_larger_than_a_class_is_refused(dag_repo):
+    try:
+        run(
+            [
+                "bertclf",
+                "params",
+                *TINY,
+                "cv=kfold10",
+                "data.val_fraction=0.9",
+                "data.test_fraction=0.05",
+            ],
+            dag_repo,
+        )
+        out = run(["dvc", "repro", "folds"], dag_repo, check=False)
+        assert out.returncode != 0
+        assert "10-fold cross-validation needs at least 10 per class" in out.stderr or (
+            "class" in out.stderr
+        ), out.stderr
+    finally:
+        restore(dag_repo)
+
+
+def wait_for_queue(repo, timeout: float = 900) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], repo).stdout
+        if "Queued" not in status and "Running" not in status:
+            return
+        time.sleep(5)
+    raise AssertionError(f"queue still busy after {timeout} s:\n{status}")
+
+
+def test_queued_sweep_and_experiment_diff(dag_repo):
+    try:
+        out = run(
+            [
+                "dvc",
+                "exp",
+                "run",
+                "--queue",
+                *[f"-S{o}" for o in TINY],
+                "-S",
+                "train.learning_rate=1e-4,3e-4",
+            ],
+            dag_repo,
+        )
+        assert out.stdout.count("Queued experiment") == 2, out.stdout
+        run(["dvc", "queue", "start"], dag_repo)
+        wait_for_queue(dag_repo)
+        status = run(["dvc", "queue", "status"], dag_repo).stdout
+        assert status.count("Success") == 2, (
+            status + run(["dvc", "queue", "logs", status.split()[-4]], dag_repo, check=False).stdout
+        )
+
+        rows = json.loads(run(["dvc", "exp", "show", "--json"], dag_repo).stdout)
+        experiments = {}
+        for baseline in rows:
+            for exp in baseline.get("experiments") or []:
+                for rev in exp["revs"]:
+                    data = rev["data"]
+                    lr = data["params"]["params.yaml"]["data"]["train"]["learning_rate"]
+                    metrics = data["metrics"]["reports/metrics.json"]["data"]
+                    experiments[lr] = (rev["name"], metrics)
+        assert set(experiments) == {1e-4, 3e-4}, experiments
+        for _, metrics in experiments.values():
+            assert 0 <= metrics["test"]["accuracy"] <= 1
+        first, second = (experiments[1e-4][0], experiments[3e-4][0])
+        diff = run(["dvc", "exp", "diff", first, second], dag_repo).stdout
+        assert "train.learning_rate" in diff and "0.0001" in diff
+    finally:
+        run(["dvc", "queue", "stop", "--kill"], dag_repo, check=False)
+        restore(dag_repo)
+
+
+def test_metrics_and_plots_diff_between_commits(dag_repo, tmp_path):
+    try:
+        run(["bertclf", "params", *TINY, "train.epochs=2"], dag_repo)
+        run(["dvc", "repro"], dag_repo)
+        commit_all(dag_repo, "two epochs")
+        diff = run(["dvc", "metrics", "diff", "built", "--json"], dag_repo).stdout
+        changed = json.loads(diff)
+        assert "reports/metrics.json" in changed
+        assert "test.log_loss" in changed["reports/metrics.json"]
+        params = run(["dvc", "params", "diff", "built"], dag_repo).stdout
+        assert "train.epochs" in params
+        out = tmp_path / "diff"
+        run(["dvc", "plots", "diff", "built", "-o", str(out)], dag_repo)
+        html = (out / "index.html").read_text()
+        assert "Confusion matrix (test)" in html and "built" in html
+    finally:
+        restore(dag_repo)
+
+
+def test_push_and_pull_through_a_local_remote(dag_repo, tmp_path):
+    remote = tmp_path / "remote"
+    try:
+        run(["dvc", "remote", "add", "-d", "shared", str(remote)], dag_repo)
+        commit_all(dag_repo, "a local remote")
+        run(["dvc", "push"], dag_repo)
+        fetched = tmp_path / "fetched"
+        run(
+            ["dvc", "artifacts", "get", str(dag_repo), "bertclf-classifier", "-o", str(fetched)],
+            tmp_path,
+        )
+        assert (fetched / "manifest.json").read_bytes() == (
+            dag_repo / "models/package/manifest.json"
+        ).read_bytes()
+        clone = tmp_path / "clone"
+        run(["git", "clone", "-q", str(dag_repo), str(clone)], tmp_path)
+        run(["dvc", "pull"], clone)
+        assert "up to date" in run(["dvc", "status"], clone).stdout
+        out = run(["dvc", "repro"], clone)
+        assert stages_run(out.stdout) == set(), out.stdout
+        assert (clone / "models/package/manifest.json").is_file()
+    finally:
+        restore(dag_repo)
