@@ -15,11 +15,13 @@ LABELS = Path("models/labels.json")
 PREPARED = Path("data/prepared")
 METRICS = "reports/metrics.json"
 OUT = Path("models/package")
+MODEL_PARAMS = ("data", "model", "head", "train", "tokenize", "seed")
 
 
 @exits_cleanly
 def main() -> None:
-    params = load_params()
+    # the sections that define the model (as listed for this stage in dvc.yaml)
+    params = {key: load_params()[key] for key in MODEL_PARAMS}
     data_hashes = {p.name: sha256_file(p) for p in sorted(PREPARED.glob("*.parquet"))}
     card = model_card(
         params, read_json(METRICS), read_json(PRETRAINED / "source.json"), data_hashes
