@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export TF_USE_LEGACY_KERAS := 1
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install params repro test test-fast lint format lock clean
+.PHONY: install params repro test test-fast bench lint format lock clean
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ test: install
 
 test-fast: install
 	pytest -q -m "not e2e and not slow"
+
+# Speed and memory against the naive way, measured in one run: writes reports/bench.json.
+bench: install
+	python benchmarks/bench.py
 
 lint: install
 	ruff check . && ruff format --check .

