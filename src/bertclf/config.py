@@ -16,6 +16,7 @@ from bertclf.files import atomic_path
 
 PARAMS_FILE = "params.yaml"
 POOLINGS = ("mean", "cls", "pooler")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def _require(condition: bool, key: str, message: str) -> None:
@@ -91,8 +92,15 @@ class TrainConfig:
     warmup_fraction: float = 0.1
     early_stopping_patience: int = 1
     class_weights: bool = False
+    jit_compile: bool = False
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
+        _require(
+            self.precision in PRECISIONS,
+            "train.precision",
+            f"must be one of {', '.join(PRECISIONS)}",
+        )
         _require(self.epochs >= 1, "train.epochs", "must be at least 1")
         _require(self.batch_size >= 1, "train.batch_size", "must be at least 1")
         _require(self.learning_rate > 0, "train.learning_rate", "must be positive")

@@ -3,6 +3,7 @@
 Everything Keras here is tf_keras (Keras 2), the Keras that transformers' TF models use.
 """
 
+import contextlib
 import importlib.util
 import json
 import shutil
@@ -61,6 +62,19 @@ def _load_safetensors_into_tf(source: Path):
     return model
 
 
+@contextlib.contextmanager
+def _from_hub(name: str):
+    """A hub that cannot be reached (no network) is one line, not a traceback."""
+    try:
+        yield
+    except OSError as error:
+        reason = str(error).strip().splitlines()[0]
+        raise BertclfError(
+            f"model.pretrained: cannot load '{name}' from the model hub ({reason}); "
+            "give a local directory or an installed package (package:NAME) instead"
+        ) from None
+
+
 def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
     """Write TF-native encoder weights (tf_model.h5, config.json) and tokenizer files to out_dir."""
     from transformers import AutoTokenizer, BertConfig, TFAutoModel, TFBertModel
@@ -74,7 +88,8 @@ def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
         if not (out_dir / "tokenizer.json").is_file():
             AutoTokenizer.from_pretrained(str(source)).save_pretrained(str(out_dir))
     else:
-        AutoTokenizer.from_pretrained(cfg.pretrained).save_pretrained(str(out_dir))
+        with _from_hub(cfg.pretrained):
+            AutoTokenizer.from_pretrained(cfg.pretrained).save_pretrained(str(out_dir))
 
     if cfg.random_init is not None:
         tf.keras.utils.set_random_seed(seed)
@@ -91,7 +106,8 @@ def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
     elif source is not None:
         raise BertclfError(f"{source}: holds neither tf_model.h5 nor model.safetensors")
     else:
-        model = TFAutoModel.from_pretrained(cfg.pretrained)
+        with _from_hub(cfg.pretrained):
+            model = TFAutoModel.from_pretrained(cfg.pretrained)
         origin = f"hub: {cfg.pretrained}"
     model(model.dummy_inputs)
     model.save_pretrained(str(out_dir))
@@ -129,7 +145,10 @@ def build_classifier(
         x = keras.layers.Dropout(head.dropout, name=f"head_dropout_{i}")(x)
         x = keras.layers.Dense(size, activation="relu", name=f"head_dense_{i}")(x)
     x = keras.layers.Dropout(head.dropout, name="head_dropout_out")(x)
-    probabilities = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    # float32 softmax even under a mixed-precision policy
+    probabilities = keras.layers.Dense(
+        num_classes, activation="softmax", dtype="float32", name="probabilities"
+    )(x)
     return keras.Model([input_ids, attention_mask], probabilities, name="bertclf")
 
 

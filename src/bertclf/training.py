@@ -101,7 +101,12 @@ def compile_for_training(model, train: TrainConfig, steps_per_epoch: int) -> Non
         num_warmup_steps=int(train.warmup_fraction * total_steps),
         weight_decay_rate=train.weight_decay,
     )
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=optimizer,
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=train.jit_compile,
+    )
 
 
 def fit(
@@ -144,6 +149,7 @@ def train_classifier(
 
     Shared by the `train` stage and the cross-validation folds."""
     keras.utils.set_random_seed(seed)
+    keras.mixed_precision.set_global_policy(train.precision)
     train_data = BucketedSequence(
         train_cache.sequences, train_cache.labels, train.batch_size, tokenize, seed=seed
     )
@@ -153,4 +159,5 @@ def train_classifier(
     compile_for_training(model, train, steps_per_epoch=len(train_data))
     class_weight = label_map.class_weights() if train.class_weights else None
     fit(model, train_data, val_data, train, class_weight, callbacks or [])
+    keras.mixed_precision.set_global_policy("float32")  # the weights are float32 either way
     return model, encoder_config
