@@ -7,7 +7,6 @@ import pandas as pd
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
-    confusion_matrix,
     log_loss,
     precision_recall_curve,
     precision_recall_fscore_support,
@@ -141,10 +140,6 @@ def confusion_rows(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -
     return pd.DataFrame(
         {"actual": [classes[t] for t in y_true], "predicted": [classes[p] for p in y_pred]}
     )
-
-
-def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> np.ndarray:
-    return confusion_matrix(y_true, y_pred, labels=np.arange(len(classes)))
 
 
 def save_confusion_png(
