@@ -1,8 +1,15 @@
-"""Fine-tune encoder plus head on the token cache; keep the best weights by validation loss."""
+"""Fine-tune encoder plus head on the token cache; keep the best weights by validation loss.
 
+Under train.distribution=multi_worker every worker runs this script with its own TF_CONFIG;
+only the chief writes the stage's outputs, the others write to a temporary directory.
+"""
+
+import shutil
+import tempfile
 from pathlib import Path
 
 from bertclf.config import load_section
+from bertclf.distribution import is_chief
 from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path
 
@@ -29,7 +36,12 @@ def main() -> None:
     from bertclf.training import train_classifier
 
     label_map = LabelMap.load(LABELS)
-    live = Live(LIVE_DIR, dvcyaml=None, save_dvc_exp=False)
+    if is_chief():
+        out, live_dir = OUT, LIVE_DIR
+    else:  # collectives need every worker to log and save, but only the chief's files count
+        scratch = Path(tempfile.mkdtemp(prefix="bertclf-worker-"))
+        out, live_dir = scratch / "trained", str(scratch / "live")
+    live = Live(live_dir, dvcyaml=None, save_dvc_exp=False)
     model, encoder_config = train_classifier(
         PRETRAINED,
         label_map,
@@ -42,9 +54,11 @@ def main() -> None:
         callbacks=[DVCLiveCallback(live=live)],
     )
 
-    with atomic_path(OUT) as tmp:
+    with atomic_path(out) as tmp:
         save_classifier(model, tmp, encoder_config, head, list(label_map.classes), tokenize)
-    print(f"train: saved {OUT}/")
+    if out != OUT:
+        shutil.rmtree(scratch)
+    print(f"train: saved {out}/")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from bertclf.config import load_section
-from bertclf.errors import exits_cleanly
+from bertclf.errors import BertclfError, exits_cleanly
 from bertclf.files import write_json
 
 PRETRAINED = Path("models/pretrained")
@@ -25,6 +25,11 @@ def main() -> None:
     head = load_section("head")
     tokenize = load_section("tokenize")
     seed = load_section("seed")
+    if train.distribution == "multi_worker":
+        raise BertclfError(
+            "train_fold: train.distribution=multi_worker is for the train stage; "
+            "spread folds over machines as separate experiments (dvc exp run --queue)"
+        )
 
     import pandas as pd  # noqa: I001  (TensorFlow loads below, after the params are validated)
 

@@ -7,31 +7,60 @@ from bertclf.errors import BertclfError, exits_cleanly
 
 
 def predict(args: argparse.Namespace) -> None:
+    """Stream the input in chunks of --chunk-rows; with --shard I/N keep every N-th chunk from
+    the I-th, so N jobs together cover the file once."""
     import pandas as pd
+    from tqdm import tqdm
 
-    from bertclf.data import read_table, require_columns, table_format, text_cells, write_table
+    from bertclf.data import TableWriter, read_table_chunks, require_columns, text_cells
     from bertclf.files import atomic_path
 
-    table_format(args.output)  # refuse an unknown output type before any work
-    table = read_table(args.input)
-    require_columns(
-        table, args.input, {"--text-column": args.text_column, "--id-column": args.id_column}
-    )
-    texts = text_cells(table, args.text_column, args.input).tolist()
+    shard, shards = parse_shard(args.shard)
+    columns = [c for c in (args.id_column, args.text_column) if c] + ["label", "probability"]
+    classifier = None
+    rows = 0
+    with (
+        atomic_path(args.output) as tmp,
+        TableWriter(tmp, columns) as writer,
+        tqdm(unit="row", desc="predict", disable=args.quiet) as bar,
+    ):
+        for number, chunk in enumerate(read_table_chunks(args.input, args.chunk_rows)):
+            if number == 0:
+                require_columns(
+                    chunk,
+                    args.input,
+                    {"--text-column": args.text_column, "--id-column": args.id_column},
+                )
+            if number % shards != shard:
+                continue
+            texts = text_cells(chunk, args.text_column, args.input).tolist()
+            if classifier is None:
+                from bertclf.classifier import Classifier  # TensorFlow: after the input is checked
 
-    from bertclf.classifier import Classifier  # imports TensorFlow: after the input is checked
+                classifier = Classifier.load(args.model)
+            probabilities = classifier.predict_proba(texts, batch_size=args.batch_size)
+            out = pd.DataFrame(index=chunk.index)
+            if args.id_column:
+                out[args.id_column] = chunk[args.id_column]
+            out[args.text_column] = texts
+            out["label"] = classifier.classes_[probabilities.argmax(axis=1)]
+            out["probability"] = probabilities.max(axis=1)
+            writer.write(out)
+            rows += len(out)
+            bar.update(len(out))
+    part = f" (shard {shard}/{shards})" if shards > 1 else ""
+    print(f"wrote {rows} predictions to {args.output}{part}")
 
-    classifier = Classifier.load(args.model)
-    probabilities = classifier.predict_proba(texts, batch_size=args.batch_size, progress=True)
-    out = pd.DataFrame()
-    if args.id_column:
-        out[args.id_column] = table[args.id_column].to_numpy()
-    out[args.text_column] = texts
-    out["label"] = classifier.classes_[probabilities.argmax(axis=1)]
-    out["probability"] = probabilities.max(axis=1)
-    with atomic_path(args.output) as tmp:
-        write_table(out, tmp)
-    print(f"wrote {len(out)} predictions to {args.output}")
+
+def parse_shard(value: str) -> tuple[int, int]:
+    """'I/N' with 0 <= I < N."""
+    try:
+        shard, shards = (int(x) for x in value.split("/"))
+    except ValueError:
+        shard, shards = -1, 0
+    if not 0 <= shard < shards:
+        raise BertclfError(f"--shard {value}: expected I/N with 0 <= I < N, such as 0/4")
+    return shard, shards
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -82,6 +111,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", default="text")
     p.add_argument("--id-column", default=None, help="kept in the output")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--chunk-rows", type=int, default=10_000, help="rows read at a time")
+    p.add_argument(
+        "--shard",
+        default="0/1",
+        help="I/N: predict every N-th chunk from chunk I (I from 0), one of N parallel jobs",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=predict)
 
     p = commands.add_parser("evaluate", help="score a labelled table with a package")

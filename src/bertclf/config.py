@@ -17,6 +17,7 @@ from bertclf.files import atomic_path
 PARAMS_FILE = "params.yaml"
 POOLINGS = ("mean", "cls", "pooler")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+DISTRIBUTIONS = ("auto", "one_device", "mirrored", "multi_worker")
 
 
 def _require(condition: bool, key: str, message: str) -> None:
@@ -62,6 +63,8 @@ class RandomInitConfig:
     num_hidden_layers: int = 2
     num_attention_heads: int = 2
     intermediate_size: int = 64
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
 
 
 @dataclass
@@ -94,8 +97,16 @@ class TrainConfig:
     class_weights: bool = False
     jit_compile: bool = False
     precision: str = "float32"
+    distribution: str = "auto"
+    threads: int = 0
 
     def __post_init__(self) -> None:
+        _require(
+            self.distribution in DISTRIBUTIONS,
+            "train.distribution",
+            f"must be one of {', '.join(DISTRIBUTIONS)}",
+        )
+        _require(self.threads >= 0, "train.threads", "must be >= 0 (0: all cores)")
         _require(
             self.precision in PRECISIONS,
             "train.precision",

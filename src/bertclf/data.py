@@ -7,6 +7,8 @@ column or row.
 import html
 import re
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,8 +47,17 @@ def read_table(path: str | Path) -> pd.DataFrame:
     suffix = table_format(path)
     if not Path(path).is_file():
         raise BertclfError(f"{path}: file not found")
+    with _read_errors(path, suffix):
+        return READERS[suffix](path).reset_index(drop=True)
+
+
+@contextmanager
+def _read_errors(path: str | Path, suffix: str):
+    """Any reader's failure as one line naming the file."""
     try:
-        return READERS[suffix](path)
+        yield
+    except BertclfError:
+        raise
     except UnicodeDecodeError as error:
         raise BertclfError(
             f"{path}: not valid UTF-8 at byte {error.start}; save the file as UTF-8"
@@ -58,6 +69,82 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 def write_table(df: pd.DataFrame, path: str | Path) -> None:
     WRITERS[table_format(path)](df, path)
+
+
+def read_table_chunks(path: str | Path, rows: int) -> Iterator[pd.DataFrame]:
+    """The table `rows` rows at a time, so memory stays flat however long the file is. CSV,
+    TSV, JSONL and Parquet are streamed; XLSX is read whole and sliced. The index is the row
+    position in the file, as in `read_table`."""
+    suffix = table_format(path)
+    if not Path(path).is_file():
+        raise BertclfError(f"{path}: file not found")
+    if suffix in (".csv", ".tsv"):
+        sep = "\t" if suffix == ".tsv" else ","
+        chunks = pd.read_csv(
+            path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8", chunksize=rows
+        )
+    elif suffix == ".jsonl":
+        chunks = pd.read_json(path, lines=True, dtype=False, encoding="utf-8", chunksize=rows)
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        batches = pq.ParquetFile(path).iter_batches(batch_size=rows)
+        chunks = (batch.to_pandas() for batch in batches)
+    else:
+        chunks = (lambda t: (t.iloc[i : i + rows] for i in range(0, len(t), rows)))(
+            READERS[suffix](path)
+        )
+    start = 0
+    with _read_errors(path, suffix):
+        for chunk in chunks:
+            chunk.index = pd.RangeIndex(start, start + len(chunk))
+            start += len(chunk)
+            yield chunk
+
+
+class TableWriter:
+    """Appends DataFrames to one table file. XLSX cannot be appended to, so it is written
+    whole on close (Excel holds at most 1,048,576 rows anyway). `columns` shape the file when
+    nothing is written."""
+
+    def __init__(self, path: str | Path, columns: list[str]):
+        self.path, self.format, self.columns = Path(path), table_format(path), columns
+        self.parts: list[pd.DataFrame] = []
+        self.parquet = None
+        self.written = False
+
+    def write(self, df: pd.DataFrame) -> None:
+        if self.format in (".csv", ".tsv"):
+            sep = "\t" if self.format == ".tsv" else ","
+            df.to_csv(self.path, sep=sep, index=False, mode="a", header=not self.written)
+        elif self.format == ".jsonl":
+            with open(self.path, "a", encoding="utf-8") as f:
+                df.to_json(f, orient="records", lines=True, force_ascii=False)
+        elif self.format == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            if self.parquet is None:
+                self.parquet = pq.ParquetWriter(self.path, table.schema)
+            self.parquet.write_table(table.cast(self.parquet.schema))
+        else:
+            self.parts.append(df)
+        self.written = True
+
+    def close(self) -> None:
+        if self.parquet is not None:
+            self.parquet.close()
+        if self.format == ".xlsx" and self.parts:
+            write_table(pd.concat(self.parts), self.path)
+        elif not self.written:
+            write_table(pd.DataFrame(columns=self.columns), self.path)
+
+    def __enter__(self) -> "TableWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def require_columns(df: pd.DataFrame, path: str | Path, columns: dict[str, str | None]) -> None:
@@ -74,7 +161,8 @@ def text_cells(df: pd.DataFrame, column: str, path: str | Path) -> pd.Series:
     if bad.any():
         row = int(bad.to_numpy().nonzero()[0][0])
         raise BertclfError(
-            f"{path}: row {row + 1} of column '{column}' is not text: {values.iloc[row]!r}"
+            f"{path}: row {df.index[row] + 1} of column '{column}' is not text: "
+            f"{values.iloc[row]!r}"
         )
     return values.map(lambda v: v if isinstance(v, str) else "")
 

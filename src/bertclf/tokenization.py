@@ -115,3 +115,12 @@ def bucketed_batches(
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
+
+
+def full_batches(batches: list[np.ndarray], batch_size: int) -> list[np.ndarray]:
+    """Only batches of exactly `batch_size`: the partial batches are pooled, regrouped and the
+    last remainder (fewer than batch_size texts) dropped, so every step has the same shape."""
+    full = [b for b in batches if len(b) == batch_size]
+    rest = np.concatenate([b for b in batches if len(b) != batch_size] or [np.array([], int)])
+    usable = len(rest) - len(rest) % batch_size
+    return full + [rest[i : i + batch_size] for i in range(0, usable, batch_size)]

@@ -8,14 +8,18 @@ import numpy as np
 import tf_keras as keras
 
 from bertclf.config import HeadConfig, TokenizeConfig, TrainConfig
+from bertclf.distribution import configure
 from bertclf.labels import LabelMap
 from bertclf.model import build_classifier
-from bertclf.tokenization import TokenCache, bucketed_batches, pad_batch
+from bertclf.tokenization import TokenCache, bucketed_batches, full_batches, pad_batch
 
 
 class BucketedSequence(keras.utils.Sequence):
     """Batches padded to their own bucketed length. With a seed, the order is reshuffled every
-    epoch (within and across buckets) from (seed, epoch), so a run repeats exactly."""
+    epoch (within and across buckets) from (seed, epoch), so a run repeats exactly.
+
+    With `drop_remainder`, every batch holds exactly `batch_size` texts and a few texts sit out
+    each epoch (multi-worker training: every worker must run the same number of equal steps)."""
 
     def __init__(
         self,
@@ -24,6 +28,7 @@ class BucketedSequence(keras.utils.Sequence):
         batch_size: int,
         tokenize: TokenizeConfig,
         seed: int | None = None,
+        drop_remainder: bool = False,
     ):
         super().__init__()
         self.sequences = sequences
@@ -31,6 +36,7 @@ class BucketedSequence(keras.utils.Sequence):
         self.batch_size = batch_size
         self.tokenize = tokenize
         self.seed = seed
+        self.drop_remainder = drop_remainder
         self.lengths = np.array([len(s) for s in sequences])
         self.epoch = 0
         self._plan()
@@ -44,6 +50,8 @@ class BucketedSequence(keras.utils.Sequence):
             self.tokenize.max_length,
             rng,
         )
+        if self.drop_remainder:
+            self.batches = full_batches(self.batches, self.batch_size)
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -147,16 +155,32 @@ def train_classifier(
 ):
     """Build encoder plus head from `pretrained` and fine-tune it. Returns (model, encoder config).
 
-    Shared by the `train` stage and the cross-validation folds."""
+    Shared by the `train` stage and the cross-validation folds. The model and its optimizer
+    are built in the scope of the strategy `train.distribution` names; `train.batch_size` is
+    the global batch, which TensorFlow splits across the replicas."""
+    strategy = configure(train.distribution, train.threads)
     keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_global_policy(train.precision)
+    multi_worker = train.distribution == "multi_worker"
     train_data = BucketedSequence(
-        train_cache.sequences, train_cache.labels, train.batch_size, tokenize, seed=seed
+        train_cache.sequences,
+        train_cache.labels,
+        train.batch_size,
+        tokenize,
+        seed=seed,
+        drop_remainder=multi_worker,
     )
-    val_data = BucketedSequence(val_cache.sequences, val_cache.labels, train.batch_size, tokenize)
+    val_data = BucketedSequence(
+        val_cache.sequences,
+        val_cache.labels,
+        train.batch_size,
+        tokenize,
+        drop_remainder=multi_worker,
+    )
     encoder_config = json.loads((pretrained / "config.json").read_text())
-    model = build_classifier(encoder_config, head, len(label_map.classes), pretrained)
-    compile_for_training(model, train, steps_per_epoch=len(train_data))
+    with strategy.scope():
+        model = build_classifier(encoder_config, head, len(label_map.classes), pretrained)
+        compile_for_training(model, train, steps_per_epoch=len(train_data))
     class_weight = label_map.class_weights() if train.class_weights else None
     fit(model, train_data, val_data, train, class_weight, callbacks or [])
     keras.mixed_precision.set_global_policy("float32")  # the weights are float32 either way
