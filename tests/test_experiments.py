@@ -96,7 +96,7 @@ def wait_for_queue(repo, timeout: float = 900) -> None:
     raise AssertionError(f"queue still busy after {timeout} s:\n{status}")
 
 
-def test_queued_sweep_and_experiment_diff(dag_repo):
+def test_parallel_queued_sweep_and_experiment_diff(dag_repo):
     try:
         out = run(
             [
@@ -107,11 +107,13 @@ def test_queued_sweep_and_experiment_diff(dag_repo):
                 *[f"-S{o}" for o in TINY],
                 "-S",
                 "train.learning_rate=1e-4,3e-4",
+                "-S",
+                "train.threads=1",  # two jobs on two cores: one thread each
             ],
             dag_repo,
         )
         assert out.stdout.count("Queued experiment") == 2, out.stdout
-        run(["dvc", "queue", "start"], dag_repo)
+        run(["dvc", "queue", "start", "--jobs", "2"], dag_repo)
         wait_for_queue(dag_repo)
         status = run(["dvc", "queue", "status"], dag_repo).stdout
         assert status.count("Success") == 2, (

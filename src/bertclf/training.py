@@ -159,6 +159,9 @@ def train_classifier(
     are built in the scope of the strategy `train.distribution` names; `train.batch_size` is
     the global batch, which TensorFlow splits across the replicas."""
     strategy = configure(train.distribution, train.threads)
+    replicas = strategy.num_replicas_in_sync
+    name = type(strategy).__name__
+    print(f"training: {train.distribution}, {replicas} replica(s) ({name})", flush=True)
     keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_global_policy(train.precision)
     multi_worker = train.distribution == "multi_worker"
