@@ -30,6 +30,7 @@ def main() -> None:
     from dvclive import Live  # TensorFlow loads from here on, after the params are validated
     from dvclive.keras import DVCLiveCallback
 
+    from bertclf.checkpoint import Checkpoint
     from bertclf.labels import LabelMap
     from bertclf.model import save_classifier
     from bertclf.tokenization import read_token_cache
@@ -41,7 +42,16 @@ def main() -> None:
     else:  # collectives need every worker to log and save, but only the chief's files count
         scratch = Path(tempfile.mkdtemp(prefix="bertclf-worker-"))
         out, live_dir = scratch / "trained", str(scratch / "live")
-    live = Live(live_dir, dvcyaml=None, save_dvc_exp=False)
+    checkpoint = None  # multi_worker: one worker resuming alone would wait for its peers
+    if train.distribution != "multi_worker":
+        params = {"train": train, "head": head, "tokenize": tokenize, "seed": seed}
+        inputs = [PRETRAINED, LABELS, TOKENIZED, __file__]
+        checkpoint = Checkpoint.for_run("train", params, inputs, snapshots=[LIVE_DIR])
+        checkpoint.restore_snapshots()  # DVCLive's logs of the epochs already done
+    resuming = checkpoint is not None and checkpoint.state is not None
+    live = Live(live_dir, dvcyaml=None, save_dvc_exp=False, resume=resuming)
+    if resuming:
+        live.step = checkpoint.next_epoch
     model, encoder_config = train_classifier(
         PRETRAINED,
         label_map,
@@ -52,12 +62,15 @@ def main() -> None:
         tokenize,
         seed,
         callbacks=[DVCLiveCallback(live=live)],
+        checkpoint=checkpoint,
     )
 
     with atomic_path(out) as tmp:
         save_classifier(model, tmp, encoder_config, head, list(label_map.classes), tokenize)
     if out != OUT:
         shutil.rmtree(scratch)
+    if checkpoint is not None:
+        checkpoint.remove()
     print(f"train: saved {out}/")
 
 

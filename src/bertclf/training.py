@@ -5,8 +5,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 import tf_keras as keras
 
+from bertclf.checkpoint import Checkpoint
 from bertclf.config import HeadConfig, TokenizeConfig, TrainConfig
 from bertclf.distribution import configure
 from bertclf.labels import LabelMap
@@ -72,6 +74,11 @@ class BucketedSequence(keras.utils.Sequence):
             self.epoch += 1
             self._plan()
 
+    def start_at(self, epoch: int) -> None:
+        """The batch order of `epoch`, as if the earlier epochs had run."""
+        self.epoch = epoch
+        self._plan()
+
     def order(self) -> np.ndarray:
         """The input position of every output row, batch after batch."""
         return np.concatenate(self.batches)
@@ -117,6 +124,58 @@ def compile_for_training(model, train: TrainConfig, steps_per_epoch: int) -> Non
     )
 
 
+class EpochSeeds(keras.callbacks.Callback):
+    """Reseed every random generator from (seed, epoch) and retrace the training step at each
+    epoch start, so that dropout's masks in epoch e depend on (seed, e) alone: a run resumed
+    at epoch e draws what an uninterrupted run draws there."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        keras.utils.set_random_seed(self.seed * 1_000 + epoch)
+        self.model.train_function = self.model.make_train_function(force=True)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose counter, best value and best weights can be saved and restored
+    (Keras' BackupAndRestore keeps none of them)."""
+
+    FIELDS = ("wait", "stopped_epoch", "best", "best_epoch")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.resume_state: tuple[dict, list | None] | None = None
+
+    def on_train_begin(self, logs=None) -> None:
+        super().on_train_begin(logs)
+        if self.resume_state is not None:
+            state, self.best_weights = self.resume_state
+            for name in self.FIELDS:
+                setattr(self, name, state[name])
+
+    def state(self) -> dict:
+        state = {name: float(getattr(self, name)) for name in self.FIELDS}
+        state["wait"], state["stopped_epoch"] = int(self.wait), int(self.stopped_epoch)
+        state["best_epoch"] = int(self.best_epoch)
+        return {**state, "best_weights": self.best_weights}
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Save the training state after every epoch (after the other callbacks have logged it)."""
+
+    def __init__(self, checkpoint: Checkpoint, early_stopping: ResumableEarlyStopping):
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.early_stopping = early_stopping
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        state = self.early_stopping.state()
+        state["stopped"] = bool(self.model.stop_training)
+        self.checkpoint.save(epoch + 1, self.model, state)
+
+
 def fit(
     model,
     train_data: BucketedSequence,
@@ -124,19 +183,34 @@ def fit(
     train: TrainConfig,
     class_weight: dict[int, float] | None,
     callbacks: list,
+    seed: int,
+    checkpoint: Checkpoint | None = None,
 ) -> keras.callbacks.History:
-    early_stopping = keras.callbacks.EarlyStopping(
+    """Keras `fit` with early stopping on validation loss (best weights kept). With a
+    checkpoint, the state is saved after every epoch and a saved state is resumed from."""
+    early_stopping = ResumableEarlyStopping(
         monitor="val_loss",
         patience=train.early_stopping_patience,
         restore_best_weights=True,
         verbose=1,
     )
+    callbacks = [EpochSeeds(seed), early_stopping, *callbacks]
+    initial_epoch = 0
+    if checkpoint is not None:
+        if checkpoint.state:
+            state, best_weights = checkpoint.load_into(model)
+            early_stopping.resume_state = (state, best_weights)
+            initial_epoch = train.epochs if state["stopped"] else checkpoint.next_epoch
+            train_data.start_at(checkpoint.next_epoch)
+            print(f"resuming from {checkpoint.directory} after epoch {checkpoint.next_epoch}")
+        callbacks.append(EpochCheckpoint(checkpoint, early_stopping))
     return model.fit(
         train_data,
         validation_data=val_data,
         epochs=train.epochs,
+        initial_epoch=initial_epoch,
         class_weight=class_weight,
-        callbacks=[early_stopping, *callbacks],
+        callbacks=callbacks,
         verbose=2,
         shuffle=False,
     )
@@ -152,6 +226,7 @@ def train_classifier(
     tokenize: TokenizeConfig,
     seed: int,
     callbacks: list | None = None,
+    checkpoint: Checkpoint | None = None,
 ):
     """Build encoder plus head from `pretrained` and fine-tune it. Returns (model, encoder config).
 
@@ -163,6 +238,7 @@ def train_classifier(
     name = type(strategy).__name__
     print(f"training: {train.distribution}, {replicas} replica(s) ({name})", flush=True)
     keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(train.precision)
     multi_worker = train.distribution == "multi_worker"
     train_data = BucketedSequence(
@@ -185,6 +261,6 @@ def train_classifier(
         model = build_classifier(encoder_config, head, len(label_map.classes), pretrained)
         compile_for_training(model, train, steps_per_epoch=len(train_data))
     class_weight = label_map.class_weights() if train.class_weights else None
-    fit(model, train_data, val_data, train, class_weight, callbacks or [])
+    fit(model, train_data, val_data, train, class_weight, callbacks or [], seed, checkpoint)
     keras.mixed_precision.set_global_policy("float32")  # the weights are float32 either way
     return model, encoder_config

@@ -1,0 +1,111 @@
+"""Training that survives a kill: the whole training state after every epoch, kept outside the
+stage's DVC outputs (DVC deletes those before it re-runs a stage) and removed on success.
+
+A checkpoint lives in `.checkpoints/<stage>-<key>/`, where the key hashes the stage's params,
+its input files and the training code, so a changed run never resumes from a stale state. It
+holds, all written together (a kill while saving leaves the previous epoch's checkpoint):
+
+- `state.index`, `state.data-*`: model weights and optimizer state (Adam moments, step count,
+  hence the learning-rate schedule), TensorFlow's checkpoint format;
+- `best_weights.npz`: EarlyStopping's best weights so far (plain arrays, no pickle);
+- `state.json`: the next epoch, whether EarlyStopping stopped, its counter and best value;
+- copies of directories the stage keeps appending to (DVCLive's logs).
+
+The data order and dropout's random masks of epoch e are derived from (seed, e) alone (see
+`training.EpochSeeds`), so nothing else is needed for a resumed run to repeat an uninterrupted one.
+"""
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bertclf.files import atomic_path, sha256_file
+
+ROOT = Path(".checkpoints")
+CODE = [
+    "src/bertclf/training.py",
+    "src/bertclf/model.py",
+    "src/bertclf/tokenization.py",
+    "src/bertclf/checkpoint.py",
+]
+
+
+def _plain(value):
+    return asdict(value) if is_dataclass(value) else value
+
+
+def run_key(params: dict, inputs: list[str | Path]) -> str:
+    """A hash of params, input files (directories walked) and the training code."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=_plain).encode())
+    for root in [*inputs, *CODE]:
+        root = Path(root)
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for path in files:
+            digest.update(f"{path}\0{sha256_file(path) if path.exists() else '-'}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+class Checkpoint:
+    def __init__(self, directory: Path, snapshots: list[Path] | None = None):
+        self.directory = Path(directory)
+        self.snapshots = [Path(p) for p in snapshots or []]
+        state_file = self.directory / "state.json"
+        self.state = json.loads(state_file.read_text()) if state_file.is_file() else None
+
+    @classmethod
+    def for_run(
+        cls, stage: str, params: dict, inputs: list[str | Path], snapshots=None
+    ) -> "Checkpoint":
+        return cls(ROOT / f"{stage}-{run_key(params, inputs)}", snapshots)
+
+    @property
+    def next_epoch(self) -> int:
+        return self.state["next_epoch"] if self.state else 0
+
+    def restore_snapshots(self) -> None:
+        """Put the saved copies of the snapshot directories back in the workspace."""
+        if not self.state:
+            return
+        for i, path in enumerate(self.snapshots):
+            saved = self.directory / f"snapshot_{i}"
+            shutil.rmtree(path, ignore_errors=True)
+            if saved.is_dir():
+                shutil.copytree(saved, path)
+
+    def save(self, next_epoch: int, model, early_stopping: dict) -> None:
+        """`early_stopping` is EarlyStopping's state, its best weights under "best_weights"."""
+        import tensorflow as tf
+
+        with atomic_path(self.directory) as tmp:
+            tmp.mkdir()
+            tf.train.Checkpoint(model=model, optimizer=model.optimizer).write(str(tmp / "state"))
+            best = early_stopping.pop("best_weights")
+            if best is not None:
+                np.savez(tmp / "best_weights.npz", *best)
+            for i, path in enumerate(self.snapshots):
+                if path.is_dir():
+                    shutil.copytree(path, tmp / f"snapshot_{i}")
+            self.state = {"next_epoch": next_epoch, "early_stopping": early_stopping}
+            (tmp / "state.json").write_text(json.dumps(self.state, indent=2))
+
+    def load_into(self, model) -> tuple[dict, list[np.ndarray] | None]:
+        """Restore weights and optimizer state into a compiled model. Returns EarlyStopping's
+        saved state and its best weights."""
+        import tensorflow as tf
+
+        tf.train.Checkpoint(model=model, optimizer=model.optimizer).read(
+            str(self.directory / "state")
+        ).assert_existing_objects_matched()
+        best_file = self.directory / "best_weights.npz"
+        best = None
+        if best_file.is_file():
+            with np.load(best_file, allow_pickle=False) as arrays:
+                best = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+        return self.state["early_stopping"], best
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
