@@ -33,6 +33,7 @@ def main() -> None:
 
     import pandas as pd  # noqa: I001  (TensorFlow loads below, after the params are validated)
 
+    from bertclf.checkpoint import Checkpoint
     from bertclf.labels import LabelMap
     from bertclf.metrics import classification_metrics
     from bertclf.tokenization import read_token_cache
@@ -42,6 +43,10 @@ def main() -> None:
     cache = read_token_cache(TOKENIZED / "train.parquet")
     folds = pd.read_parquet(FOLDS).set_index("id")["fold"]
     held_out = folds.reindex(cache.ids).to_numpy() == fold
+    params = {"train": train, "head": head, "tokenize": tokenize, "seed": seed, "fold": fold}
+    checkpoint = Checkpoint.for_run(
+        f"train_fold_{fold}", params, [PRETRAINED, LABELS, TOKENIZED, FOLDS, __file__]
+    )
     model, _ = train_classifier(
         PRETRAINED,
         label_map,
@@ -51,11 +56,13 @@ def main() -> None:
         head,
         tokenize,
         seed,
+        checkpoint=checkpoint,
     )
     scored = cache.subset(held_out)
     probabilities = predict_probabilities(model, scored.sequences, train.batch_size, tokenize)
     metrics = classification_metrics(scored.labels, probabilities, list(label_map.classes))
     write_json(f"reports/cv/fold_{fold}.json", metrics)
+    checkpoint.remove()
     print(f"train_fold {fold}: accuracy {metrics['accuracy']:.4f} on {metrics['n']} held-out texts")
 
 

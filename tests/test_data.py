@@ -169,3 +169,61 @@ def test_ids_without_an_id_column_name_the_file_and_row(tmp_path):
     assert set(pd.concat([splits["train"], splits["val"]])["id"]) == {
         f"train:{i}" for i in range(1, 21)
     }
+
+
+def balanced(n: int = 10) -> pd.DataFrame:
+    return pd.DataFrame({"text": [f"t{i}" for i in range(2 * n)], "label": ["a", "b"] * n})
+
+
+def test_broken_csv_quote_is_one_line(tmp_path):
+    path = tmp_path / "broken.csv"
+    path.write_text('text,label\n"an open quote,a\nnext,b\n')
+    with pytest.raises(BertclfError, match=r"broken\.csv: cannot be read as csv: "):
+        prepare_splits(config(path), seed=0)
+
+
+def test_empty_table_is_refused(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("text,label\n")
+    with pytest.raises(BertclfError, match=r"t\.csv: the table has no rows"):
+        prepare_splits(config(path), seed=0)
+
+
+def test_empty_texts_are_dropped_and_counted_or_refused(tmp_path):
+    path = tmp_path / "t.csv"
+    table = pd.concat([balanced(), pd.DataFrame({"text": ["", " \t "], "label": ["a", "b"]})])
+    write_table(table, path)
+    _, report = prepare_splits(config(path, val_fraction=0.2), seed=0)
+    assert report.empty_texts_dropped == 2
+    with pytest.raises(BertclfError, match=r"t\.csv: row 21 has an empty text in column 'text'"):
+        prepare_splits(config(path, val_fraction=0.2, on_empty="error"), seed=0)
+
+
+def test_conflicting_labels_are_reported_or_refused(tmp_path):
+    path = tmp_path / "t.csv"
+    extra = pd.DataFrame({"id": ["c1", "c2"], "text": ["same", "same"], "label": ["a", "b"]})
+    table = balanced().assign(id=[f"r{i}" for i in range(20)])
+    write_table(pd.concat([table, extra]), path)
+    cfg = config(path, val_fraction=0.2, id_column="id")
+    _, report = prepare_splits(cfg, seed=0)
+    assert report.conflicting_labels_dropped == 2
+    assert report.conflicting_label_examples == ["ids c1, c2 with labels a, b"]
+    with pytest.raises(BertclfError, match=r"the same text has different labels \(ids c1, c2"):
+        prepare_splits(config(path, val_fraction=0.2, id_column="id", on_conflict="error"), 0)
+
+
+def test_non_utf8_bytes_are_replaced_and_counted_when_asked(tmp_path):
+    path = tmp_path / "latin1.csv"
+    rows = "".join(f"t{i},{'ab'[i % 2]}\n" for i in range(20))
+    path.write_bytes(("text,label\ncafé,a\n" + rows).encode("latin-1"))
+    splits, report = prepare_splits(config(path, val_fraction=0.2, decode_errors="replace"), 0)
+    assert report.texts_with_replaced_bytes == 1
+    assert "caf\ufffd" in set(pd.concat(splits.values())["text"])
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("on_empty", "skip"), ("on_conflict", "keep"), ("decode_errors", "latin1")]
+)
+def test_unknown_policy_names_the_key(key, value):
+    with pytest.raises(BertclfError, match=rf"params\.yaml: data\.{key} must be one of"):
+        config("x.csv", **{key: value})

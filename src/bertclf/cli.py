@@ -1,6 +1,7 @@
 """The `bertclf` command: predict with a packaged model, and compose params.yaml from conf/."""
 
 import argparse
+import itertools
 from pathlib import Path
 
 from bertclf.errors import BertclfError, exits_cleanly
@@ -12,10 +13,23 @@ def predict(args: argparse.Namespace) -> None:
     import pandas as pd
     from tqdm import tqdm
 
-    from bertclf.data import TableWriter, read_table_chunks, require_columns, text_cells
+    from bertclf.data import (
+        TableWriter,
+        read_table_chunks,
+        require_columns,
+        table_format,
+        text_cells,
+    )
     from bertclf.files import atomic_path
 
     shard, shards = parse_shard(args.shard)
+    table_format(args.output)  # an unknown output type is refused before any work
+    chunks = read_table_chunks(args.input, args.chunk_rows)
+    first = next(chunks, None)  # the input's columns are checked before anything is written
+    if first is not None:
+        require_columns(
+            first, args.input, {"--text-column": args.text_column, "--id-column": args.id_column}
+        )
     columns = [c for c in (args.id_column, args.text_column) if c] + ["label", "probability"]
     classifier = None
     rows = 0
@@ -24,13 +38,9 @@ def predict(args: argparse.Namespace) -> None:
         TableWriter(tmp, columns) as writer,
         tqdm(unit="row", desc="predict", disable=args.quiet) as bar,
     ):
-        for number, chunk in enumerate(read_table_chunks(args.input, args.chunk_rows)):
-            if number == 0:
-                require_columns(
-                    chunk,
-                    args.input,
-                    {"--text-column": args.text_column, "--id-column": args.id_column},
-                )
+        for number, chunk in enumerate(
+            itertools.chain([first] if first is not None else [], chunks)
+        ):
             if number % shards != shard:
                 continue
             texts = text_cells(chunk, args.text_column, args.input).tolist()

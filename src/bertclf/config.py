@@ -45,9 +45,18 @@ class DataConfig:
     id_column: str | None = None
     val_fraction: float = 0.1
     test_fraction: float = 0.2
+    on_empty: str = "drop"
+    on_conflict: str = "drop"
+    decode_errors: str = "error"
     clean: CleanConfig = field(default_factory=CleanConfig)
 
     def __post_init__(self) -> None:
+        for key, options in (
+            ("on_empty", ("drop", "error")),
+            ("on_conflict", ("drop", "error")),
+            ("decode_errors", ("error", "replace")),
+        ):
+            _require(getattr(self, key) in options, f"data.{key}", f"must be one of {options}")
         _require(0 < self.val_fraction < 1, "data.val_fraction", "must be between 0 and 1")
         _require(0 < self.test_fraction < 1, "data.test_fraction", "must be between 0 and 1")
         _require(

@@ -4,6 +4,7 @@ Nothing here imports TensorFlow: bad input fails fast, with one line naming the 
 column or row.
 """
 
+import csv
 import html
 import re
 import unicodedata
@@ -18,16 +19,29 @@ from sklearn.model_selection import train_test_split
 from bertclf.config import CleanConfig, DataConfig
 from bertclf.errors import BertclfError
 
+
+def _text_options(suffix: str, decode: str) -> dict:
+    """pandas options for the text formats: every cell a string, UTF-8 decoded strictly
+    (`decode` "error") or with U+FFFD for each undecodable byte ("replace")."""
+    errors = {"error": "strict", "replace": "replace"}[decode]
+    if suffix == ".jsonl":
+        return {"lines": True, "dtype": False, "encoding": "utf-8", "encoding_errors": errors}
+    sep = "\t" if suffix == ".tsv" else ","
+    return {"sep": sep, "dtype": str, "keep_default_na": False, "encoding_errors": errors}
+
+
 READERS = {
-    ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8"),
-    ".tsv": lambda p: pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8"),
-    ".xlsx": lambda p: pd.read_excel(p, dtype=str, keep_default_na=False, engine="openpyxl"),
-    ".parquet": pd.read_parquet,
-    ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False, encoding="utf-8"),
+    ".csv": lambda p, d: pd.read_csv(p, **_text_options(".csv", d)),
+    ".tsv": lambda p, d: pd.read_csv(p, **_text_options(".tsv", d)),
+    ".xlsx": lambda p, d: pd.read_excel(p, dtype=str, keep_default_na=False, engine="openpyxl"),
+    ".parquet": lambda p, d: pd.read_parquet(p),
+    ".jsonl": lambda p, d: pd.read_json(p, **_text_options(".jsonl", d)),
 }
+# Every text quoted: unquoted, a text that is only "\r" reads back as an empty cell.
+CSV_WRITE = {"index": False, "quoting": csv.QUOTE_NONNUMERIC}
 WRITERS = {
-    ".csv": lambda df, p: df.to_csv(p, index=False),
-    ".tsv": lambda df, p: df.to_csv(p, sep="\t", index=False),
+    ".csv": lambda df, p: df.to_csv(p, **CSV_WRITE),
+    ".tsv": lambda df, p: df.to_csv(p, sep="\t", **CSV_WRITE),
     ".xlsx": lambda df, p: df.to_excel(p, index=False, engine="openpyxl"),
     ".parquet": lambda df, p: df.to_parquet(p, index=False),
     ".jsonl": lambda df, p: df.to_json(p, orient="records", lines=True, force_ascii=False),
@@ -42,13 +56,14 @@ def table_format(path: str | Path) -> str:
     return suffix
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV, TSV, XLSX, Parquet or JSONL table, the format chosen by extension."""
+def read_table(path: str | Path, decode: str = "error") -> pd.DataFrame:
+    """Read a CSV, TSV, XLSX, Parquet or JSONL table, the format chosen by extension. `decode`
+    is the policy for bytes that are not UTF-8 in the text formats: "error" or "replace"."""
     suffix = table_format(path)
     if not Path(path).is_file():
         raise BertclfError(f"{path}: file not found")
     with _read_errors(path, suffix):
-        return READERS[suffix](path).reset_index(drop=True)
+        return READERS[suffix](path, decode).reset_index(drop=True)
 
 
 @contextmanager
@@ -60,7 +75,8 @@ def _read_errors(path: str | Path, suffix: str):
         raise
     except UnicodeDecodeError as error:
         raise BertclfError(
-            f"{path}: not valid UTF-8 at byte {error.start}; save the file as UTF-8"
+            f"{path}: not valid UTF-8 at byte {error.start}; save it as UTF-8 "
+            "(in prepare, data.decode_errors=replace reads such bytes as U+FFFD)"
         ) from None
     except Exception as error:  # each reader has its own exception types
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -79,12 +95,9 @@ def read_table_chunks(path: str | Path, rows: int) -> Iterator[pd.DataFrame]:
     if not Path(path).is_file():
         raise BertclfError(f"{path}: file not found")
     if suffix in (".csv", ".tsv"):
-        sep = "\t" if suffix == ".tsv" else ","
-        chunks = pd.read_csv(
-            path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8", chunksize=rows
-        )
+        chunks = pd.read_csv(path, chunksize=rows, **_text_options(suffix, "error"))
     elif suffix == ".jsonl":
-        chunks = pd.read_json(path, lines=True, dtype=False, encoding="utf-8", chunksize=rows)
+        chunks = pd.read_json(path, chunksize=rows, **_text_options(suffix, "error"))
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -92,7 +105,7 @@ def read_table_chunks(path: str | Path, rows: int) -> Iterator[pd.DataFrame]:
         chunks = (batch.to_pandas() for batch in batches)
     else:
         chunks = (lambda t: (t.iloc[i : i + rows] for i in range(0, len(t), rows)))(
-            READERS[suffix](path)
+            READERS[suffix](path, "error")
         )
     start = 0
     with _read_errors(path, suffix):
@@ -116,7 +129,7 @@ class TableWriter:
     def write(self, df: pd.DataFrame) -> None:
         if self.format in (".csv", ".tsv"):
             sep = "\t" if self.format == ".tsv" else ","
-            df.to_csv(self.path, sep=sep, index=False, mode="a", header=not self.written)
+            df.to_csv(self.path, sep=sep, mode="a", header=not self.written, **CSV_WRITE)
         elif self.format == ".jsonl":
             with open(self.path, "a", encoding="utf-8") as f:
                 df.to_json(f, orient="records", lines=True, force_ascii=False)
@@ -207,6 +220,8 @@ class PrepareReport:
     empty_texts_dropped: int = 0
     duplicates_dropped: int = 0
     conflicting_labels_dropped: int = 0
+    conflicting_label_examples: list[str] = field(default_factory=list)
+    texts_with_replaced_bytes: int = 0
     train_texts_in_test_dropped: int = 0
     split_sizes: dict[str, int] = field(default_factory=dict)
     class_counts: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -214,7 +229,7 @@ class PrepareReport:
 
 def load_labelled(path: str, cfg: DataConfig, report: PrepareReport) -> pd.DataFrame:
     """Read a labelled table into columns id, text, label (all strings), cleaned, no empty texts."""
-    df = read_table(path)
+    df = read_table(path, cfg.decode_errors)
     require_columns(
         df,
         path,
@@ -251,17 +266,37 @@ def load_labelled(path: str, cfg: DataConfig, report: PrepareReport) -> pd.DataF
             "label": labels.astype(str).str.strip().to_numpy(),
         }
     )
-    empty = table["text"] == ""
+    report.texts_with_replaced_bytes += int(table["text"].str.contains("\ufffd").sum())
+    empty = table["text"].str.strip() == ""
+    if empty.any() and cfg.on_empty == "error":
+        row = int(empty.to_numpy().nonzero()[0][0])
+        raise BertclfError(
+            f"{path}: row {row + 1} has an empty text in column '{cfg.text_column}' "
+            "(data.on_empty=drop drops such rows)"
+        )
     report.empty_texts_dropped += int(empty.sum())
     table = table[~empty]
     if table.empty:
         raise BertclfError(f"{path}: every text in column '{cfg.text_column}' is empty")
-    return drop_duplicates(table, report)
+    return drop_duplicates(table, report, path, cfg.on_conflict)
 
 
-def drop_duplicates(table: pd.DataFrame, report: PrepareReport) -> pd.DataFrame:
-    """Keep the first of exact duplicate texts; drop texts given two different labels."""
+def drop_duplicates(
+    table: pd.DataFrame, report: PrepareReport, path: str = "", on_conflict: str = "drop"
+) -> pd.DataFrame:
+    """Keep the first of exact duplicate texts. A text given two different labels is dropped
+    with all its rows and reported (on_conflict "drop"), or refused ("error")."""
     conflicting = table.groupby("text")["label"].transform("nunique") > 1
+    if conflicting.any():
+        first = table[conflicting].iloc[0]
+        rows = table[conflicting & (table["text"] == first["text"])]
+        example = f"ids {', '.join(rows['id'])} with labels {', '.join(sorted(set(rows['label'])))}"
+        if on_conflict == "error":
+            raise BertclfError(
+                f"{path}: the same text has different labels ({example}); "
+                "data.on_conflict=drop drops such texts"
+            )
+        report.conflicting_label_examples.append(example)
     report.conflicting_labels_dropped += int(conflicting.sum())
     table = table[~conflicting]
     duplicated = table["text"].duplicated()

@@ -3,6 +3,7 @@
 It replaces the seed project's pickled OneHotEncoder.
 """
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,11 @@ class LabelMap:
 
     @classmethod
     def fit(cls, labels: Iterable[str]) -> "LabelMap":
-        values, counts = np.unique(np.asarray(list(labels), dtype=str), return_counts=True)
-        if len(values) < 2:
+        counts = Counter(labels)  # (not NumPy's str arrays: they drop trailing NUL characters)
+        if len(counts) < 2:
             raise BertclfError("the training labels hold fewer than two classes")
-        return cls(tuple(values.tolist()), tuple(int(c) for c in counts))
+        classes = tuple(sorted(counts))
+        return cls(classes, tuple(counts[c] for c in classes))
 
     def encode(self, labels: Iterable[str]) -> np.ndarray:
         index = {name: i for i, name in enumerate(self.classes)}
