@@ -44,7 +44,7 @@ def test_corrupt_xlsx_is_named(tmp_path):
 def test_non_utf8_csv_names_the_byte(tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes("text,label\ncafé,a\n".encode("latin-1"))
-    with pytest.raises(BertclfError, match=r"latin1\.csv: not valid UTF-8 at byte"):
+    with pytest.raises(BertclfError, match=r"latin1\.csv: not valid UTF-8 at byte 14 \(line 2\)"):
         read_table(path)
 
 
@@ -227,3 +227,17 @@ def test_non_utf8_bytes_are_replaced_and_counted_when_asked(tmp_path):
 def test_unknown_policy_names_the_key(key, value):
     with pytest.raises(BertclfError, match=rf"params\.yaml: data\.{key} must be one of"):
         config("x.csv", **{key: value})
+
+
+def test_missing_label_names_its_row(tmp_path):
+    path = tmp_path / "t.csv"
+    write_table(pd.concat([balanced(), pd.DataFrame({"text": ["x"], "label": [""]})]), path)
+    with pytest.raises(BertclfError, match=r"t\.csv: row 21 has no label in column 'label'"):
+        prepare_splits(config(path), seed=0)
+
+
+def test_all_texts_empty_is_refused(tmp_path):
+    path = tmp_path / "t.csv"
+    write_table(pd.DataFrame({"text": ["", "  "], "label": ["a", "b"]}), path)
+    with pytest.raises(BertclfError, match=r"t\.csv: every text in column 'text' is empty"):
+        prepare_splits(config(path), seed=0)

@@ -66,6 +66,17 @@ def read_table(path: str | Path, decode: str = "error") -> pd.DataFrame:
         return READERS[suffix](path, decode).reset_index(drop=True)
 
 
+def _first_bad_byte(path: str | Path) -> str:
+    """Where the file stops being UTF-8 (the readers' own offsets are within a buffer)."""
+    raw = Path(path).read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        return f"byte {error.start} (line {line})"
+    return "an unknown position"
+
+
 @contextmanager
 def _read_errors(path: str | Path, suffix: str):
     """Any reader's failure as one line naming the file."""
@@ -73,9 +84,9 @@ def _read_errors(path: str | Path, suffix: str):
         yield
     except BertclfError:
         raise
-    except UnicodeDecodeError as error:
+    except UnicodeDecodeError:
         raise BertclfError(
-            f"{path}: not valid UTF-8 at byte {error.start}; save it as UTF-8 "
+            f"{path}: not valid UTF-8 at {_first_bad_byte(path)}; save it as UTF-8 "
             "(in prepare, data.decode_errors=replace reads such bytes as U+FFFD)"
         ) from None
     except Exception as error:  # each reader has its own exception types
