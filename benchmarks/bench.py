@@ -104,7 +104,7 @@ def predict_ours(encoder: Path) -> dict:
     from bertclf.tokenization import bucketed_batches, encode, load_tokenizer, padded_length
 
     tokenize = TokenizeConfig(max_length=MAX_LENGTH)
-    tokenizer = load_tokenizer(encoder, MAX_LENGTH)
+    tokenizer = load_tokenizer(encoder)
     classifier = Classifier(
         classifier_model(encoder), tokenizer, LabelMap(("a", "b"), (1, 1)), tokenize, batch_size=64
     )
@@ -114,7 +114,7 @@ def predict_ours(encoder: Path) -> dict:
     seconds = time.perf_counter() - start
     import numpy as np
 
-    lengths = np.array([len(s) for s in encode(tokenizer, texts)[0]])
+    lengths = np.array([len(s) for s in encode(tokenizer, texts, tokenize).sequences])
     computed = sum(
         len(b) * padded_length(lengths[b].max(), 32, MAX_LENGTH)
         for b in bucketed_batches(lengths, 64, 32, MAX_LENGTH, None)
@@ -139,9 +139,9 @@ def train_steps(
     from bertclf.training import BucketedSequence, compile_for_training
 
     texts, labels = train_reviews()
-    sequences, _ = encode(load_tokenizer(encoder, MAX_LENGTH), texts)
     # fixed padding: every batch to max_length (bucket multiple = max_length)
     tokenize = TokenizeConfig(MAX_LENGTH, MAX_LENGTH if fixed else 32)
+    sequences = encode(load_tokenizer(encoder), texts, tokenize).sequences
     data = BucketedSequence(sequences, np.array(labels), BATCH, tokenize, seed=0)
     keras.utils.set_random_seed(0)
     keras.mixed_precision.set_global_policy(precision)

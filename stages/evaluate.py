@@ -23,19 +23,21 @@ def main() -> None:
 
     from bertclf.config import TokenizeConfig
     from bertclf.evaluation import errors_table, write_confusion_png, write_plot_data
-    from bertclf.metrics import classification_metrics
+    from bertclf.metrics import by_length, classification_metrics
     from bertclf.model import load_classifier
     from bertclf.tokenization import read_token_cache
-    from bertclf.training import predict_probabilities
+    from bertclf.training import predict_texts
 
     model, spec = load_classifier(TRAINED)
     classes, tokenize = spec["classes"], TokenizeConfig(**spec["tokenize"])
     metrics, scored = {}, {}
     for split in ("test", "val"):
         cache = read_token_cache(TOKENIZED / f"{split}.parquet")
-        y_true = cache.labels
-        probabilities = predict_probabilities(model, cache.sequences, evaluate.batch_size, tokenize)
+        texts, probabilities = predict_texts(model, cache, evaluate.batch_size, tokenize)
+        y_true = texts.labels
         metrics[split] = classification_metrics(y_true, probabilities, classes)
+        long = texts.text_lengths > tokenize.max_length
+        metrics[split]["by_length"] = by_length(y_true, probabilities, classes, long)
         scored[split] = (y_true, probabilities)
 
     y_true, probabilities = scored["test"]

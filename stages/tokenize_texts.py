@@ -5,7 +5,6 @@
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bertclf.config import load_section
@@ -13,7 +12,7 @@ from bertclf.data import SPLITS
 from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, write_json
 from bertclf.labels import LabelMap
-from bertclf.tokenization import encode, load_tokenizer, write_token_cache
+from bertclf.tokenization import encode, load_tokenizer, write_encoded_cache
 
 PREPARED = Path("data/prepared")
 PRETRAINED = Path("models/pretrained")
@@ -25,23 +24,25 @@ REPORT = "reports/tokenize.json"
 @exits_cleanly
 def main() -> None:
     tokenize = load_section("tokenize")
-    tokenizer = load_tokenizer(PRETRAINED, tokenize.max_length)
+    tokenizer = load_tokenizer(PRETRAINED)
     label_map = LabelMap.load(LABELS)
 
-    report = {"max_length": tokenize.max_length}
+    report = {"max_length": tokenize.max_length, "long_text": tokenize.long_text}
     with atomic_path(OUT) as tmp:
         tmp.mkdir()
         for name in SPLITS:
             frame = pd.read_parquet(PREPARED / f"{name}.parquet")
-            token_ids, truncated = encode(tokenizer, frame["text"].tolist())
+            encoded = encode(tokenizer, frame["text"].tolist(), tokenize)
+            n_long = encoded.long(tokenize.max_length).sum()
             label_ids = label_map.encode(frame["label"])
-            write_token_cache(tmp / f"{name}.parquet", frame["id"].tolist(), token_ids, label_ids)
-            lengths = np.array([len(t) for t in token_ids])
+            write_encoded_cache(tmp / f"{name}.parquet", frame["id"].tolist(), encoded, label_ids)
             report[name] = {
                 "texts": len(frame),
-                "truncated": truncated,
-                "mean_tokens": round(float(lengths.mean()), 1),
-                "max_tokens": int(lengths.max()),
+                "long_texts": int(n_long),
+                "truncated": 0 if tokenize.long_text == "chunks" else int(n_long),
+                "sequences": len(encoded.sequences),
+                "mean_tokens": round(float(encoded.lengths.mean()), 1),
+                "max_tokens": int(encoded.lengths.max()),
             }
     write_json(REPORT, report)
     print(f"tokenize: {report}")

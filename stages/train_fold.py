@@ -37,7 +37,7 @@ def main() -> None:
     from bertclf.labels import LabelMap
     from bertclf.metrics import classification_metrics
     from bertclf.tokenization import read_token_cache
-    from bertclf.training import predict_probabilities, train_classifier
+    from bertclf.training import predict_texts, train_classifier
 
     label_map = LabelMap.load(LABELS)
     cache = read_token_cache(TOKENIZED / "train.parquet")
@@ -58,9 +58,8 @@ def main() -> None:
         seed,
         checkpoint=checkpoint,
     )
-    scored = cache.subset(held_out)
-    probabilities = predict_probabilities(model, scored.sequences, train.batch_size, tokenize)
-    metrics = classification_metrics(scored.labels, probabilities, list(label_map.classes))
+    texts, probabilities = predict_texts(model, cache.subset(held_out), train.batch_size, tokenize)
+    metrics = classification_metrics(texts.labels, probabilities, list(label_map.classes))
     write_json(f"reports/cv/fold_{fold}.json", metrics)
     checkpoint.remove()
     print(f"train_fold {fold}: accuracy {metrics['accuracy']:.4f} on {metrics['n']} held-out texts")

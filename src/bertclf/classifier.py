@@ -9,7 +9,7 @@ from bertclf.config import TokenizeConfig
 from bertclf.errors import BertclfError
 from bertclf.labels import LabelMap
 from bertclf.package import verify_bundle
-from bertclf.tokenization import encode, load_tokenizer
+from bertclf.tokenization import encode, load_tokenizer, pool_windows
 
 
 class Classifier:
@@ -43,9 +43,7 @@ class Classifier:
         label_map = LabelMap.load(path / "labels.json")
         if list(label_map.classes) != spec["classes"]:
             raise BertclfError(f"{path}: labels.json and model.json disagree on the classes")
-        return cls(
-            model, load_tokenizer(path, tokenize.max_length), label_map, tokenize, batch_size
-        )
+        return cls(model, load_tokenizer(path), label_map, tokenize, batch_size)
 
     @staticmethod
     def _texts(texts: str | Iterable[str]) -> list[str]:
@@ -60,16 +58,22 @@ class Classifier:
     def predict_proba(
         self, texts: str | Iterable[str], batch_size: int | None = None, progress: bool = False
     ) -> np.ndarray:
-        """Probabilities, shape (n_texts, n_classes), columns in `classes_` order."""
+        """Probabilities, shape (n_texts, n_classes), columns in `classes_` order. Long texts
+        are fitted to the window the way the model was trained (`tokenize.long_text`)."""
         from bertclf.training import predict_probabilities
 
         texts = self._texts(texts)
         if not texts:
             return np.zeros((0, len(self.classes_)), dtype=np.float32)
-        sequences, _ = encode(self.tokenizer, texts)
-        return predict_probabilities(
-            self.model, sequences, batch_size or self.batch_size, self.tokenize, progress=progress
+        encoded = encode(self.tokenizer, texts, self.tokenize)
+        rows = predict_probabilities(
+            self.model,
+            encoded.sequences,
+            batch_size or self.batch_size,
+            self.tokenize,
+            progress=progress,
         )
+        return pool_windows(rows, encoded.text_index, len(texts), self.tokenize.chunk_pooling)
 
     def predict(self, texts: str | Iterable[str], batch_size: int | None = None) -> np.ndarray:
         """The most probable label of each text."""

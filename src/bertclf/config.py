@@ -17,6 +17,7 @@ from bertclf.files import atomic_path
 PARAMS_FILE = "params.yaml"
 POOLINGS = ("mean", "cls", "pooler")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+LONG_TEXT = ("head", "head_tail", "chunks")
 DISTRIBUTIONS = ("auto", "one_device", "mirrored", "multi_worker")
 
 
@@ -132,10 +133,28 @@ class TrainConfig:
 class TokenizeConfig:
     max_length: int = 256
     bucket_multiple: int = 32
+    long_text: str = "head"
+    head_fraction: float = 0.25
+    chunk_stride: int = 32
+    chunk_pooling: str = "mean"
 
     def __post_init__(self) -> None:
         _require(8 <= self.max_length <= 512, "tokenize.max_length", "must be in [8, 512]")
         _require(self.bucket_multiple >= 1, "tokenize.bucket_multiple", "must be at least 1")
+        _require(
+            self.long_text in LONG_TEXT,
+            "tokenize.long_text",
+            f"must be one of {', '.join(LONG_TEXT)}",
+        )
+        _require(0 <= self.head_fraction <= 1, "tokenize.head_fraction", "must be in [0, 1]")
+        _require(
+            self.long_text != "chunks" or 0 <= self.chunk_stride < self.max_length - 2,
+            "tokenize.chunk_stride",
+            "must be >= 0 and below tokenize.max_length - 2 (the tokens a window holds)",
+        )
+        _require(
+            self.chunk_pooling in ("mean", "max"), "tokenize.chunk_pooling", "must be mean or max"
+        )
 
 
 @dataclass

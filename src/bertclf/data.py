@@ -42,11 +42,33 @@ CSV_WRITE = {"index": False, "quoting": csv.QUOTE_NONNUMERIC}
 WRITERS = {
     ".csv": lambda df, p: df.to_csv(p, **CSV_WRITE),
     ".tsv": lambda df, p: df.to_csv(p, sep="\t", **CSV_WRITE),
-    ".xlsx": lambda df, p: df.to_excel(p, index=False, engine="openpyxl"),
+    ".xlsx": lambda df, p: _write_xlsx(df, p),
     ".parquet": lambda df, p: df.to_parquet(p, index=False),
     ".jsonl": lambda df, p: df.to_json(p, orient="records", lines=True, force_ascii=False),
 }
 SPLITS = ("train", "val", "test")
+
+
+def _write_xlsx(df: pd.DataFrame, path: str | Path) -> None:
+    """Like DataFrame.to_excel, except that a text starting with "=" stays text: Excel (and
+    pandas) would store it as a formula, and the text would be lost (or run, when opened)."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet()
+    sheet.append([str(c) for c in df.columns])
+    for row in df.itertuples(index=False):
+        cells = []
+        for value in row:
+            if isinstance(value, str) and value.startswith("="):
+                value = WriteOnlyCell(sheet, value=value)
+                value.data_type = "s"
+            elif not isinstance(value, str) and pd.isna(value):
+                value = None
+            cells.append(value)
+        sheet.append(cells)
+    workbook.save(path)
 
 
 def table_format(path: str | Path) -> str:

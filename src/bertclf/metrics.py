@@ -20,6 +20,23 @@ TOP_K = 3  # top_k_accuracy is reported where there are more than five classes
 CALIBRATION_BINS = 10
 
 
+LENGTH_KEYS = ("n", "accuracy", "macro_precision", "macro_recall", "macro_f1")
+
+
+def by_length(
+    y_true: np.ndarray, probabilities: np.ndarray, classes: list[str], long: np.ndarray
+) -> dict:
+    """The headline metrics separately for texts that fit the window and texts that do not."""
+    parts = {}
+    for name, rows in (("fits", ~long), ("long", long)):
+        if not rows.any():
+            parts[name] = {"n": 0}
+            continue
+        metrics = classification_metrics(np.asarray(y_true)[rows], probabilities[rows], classes)
+        parts[name] = {key: metrics[key] for key in LENGTH_KEYS}
+    return parts
+
+
 def classification_metrics(
     y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]
 ) -> dict:

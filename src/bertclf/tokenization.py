@@ -7,17 +7,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
+from bertclf.config import TokenizeConfig
 from bertclf.errors import BertclfError
 
 TOKENIZER_FILE = "tokenizer.json"
 
 
-def load_tokenizer(model_dir: str | Path, max_length: int) -> Tokenizer:
-    """The encoder's fast tokenizer, with no padding and truncation at `max_length`.
+def load_tokenizer(model_dir: str | Path) -> Tokenizer:
+    """The encoder's fast tokenizer, with neither padding nor truncation: `encode` fits long
+    texts to the window by the configured strategy.
 
     Some shipped tokenizer.json files have padding and truncation baked in: both are reset here.
     """
@@ -26,41 +29,129 @@ def load_tokenizer(model_dir: str | Path, max_length: int) -> Tokenizer:
         raise BertclfError(f"{path}: tokenizer file not found")
     tokenizer = Tokenizer.from_file(str(path))
     tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length=max_length)
+    tokenizer.no_truncation()
     return tokenizer
 
 
-def encode(tokenizer: Tokenizer, texts: list[str]) -> tuple[list[np.ndarray], int]:
-    """Token ids per text (special tokens included, unpadded), and how many were truncated."""
-    encodings = tokenizer.encode_batch(list(texts))
-    truncated = sum(1 for e in encodings if e.overflowing)
-    return [np.asarray(e.ids, dtype=np.int32) for e in encodings], truncated
+def fit_to_window(ids: np.ndarray, tokenize: TokenizeConfig) -> list[np.ndarray]:
+    """One text's token ids ([CLS] ... [SEP]) as the sequences the model sees.
+
+    head: the first max_length - 2 tokens; head_tail: head_fraction of them from the start and
+    the rest from the end; chunks: windows of max_length - 2 tokens, each overlapping the
+    previous by chunk_stride. Every sequence keeps [CLS] first and [SEP] last."""
+    cls, content, sep = ids[:1], ids[1:-1], ids[-1:]
+    budget = tokenize.max_length - 2
+    if len(content) <= budget:
+        return [ids]
+    if tokenize.long_text == "head":
+        parts = [content[:budget]]
+    elif tokenize.long_text == "head_tail":
+        head = round(budget * tokenize.head_fraction)
+        parts = [content[:head], content[len(content) - (budget - head) :]]
+    else:
+        step = budget - tokenize.chunk_stride
+        starts = range(0, len(content) - tokenize.chunk_stride, step)
+        return [np.concatenate([cls, content[s : s + budget], sep]) for s in starts]
+    return [np.concatenate([cls, *parts, sep])]
+
+
+@dataclass
+class Encoded:
+    """Texts as model inputs: one sequence per text, or several with chunks."""
+
+    sequences: list[np.ndarray]
+    text_index: np.ndarray  # the text each sequence comes from, ascending
+    lengths: np.ndarray  # each text's whole token count, [CLS] and [SEP] included
+
+    def long(self, max_length: int) -> np.ndarray:
+        """Which texts do not fit the window."""
+        return self.lengths > max_length
+
+
+def encode(tokenizer: Tokenizer, texts: list[str], tokenize: TokenizeConfig) -> Encoded:
+    """Token ids of every text, fitted to `tokenize.max_length` by `tokenize.long_text`."""
+    sequences, text_index, lengths = [], [], []
+    for i, encoding in enumerate(tokenizer.encode_batch(list(texts))):
+        ids = np.asarray(encoding.ids, dtype=np.int32)
+        windows = fit_to_window(ids, tokenize)
+        sequences.extend(windows)
+        text_index.extend([i] * len(windows))
+        lengths.append(len(ids))
+    return Encoded(sequences, np.asarray(text_index, dtype=np.int64), np.asarray(lengths))
+
+
+def pool_windows(
+    probabilities: np.ndarray, text_index: np.ndarray, n_texts: int, how: str = "mean"
+) -> np.ndarray:
+    """One row of class probabilities per text from one row per sequence: the mean (equal to
+    averaging the logits) or the maximum of the windows' log-probabilities, renormalised."""
+    if len(text_index) == n_texts:
+        return probabilities  # one sequence per text
+    log_p = np.log(np.clip(probabilities.astype(np.float64), 1e-30, None))
+    pooled = np.full((n_texts, probabilities.shape[1]), -np.inf if how == "max" else 0.0)
+    if how == "max":
+        np.maximum.at(pooled, text_index, log_p)
+    else:
+        np.add.at(pooled, text_index, log_p)
+        pooled /= np.bincount(text_index, minlength=n_texts)[:, None]
+    pooled -= pooled.max(axis=1, keepdims=True)
+    result = np.exp(pooled)
+    return (result / result.sum(axis=1, keepdims=True)).astype(probabilities.dtype)
 
 
 def write_token_cache(
-    path: str | Path, ids: list[str], token_ids: list[np.ndarray], label_ids: np.ndarray | None
+    path: str | Path,
+    ids: list[str],
+    token_ids: list[np.ndarray],
+    label_ids: np.ndarray | None,
+    text_lengths: np.ndarray | None = None,
 ) -> None:
+    """One row per sequence: a text cut into several windows has several rows with its id.
+    `text_lengths` is each row's whole text's token count."""
     columns = {
         "id": pa.array(ids, type=pa.string()),
         "input_ids": pa.array([t.tolist() for t in token_ids], type=pa.list_(pa.int32())),
     }
     if label_ids is not None:
         columns["label_id"] = pa.array(np.asarray(label_ids, dtype=np.int32))
+    if text_lengths is not None:
+        columns["text_tokens"] = pa.array(np.asarray(text_lengths, dtype=np.int32))
     pq.write_table(pa.table(columns), path)
+
+
+def write_encoded_cache(path: str | Path, ids: list[str], encoded: Encoded, label_ids) -> None:
+    """A split's cache from `encode`'s output: each sequence with its text's id and label."""
+    rows = encoded.text_index
+    labels = None if label_ids is None else np.asarray(label_ids)[rows]
+    write_token_cache(
+        path, np.asarray(ids)[rows].tolist(), encoded.sequences, labels, encoded.lengths[rows]
+    )
 
 
 @dataclass
 class TokenCache:
-    """One split's token cache: ids, unpadded token ids and label ids, row for row."""
+    """One split's token cache, row for row: text id, unpadded token ids, label id and the
+    whole text's token count. With chunks, one text spans several consecutive rows."""
 
     ids: np.ndarray
     sequences: list[np.ndarray]
     labels: np.ndarray | None
+    text_lengths: np.ndarray | None = None
 
     def subset(self, rows: np.ndarray) -> "TokenCache":
         rows = np.flatnonzero(rows) if rows.dtype == bool else rows
         labels = None if self.labels is None else self.labels[rows]
-        return TokenCache(self.ids[rows], [self.sequences[i] for i in rows], labels)
+        lengths = None if self.text_lengths is None else self.text_lengths[rows]
+        return TokenCache(self.ids[rows], [self.sequences[i] for i in rows], labels, lengths)
+
+    def texts(self) -> "TokenCache":
+        """The first row of every text: its id, label and length (sequences of that row)."""
+        _, first = np.unique(self.ids, return_index=True)
+        return self.subset(np.sort(first))
+
+    def text_index(self) -> np.ndarray:
+        """For every row, the position of its text in `texts()`."""
+        return pd.factorize(self.ids)[0]
 
 
 def read_token_cache(path: str | Path) -> TokenCache:
@@ -69,8 +160,10 @@ def read_token_cache(path: str | Path) -> TokenCache:
     offsets = column.offsets.to_numpy()
     flat = column.values.to_numpy()
     sequences = [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
-    labels = table.column("label_id").to_numpy() if "label_id" in table.column_names else None
-    return TokenCache(table.column("id").to_numpy(zero_copy_only=False), sequences, labels)
+    names = table.column_names
+    labels = table.column("label_id").to_numpy() if "label_id" in names else None
+    lengths = table.column("text_tokens").to_numpy() if "text_tokens" in names else None
+    return TokenCache(table.column("id").to_numpy(zero_copy_only=False), sequences, labels, lengths)
 
 
 def padded_length(length: int, multiple: int, max_length: int) -> int:

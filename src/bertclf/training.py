@@ -13,7 +13,13 @@ from bertclf.config import HeadConfig, TokenizeConfig, TrainConfig
 from bertclf.distribution import configure
 from bertclf.labels import LabelMap
 from bertclf.model import build_classifier
-from bertclf.tokenization import TokenCache, bucketed_batches, full_batches, pad_batch
+from bertclf.tokenization import (
+    TokenCache,
+    bucketed_batches,
+    full_batches,
+    pad_batch,
+    pool_windows,
+)
 
 
 class BucketedSequence(keras.utils.Sequence):
@@ -104,6 +110,16 @@ def predict_probabilities(
     result = np.empty_like(probabilities)
     result[batches.order()] = probabilities
     return result
+
+
+def predict_texts(
+    model, cache: TokenCache, batch_size: int, tokenize: TokenizeConfig
+) -> tuple[TokenCache, np.ndarray]:
+    """Probabilities per text of a token cache, the windows of a text pooled (chunks).
+    Returns the texts' rows of the cache (id, label, length) and the probabilities."""
+    rows = predict_probabilities(model, cache.sequences, batch_size, tokenize)
+    texts = cache.texts()
+    return texts, pool_windows(rows, cache.text_index(), len(texts.ids), tokenize.chunk_pooling)
 
 
 def compile_for_training(model, train: TrainConfig, steps_per_epoch: int) -> None:
