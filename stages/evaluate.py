@@ -1,5 +1,6 @@
 """Metrics on the test and validation splits, plot data, the confusion matrix and the errors."""
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -30,10 +31,12 @@ def main() -> None:
 
     model, spec = load_classifier(TRAINED)
     classes, tokenize = spec["classes"], TokenizeConfig(**spec["tokenize"])
-    metrics, scored = {}, {}
+    metrics, scored, seconds = {}, {}, {}
     for split in ("test", "val"):
         cache = read_token_cache(TOKENIZED / f"{split}.parquet")
+        start = time.perf_counter()
         texts, probabilities = predict_texts(model, cache, evaluate.batch_size, tokenize)
+        seconds[split] = time.perf_counter() - start
         y_true = texts.labels
         metrics[split] = classification_metrics(y_true, probabilities, classes)
         long = texts.text_lengths > tokenize.max_length
@@ -51,7 +54,8 @@ def main() -> None:
     write_json(METRICS, metrics)
     print(
         f"evaluate: test accuracy {metrics['test']['accuracy']:.4f}, "
-        f"macro F1 {metrics['test']['macro_f1']:.4f} (n={metrics['test']['n']})"
+        f"macro F1 {metrics['test']['macro_f1']:.4f} (n={metrics['test']['n']}); "
+        f"predicted the test split in {seconds['test']:.1f} s"
     )
 
 

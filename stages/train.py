@@ -6,6 +6,7 @@ only the chief writes the stage's outputs, the others write to a temporary direc
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from bertclf.config import load_section
@@ -52,6 +53,7 @@ def main() -> None:
     live = Live(live_dir, dvcyaml=None, save_dvc_exp=False, resume=resuming)
     if resuming:
         live.step = checkpoint.next_epoch
+    start = time.perf_counter()
     model, encoder_config = train_classifier(
         PRETRAINED,
         label_map,
@@ -71,7 +73,7 @@ def main() -> None:
         shutil.rmtree(scratch)
     if checkpoint is not None:
         checkpoint.remove()
-    print(f"train: saved {out}/")
+    print(f"train: saved {out}/ after {time.perf_counter() - start:.0f} s of training")
 
 
 if __name__ == "__main__":
