@@ -60,7 +60,11 @@ class Checkpoint:
     def for_run(
         cls, stage: str, params: dict, inputs: list[str | Path], snapshots=None
     ) -> "Checkpoint":
-        return cls(ROOT / f"{stage}-{run_key(params, inputs)}", snapshots)
+        directory = ROOT / f"{stage}-{run_key(params, inputs)}"
+        for stale in ROOT.glob(f"{stage}-*"):  # a changed run's state can never be resumed
+            if stale != directory:
+                shutil.rmtree(stale, ignore_errors=True)
+        return cls(directory, snapshots)
 
     @property
     def next_epoch(self) -> int:

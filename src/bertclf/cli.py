@@ -90,11 +90,16 @@ def evaluate(args: argparse.Namespace) -> None:
         raise BertclfError(f"{args.input}: {error}") from None
 
     from bertclf.classifier import Classifier  # imports TensorFlow: after the input is checked
-    from bertclf.metrics import classification_metrics
+    from bertclf.metrics import by_length, classification_metrics
+    from bertclf.tokenization import encode
 
     classifier = Classifier.load(args.model)
     probabilities = classifier.predict_proba(texts, batch_size=args.batch_size, progress=True)
-    metrics = classification_metrics(y_true, probabilities, list(classifier.classes_))
+    classes = list(classifier.classes_)
+    metrics = classification_metrics(y_true, probabilities, classes)
+    lengths = encode(classifier.tokenizer, texts, classifier.tokenize).lengths
+    long = lengths > classifier.tokenize.max_length
+    metrics["by_length"] = by_length(y_true, probabilities, classes, long)
     if args.output:
         write_json(args.output, metrics)
     for key in ("n", "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1"):

@@ -1,0 +1,61 @@
+"""A model trained with chunks is evaluated and used with chunks: the strategy travels in the
+package. Real `dvc exp run` on the tiny model's shared build."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TINY, restore, run
+
+from bertclf.tokenization import encode, pad_batch
+
+pytestmark = pytest.mark.e2e
+CHUNKS = ["tokenize.max_length=64", "tokenize.long_text=chunks", "tokenize.chunk_stride=16"]
+
+
+def test_a_model_trained_with_chunks_predicts_with_chunks(dag_repo, tmp_path):
+    from bertclf import Classifier
+
+    try:
+        run(["dvc", "exp", "run", *[f"-S{o}" for o in [*TINY, *CHUNKS]]], dag_repo, timeout=900)
+        report = json.loads((dag_repo / "reports/tokenize.json").read_text())
+        assert report["test"]["sequences"] > report["test"]["texts"] == 1000
+        metrics = json.loads((dag_repo / "reports/metrics.json").read_text())["test"]
+        parts = metrics["by_length"]
+        assert parts["long"]["n"] == report["test"]["long_texts"] > 0
+        assert parts["fits"]["n"] + parts["long"]["n"] == 1000
+
+        classifier = Classifier.load(dag_repo / "models/package")
+        assert classifier.tokenize.long_text == "chunks"
+        test = pd.read_parquet(dag_repo / "data/prepared/test.parquet")
+        encoded = encode(classifier.tokenizer, test["text"].tolist(), classifier.tokenize)
+        texts = test["text"][encoded.long(64)].head(8).tolist()
+        # by hand: every window through the model, log-probabilities averaged per text
+        by_hand = []
+        for text in texts:
+            windows = encode(classifier.tokenizer, [text], classifier.tokenize).sequences
+            assert len(windows) > 1
+            p = np.stack(
+                [classifier.model.predict_on_batch(pad_batch([w], 1, 64))[0] for w in windows]
+            )
+            mean = np.exp(np.log(p).mean(axis=0))
+            by_hand.append(mean / mean.sum())
+        predicted = classifier.predict_proba(texts)
+        np.testing.assert_allclose(predicted, np.array(by_hand), atol=1e-5)
+        # reading the same texts by their head gives other numbers: the strategy matters
+        classifier.tokenize = dataclasses.replace(classifier.tokenize, long_text="head")
+        assert np.abs(classifier.predict_proba(texts) - predicted).max() > 1e-4
+
+        out = tmp_path / "metrics.json"
+        package, prepared = "models/package", "data/prepared/test.parquet"
+        run(
+            ["bertclf", "evaluate", "--model", package, "--input", prepared, "--output", str(out)],
+            dag_repo,
+        )
+        scored = json.loads(out.read_text())
+        assert scored["log_loss"] == pytest.approx(metrics["log_loss"], abs=1e-4)
+        assert scored["by_length"]["long"]["n"] == parts["long"]["n"]
+    finally:
+        restore(dag_repo)
