@@ -41,8 +41,22 @@ Per class, on test:
 
 ## Intended use and limits
 Classifies texts like those it was trained on into the classes above. It always answers with
-one of those classes, however unlike its training data a text is. Texts longer than
-{params["tokenize"]["max_length"]} tokens are truncated: only their beginning is read.
+one of those classes, however unlike its training data a text is. {_long_texts(params["tokenize"])}
 Metrics were measured on {test["n"]} held-out texts; one standard error of accuracy is about
 {(test["accuracy"] * (1 - test["accuracy"]) / max(test["n"], 1)) ** 0.5:.3f}.
 """
+
+
+def _long_texts(tokenize: dict) -> str:
+    limit, strategy = tokenize["max_length"], tokenize.get("long_text", "head")
+    if strategy == "chunks":
+        return (
+            f"Texts longer than {limit} tokens are read in overlapping windows whose "
+            f"predictions are pooled ({tokenize['chunk_pooling']})."
+        )
+    if strategy == "head_tail":
+        return (
+            f"Texts longer than {limit} tokens are cut in the middle: only their beginning "
+            "and end are read."
+        )
+    return f"Texts longer than {limit} tokens are truncated: only their beginning is read."
