@@ -35,7 +35,7 @@ def main() -> None:
 
     from bertclf.checkpoint import Checkpoint
     from bertclf.labels import LabelMap
-    from bertclf.metrics import classification_metrics
+    from bertclf.metrics import by_length, classification_metrics
     from bertclf.tokenization import read_token_cache
     from bertclf.training import predict_texts, train_classifier
 
@@ -59,7 +59,10 @@ def main() -> None:
         checkpoint=checkpoint,
     )
     texts, probabilities = predict_texts(model, cache.subset(held_out), train.batch_size, tokenize)
-    metrics = classification_metrics(texts.labels, probabilities, list(label_map.classes))
+    classes = list(label_map.classes)
+    metrics = classification_metrics(texts.labels, probabilities, classes)
+    long = texts.text_lengths > tokenize.max_length
+    metrics["by_length"] = by_length(texts.labels, probabilities, classes, long)
     write_json(f"reports/cv/fold_{fold}.json", metrics)
     checkpoint.remove()
     print(f"train_fold {fold}: accuracy {metrics['accuracy']:.4f} on {metrics['n']} held-out texts")
