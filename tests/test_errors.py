@@ -40,3 +40,18 @@ def test_stage_errors_are_one_line_too(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: params.yaml: train.epochs")
     assert "Traceback" not in result.stderr
+
+
+def test_predict_names_an_unreadable_input_and_writes_nothing(tmp_path):
+    from conftest import NEWS_SAMPLE
+
+    (tmp_path / "broken.csv").write_text('text,label\n"an open quote,a\nnext,b\n')
+    (tmp_path / "broken.xlsx").write_bytes(NEWS_SAMPLE.read_bytes()[:300])
+    for name, reason in [("broken.csv", "EOF inside string"), ("broken.xlsx", "not a zip file")]:
+        args = ["bertclf", "predict", "--model", "m", "--input", name, "--output", "out.csv"]
+        result = run(args, tmp_path, check=False)
+        assert result.returncode == 2, result.stderr
+        line = result.stderr.strip()
+        assert line.startswith(f"error: {name}: cannot be read as ") and reason in line, line
+        assert "\n" not in line
+        assert not (tmp_path / "out.csv").exists()

@@ -127,21 +127,20 @@ def read_table_chunks(path: str | Path, rows: int) -> Iterator[pd.DataFrame]:
     suffix = table_format(path)
     if not Path(path).is_file():
         raise BertclfError(f"{path}: file not found")
-    if suffix in (".csv", ".tsv"):
-        chunks = pd.read_csv(path, chunksize=rows, **_text_options(suffix, "error"))
-    elif suffix == ".jsonl":
-        chunks = pd.read_json(path, chunksize=rows, **_text_options(suffix, "error"))
-    elif suffix == ".parquet":
-        import pyarrow.parquet as pq
+    with _read_errors(path, suffix):  # readers fail when opened as well as when read
+        if suffix in (".csv", ".tsv"):
+            chunks = pd.read_csv(path, chunksize=rows, **_text_options(suffix, "error"))
+        elif suffix == ".jsonl":
+            chunks = pd.read_json(path, chunksize=rows, **_text_options(suffix, "error"))
+        elif suffix == ".parquet":
+            import pyarrow.parquet as pq
 
-        batches = pq.ParquetFile(path).iter_batches(batch_size=rows)
-        chunks = (batch.to_pandas() for batch in batches)
-    else:
-        chunks = (lambda t: (t.iloc[i : i + rows] for i in range(0, len(t), rows)))(
-            READERS[suffix](path, "error")
-        )
-    start = 0
-    with _read_errors(path, suffix):
+            batches = pq.ParquetFile(path).iter_batches(batch_size=rows)
+            chunks = (batch.to_pandas() for batch in batches)
+        else:
+            table = READERS[suffix](path, "error")
+            chunks = (table.iloc[i : i + rows] for i in range(0, len(table), rows))
+        start = 0
         for chunk in chunks:
             chunk.index = pd.RangeIndex(start, start + len(chunk))
             start += len(chunk)
