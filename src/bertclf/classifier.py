@@ -9,7 +9,7 @@ from bertclf.config import TokenizeConfig
 from bertclf.errors import BertclfError
 from bertclf.labels import LabelMap
 from bertclf.package import verify_bundle
-from bertclf.tokenization import encode, load_tokenizer, pool_windows
+from bertclf.tokenization import Encoded, encode, load_tokenizer, pool_windows
 
 
 class Classifier:
@@ -60,12 +60,22 @@ class Classifier:
     ) -> np.ndarray:
         """Probabilities, shape (n_texts, n_classes), columns in `classes_` order. Long texts
         are fitted to the window the way the model was trained (`tokenize.long_text`)."""
+
+        return self.predict_encoded(self.encode(texts), batch_size, progress)
+
+    def encode(self, texts: str | Iterable[str]) -> Encoded:
+        """The texts' token ids, fitted to the window as in training."""
+        return encode(self.tokenizer, self._texts(texts), self.tokenize)
+
+    def predict_encoded(
+        self, encoded: Encoded, batch_size: int | None = None, progress: bool = False
+    ) -> np.ndarray:
+        """`predict_proba` on texts already encoded with `encode` (one row per text)."""
         from bertclf.training import predict_probabilities
 
-        texts = self._texts(texts)
-        if not texts:
+        n_texts = len(encoded.lengths)
+        if not n_texts:
             return np.zeros((0, len(self.classes_)), dtype=np.float32)
-        encoded = encode(self.tokenizer, texts, self.tokenize)
         rows = predict_probabilities(
             self.model,
             encoded.sequences,
@@ -73,7 +83,7 @@ class Classifier:
             self.tokenize,
             progress=progress,
         )
-        return pool_windows(rows, encoded.text_index, len(texts), self.tokenize.chunk_pooling)
+        return pool_windows(rows, encoded.text_index, n_texts, self.tokenize.chunk_pooling)
 
     def predict(self, texts: str | Iterable[str], batch_size: int | None = None) -> np.ndarray:
         """The most probable label of each text."""

@@ -91,14 +91,13 @@ def evaluate(args: argparse.Namespace) -> None:
 
     from bertclf.classifier import Classifier  # imports TensorFlow: after the input is checked
     from bertclf.metrics import by_length, classification_metrics
-    from bertclf.tokenization import encode
 
     classifier = Classifier.load(args.model)
-    probabilities = classifier.predict_proba(texts, batch_size=args.batch_size, progress=True)
+    encoded = classifier.encode(texts)  # once: for the predictions and the texts' lengths
+    probabilities = classifier.predict_encoded(encoded, args.batch_size, progress=True)
     classes = list(classifier.classes_)
     metrics = classification_metrics(y_true, probabilities, classes)
-    lengths = encode(classifier.tokenizer, texts, classifier.tokenize).lengths
-    long = lengths > classifier.tokenize.max_length
+    long = encoded.long(classifier.tokenize.max_length)
     metrics["by_length"] = by_length(y_true, probabilities, classes, long)
     if args.output:
         write_json(args.output, metrics)

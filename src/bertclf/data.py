@@ -19,6 +19,8 @@ from sklearn.model_selection import train_test_split
 from bertclf.config import CleanConfig, DataConfig
 from bertclf.errors import BertclfError
 
+SEPARATORS = {".csv": ",", ".tsv": "\t"}
+
 
 def _text_options(suffix: str, decode: str) -> dict:
     """pandas options for the text formats: every cell a string, UTF-8 decoded strictly
@@ -26,7 +28,7 @@ def _text_options(suffix: str, decode: str) -> dict:
     errors = {"error": "strict", "replace": "replace"}[decode]
     if suffix == ".jsonl":
         return {"lines": True, "dtype": False, "encoding": "utf-8", "encoding_errors": errors}
-    sep = "\t" if suffix == ".tsv" else ","
+    sep = SEPARATORS[suffix]
     return {"sep": sep, "dtype": str, "keep_default_na": False, "encoding_errors": errors}
 
 
@@ -40,7 +42,7 @@ READERS = {
 # Every text quoted: unquoted, a text that is only "\r" reads back as an empty cell.
 CSV_WRITE = {"index": False, "quoting": csv.QUOTE_NONNUMERIC}
 WRITERS = {
-    ".csv": lambda df, p: df.to_csv(p, **CSV_WRITE),
+    ".csv": lambda df, p: df.to_csv(p, sep=",", **CSV_WRITE),
     ".tsv": lambda df, p: df.to_csv(p, sep="\t", **CSV_WRITE),
     ".xlsx": lambda df, p: _write_xlsx(df, p),
     ".parquet": lambda df, p: df.to_parquet(p, index=False),
@@ -159,8 +161,8 @@ class TableWriter:
         self.written = False
 
     def write(self, df: pd.DataFrame) -> None:
-        if self.format in (".csv", ".tsv"):
-            sep = "\t" if self.format == ".tsv" else ","
+        if self.format in SEPARATORS:
+            sep = SEPARATORS[self.format]
             df.to_csv(self.path, sep=sep, mode="a", header=not self.written, **CSV_WRITE)
         elif self.format == ".jsonl":
             with open(self.path, "a", encoding="utf-8") as f:
@@ -314,7 +316,7 @@ def load_labelled(path: str, cfg: DataConfig, report: PrepareReport) -> pd.DataF
 
 
 def drop_duplicates(
-    table: pd.DataFrame, report: PrepareReport, path: str = "", on_conflict: str = "drop"
+    table: pd.DataFrame, report: PrepareReport, path: str, on_conflict: str
 ) -> pd.DataFrame:
     """Keep the first of exact duplicate texts. A text given two different labels is dropped
     with all its rows and reported (on_conflict "drop"), or refused ("error")."""
