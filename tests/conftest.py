@@ -11,6 +11,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 NEWS_SAMPLE = SHARED / "fixtures" / "News_Sample_data.xlsx"
+
+
+@pytest.fixture
+def news_sample() -> Path:
+    """The seed project's own Excel file, read from ../shared (never copied into the project)."""
+    if not NEWS_SAMPLE.is_file():
+        pytest.skip(f"{NEWS_SAMPLE} not found: clone the project beside ../shared to run this")
+    return NEWS_SAMPLE
+
+
 BIN = Path(sys.executable).parent
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

@@ -1,6 +1,5 @@
 import pandas as pd
 import pytest
-from conftest import NEWS_SAMPLE
 
 from bertclf.config import CleanConfig, DataConfig
 from bertclf.data import clean_text, prepare_splits, read_table, write_table
@@ -36,7 +35,8 @@ def test_missing_file_is_named(tmp_path):
 
 def test_corrupt_xlsx_is_named(tmp_path):
     path = tmp_path / "broken.xlsx"
-    path.write_bytes(NEWS_SAMPLE.read_bytes()[:500])
+    write_table(TABLE, tmp_path / "whole.xlsx")
+    path.write_bytes((tmp_path / "whole.xlsx").read_bytes()[:500])
     with pytest.raises(BertclfError, match=r"broken\.xlsx: cannot be read as xlsx"):
         read_table(path)
 
@@ -100,9 +100,9 @@ def test_cleaning_options():
     assert clean_text("Visit <b>https://x.io</b> now, 42 Times & more!", options) == "Visit Times"
 
 
-def test_news_sample_splits_are_stratified_and_disjoint():
+def test_news_sample_splits_are_stratified_and_disjoint(news_sample):
     cfg = config(
-        NEWS_SAMPLE,
+        news_sample,
         text_column="EXCERPT",
         label_column="TAG",
         id_column="ID",
@@ -118,7 +118,7 @@ def test_news_sample_splits_are_stratified_and_disjoint():
     texts = [set(part["text"]) for part in splits.values()]
     assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
     ids = pd.concat(splits.values())["id"]
-    assert sorted(ids) == sorted(read_table(NEWS_SAMPLE)["ID"].astype(str))
+    assert sorted(ids) == sorted(read_table(news_sample)["ID"].astype(str))
 
 
 def test_duplicates_and_test_overlap_are_dropped_from_train(tmp_path):

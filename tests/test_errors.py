@@ -1,6 +1,7 @@
 """Entry points print one line per problem and exit non-zero, unless BERTCLF_DEBUG=1 asks for
 the traceback."""
 
+import pandas as pd
 from conftest import run
 
 PREDICT = ["bertclf", "predict", "--model", "m", "--input", "in.csv"]
@@ -43,10 +44,11 @@ def test_stage_errors_are_one_line_too(tmp_path):
 
 
 def test_predict_names_an_unreadable_input_and_writes_nothing(tmp_path):
-    from conftest import NEWS_SAMPLE
+    from bertclf.data import write_table
 
+    write_table(pd.DataFrame({"text": ["a", "b"]}), tmp_path / "whole.xlsx")
     (tmp_path / "broken.csv").write_text('text,label\n"an open quote,a\nnext,b\n')
-    (tmp_path / "broken.xlsx").write_bytes(NEWS_SAMPLE.read_bytes()[:300])
+    (tmp_path / "broken.xlsx").write_bytes((tmp_path / "whole.xlsx").read_bytes()[:300])
     for name, reason in [("broken.csv", "EOF inside string"), ("broken.xlsx", "not a zip file")]:
         args = ["bertclf", "predict", "--model", "m", "--input", name, "--output", "out.csv"]
         result = run(args, tmp_path, check=False)

@@ -324,15 +324,15 @@ def test_bad_data_config_fails_prepare_with_one_line(dag_repo):
         restore(dag_repo)
 
 
-def test_news_sample_config_runs_on_the_seed_format(dag_repo, tmp_path):
+def test_news_sample_config_runs_on_the_seed_format(dag_repo, tmp_path, news_sample):
     """The seed's Excel format: prepare and labels stages with conf/data/news_sample.yaml."""
-    from conftest import NEWS_SAMPLE, copy_project
+    from conftest import copy_project
 
     repo = copy_project(tmp_path / "news")
     (repo / "data/raw").mkdir(parents=True, exist_ok=True)
     import shutil
 
-    shutil.copy(NEWS_SAMPLE, repo / "data/raw/News_Sample_data.xlsx")
+    shutil.copy(news_sample, repo / "data/raw/News_Sample_data.xlsx")
     run(["bertclf", "params", "data=news_sample", "data.path=data/raw/News_Sample_data.xlsx"], repo)
     commit_all(repo, "news sample")
     run(["dvc", "repro", "labels"], repo)
