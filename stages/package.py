@@ -1,11 +1,14 @@
-"""Bundle the trained model, tokenizer, label map, a model card and a checksum manifest."""
+"""Bundle the trained model as a raw-text SavedModel, with the model's spec, tokenizer, label
+map, a model card and a checksum manifest; check the SavedModel against the training path."""
 
 from pathlib import Path
 
-from bertclf.config import load_params
+import pandas as pd
+
+from bertclf.config import load_params, load_section
 from bertclf.errors import exits_cleanly
-from bertclf.files import atomic_path, read_json, sha256_file
-from bertclf.model_card import model_card
+from bertclf.files import atomic_path, read_json, sha256_file, write_json
+from bertclf.model_card import model_card, model_card_fields
 from bertclf.package import copy_files, write_manifest
 from bertclf.tokenization import TOKENIZER_FILE
 
@@ -14,6 +17,7 @@ PRETRAINED = Path("models/pretrained")
 LABELS = Path("models/labels.json")
 PREPARED = Path("data/prepared")
 METRICS = "reports/metrics.json"
+PARITY = "reports/package.json"
 OUT = Path("models/package")
 MODEL_PARAMS = ("data", "model", "head", "train", "tokenize", "seed")
 
@@ -23,18 +27,38 @@ def main() -> None:
     # the sections that define the model (as listed for this stage in dvc.yaml)
     params = {key: load_params()[key] for key in MODEL_PARAMS}
     data_hashes = {p.name: sha256_file(p) for p in sorted(PREPARED.glob("*.parquet"))}
-    card = model_card(
-        params, read_json(METRICS), read_json(PRETRAINED / "source.json"), data_hashes
-    )
+    card_facts = (params, read_json(METRICS), read_json(PRETRAINED / "source.json"), data_hashes)
+    test_texts = pd.read_parquet(PREPARED / "test.parquet")["text"].tolist()
 
+    from bertclf.config import TokenizeConfig
+    from bertclf.export import SAVED_MODEL, check_parity, export_saved_model
+    from bertclf.model import MODEL_CONFIG_FILE, load_classifier
+    from bertclf.tokenization import load_tokenizer
+
+    model, spec = load_classifier(TRAINED)
+    tokenize = TokenizeConfig(**spec["tokenize"])
     with atomic_path(OUT) as tmp:
         tmp.mkdir()
-        copy_files(
-            [*TRAINED.iterdir(), LABELS, PRETRAINED / TOKENIZER_FILE, PRETRAINED / "vocab.txt"], tmp
+        module = export_saved_model(model, PRETRAINED, tokenize, spec["classes"], tmp / SAVED_MODEL)
+        parity = check_parity(
+            module,
+            tmp / SAVED_MODEL,
+            model,
+            load_tokenizer(PRETRAINED),
+            test_texts,
+            load_section("evaluate").batch_size,
         )
-        (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+        tokenizer_files = [PRETRAINED / TOKENIZER_FILE, PRETRAINED / "vocab.txt"]
+        copy_files([TRAINED / MODEL_CONFIG_FILE, LABELS, *tokenizer_files], tmp)
+        (tmp / "MODEL_CARD.md").write_text(model_card(*card_facts), encoding="utf-8")
+        write_json(tmp / "model_card.json", model_card_fields(*card_facts))
         write_manifest(tmp)
-    print(f"package: wrote {OUT}/")
+    write_json(PARITY, parity)
+    print(
+        f"package: wrote {OUT}/; SavedModel against training on {parity['n']} test texts: "
+        f"token ids identical {parity['token_ids_identical']:.4f}, "
+        f"largest probability difference {parity['max_probability_difference']:.2g}"
+    )
 
 
 if __name__ == "__main__":

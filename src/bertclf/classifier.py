@@ -35,10 +35,8 @@ class Classifier:
         path = Path(path)
         if not path.is_dir():
             raise BertclfError(f"{path}: package directory not found")
-        verify_bundle(path)
-        from bertclf.model import load_classifier
-
-        model, spec = load_classifier(path)
+        manifest = verify_bundle(path)
+        model, spec = _load_model(path, manifest["format_version"])
         tokenize = TokenizeConfig(**spec["tokenize"])
         label_map = LabelMap.load(path / "labels.json")
         if list(label_map.classes) != spec["classes"]:
@@ -85,15 +83,57 @@ class Classifier:
         )
         return pool_windows(rows, encoded.text_index, n_texts, self.tokenize.chunk_pooling)
 
-    def predict(self, texts: str | Iterable[str], batch_size: int | None = None) -> np.ndarray:
-        """The most probable label of each text."""
-        return self.classes_[self.predict_proba(texts, batch_size).argmax(axis=1)]
+    def predict(
+        self, texts: str | Iterable[str], batch_size: int | None = None, top_k: int | None = None
+    ) -> np.ndarray:
+        """The most probable label of each text, shape (n_texts,); with `top_k`, the k most
+        probable, most probable first, shape (n_texts, k)."""
+        probabilities = self.predict_proba(texts, batch_size)
+        if top_k is None:
+            return self.classes_[probabilities.argmax(axis=1)]
+        return self.classes_[_top_columns(probabilities, top_k, len(self.classes_))]
 
-    def top_k(self, texts: str | Iterable[str], k: int = 3) -> list[list[tuple[str, float]]]:
+    def top_k(
+        self, texts: str | Iterable[str], k: int = 3, batch_size: int | None = None
+    ) -> list[list[tuple[str, float]]]:
         """The k most probable labels of each text, with their probabilities."""
-        probabilities = self.predict_proba(texts)
-        order = np.argsort(-probabilities, axis=1)[:, :k]
-        return [
-            [(str(self.classes_[j]), float(row[j])) for j in cols]
-            for row, cols in zip(probabilities, order, strict=True)
-        ]
+        return most_probable(self.predict_proba(texts, batch_size), self.classes_, k)
+
+
+def _top_columns(probabilities: np.ndarray, k: int, n_classes: int) -> np.ndarray:
+    if not 1 <= k <= n_classes:
+        raise BertclfError(f"top_k={k}: expected 1 to {n_classes} (the number of classes)")
+    return np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+
+
+def most_probable(
+    probabilities: np.ndarray, classes: np.ndarray, k: int
+) -> list[list[tuple[str, float]]]:
+    """Each row's k most probable classes with their probabilities, most probable first."""
+    columns = _top_columns(probabilities, k, len(classes))
+    return [
+        [(str(classes[j]), float(row[j])) for j in cols]
+        for row, cols in zip(probabilities, columns, strict=True)
+    ]
+
+
+def _load_model(path: Path, format_version: int):
+    """The Keras model of a package: from weights.h5 (format 1) or from the variables of its
+    SavedModel (format 2), which hold the same weights. Returns (model, spec)."""
+    from bertclf.model import load_classifier
+
+    if format_version == 1:
+        return load_classifier(path)
+    import tensorflow as tf
+
+    from bertclf.config import HeadConfig
+    from bertclf.export import SAVED_MODEL
+    from bertclf.files import read_json
+    from bertclf.model import MODEL_CONFIG_FILE, build_classifier
+
+    spec = read_json(path / MODEL_CONFIG_FILE)
+    model = build_classifier(spec["encoder"], HeadConfig(**spec["head"]), len(spec["classes"]))
+    status = tf.train.Checkpoint(model=model).read(str(path / SAVED_MODEL / "variables/variables"))
+    status.assert_existing_objects_matched()  # every weight of the model was restored
+    status.expect_partial()  # the SavedModel also holds the in-graph tokenizer
+    return model, spec

@@ -1,7 +1,8 @@
-"""The `bertclf` command: predict with a packaged model, and compose params.yaml from conf/."""
+"""The `bertclf` command: predict with or serve a packaged model; compose params.yaml from conf/."""
 
 import argparse
 import itertools
+import json
 from pathlib import Path
 
 from bertclf.errors import BertclfError, exits_cleanly
@@ -13,6 +14,7 @@ def predict(args: argparse.Namespace) -> None:
     import pandas as pd
     from tqdm import tqdm
 
+    from bertclf.classifier import most_probable
     from bertclf.data import (
         TableWriter,
         read_table_chunks,
@@ -31,6 +33,8 @@ def predict(args: argparse.Namespace) -> None:
             first, args.input, {"--text-column": args.text_column, "--id-column": args.id_column}
         )
     columns = [c for c in (args.id_column, args.text_column) if c] + ["label", "probability"]
+    if args.top_k:
+        columns += ["top_labels", "top_probabilities"]
     classifier = None
     rows = 0
     with (
@@ -55,11 +59,28 @@ def predict(args: argparse.Namespace) -> None:
             out[args.text_column] = texts
             out["label"] = classifier.classes_[probabilities.argmax(axis=1)]
             out["probability"] = probabilities.max(axis=1)
+            if args.top_k:
+                ranked = most_probable(probabilities, classifier.classes_, args.top_k)
+                out["top_labels"] = [json.dumps([label for label, _ in row]) for row in ranked]
+                out["top_probabilities"] = [json.dumps([p for _, p in row]) for row in ranked]
             writer.write(out)
             rows += len(out)
             bar.update(len(out))
     part = f" (shard {shard}/{shards})" if shards > 1 else ""
     print(f"wrote {rows} predictions to {args.output}{part}")
+
+
+def positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {value!r}")
+    return int(value)
+
+
+def serve(args: argparse.Namespace) -> None:
+    from bertclf.serve import Limits, serve
+
+    limits = Limits(args.max_texts, args.max_chars, args.max_body_bytes, args.max_batch_texts)
+    serve(Path(args.model), args.host, args.port, limits)
 
 
 def parse_shard(value: str) -> tuple[int, int]:
@@ -131,8 +152,29 @@ def parser() -> argparse.ArgumentParser:
         default="0/1",
         help="I/N: predict every N-th chunk from chunk I (I from 0), one of N parallel jobs",
     )
+    p.add_argument(
+        "--top-k",
+        type=positive_int,
+        default=None,
+        help="add top_labels and top_probabilities: the K most probable, as JSON lists",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=predict)
+
+    p = commands.add_parser("serve", help="serve a package over HTTP (POST /v1/predict)")
+    p.add_argument("--model", required=True, help="package directory (models/package)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-texts", type=positive_int, default=256, help="texts a request")
+    p.add_argument("--max-chars", type=positive_int, default=10_000, help="characters a text")
+    p.add_argument("--max-body-bytes", type=positive_int, default=1_000_000, help="bytes a body")
+    p.add_argument(
+        "--max-batch-texts",
+        type=positive_int,
+        default=256,
+        help="texts of concurrent requests merged into one model call (1: no merging)",
+    )
+    p.set_defaults(run=serve)
 
     p = commands.add_parser("evaluate", help="score a labelled table with a package")
     p.add_argument("--model", required=True, help="package directory (models/package)")

@@ -60,3 +60,17 @@ def _long_texts(tokenize: dict) -> str:
             "and end are read."
         )
     return f"Texts longer than {limit} tokens are truncated: only their beginning is read."
+
+
+def model_card_fields(params: dict, metrics: dict, encoder: dict, data_hashes: dict) -> dict:
+    """The model card's facts as JSON (model_card.json), for programs such as `bertclf serve`."""
+    headline = ("n", "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1")
+    return {
+        "encoder": encoder,
+        "data": {"name": params["data"]["name"], "sha256": data_hashes},
+        "metrics": {
+            split: {key: metrics[split][key] for key in headline} for split in ("test", "val")
+        },
+        "params": params,
+        "long_texts": _long_texts(params["tokenize"]),
+    }

@@ -11,14 +11,17 @@ from bertclf import __version__
 from bertclf.errors import BertclfError
 from bertclf.files import read_json, sha256_file, write_json
 
-FORMAT_VERSION = 1
+# 1: weights.h5 and model.json. 2: saved_model/ (raw text in, in-graph tokenization) and
+# model.json; the Python API reads the weights from the SavedModel's variables.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 
 
 def library_versions() -> dict[str, str]:
     from importlib.metadata import version
 
-    names = ["tensorflow", "tf-keras", "transformers", "tokenizers", "numpy"]
+    names = ["tensorflow", "tensorflow-text", "tf-keras", "transformers", "tokenizers", "numpy"]
     return {
         "python": platform.python_version(),
         "bertclf": __version__,
@@ -44,10 +47,10 @@ def verify_bundle(bundle: Path) -> dict:
     if not manifest_path.is_file():
         raise BertclfError(f"{bundle}: not a bertclf package (no {MANIFEST})")
     manifest = read_json(manifest_path)
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in READABLE_VERSIONS:
         raise BertclfError(
             f"{manifest_path}: format_version {manifest.get('format_version')!r} is not one this "
-            f"bertclf ({__version__}) reads ({FORMAT_VERSION})"
+            f"bertclf ({__version__}) reads ({', '.join(map(str, READABLE_VERSIONS))})"
         )
     expected = manifest["files"]
     present = {

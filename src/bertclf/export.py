@@ -1,0 +1,205 @@
+"""The raw-text SavedModel: tokenization inside the graph, so any TensorFlow client can call it.
+
+`serving_default` takes `text` (a batch of strings) and returns `probabilities` (float32, one
+column per class, in labels.json order) and `label`. Texts are tokenized with tensorflow-text's
+FastBertTokenizer on the encoder's own vocabulary and casing, and fitted to the window exactly
+as `tokenization.fit_to_window` fits them in training (head, head_tail or chunks, with the
+chunks' log-probabilities pooled per text).
+
+Loading it needs `import tensorflow_text` first: that registers the tokenizer's ops.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from bertclf.config import TokenizeConfig
+from bertclf.errors import BertclfError
+
+SAVED_MODEL = "saved_model"
+MIN_IDENTICAL_IDS = 0.999
+MAX_PROBABILITY_DIFFERENCE = 1e-4
+# The Hugging Face BERT normalizer drops control and format characters (and U+FFFD) and treats
+# tab and newlines as spaces; FastBertTokenizer would turn them into [UNK].
+_WHITESPACE = r"[\t\n\r]"
+_DROPPED = r"[\p{Cc}\p{Cf}\x{FFFD}]"
+
+
+def lower_cases(tokenizer_json: Path) -> bool:
+    """Whether the encoder's tokenizer lowercases (and strips accents): its normalizer says."""
+    normalizer = json.loads(tokenizer_json.read_text(encoding="utf-8")).get("normalizer") or {}
+    return bool(normalizer.get("lowercase", False))
+
+
+class RawTextClassifier(tf.Module):
+    def __init__(
+        self,
+        model,
+        vocab: list[str],
+        lower_case: bool,
+        tokenize: TokenizeConfig,
+        classes: list[str],
+    ):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tf_text.FastBertTokenizer(
+            vocab=vocab,
+            lower_case_nfd_strip_accents=lower_case,
+            token_out_type=tf.int32,
+            unknown_token="[UNK]",
+            support_detokenization=False,
+        )
+        self.cls_id = vocab.index("[CLS]")
+        self.sep_id = vocab.index("[SEP]")
+        self.tokenize = tokenize
+        self.classes = tf.constant(classes)
+
+    def token_ids(self, text: tf.Tensor) -> tf.RaggedTensor:
+        """Word-piece ids of each text, without [CLS] and [SEP]: [batch, (tokens)]."""
+        text = tf.strings.regex_replace(text, _WHITESPACE, " ")
+        text = tf.strings.regex_replace(text, _DROPPED, "")
+        return self.tokenizer.tokenize(text)
+
+    def windows(self, content: tf.RaggedTensor) -> tuple[tf.RaggedTensor, tf.Tensor]:
+        """The sequences the model sees ([CLS] ... [SEP]) and the text each comes from."""
+        cfg = self.tokenize
+        budget = cfg.max_length - 2
+        n = content.row_lengths()
+        if cfg.long_text == "chunks":
+            step = budget - cfg.chunk_stride
+            limit = tf.where(n > budget, n - cfg.chunk_stride, 1)
+            starts = tf.ragged.range(tf.zeros_like(n), limit, step)
+            text_of = starts.value_rowids()
+            first = starts.flat_values
+            last = tf.minimum(first + budget, tf.gather(n, text_of))
+            positions = tf.ragged.range(first, last)
+        elif cfg.long_text == "head_tail":
+            head = round(budget * cfg.head_fraction)
+            text_of = tf.range(tf.size(n, out_type=tf.int64))
+            tail_start = tf.where(n > budget, n - (budget - head), tf.minimum(n, head))
+            positions = tf.concat(
+                [tf.ragged.range(tf.minimum(n, head)), tf.ragged.range(tail_start, n)], axis=1
+            )
+        else:  # head
+            text_of = tf.range(tf.size(n, out_type=tf.int64))
+            positions = tf.ragged.range(tf.minimum(n, budget))
+        offsets = tf.gather(content.row_starts(), text_of)
+        ids = tf.gather(content.flat_values, positions + offsets[:, None])
+        rows = tf.shape(ids.row_lengths(), out_type=tf.int64)
+        cls = tf.fill(rows, self.cls_id)[:, None]
+        sep = tf.fill(rows, self.sep_id)[:, None]
+        return tf.concat([cls, ids, sep], axis=1), text_of
+
+    def pool(self, probabilities: tf.Tensor, text_of: tf.Tensor, n_texts: tf.Tensor) -> tf.Tensor:
+        """One row per text: the mean or maximum of its windows' log-probabilities, renormalised
+        (as `tokenization.pool_windows`)."""
+        if self.tokenize.long_text != "chunks":
+            return probabilities
+        log_p = tf.math.log(tf.maximum(probabilities, 1e-30))
+        if self.tokenize.chunk_pooling == "max":
+            pooled = tf.math.unsorted_segment_max(log_p, text_of, n_texts)
+        else:
+            pooled = tf.math.unsorted_segment_mean(log_p, text_of, n_texts)
+        return tf.nn.softmax(pooled, axis=1)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(self, text):
+        sequences, text_of = self.windows(self.token_ids(text))
+        inputs = [
+            sequences.to_tensor(0),
+            tf.ones_like(sequences).to_tensor(0),
+        ]
+        probabilities = self.model(inputs, training=False)
+        probabilities = self.pool(probabilities, text_of, tf.size(text, out_type=tf.int64))
+        label = tf.gather(self.classes, tf.argmax(probabilities, axis=1))
+        return {"probabilities": probabilities, "label": label}
+
+
+def export_saved_model(
+    model, tokenizer_dir: Path, tokenize: TokenizeConfig, classes: list[str], out: Path
+) -> RawTextClassifier:
+    vocab = (tokenizer_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    module = RawTextClassifier(
+        model, vocab, lower_cases(tokenizer_dir / "tokenizer.json"), tokenize, classes
+    )
+    tf.saved_model.save(module, str(out), signatures={"serving_default": module.serve})
+    return module
+
+
+def load_saved_model(path: Path):
+    """The exported model's `serving_default` function."""
+    return tf.saved_model.load(str(path)).signatures["serving_default"]
+
+
+def saved_model_probabilities(serve, texts: list[str], lengths: np.ndarray, batch_size: int):
+    """`serve` on texts in batches of similar length (less padding), in input order."""
+    order = np.argsort(lengths, kind="stable")
+    result = None
+    for start in range(0, len(texts), batch_size):
+        rows = order[start : start + batch_size]
+        batch = serve(text=tf.constant([texts[i] for i in rows]))["probabilities"].numpy()
+        if result is None:
+            result = np.empty((len(texts), batch.shape[1]), dtype=batch.dtype)
+        result[rows] = batch
+    return result
+
+
+def check_parity(
+    module: RawTextClassifier,
+    saved_model: Path,
+    model,
+    tokenizer,
+    texts: list[str],
+    batch_size: int,
+) -> dict:
+    """The exported SavedModel against the training path (the Hugging Face tokenizer and the
+    Keras model, as `evaluate` predicts), on `texts`: the share of texts whose in-graph token
+    ids are identical, and the largest probability difference among those texts. Raises if
+    fewer than 99.9% are identical or a difference exceeds 1e-4."""
+    from bertclf.tokenization import encode, pool_windows
+    from bertclf.training import predict_probabilities
+
+    tokenize = module.tokenize
+    encoded = encode(tokenizer, texts, tokenize)
+    reference = pool_windows(
+        predict_probabilities(model, encoded.sequences, batch_size, tokenize),
+        encoded.text_index,
+        len(texts),
+        tokenize.chunk_pooling,
+    )
+    graph_sequences, graph_text_of = module.windows(module.token_ids(tf.constant(texts)))
+    identical = np.ones(len(texts), dtype=bool)
+    if len(graph_text_of) != len(encoded.text_index):
+        identical[:] = False  # a text was cut into a different number of windows
+    else:
+        for text, ours, theirs in zip(
+            encoded.text_index, graph_sequences.to_list(), encoded.sequences, strict=True
+        ):
+            identical[text] &= ours == theirs.tolist()
+    exported = saved_model_probabilities(
+        load_saved_model(saved_model), texts, encoded.lengths, batch_size
+    )
+    difference = np.abs(exported - reference).max(axis=1)
+    report = {
+        "n": len(texts),
+        "token_ids_identical": float(identical.mean()) if len(texts) else 1.0,
+        "texts_with_other_ids": int((~identical).sum()),
+        "max_probability_difference": float(difference[identical].max(initial=0.0)),
+        "labels_identical": float((exported.argmax(1) == reference.argmax(1)).mean())
+        if len(texts)
+        else 1.0,
+    }
+    if report["token_ids_identical"] < MIN_IDENTICAL_IDS:
+        raise BertclfError(
+            f"the SavedModel's in-graph tokenizer gives other token ids than training's on "
+            f"{report['texts_with_other_ids']} of {len(texts)} texts (at most 0.1% allowed)"
+        )
+    if report["max_probability_difference"] > MAX_PROBABILITY_DIFFERENCE:
+        raise BertclfError(
+            f"the SavedModel's probabilities differ from the trained model's by up to "
+            f"{report['max_probability_difference']:.2g} (at most {MAX_PROBABILITY_DIFFERENCE})"
+        )
+    return report
