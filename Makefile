@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export TF_USE_LEGACY_KERAS := 1
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install params repro test test-fast bench lint format lock clean
+.PHONY: install params repro test test-fast bench bench-serve lint format lock clean
 
 install: $(STAMP)
 
@@ -37,6 +37,11 @@ test-fast: install
 # Speed and memory against the naive way, measured in one run: writes reports/bench.json.
 bench: install
 	python benchmarks/bench.py
+
+# Requests per second and p99 latency of `bertclf serve` with and without merging concurrent
+# requests, on models/package (after make repro): writes reports/serve_bench.json.
+bench-serve: install
+	python benchmarks/serve_load.py
 
 lint: install
 	ruff check . && ruff format --check .

@@ -146,7 +146,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", default="text")
     p.add_argument("--id-column", default=None, help="kept in the output")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--chunk-rows", type=int, default=10_000, help="rows read at a time")
+    p.add_argument(
+        "--chunk-rows", type=positive_int, default=1_000, help="rows read (and counted) at a time"
+    )
     p.add_argument(
         "--shard",
         default="0/1",

@@ -1,0 +1,163 @@
+"""Load on `bertclf serve`: concurrent clients posting for a fixed time; requests per second,
+latency percentiles and errors.
+
+`python benchmarks/serve_load.py --model models/package` starts the server twice on loopback,
+with concurrent requests merged into one model call (the default) and without merging
+(--max-batch-texts 1), loads each the same way, writes reports/serve_bench.json and prints the
+ratio. Nothing is asserted: these machines are shared and noisy.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "reports/serve_bench.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None, timeout=60):
+    """One request on a new connection: (status, parsed JSON body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        connection.close()
+
+
+def start_server(
+    model: Path, port: int, log: Path, *options: str, env: dict | None = None
+) -> subprocess.Popen:
+    """`bertclf serve` in its own process group, logging to `log`; returns once /healthz answers."""
+    args = ["bertclf", "serve", "--model", str(model), "--port", str(port), *options]
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"bertclf serve exited ({server.returncode}):\n{log.read_text()}")
+        try:
+            if request(port, "GET", "/healthz", timeout=2)[0] == 200:
+                return server
+        except OSError:
+            time.sleep(0.5)
+    stop_server(server)
+    raise RuntimeError(f"bertclf serve did not answer in 180 s:\n{log.read_text()}")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    """SIGTERM (uvicorn shuts down gracefully), then SIGKILL after 20 s."""
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def load(port: int, texts: list[str], clients: int = 8, seconds: float = 10.0, per_request=1):
+    """`clients` threads, each posting `per_request` texts at a time on a kept-alive connection
+    until `seconds` pass. Returns requests, errors, requests per second and latencies (ms)."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    deadline = time.monotonic() + seconds
+
+    def client(number: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        i = number
+        while time.monotonic() < deadline:
+            batch = [texts[(i + j) % len(texts)] for j in range(per_request)]
+            i += per_request * clients
+            start = time.perf_counter()
+            try:
+                connection.request(
+                    "POST",
+                    "/v1/predict",
+                    body=json.dumps({"texts": batch}),
+                    headers={"Content-Type": "application/json"},
+                )
+                response = connection.getresponse()
+                answer = json.loads(response.read())
+                ok = response.status == 200 and len(answer["predictions"]) == len(batch)
+            except (OSError, ValueError, http.client.HTTPException):
+                ok = False
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            latencies[number].append((time.perf_counter() - start) * 1000)
+            errors[number] += not ok
+        connection.close()
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    flat = np.concatenate([np.asarray(x) for x in latencies])
+    return {
+        "clients": clients,
+        "texts_per_request": per_request,
+        "seconds": round(elapsed, 2),
+        "requests": int(flat.size),
+        "errors": int(sum(errors)),
+        "requests_per_second": round(flat.size / elapsed, 1),
+        "p50_ms": round(float(np.percentile(flat, 50)), 1),
+        "p99_ms": round(float(np.percentile(flat, 99)), 1),
+    }
+
+
+def main() -> None:
+    import pandas as pd
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default=str(ROOT / "models/package"))
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--texts-per-request", type=int, default=1)
+    args = parser.parse_args()
+    texts = pd.read_parquet(ROOT / "data/prepared/test.parquet")["text"].tolist()
+    results = {}
+    for name, options in [("merged", []), ("one_request_per_call", ["--max-batch-texts", "1"])]:
+        port = free_port()
+        log = Path(f"/tmp/bertclf-serve-{name}.log")
+        server = start_server(Path(args.model), port, log, *options)
+        try:
+            load(port, texts, 2, 3.0, args.texts_per_request)  # warm the model's shapes
+            results[name] = load(port, texts, args.clients, args.seconds, args.texts_per_request)
+        finally:
+            stop_server(server)
+        print(name, results[name], flush=True)
+    ratio = (
+        results["merged"]["requests_per_second"]
+        / results["one_request_per_call"]["requests_per_second"]
+    )
+    results["merged_over_unmerged_rps"] = round(ratio, 2)
+    OUT.parent.mkdir(exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"merging concurrent requests: {ratio:.2f}x the requests per second; wrote {OUT}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""The package of the shared tiny build: its raw-text SavedModel against the training path, the
+bundle's checks, the Python API and the batch CLI."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, command_env, run
+
+from bertclf.errors import BertclfError
+
+pytestmark = pytest.mark.e2e
+
+# saved_model_cli from a Python that has registered tensorflow-text's ops (as in the README)
+SAVED_MODEL_CLI = (
+    "import sys, tensorflow_text; "
+    "from tensorflow.python.tools.saved_model_cli import main; "
+    'sys.argv[0] = "saved_model_cli"; sys.exit(main())'
+)
+# Texts the in-graph tokenizer must treat as the Hugging Face one does: control and format
+# characters, accents, other scripts, emoji, a replacement character, words over 100 characters.
+AWKWARD_TEXTS = [
+    "Caf\u00e9 CR\u00c8ME br\u00fbl\u00e9e, na\u00efve",
+    "zero\u200bwidth soft\u00adhyphen bell\x07 tab\tnew\nline\r\n",
+    "\u4e2d\u6587\u6c49\u5b57 \u65e5\u672c\u8a9e \u0627\u0644\u0639\u0631\u0628\u064a\u0629",
+    "emoji \U0001f600\U0001f44d\U0001f3fd and \ufffd replacement",
+    "x" * 150 + " " + "\u00e9" * 120,
+    "   ",
+    "word " * 400,
+]
+
+
+def package(dag_repo):
+    return dag_repo / "models/package"
+
+
+def test_package_stage_checked_its_saved_model_on_every_test_text(dag_repo):
+    report = json.loads((dag_repo / "reports/package.json").read_text())
+    assert report["n"] == len(pd.read_parquet(dag_repo / "data/prepared/test.parquet"))
+    assert report["token_ids_identical"] >= 0.999
+    assert report["max_probability_difference"] <= 1e-4
+    assert report["labels_identical"] >= 0.999
+
+
+def test_saved_model_on_raw_text_matches_the_classifier(dag_repo):
+    """Independently of the stage's own check: the SavedModel loaded here, on test texts and
+    awkward ones, gives the Keras model's probabilities fed by the Hugging Face tokenizer."""
+    import tensorflow as tf
+
+    from bertclf import Classifier
+    from bertclf.export import load_saved_model
+
+    texts = (
+        pd.read_parquet(dag_repo / "data/prepared/test.parquet")["text"].head(150).tolist()
+        + AWKWARD_TEXTS
+    )
+    serve = load_saved_model(package(dag_repo) / "saved_model")
+    outputs = serve(text=tf.constant(texts))
+    classifier = Classifier.load(package(dag_repo))
+    expected = classifier.predict_proba(texts)
+    assert outputs["probabilities"].dtype == tf.float32
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-4)
+    labels = outputs["label"].numpy().astype(str)
+    assert labels.tolist() == classifier.classes_[expected.argmax(axis=1)].tolist()
+
+
+def test_parity_check_fails_when_tokenizer_or_model_differ(dag_repo, tmp_path):
+    """The stage's check can fail: the wrong casing, or another model's weights, are caught."""
+    import tensorflow as tf
+
+    from bertclf import Classifier
+    from bertclf.config import HeadConfig
+    from bertclf.export import RawTextClassifier, check_parity, export_saved_model
+    from bertclf.model import build_classifier
+
+    classifier = Classifier.load(package(dag_repo))
+    texts = pd.read_parquet(dag_repo / "data/prepared/test.parquet")["text"].head(60).tolist()
+    classes = classifier.classes_.tolist()
+    vocab = (package(dag_repo) / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    cased = RawTextClassifier(classifier.model, vocab, False, classifier.tokenize, classes)
+    tf.saved_model.save(cased, str(tmp_path / "cased"), signatures={"serving_default": cased.serve})
+    with pytest.raises(BertclfError, match="other token ids than training's on"):
+        check_parity(cased, tmp_path / "cased", classifier.model, classifier.tokenizer, texts, 32)
+
+    spec = json.loads((package(dag_repo) / "model.json").read_text())
+    untrained = build_classifier(spec["encoder"], HeadConfig(**spec["head"]), len(classes))
+    module = export_saved_model(
+        untrained, package(dag_repo), classifier.tokenize, classes, tmp_path / "untrained"
+    )
+    with pytest.raises(BertclfError, match="probabilities differ from the trained model's"):
+        check_parity(
+            module, tmp_path / "untrained", classifier.model, classifier.tokenizer, texts, 32
+        )
+
+
+def test_saved_model_cli_gives_the_classifiers_labels(dag_repo):
+    from bertclf import Classifier
+
+    texts = [
+        t
+        for t in pd.read_parquet(dag_repo / "data/prepared/test.parquet")["text"].head(30)
+        if ";" not in t  # saved_model_cli splits --input_exprs at semicolons
+    ][:8]
+    assert f"python -c '{SAVED_MODEL_CLI}'" in (ROOT / "README.md").read_text()
+    args = [
+        "python",
+        "-c",
+        SAVED_MODEL_CLI,
+        "run",
+        "--dir",
+        "models/package/saved_model",
+        "--tag_set",
+        "serve",
+        "--signature_def",
+        "serving_default",
+        "--input_exprs",
+        f"text={json.dumps(texts)}",
+    ]
+    output = run(args, dag_repo, timeout=300).stdout
+    label_part = output.split("Result for output key label:")[1].split("Result for output key")[0]
+    labels = label_part.replace("b'", "'").replace("[", "").replace("]", "").split()
+    expected = Classifier.load(package(dag_repo)).predict(texts).tolist()
+    assert [label.strip("'") for label in labels] == expected
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("weights", "variables.data-00000-of-00001: checksum does not match the manifest"),
+        ("extra", "saved_model/assets/notes.txt: file not in the manifest"),
+        ("missing", "saved_model/saved_model.pb: file listed in the manifest is missing"),
+    ],
+)
+def test_tampered_bundle_is_refused_naming_the_file(dag_repo, tmp_path, change, message):
+    from bertclf import Classifier
+
+    bundle = shutil.copytree(package(dag_repo), tmp_path / "package")
+    if change == "weights":
+        weights = bundle / "saved_model/variables/variables.data-00000-of-00001"
+        data = bytearray(weights.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        weights.write_bytes(bytes(data))
+    elif change == "extra":
+        (bundle / "saved_model/assets").mkdir(exist_ok=True)
+        (bundle / "saved_model/assets/notes.txt").write_text("added")
+    else:
+        (bundle / "saved_model/saved_model.pb").unlink()
+    with pytest.raises(BertclfError, match=message):
+        Classifier.load(bundle)
+
+
+def test_bundle_holds_no_pickle_and_lists_every_file(dag_repo):
+    bundle = package(dag_repo)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    files = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
+    assert set(manifest["files"]) == files - {"manifest.json"}
+    assert manifest["format_version"] == 2
+    assert "tensorflow-text" in manifest["libraries"]
+    assert not [name for name in files if name.endswith((".pkl", ".pickle", ".joblib", ".h5"))]
+    for name in files:
+        assert not (bundle / name).read_bytes().startswith(b"\x80\x04"), name  # pickle header
+    card = json.loads((bundle / "model_card.json").read_text())
+    assert card["data"]["name"] == "fine_food"
+    metrics = json.loads((dag_repo / "reports/metrics.json").read_text())
+    assert card["metrics"]["test"]["accuracy"] == metrics["test"]["accuracy"]
+
+
+def test_classifier_takes_a_list_a_series_or_one_string(dag_repo):
+    from bertclf import Classifier
+
+    classifier = Classifier.load(package(dag_repo), batch_size=7)
+    texts = pd.read_parquet(dag_repo / "data/prepared/test.parquet")["text"].head(20)
+    texts.index = range(100, 120)  # a Series' index is not its positions
+    from_series = classifier.predict_proba(texts)
+    from_list = classifier.predict_proba(texts.tolist(), batch_size=3)
+    np.testing.assert_allclose(from_series, from_list, atol=1e-5)
+    one = classifier.predict_proba(texts.iloc[3])
+    assert one.shape == (1, 2)
+    np.testing.assert_allclose(one[0], from_list[3], atol=1e-5)
+    assert classifier.predict(texts.iloc[3]).tolist() == [classifier.predict(texts)[3]]
+
+    top = classifier.predict(texts, top_k=2)
+    assert top.shape == (20, 2)
+    assert (top[:, 0] == classifier.predict(texts)).all() and (top[:, 0] != top[:, 1]).all()
+    pairs = classifier.top_k(texts.tolist()[:2], k=2)
+    assert [label for label, _ in pairs[0]] == top[0].tolist()
+    assert pairs[0][0][1] >= pairs[0][1][1]
+    with pytest.raises(BertclfError, match=r"top_k=3: expected 1 to 2"):
+        classifier.predict(texts, top_k=3)
+    with pytest.raises(BertclfError, match=r"texts\[1\] is not a string: None"):
+        classifier.predict(["fine", None])
+
+
+FORMAT_CASES = [  # input, output, id column: every format in and out, with and without ids
+    ("csv", "jsonl", "doc"),
+    ("tsv", "xlsx", None),
+    ("xlsx", "parquet", "doc"),
+    ("parquet", "csv", None),
+    ("jsonl", "tsv", "doc"),
+]
+
+
+def read_any(path):
+    from bertclf.data import read_table
+
+    return read_table(path)
+
+
+@pytest.mark.parametrize("source_format, output_format, id_column", FORMAT_CASES)
+def test_predict_cli_every_format_keeps_order_and_ids(
+    dag_repo, tmp_path, source_format, output_format, id_column
+):
+    from bertclf import Classifier
+    from bertclf.data import write_table
+
+    test = pd.read_parquet(dag_repo / "data/prepared/test.parquet").sample(25, random_state=3)
+    table = pd.DataFrame({"doc": [f"r{i:03d}" for i in range(25)][::-1], "body": test["text"]})
+    write_table(table, tmp_path / f"in.{source_format}")
+    out = tmp_path / f"out.{output_format}"
+    args = ["bertclf", "predict", "--model", str(package(dag_repo))]
+    args += ["--input", f"in.{source_format}", "--output", out.name, "--text-column", "body"]
+    args += ["--top-k", "2", "--chunk-rows", "10", "--quiet"]
+    args += ["--id-column", id_column] if id_column else []
+    run(args, tmp_path)
+
+    result = read_any(out)
+    expected = ([id_column] if id_column else []) + ["body", "label", "probability"]
+    assert list(result.columns) == expected + ["top_labels", "top_probabilities"]
+    if id_column:
+        assert result["doc"].astype(str).tolist() == table["doc"].tolist()
+    assert result["body"].tolist() == table["body"].tolist()
+    probabilities = Classifier.load(package(dag_repo)).predict_proba(table["body"].tolist())
+    read_back = result["probability"].astype(float)  # text in CSV, TSV and XLSX
+    np.testing.assert_allclose(read_back, probabilities.max(axis=1), atol=1e-5)
+    top_labels = result["top_labels"].map(json.loads)
+    top_probabilities = result["top_probabilities"].map(json.loads)
+    assert (top_labels.str[0] == result["label"]).all()
+    np.testing.assert_allclose(top_probabilities.str[0], read_back, atol=1e-6)
+    assert (top_probabilities.map(sum) <= 1 + 1e-5).all()
+
+
+def test_predict_cli_keeps_an_existing_output_when_a_later_chunk_is_bad(dag_repo, tmp_path):
+    rows = ["good coffee"] * 30 + [12.5] + ["fine"] * 5  # row 31 is not text
+    pd.DataFrame({"text": rows}).to_json(tmp_path / "in.jsonl", orient="records", lines=True)
+    (tmp_path / "out.csv").write_text("earlier results\n")
+    args = ["bertclf", "predict", "--model", str(package(dag_repo)), "--input", "in.jsonl"]
+    result = run([*args, "--output", "out.csv", "--chunk-rows", "10"], tmp_path, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("in.jsonl: row 31 of column 'text' is not text: 12.5")
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "out.csv").read_text() == "earlier results\n"
+    assert not list(tmp_path.glob(".out.csv*"))  # no scratch file left behind
+
+
+def peak_rss_mb(args: list[str], cwd) -> float:
+    """Run a command to the end and return its peak resident memory (ru_maxrss), in MB."""
+    process = subprocess.Popen(
+        args, cwd=cwd, env=command_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    assert process.returncode == 0, process.stderr.read().decode()
+    process.stderr.close()
+    return usage.ru_maxrss / 1024
+
+
+def test_predict_cli_memory_stays_flat_on_a_large_input(dag_repo, tmp_path):
+    """A 200,000-row CSV needs no more than 200 MB above a 2,000-row one (peak RSS)."""
+    rng = np.random.default_rng(0)
+    words = np.array(["good", "bad", "coffee", "tea", "taste", "stale", "fresh", "sweet"])
+    texts = [" ".join(rng.choice(words, 12)) for _ in range(200_000)]
+    pd.DataFrame({"id": range(200_000), "text": texts}).to_csv(tmp_path / "large.csv", index=False)
+    pd.DataFrame({"id": range(2_000), "text": texts[:2_000]}).to_csv(
+        tmp_path / "small.csv", index=False
+    )
+    peaks = {}
+    for name in ("small", "large"):
+        args = ["bertclf", "predict", "--model", str(package(dag_repo)), "--quiet"]
+        args += ["--input", f"{name}.csv", "--output", f"{name}.out.csv", "--id-column", "id"]
+        peaks[name] = peak_rss_mb(args, tmp_path)
+    print(f"peak RSS: 2,000 rows {peaks['small']:.0f} MB, 200,000 rows {peaks['large']:.0f} MB")
+    assert len(pd.read_csv(tmp_path / "large.out.csv", usecols=["id"])) == 200_000
+    assert peaks["large"] - peaks["small"] <= 200, peaks

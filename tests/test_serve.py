@@ -1,0 +1,97 @@
+"""`bertclf serve` over loopback, on the shared tiny build's package: answers, bad requests
+(each answered and survived), and a bounded load run."""
+
+import json
+import sys
+
+import pandas as pd
+import pytest
+from conftest import ROOT, command_env
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from serve_load import free_port, load, request, start_server, stop_server  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def server(dag_repo, tmp_path_factory):
+    """A server with small limits, so that each limit is cheap to cross."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    process = start_server(
+        dag_repo / "models/package",
+        port,
+        log,
+        "--max-texts", "8", "--max-chars", "300", "--max-body-bytes", "5000",
+        env=command_env(),
+    )  # fmt: skip
+    yield port
+    stop_server(process)
+    assert process.returncode is not None
+
+
+def post(port: int, body) -> tuple[int, object]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return request(port, "POST", "/v1/predict", data)
+
+
+def test_predict_answers_label_probability_and_every_class(server, dag_repo):
+    from bertclf import Classifier
+
+    texts = ["Wonderful coffee, I buy it every month.", "Arrived stale and broken."]
+    status, answer = post(server, {"texts": texts})
+    assert status == 200
+    expected = Classifier.load(dag_repo / "models/package").predict_proba(texts)
+    assert len(answer["predictions"]) == 2
+    for prediction, row in zip(answer["predictions"], expected, strict=True):
+        assert set(prediction["probabilities"]) == {"great", "other"}
+        assert prediction["label"] == max(
+            prediction["probabilities"], key=prediction["probabilities"].get
+        )
+        assert prediction["probability"] == pytest.approx(row.max(), abs=1e-5)
+        assert prediction["probabilities"]["great"] == pytest.approx(row[0], abs=1e-5)
+
+
+def test_health_and_metadata(server, dag_repo):
+    assert request(server, "GET", "/healthz") == (200, {"status": "ok"})
+    status, about = request(server, "GET", "/v1/metadata")
+    assert status == 200
+    assert about["labels"] == ["great", "other"]
+    assert about["format_version"] == 2
+    assert about["model_card"]["data"]["name"] == "fine_food"
+    assert about["model_card"]["encoder"]["name"] == "tiny"
+    assert {"tensorflow", "tensorflow-text", "bertclf"} <= set(about["versions"])
+    assert about["limits"]["max_texts"] == 8
+
+
+@pytest.mark.parametrize(
+    "body, status, detail",
+    [
+        ({"texts": ["ok"] * 9}, 413, "too many texts: at most 8 a request"),
+        ({"texts": ["x " * 3000]}, 413, "request body larger than 5000 bytes"),
+        ({"texts": ["fine", 42]}, 422, "Input should be a valid string"),
+        ({"texts": [""]}, 422, "text is empty or only whitespace"),
+        ({"texts": ["  \n "]}, 422, "text is empty or only whitespace"),
+        ({"texts": ["y" * 301]}, 422, "String should have at most 300 characters"),
+        ({"text": ["no such key"]}, 422, "Field required"),
+        (b'{"texts": ["unclosed"', 400, "malformed JSON"),
+        (b"\xff\xfe not json", 400, "malformed JSON"),
+    ],
+)
+def test_bad_requests_get_their_status_and_the_server_keeps_serving(server, body, status, detail):
+    got, answer = post(server, body)
+    assert got == status, answer
+    assert detail in json.dumps(answer["detail"])
+    assert post(server, {"texts": ["still serving"]})[0] == 200
+
+
+def test_load_of_eight_clients_for_ten_seconds_has_no_errors(server, dag_repo):
+    texts = pd.read_parquet(dag_repo / "data/prepared/test.parquet")["text"].str[:300].tolist()
+    result = load(server, texts, clients=8, seconds=10.0)
+    print(
+        f"\nserve load: {result['requests']} requests, {result['requests_per_second']} per second, "
+        f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, {result['errors']} errors"
+    )
+    assert result["requests"] > 0
+    assert result["errors"] == 0
