@@ -16,7 +16,10 @@ CHUNKS = ["tokenize.max_length=64", "tokenize.long_text=chunks", "tokenize.chunk
 
 
 def test_a_model_trained_with_chunks_predicts_with_chunks(dag_repo, tmp_path):
+    import tensorflow as tf
+
     from bertclf import Classifier
+    from bertclf.export import load_saved_model
 
     try:
         run(["dvc", "exp", "run", *[f"-S{o}" for o in [*TINY, *CHUNKS]]], dag_repo, timeout=900)
@@ -44,6 +47,14 @@ def test_a_model_trained_with_chunks_predicts_with_chunks(dag_repo, tmp_path):
             by_hand.append(mean / mean.sum())
         predicted = classifier.predict_proba(texts)
         np.testing.assert_allclose(predicted, np.array(by_hand), atol=1e-5)
+        # the SavedModel cuts and pools in its graph the same way, checked by the package stage
+        # on every test text and here on the long ones
+        parity = json.loads((dag_repo / "reports/package.json").read_text())
+        assert parity["token_ids_identical"] >= 0.999
+        assert parity["max_probability_difference"] <= 1e-4
+        serve = load_saved_model(dag_repo / "models/package/saved_model")
+        exported = serve(text=tf.constant(texts))["probabilities"].numpy()
+        np.testing.assert_allclose(exported, predicted, atol=1e-4)
         # reading the same texts by their head gives other numbers: the strategy matters
         classifier.tokenize = dataclasses.replace(classifier.tokenize, long_text="head")
         assert np.abs(classifier.predict_proba(texts) - predicted).max() > 1e-4

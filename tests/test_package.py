@@ -243,6 +243,18 @@ def test_predict_cli_every_format_keeps_order_and_ids(
     assert (top_probabilities.map(sum) <= 1 + 1e-5).all()
 
 
+def test_predict_cli_on_the_test_split_gives_the_test_accuracy(dag_repo, tmp_path):
+    out = tmp_path / "predicted.jsonl"
+    args = ["bertclf", "predict", "--model", "models/package", "--quiet", "--id-column", "id"]
+    run([*args, "--input", "data/prepared/test.parquet", "--output", str(out)], dag_repo)
+    predicted = pd.read_json(out, lines=True, dtype={"id": str})
+    test = pd.read_parquet(dag_repo / "data/prepared/test.parquet")
+    assert predicted["id"].tolist() == test["id"].tolist()
+    accuracy = (predicted["label"] == test["label"]).mean()
+    expected = json.loads((dag_repo / "reports/metrics.json").read_text())["test"]["accuracy"]
+    assert abs(accuracy - expected) * len(test) <= 1  # within one text
+
+
 def test_predict_cli_keeps_an_existing_output_when_a_later_chunk_is_bad(dag_repo, tmp_path):
     rows = ["good coffee"] * 30 + [12.5] + ["fine"] * 5  # row 31 is not text
     pd.DataFrame({"text": rows}).to_json(tmp_path / "in.jsonl", orient="records", lines=True)
@@ -268,7 +280,7 @@ def peak_rss_mb(args: list[str], cwd) -> float:
     return usage.ru_maxrss / 1024
 
 
-def test_predict_cli_memory_stays_flat_on_a_large_input(dag_repo, tmp_path):
+def test_predict_cli_memory_stays_flat_on_a_large_input(dag_repo, tmp_path, capsys):
     """A 200,000-row CSV needs no more than 200 MB above a 2,000-row one (peak RSS)."""
     rng = np.random.default_rng(0)
     words = np.array(["good", "bad", "coffee", "tea", "taste", "stale", "fresh", "sweet"])
@@ -282,6 +294,7 @@ def test_predict_cli_memory_stays_flat_on_a_large_input(dag_repo, tmp_path):
         args = ["bertclf", "predict", "--model", str(package(dag_repo)), "--quiet"]
         args += ["--input", f"{name}.csv", "--output", f"{name}.out.csv", "--id-column", "id"]
         peaks[name] = peak_rss_mb(args, tmp_path)
-    print(f"peak RSS: 2,000 rows {peaks['small']:.0f} MB, 200,000 rows {peaks['large']:.0f} MB")
+    with capsys.disabled():
+        print(f"\npeak RSS: 2,000 rows {peaks['small']:.0f} MB, 200,000 {peaks['large']:.0f} MB")
     assert len(pd.read_csv(tmp_path / "large.out.csv", usecols=["id"])) == 200_000
     assert peaks["large"] - peaks["small"] <= 200, peaks

@@ -86,12 +86,13 @@ def test_bad_requests_get_their_status_and_the_server_keeps_serving(server, body
     assert post(server, {"texts": ["still serving"]})[0] == 200
 
 
-def test_load_of_eight_clients_for_ten_seconds_has_no_errors(server, dag_repo):
+def test_load_of_eight_clients_for_ten_seconds_has_no_errors(server, dag_repo, capsys):
     texts = pd.read_parquet(dag_repo / "data/prepared/test.parquet")["text"].str[:300].tolist()
     result = load(server, texts, clients=8, seconds=10.0)
-    print(
-        f"\nserve load: {result['requests']} requests, {result['requests_per_second']} per second, "
-        f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, {result['errors']} errors"
-    )
+    with capsys.disabled():
+        print(
+            f"\nserve load: {result['requests']} requests, {result['requests_per_second']} per second, "
+            f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, {result['errors']} errors"
+        )
     assert result["requests"] > 0
     assert result["errors"] == 0

