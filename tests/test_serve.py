@@ -91,8 +91,9 @@ def test_load_of_eight_clients_for_ten_seconds_has_no_errors(server, dag_repo, c
     result = load(server, texts, clients=8, seconds=10.0)
     with capsys.disabled():
         print(
-            f"\nserve load: {result['requests']} requests, {result['requests_per_second']} per second, "
-            f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, {result['errors']} errors"
+            f"\nserve load: {result['requests']} requests, "
+            f"{result['requests_per_second']} per second, p50 {result['p50_ms']} ms, "
+            f"p99 {result['p99_ms']} ms, {result['errors']} errors"
         )
     assert result["requests"] > 0
     assert result["errors"] == 0

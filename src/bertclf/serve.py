@@ -23,10 +23,12 @@ from bertclf.package import MANIFEST
 
 @dataclass(frozen=True)
 class Limits:
-    max_texts: int = 256  # texts in one request (more: 413)
-    max_chars: int = 10_000  # characters in one text (more: 422)
-    max_body_bytes: int = 1_000_000  # request body (more: 413)
-    max_batch_texts: int = 256  # texts merged into one model call; 1 turns merging off
+    """The server's limits; their defaults are `bertclf serve`'s options."""
+
+    max_texts: int  # texts in one request (more: 413)
+    max_chars: int  # characters in one text (more: 422)
+    max_body_bytes: int  # request body (more: 413)
+    max_batch_texts: int  # texts merged into one model call; 1 turns merging off
 
 
 def _not_blank(text: str) -> str:
@@ -54,8 +56,6 @@ class Batcher:
         self.classifier = classifier
         self.max_batch_texts = max_batch_texts
         self.queue: asyncio.Queue = asyncio.Queue()
-        self.calls = 0
-        self.texts = 0
 
     async def predict_proba(self, texts: list[str]) -> np.ndarray:
         done = asyncio.get_running_loop().create_future()
@@ -76,8 +76,6 @@ class Batcher:
                 for _, done in waiting:
                     done.set_exception(error)
                 continue
-            self.calls += 1
-            self.texts += len(texts)
             start = 0
             for request, done in waiting:
                 done.set_result(probabilities[start : start + len(request)])
@@ -122,7 +120,7 @@ def metadata(package: Path, classifier, limits: Limits) -> dict:
     }
 
 
-def create_app(package: Path, classifier, limits: Limits = Limits()) -> FastAPI:
+def create_app(package: Path, classifier, limits: Limits) -> FastAPI:
     batcher = Batcher(classifier, limits.max_batch_texts)
     body_model = request_model(limits)
     about = metadata(package, classifier, limits)
@@ -164,7 +162,6 @@ def create_app(package: Path, classifier, limits: Limits = Limits()) -> FastAPI:
             ]
         }
 
-    app.state.batcher = batcher
     return app
 
 

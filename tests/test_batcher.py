@@ -1,0 +1,68 @@
+"""The server's batcher: requests waiting while the model is busy go into its next call, in
+order, each getting back its own rows; an error reaches every request of its call only."""
+
+import asyncio
+import threading
+
+import numpy as np
+
+from bertclf.serve import Batcher
+
+
+class RecordingClassifier:
+    """Probabilities [len(text), 0] per text; records each call; the first call waits for
+    `release`, so that the requests sent meanwhile queue up behind it."""
+
+    def __init__(self, fail_on: str | None = None):
+        self.calls: list[list[str]] = []
+        self.release = threading.Event()
+        self.fail_on = fail_on
+
+    def predict_proba(self, texts):
+        self.calls.append(list(texts))
+        if len(self.calls) == 1:
+            assert self.release.wait(10)
+        if self.fail_on in texts:
+            raise RuntimeError(f"cannot predict {self.fail_on!r}")
+        return np.array([[len(t), 0.0] for t in texts])
+
+
+async def send_while_first_call_is_busy(batcher, classifier, requests):
+    worker = asyncio.create_task(batcher.run())
+    first = asyncio.create_task(batcher.predict_proba(["first"]))
+    while not classifier.calls:
+        await asyncio.sleep(0.01)
+    rest = [asyncio.create_task(batcher.predict_proba(texts)) for texts in requests]
+    await asyncio.sleep(0.05)  # every request is queued
+    classifier.release.set()
+    results = await asyncio.gather(first, *rest, return_exceptions=True)
+    worker.cancel()
+    return results
+
+
+def test_waiting_requests_are_merged_into_one_call_and_split_back():
+    classifier = RecordingClassifier()
+    requests = [["a"], ["bb", "ccc"], ["dddd"]]
+    results = asyncio.run(
+        send_while_first_call_is_busy(Batcher(classifier, 256), classifier, requests)
+    )
+    assert classifier.calls == [["first"], ["a", "bb", "ccc", "dddd"]]
+    assert [r[:, 0].tolist() for r in results] == [[5], [1], [2, 3], [4]]
+
+
+def test_merging_stops_at_the_batch_limit():
+    classifier = RecordingClassifier()
+    requests = [["a"], ["b"], ["c"]]
+    asyncio.run(send_while_first_call_is_busy(Batcher(classifier, 1), classifier, requests))
+    assert classifier.calls == [["first"], ["a"], ["b"], ["c"]]
+
+
+def test_an_error_reaches_the_requests_of_its_call_and_the_batcher_goes_on():
+    classifier = RecordingClassifier(fail_on="bad")
+    requests = [["bad"], ["fine"]]
+    first, bad, fine = asyncio.run(
+        send_while_first_call_is_busy(Batcher(classifier, 1), classifier, requests)
+    )
+    assert first[:, 0].tolist() == [5]
+    assert isinstance(bad, RuntimeError) and "cannot predict 'bad'" in str(bad)
+    assert fine[:, 0].tolist() == [4]
