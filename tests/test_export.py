@@ -27,7 +27,7 @@ TEXTS = [
 
 def graph_windows(tokenize: TokenizeConfig, texts: list[str]):
     module = RawTextClassifier(None, VOCAB, lower_cases(MINILM / "tokenizer.json"), tokenize, ["a"])
-    sequences, text_of = module.windows(module.token_ids(tf.constant(texts)))
+    sequences, text_of = module.windows(module.wordpiece_ids(tf.constant(texts)))
     return module, sequences.to_list(), text_of.numpy()
 
 

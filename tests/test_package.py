@@ -72,29 +72,27 @@ def test_parity_check_fails_when_tokenizer_or_model_differ(dag_repo, tmp_path):
     """The stage's check can fail: the wrong casing, or another model's weights, are caught."""
     import tensorflow as tf
 
-    from bertclf import Classifier
-    from bertclf.config import HeadConfig
+    from bertclf.config import HeadConfig, TokenizeConfig
     from bertclf.export import RawTextClassifier, check_parity, export_saved_model
-    from bertclf.model import build_classifier
+    from bertclf.model import build_classifier, load_classifier
+    from bertclf.tokenization import load_tokenizer
 
-    classifier = Classifier.load(package(dag_repo))
+    trained, spec = load_classifier(dag_repo / "models/trained")  # the Keras model
+    tokenize, classes = TokenizeConfig(**spec["tokenize"]), spec["classes"]
+    tokenizer = load_tokenizer(package(dag_repo))
     texts = pd.read_parquet(dag_repo / "data/prepared/test.parquet")["text"].head(60).tolist()
-    classes = classifier.classes_.tolist()
     vocab = (package(dag_repo) / "vocab.txt").read_text(encoding="utf-8").splitlines()
-    cased = RawTextClassifier(classifier.model, vocab, False, classifier.tokenize, classes)
+    cased = RawTextClassifier(trained, vocab, False, tokenize, classes)
     tf.saved_model.save(cased, str(tmp_path / "cased"), signatures={"serving_default": cased.serve})
     with pytest.raises(BertclfError, match="other token ids than training's on"):
-        check_parity(cased, tmp_path / "cased", classifier.model, classifier.tokenizer, texts, 32)
+        check_parity(cased, tmp_path / "cased", trained, tokenizer, texts, 32)
 
-    spec = json.loads((package(dag_repo) / "model.json").read_text())
     untrained = build_classifier(spec["encoder"], HeadConfig(**spec["head"]), len(classes))
     module = export_saved_model(
-        untrained, package(dag_repo), classifier.tokenize, classes, tmp_path / "untrained"
+        untrained, package(dag_repo), tokenize, classes, tmp_path / "untrained"
     )
     with pytest.raises(BertclfError, match="probabilities differ from the trained model's"):
-        check_parity(
-            module, tmp_path / "untrained", classifier.model, classifier.tokenizer, texts, 32
-        )
+        check_parity(module, tmp_path / "untrained", trained, tokenizer, texts, 32)
 
 
 def test_saved_model_cli_gives_the_classifiers_labels(dag_repo):

@@ -118,22 +118,14 @@ def most_probable(
 
 
 def _load_model(path: Path, format_version: int):
-    """The Keras model of a package: from weights.h5 (format 1) or from the variables of its
-    SavedModel (format 2), which hold the same weights. Returns (model, spec)."""
+    """The model of a package, for `predict_on_batch`: the Keras model rebuilt from weights.h5
+    (format 1), or the SavedModel's `token_ids` function (format 2). Returns (model, spec)."""
     from bertclf.model import load_classifier
 
     if format_version == 1:
         return load_classifier(path)
-    import tensorflow as tf
-
-    from bertclf.config import HeadConfig
-    from bertclf.export import SAVED_MODEL
+    from bertclf.export import SAVED_MODEL, TokenIdsModel
     from bertclf.files import read_json
-    from bertclf.model import MODEL_CONFIG_FILE, build_classifier
+    from bertclf.model import MODEL_CONFIG_FILE
 
-    spec = read_json(path / MODEL_CONFIG_FILE)
-    model = build_classifier(spec["encoder"], HeadConfig(**spec["head"]), len(spec["classes"]))
-    status = tf.train.Checkpoint(model=model).read(str(path / SAVED_MODEL / "variables/variables"))
-    status.assert_existing_objects_matched()  # every weight of the model was restored
-    status.expect_partial()  # the SavedModel also holds the in-graph tokenizer
-    return model, spec
+    return TokenIdsModel(path / SAVED_MODEL), read_json(path / MODEL_CONFIG_FILE)

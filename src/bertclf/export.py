@@ -1,10 +1,14 @@
 """The raw-text SavedModel: tokenization inside the graph, so any TensorFlow client can call it.
 
 `serving_default` takes `text` (a batch of strings) and returns `probabilities` (float32, one
-column per class, in labels.json order) and `label`. Texts are tokenized with tensorflow-text's
-FastBertTokenizer on the encoder's own vocabulary and casing, and fitted to the window exactly
-as `tokenization.fit_to_window` fits them in training (head, head_tail or chunks, with the
-chunks' log-probabilities pooled per text).
+column per class, in labels.json order) and `label`. `token_ids` takes `input_ids` and
+`attention_mask` (int32, padded) and returns `probabilities`: the Python API tokenizes with the
+Hugging Face tokenizer and calls it on length-sorted batches.
+
+`serving_default` tokenizes with tensorflow-text's FastBertTokenizer on the encoder's own
+vocabulary and casing, and fits texts to the window exactly as `tokenization.fit_to_window`
+does in training (head, head_tail or chunks, with the chunks' log-probabilities pooled per
+text).
 
 Loading it needs `import tensorflow_text` first: that registers the tokenizer's ops.
 """
@@ -57,7 +61,7 @@ class RawTextClassifier(tf.Module):
         self.tokenize = tokenize
         self.classes = tf.constant(classes)
 
-    def token_ids(self, text: tf.Tensor) -> tf.RaggedTensor:
+    def wordpiece_ids(self, text: tf.Tensor) -> tf.RaggedTensor:
         """Word-piece ids of each text, without [CLS] and [SEP]: [batch, (tokens)]."""
         text = tf.strings.regex_replace(text, _WHITESPACE, " ")
         text = tf.strings.regex_replace(text, _DROPPED, "")
@@ -107,7 +111,7 @@ class RawTextClassifier(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve(self, text):
-        sequences, text_of = self.windows(self.token_ids(text))
+        sequences, text_of = self.windows(self.wordpiece_ids(text))
         inputs = [
             sequences.to_tensor(0),
             tf.ones_like(sequences).to_tensor(0),
@@ -117,6 +121,15 @@ class RawTextClassifier(tf.Module):
         label = tf.gather(self.classes, tf.argmax(probabilities, axis=1))
         return {"probabilities": probabilities, "label": label}
 
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.int32, name="input_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="attention_mask"),
+        ]
+    )
+    def from_token_ids(self, input_ids, attention_mask):
+        return {"probabilities": self.model([input_ids, attention_mask], training=False)}
+
 
 def export_saved_model(
     model, tokenizer_dir: Path, tokenize: TokenizeConfig, classes: list[str], out: Path
@@ -125,13 +138,28 @@ def export_saved_model(
     module = RawTextClassifier(
         model, vocab, lower_cases(tokenizer_dir / "tokenizer.json"), tokenize, classes
     )
-    tf.saved_model.save(module, str(out), signatures={"serving_default": module.serve})
+    signatures = {"serving_default": module.serve, "token_ids": module.from_token_ids}
+    tf.saved_model.save(module, str(out), signatures=signatures)
     return module
 
 
-def load_saved_model(path: Path):
-    """The exported model's `serving_default` function."""
-    return tf.saved_model.load(str(path)).signatures["serving_default"]
+def load_saved_model(path: Path, signature: str = "serving_default"):
+    """One of the exported model's functions."""
+    return tf.saved_model.load(str(path)).signatures[signature]
+
+
+class TokenIdsModel:
+    """The SavedModel's `token_ids` function where a Keras model's `predict_on_batch` is
+    expected: a graph already built for any batch shape, so no shape is traced at run time."""
+
+    def __init__(self, saved_model: Path):
+        self.function = load_saved_model(saved_model, "token_ids")
+
+    def predict_on_batch(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.function(
+            input_ids=tf.constant(inputs["input_ids"]),
+            attention_mask=tf.constant(inputs["attention_mask"]),
+        )["probabilities"].numpy()
 
 
 def saved_model_probabilities(serve, texts: list[str], lengths: np.ndarray, batch_size: int):
@@ -170,7 +198,7 @@ def check_parity(
         len(texts),
         tokenize.chunk_pooling,
     )
-    graph_sequences, graph_text_of = module.windows(module.token_ids(tf.constant(texts)))
+    graph_sequences, graph_text_of = module.windows(module.wordpiece_ids(tf.constant(texts)))
     identical = np.ones(len(texts), dtype=bool)
     if len(graph_text_of) != len(encoded.text_index):
         identical[:] = False  # a text was cut into a different number of windows
