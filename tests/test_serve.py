@@ -63,6 +63,7 @@ def test_health_and_metadata(server, dag_repo):
     assert about["model_card"]["encoder"]["name"] == "tiny"
     assert {"tensorflow", "tensorflow-text", "bertclf"} <= set(about["versions"])
     assert about["limits"]["max_texts"] == 8
+    assert request(server, "GET", "/docs")[0] == 404  # its page would need a CDN
 
 
 @pytest.mark.parametrize(

@@ -131,7 +131,8 @@ def create_app(package: Path, classifier, limits: Limits) -> FastAPI:
         yield
         worker.cancel()
 
-    app = FastAPI(title="bertclf", lifespan=lifespan)
+    # no /docs: its page loads scripts from a CDN, and this server must work offline
+    app = FastAPI(title="bertclf", lifespan=lifespan, docs_url=None, redoc_url=None)
 
     @app.get("/healthz")
     async def healthz():
@@ -171,5 +172,5 @@ def serve(package: Path, host: str, port: int, limits: Limits) -> None:
     from bertclf.classifier import Classifier
 
     classifier = Classifier.load(package)
-    classifier.predict_proba(["warm-up"])  # trace the model before the first request
+    classifier.predict_proba(["warm-up"])  # the first call's one-time set-up, before any request
     uvicorn.run(create_app(package, classifier, limits), host=host, port=port, log_level="info")
