@@ -10,7 +10,7 @@ from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, read_json, sha256_file, write_json
 from bertclf.model_card import model_card, model_card_fields
 from bertclf.package import copy_files, write_manifest
-from bertclf.tokenization import TOKENIZER_FILE
+from bertclf.tokenization import TOKENIZER_FILE, load_tokenizer
 
 TRAINED = Path("models/trained")
 PRETRAINED = Path("models/pretrained")
@@ -33,7 +33,6 @@ def main() -> None:
     from bertclf.config import TokenizeConfig
     from bertclf.export import SAVED_MODEL, check_parity, export_saved_model
     from bertclf.model import MODEL_CONFIG_FILE, load_classifier
-    from bertclf.tokenization import load_tokenizer
 
     model, spec = load_classifier(TRAINED)
     tokenize = TokenizeConfig(**spec["tokenize"])

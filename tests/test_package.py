@@ -202,18 +202,12 @@ FORMAT_CASES = [  # input, output, id column: every format in and out, with and 
 ]
 
 
-def read_any(path):
-    from bertclf.data import read_table
-
-    return read_table(path)
-
-
 @pytest.mark.parametrize("source_format, output_format, id_column", FORMAT_CASES)
 def test_predict_cli_every_format_keeps_order_and_ids(
     dag_repo, tmp_path, source_format, output_format, id_column
 ):
     from bertclf import Classifier
-    from bertclf.data import write_table
+    from bertclf.data import read_table, write_table
 
     test = pd.read_parquet(dag_repo / "data/prepared/test.parquet").sample(25, random_state=3)
     table = pd.DataFrame({"doc": [f"r{i:03d}" for i in range(25)][::-1], "body": test["text"]})
@@ -225,7 +219,7 @@ def test_predict_cli_every_format_keeps_order_and_ids(
     args += ["--id-column", id_column] if id_column else []
     run(args, tmp_path)
 
-    result = read_any(out)
+    result = read_table(out)
     expected = ([id_column] if id_column else []) + ["body", "label", "probability"]
     assert list(result.columns) == expected + ["top_labels", "top_probabilities"]
     if id_column:

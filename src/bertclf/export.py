@@ -223,7 +223,8 @@ def check_parity(
     if report["token_ids_identical"] < MIN_IDENTICAL_IDS:
         raise BertclfError(
             f"the SavedModel's in-graph tokenizer gives other token ids than training's on "
-            f"{report['texts_with_other_ids']} of {len(texts)} texts (at most 0.1% allowed)"
+            f"{report['texts_with_other_ids']} of {len(texts)} texts (at most "
+            f"{1 - MIN_IDENTICAL_IDS:.1%} allowed)"
         )
     if report["max_probability_difference"] > MAX_PROBABILITY_DIFFERENCE:
         raise BertclfError(
