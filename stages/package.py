@@ -36,7 +36,7 @@ def main() -> None:
 
     model, spec = load_classifier(TRAINED)
     tokenize = TokenizeConfig(**spec["tokenize"])
-    with atomic_path(OUT) as tmp:
+    with atomic_path(OUT, replace_directory=True) as tmp:
         tmp.mkdir()
         module = export_saved_model(model, PRETRAINED, tokenize, spec["classes"], tmp / SAVED_MODEL)
         parity = check_parity(
@@ -51,12 +51,15 @@ def main() -> None:
         copy_files([TRAINED / MODEL_CONFIG_FILE, LABELS, *tokenizer_files], tmp)
         (tmp / "MODEL_CARD.md").write_text(model_card(*card_facts), encoding="utf-8")
         write_json(tmp / "model_card.json", model_card_fields(*card_facts))
-        write_manifest(tmp)
-    write_json(PARITY, parity)
+        manifest_sha256 = write_manifest(tmp)
+    # Outside the bundle (whose files the manifest covers): give it to users through a channel
+    # they trust, and they can check it at load with --expect-sha256.
+    write_json(PARITY, {**parity, "manifest_sha256": manifest_sha256})
     print(
         f"package: wrote {OUT}/; SavedModel against training on {parity['n']} test texts: "
         f"token ids identical {parity['token_ids_identical']:.4f}, "
-        f"largest probability difference {parity['max_probability_difference']:.2g}"
+        f"largest probability difference {parity['max_probability_difference']:.2g}; "
+        f"manifest sha256 {manifest_sha256}"
     )
 
 

@@ -19,7 +19,7 @@ def main() -> None:
 
     splits, report = prepare_splits(data, seed)
 
-    with atomic_path(OUT) as tmp:
+    with atomic_path(OUT, replace_directory=True) as tmp:
         tmp.mkdir()
         for name in SPLITS:
             splits[name].to_parquet(tmp / f"{name}.parquet", index=False)

@@ -16,7 +16,7 @@ def main() -> None:
 
     from bertclf.model import resolve_pretrained  # imports TensorFlow: after validation
 
-    with atomic_path(OUT) as tmp:
+    with atomic_path(OUT, replace_directory=True) as tmp:
         info = resolve_pretrained(model, tmp, seed)
         write_json(tmp / "source.json", info)
     print(f"pretrained: {info['name']} ({info['parameters']:,} parameters) from {info['origin']}")

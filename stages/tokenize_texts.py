@@ -28,7 +28,7 @@ def main() -> None:
     label_map = LabelMap.load(LABELS)
 
     report = {"max_length": tokenize.max_length, "long_text": tokenize.long_text}
-    with atomic_path(OUT) as tmp:
+    with atomic_path(OUT, replace_directory=True) as tmp:
         tmp.mkdir()
         for name in SPLITS:
             frame = pd.read_parquet(PREPARED / f"{name}.parquet")

@@ -67,7 +67,7 @@ def main() -> None:
         checkpoint=checkpoint,
     )
 
-    with atomic_path(out) as tmp:
+    with atomic_path(out, replace_directory=True) as tmp:
         save_classifier(model, tmp, encoder_config, head, list(label_map.classes), tokenize)
     if out != OUT:
         shutil.rmtree(scratch)

@@ -42,13 +42,15 @@ def test_training_killed_after_an_epoch_resumes_and_ends_as_if_uninterrupted(dag
 
         process = start(["dvc", "repro", "--force", "--no-run-cache", "-s", "train"], dag_repo)
         deadline = time.monotonic() + TIMEOUT
-        while not list((dag_repo / ".checkpoints").glob("*/state.json")):
+        while not list((dag_repo / ".checkpoints").glob("*/epoch-*/state.json")):
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "no checkpoint written"
             time.sleep(0.2)
         os.killpg(process.pid, signal.SIGKILL)
         stop(process)
-        state = json.loads(next((dag_repo / ".checkpoints").glob("*/state.json")).read_text())
+        state = json.loads(
+            next((dag_repo / ".checkpoints").glob("*/epoch-*/state.json")).read_text()
+        )
         assert state["next_epoch"] == 1
         assert not (dag_repo / "models/trained").exists()  # DVC removed it; nothing half-written
         assert "train" in run(["dvc", "status"], dag_repo).stdout

@@ -1,9 +1,9 @@
 """Training that survives a kill: the whole training state after every epoch, kept outside the
 stage's DVC outputs (DVC deletes those before it re-runs a stage) and removed on success.
 
-A checkpoint lives in `.checkpoints/<stage>-<key>/`, where the key hashes the stage's params,
-its input files and the training code, so a changed run never resumes from a stale state. It
-holds, all written together (a kill while saving leaves the previous epoch's checkpoint):
+A checkpoint lives in `.checkpoints/<stage>-<key>/epoch-NNNN/`, where the key hashes the stage's
+params, its input files and the training code, so a changed run never resumes from a stale state.
+It holds, all written together (a kill while saving leaves the previous epoch's checkpoint):
 
 - `state.index`, `state.data-*`: model weights and optimizer state (Adam moments, step count,
   hence the learning-rate schedule), TensorFlow's checkpoint format;
@@ -18,6 +18,8 @@ The data order and dropout's random masks of epoch e are derived from (seed, e) 
 import hashlib
 import json
 import shutil
+import sys
+import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
@@ -26,6 +28,7 @@ import numpy as np
 from bertclf.files import atomic_path, sha256_file
 
 ROOT = Path(".checkpoints")
+UNREADABLE = ROOT / "unreadable"  # states that could not be read, kept for a look
 CODE = [
     "src/bertclf/training.py",
     "src/bertclf/model.py",
@@ -50,11 +53,39 @@ def run_key(params: dict, inputs: list[str | Path]) -> str:
 
 
 class Checkpoint:
+    """The saved states of one run: `DIRECTORY/epoch-NNNN/`, one per epoch saved. A new epoch's
+    state is written whole beside the previous one, which is removed only after it, so a valid
+    state exists at every moment; one that cannot be read is set aside and not resumed from."""
+
     def __init__(self, directory: Path, snapshots: list[Path] | None = None):
         self.directory = Path(directory)
         self.snapshots = [Path(p) for p in snapshots or []]
-        state_file = self.directory / "state.json"
-        self.state = json.loads(state_file.read_text()) if state_file.is_file() else None
+        self.saved, self.state = self._latest_readable()
+
+    def _latest_readable(self) -> tuple[Path | None, dict | None]:
+        for saved in sorted(self.directory.glob("epoch-*"), reverse=True):
+            try:
+                state = json.loads((saved / "state.json").read_text(encoding="utf-8"))
+                if not isinstance(state.get("next_epoch"), int) or "early_stopping" not in state:
+                    raise ValueError("state.json lacks next_epoch or early_stopping")
+                if not (saved / "state.index").is_file():
+                    raise ValueError("state.index is missing")
+            except (OSError, ValueError, AttributeError) as error:
+                self._set_aside(saved, error)
+                continue
+            return saved, state
+        return None, None
+
+    def _set_aside(self, saved: Path, error: Exception) -> None:
+        aside = UNREADABLE / f"{self.directory.name}-{saved.name}-{int(time.time())}"
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(saved, aside)
+        reason = " ".join(str(error).split()) or type(error).__name__
+        print(
+            f"warning: {saved}: checkpoint cannot be read ({reason}); moved to {aside}, "
+            "not resumed from",
+            file=sys.stderr,
+        )
 
     @classmethod
     def for_run(
@@ -75,7 +106,7 @@ class Checkpoint:
         if not self.state:
             return
         for i, path in enumerate(self.snapshots):
-            saved = self.directory / f"snapshot_{i}"
+            saved = self.saved / f"snapshot_{i}"
             shutil.rmtree(path, ignore_errors=True)
             if saved.is_dir():
                 shutil.copytree(saved, path)
@@ -84,7 +115,8 @@ class Checkpoint:
         """`early_stopping` is EarlyStopping's state, its best weights under "best_weights"."""
         import tensorflow as tf
 
-        with atomic_path(self.directory) as tmp:
+        saved = self.directory / f"epoch-{next_epoch:04d}"
+        with atomic_path(saved, replace_directory=True) as tmp:
             tmp.mkdir()
             tf.train.Checkpoint(model=model, optimizer=model.optimizer).write(str(tmp / "state"))
             best = early_stopping.pop("best_weights")
@@ -93,8 +125,12 @@ class Checkpoint:
             for i, path in enumerate(self.snapshots):
                 if path.is_dir():
                     shutil.copytree(path, tmp / f"snapshot_{i}")
-            self.state = {"next_epoch": next_epoch, "early_stopping": early_stopping}
-            (tmp / "state.json").write_text(json.dumps(self.state, indent=2))
+            state = {"next_epoch": next_epoch, "early_stopping": early_stopping}
+            (tmp / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
+        for older in self.directory.glob("epoch-*"):  # only now: the new state is on disk
+            if older.name < saved.name:
+                shutil.rmtree(older, ignore_errors=True)
+        self.saved, self.state = saved, state
 
     def load_into(self, model) -> tuple[dict, list[np.ndarray] | None]:
         """Restore weights and optimizer state into a compiled model. Returns EarlyStopping's
@@ -102,9 +138,9 @@ class Checkpoint:
         import tensorflow as tf
 
         tf.train.Checkpoint(model=model, optimizer=model.optimizer).read(
-            str(self.directory / "state")
+            str(self.saved / "state")
         ).assert_existing_objects_matched()
-        best_file = self.directory / "best_weights.npz"
+        best_file = self.saved / "best_weights.npz"
         best = None
         if best_file.is_file():
             with np.load(best_file, allow_pickle=False) as arrays:

@@ -31,11 +31,17 @@ class Classifier:
         self.classes_ = np.asarray(label_map.classes)
 
     @classmethod
-    def load(cls, path: str | Path, batch_size: int = 64) -> "Classifier":
+    def load(
+        cls, path: str | Path, batch_size: int = 64, expect_sha256: str | None = None
+    ) -> "Classifier":
+        """Load a package, after checking every file against its manifest and the graph's ops
+        against those bertclf packages use. A package is a program: load only packages from
+        sources you trust, and pass `expect_sha256` (or set BERTCLF_PACKAGE_SHA256), the
+        manifest's digest as its builder published it, to know it is the one you were given."""
         path = Path(path)
         if not path.is_dir():
             raise BertclfError(f"{path}: package directory not found")
-        manifest = verify_bundle(path)
+        manifest = verify_bundle(path, expect_sha256)
         model, spec = _load_model(path, manifest["format_version"])
         tokenize = TokenizeConfig(**spec["tokenize"])
         label_map = LabelMap.load(path / "labels.json")
@@ -127,5 +133,7 @@ def _load_model(path: Path, format_version: int):
     from bertclf.export import SAVED_MODEL, TokenIdsModel
     from bertclf.files import read_json
     from bertclf.model import MODEL_CONFIG_FILE
+    from bertclf.package import check_saved_model_ops
 
+    check_saved_model_ops(path / SAVED_MODEL)  # before TensorFlow loads (and can run) the graph
     return TokenIdsModel(path / SAVED_MODEL), read_json(path / MODEL_CONFIG_FILE)

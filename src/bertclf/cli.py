@@ -15,26 +15,23 @@ def predict(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from bertclf.classifier import most_probable
-    from bertclf.data import (
-        TableWriter,
-        read_table_chunks,
-        require_columns,
-        table_format,
-        text_cells,
-    )
+    from bertclf.data import TableWriter, spreadsheet_safe, table_format
     from bertclf.files import atomic_path
 
     shard, shards = parse_shard(args.shard)
-    table_format(args.output)  # an unknown output type is refused before any work
-    chunks = read_table_chunks(args.input, args.chunk_rows)
-    first = next(chunks, None)  # the input's columns are checked before anything is written
-    if first is not None:
-        require_columns(
-            first, args.input, {"--text-column": args.text_column, "--id-column": args.id_column}
-        )
+    check_output_path(args.output, args.input)
+    output_format = table_format(args.output)  # an unknown output type is refused before any work
+    if args.spreadsheet_safe and output_format not in (".csv", ".tsv"):
+        raise BertclfError(f"{args.output}: --spreadsheet-safe is for CSV and TSV output")
     columns = [c for c in (args.id_column, args.text_column) if c] + ["label", "probability"]
     if args.top_k:
         columns += ["top_labels", "top_probabilities"]
+
+    if output_format == ".xlsx":  # what XLSX cannot hold is refused before any prediction
+        for chunk, texts in read_shard(args, shard, shards):
+            check_output_cells(chunk, texts, args, columns)
+
+    selected = read_shard(args, shard, shards)
     classifier = None
     rows = 0
     with (
@@ -42,16 +39,12 @@ def predict(args: argparse.Namespace) -> None:
         TableWriter(tmp, columns) as writer,
         tqdm(unit="row", desc="predict", disable=args.quiet) as bar,
     ):
-        for number, chunk in enumerate(
-            itertools.chain([first] if first is not None else [], chunks)
-        ):
-            if number % shards != shard:
-                continue
-            texts = text_cells(chunk, args.text_column, args.input).tolist()
+        for chunk, texts in selected:
+            texts = texts.tolist()
             if classifier is None:
                 from bertclf.classifier import Classifier  # TensorFlow: after the input is checked
 
-                classifier = Classifier.load(args.model)
+                classifier = Classifier.load(args.model, expect_sha256=args.expect_sha256)
             probabilities = classifier.predict_proba(texts, batch_size=args.batch_size)
             out = pd.DataFrame(index=chunk.index)
             if args.id_column:
@@ -63,11 +56,59 @@ def predict(args: argparse.Namespace) -> None:
                 ranked = most_probable(probabilities, classifier.classes_, args.top_k)
                 out["top_labels"] = [json.dumps([label for label, _ in row]) for row in ranked]
                 out["top_probabilities"] = [json.dumps([p for _, p in row]) for row in ranked]
-            writer.write(out)
+            writer.write(spreadsheet_safe(out) if args.spreadsheet_safe else out)
             rows += len(out)
             bar.update(len(out))
     part = f" (shard {shard}/{shards})" if shards > 1 else ""
     print(f"wrote {rows} predictions to {args.output}{part}")
+
+
+def read_shard(args: argparse.Namespace, shard: int, shards: int):
+    """The input's chunks of this shard, with their texts. The file is opened, and its columns
+    checked, before this returns."""
+    from bertclf.data import read_table_chunks, require_columns, text_cells
+
+    chunks = read_table_chunks(args.input, args.chunk_rows)
+    first = next(chunks, None)
+    if first is not None:
+        columns = {"--text-column": args.text_column, "--id-column": args.id_column}
+        require_columns(first, args.input, columns)
+
+    def selected():
+        for number, chunk in enumerate(
+            itertools.chain([first] if first is not None else [], chunks)
+        ):
+            if number % shards == shard:
+                yield chunk, text_cells(chunk, args.text_column, args.input)
+
+    return selected()
+
+
+def check_output_path(output: str, input_path: str | None = None) -> None:
+    """A path the user names is never a directory that we replace, nor the input itself (the
+    output keeps only some of its columns)."""
+    from bertclf.files import same_file
+
+    if Path(output).is_dir():
+        raise BertclfError(f"{output}: is a directory; give a file name")
+    if input_path is not None and Path(output).exists() and same_file(output, input_path):
+        raise BertclfError(
+            f"{output}: is the input file; give another name (the output keeps only the id, "
+            "text and prediction columns)"
+        )
+
+
+def check_output_cells(chunk, texts, args: argparse.Namespace, columns: list[str]) -> None:
+    """The cells of the input that go into the output, checked against its format."""
+    import pandas as pd
+
+    from bertclf.data import check_cells_fit
+
+    kept = pd.DataFrame({args.text_column: texts}, index=chunk.index)
+    if args.id_column:
+        kept[args.id_column] = chunk[args.id_column]
+    check_cells_fit(kept, args.output)
+    check_cells_fit(pd.DataFrame(columns=columns), args.output)
 
 
 def positive_int(value: str) -> int:
@@ -76,11 +117,33 @@ def positive_int(value: str) -> int:
     return int(value)
 
 
+def positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, not {value!r}")
+    return seconds
+
+
 def serve(args: argparse.Namespace) -> None:
     from bertclf.serve import Limits, serve
 
-    limits = Limits(args.max_texts, args.max_chars, args.max_body_bytes, args.max_batch_texts)
-    serve(Path(args.model), args.host, args.port, limits)
+    limits = Limits(
+        max_texts=args.max_texts,
+        max_chars=args.max_chars,
+        max_body_bytes=args.max_body_bytes,
+        max_batch_texts=args.max_batch_texts,
+        max_request_chars=args.max_request_chars,
+        max_queue_texts=args.max_queue_texts,
+        request_timeout=args.request_timeout,
+        read_timeout=args.read_timeout,
+        limit_concurrency=args.limit_concurrency,
+        timeout_graceful_shutdown=args.timeout_graceful_shutdown,
+    )
+    allowed_hosts = args.allowed_hosts.split(",") if args.allowed_hosts else None
+    serve(Path(args.model), args.host, args.port, limits, allowed_hosts, args.expect_sha256)
 
 
 def parse_shard(value: str) -> tuple[int, int]:
@@ -99,6 +162,8 @@ def evaluate(args: argparse.Namespace) -> None:
     from bertclf.files import write_json
     from bertclf.labels import LabelMap
 
+    if args.output:
+        check_output_path(args.output, args.input)
     table = read_table(args.input)
     require_columns(
         table, args.input, {"--text-column": args.text_column, "--label-column": args.label_column}
@@ -113,7 +178,7 @@ def evaluate(args: argparse.Namespace) -> None:
     from bertclf.classifier import Classifier  # imports TensorFlow: after the input is checked
     from bertclf.metrics import by_length, classification_metrics
 
-    classifier = Classifier.load(args.model)
+    classifier = Classifier.load(args.model, expect_sha256=args.expect_sha256)
     encoded = classifier.encode(texts)  # once: for the predictions and the texts' lengths
     probabilities = classifier.predict_encoded(encoded, args.batch_size, progress=True)
     classes = list(classifier.classes_)
@@ -133,6 +198,16 @@ def params(args: argparse.Namespace) -> None:
         raise BertclfError(f"{args.config_dir}: config directory not found")
     compose_params(args.output, args.overrides, args.config_dir)
     print(f"composed {args.config_dir}/ into {args.output}")
+
+
+def add_expect_sha256(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--expect-sha256",
+        default=None,
+        metavar="DIGEST",
+        help="refuse the package unless its manifest.json has this sha256 (as its builder "
+        "published it; default: $BERTCLF_PACKAGE_SHA256)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -160,7 +235,14 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="add top_labels and top_probabilities: the K most probable, as JSON lists",
     )
+    p.add_argument(
+        "--spreadsheet-safe",
+        action="store_true",
+        help="CSV/TSV: prefix ' to cells starting with = + - @ (a spreadsheet would run them "
+        "as formulas); this changes those texts",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_expect_sha256(p)
     p.set_defaults(run=predict)
 
     p = commands.add_parser("serve", help="serve a package over HTTP (POST /v1/predict)")
@@ -176,6 +258,48 @@ def parser() -> argparse.ArgumentParser:
         default=256,
         help="texts of concurrent requests merged into one model call (1: no merging)",
     )
+    p.add_argument(
+        "--max-request-chars",
+        type=positive_int,
+        default=200_000,
+        help="characters of all a request's texts together: its cost (more: 413)",
+    )
+    p.add_argument(
+        "--max-queue-texts",
+        type=positive_int,
+        default=1_024,
+        help="texts waiting for the model (more: 503 with Retry-After)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=positive_seconds,
+        default=30.0,
+        help="seconds from a request's arrival to its answer (more: 503)",
+    )
+    p.add_argument(
+        "--read-timeout",
+        type=positive_seconds,
+        default=10.0,
+        help="seconds a client has to send a request's headers and body (more: 408, closed)",
+    )
+    p.add_argument(
+        "--limit-concurrency",
+        type=positive_int,
+        default=200,
+        help="open connections and requests at once (more: 503)",
+    )
+    p.add_argument(
+        "--timeout-graceful-shutdown",
+        type=positive_seconds,
+        default=10.0,
+        help="seconds open requests get after SIGTERM",
+    )
+    p.add_argument(
+        "--allowed-hosts",
+        default=None,
+        help="comma-separated Host names the server answers (e.g. localhost,127.0.0.1)",
+    )
+    add_expect_sha256(p)
     p.set_defaults(run=serve)
 
     p = commands.add_parser("evaluate", help="score a labelled table with a package")
@@ -185,6 +309,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--label-column", default="label")
     p.add_argument("--output", default=None, help="write every metric to this JSON file")
     p.add_argument("--batch-size", type=int, default=64)
+    add_expect_sha256(p)
     p.set_defaults(run=evaluate)
 
     p = commands.add_parser("params", help="compose conf/ into params.yaml (as dvc exp run does)")

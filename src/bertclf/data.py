@@ -35,7 +35,7 @@ def _text_options(suffix: str, decode: str) -> dict:
 READERS = {
     ".csv": lambda p, d: pd.read_csv(p, **_text_options(".csv", d)),
     ".tsv": lambda p, d: pd.read_csv(p, **_text_options(".tsv", d)),
-    ".xlsx": lambda p, d: pd.read_excel(p, dtype=str, keep_default_na=False, engine="openpyxl"),
+    ".xlsx": lambda p, d: pd.concat(list(_xlsx_chunks(p, 100_000)), ignore_index=True),
     ".parquet": lambda p, d: pd.read_parquet(p),
     ".jsonl": lambda p, d: pd.read_json(p, **_text_options(".jsonl", d)),
 }
@@ -52,25 +52,151 @@ SPLITS = ("train", "val", "test")
 
 
 def _write_xlsx(df: pd.DataFrame, path: str | Path) -> None:
-    """Like DataFrame.to_excel, except that a text starting with "=" stays text: Excel (and
-    pandas) would store it as a formula, and the text would be lost (or run, when opened)."""
+    """Like DataFrame.to_excel, except that every header and text cell is stored as text:
+    Excel (and pandas) would store a text starting with "=" as a formula, and the text would
+    be lost (or run, when opened)."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
 
+    check_cells_fit(df, path)
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet()
-    sheet.append([str(c) for c in df.columns])
+
+    def cell(value):
+        if isinstance(value, str):
+            value = WriteOnlyCell(sheet, value=value)
+            value.data_type = "s"
+        elif not isinstance(value, str) and pd.isna(value):
+            value = None
+        return value
+
+    sheet.append([cell(str(c)) for c in df.columns])
     for row in df.itertuples(index=False):
-        cells = []
-        for value in row:
-            if isinstance(value, str) and value.startswith("="):
-                value = WriteOnlyCell(sheet, value=value)
-                value.data_type = "s"
-            elif not isinstance(value, str) and pd.isna(value):
-                value = None
-            cells.append(value)
-        sheet.append(cells)
+        sheet.append([cell(value) for value in row])
     workbook.save(path)
+
+
+XLSX_MAX_CHARS = 32_767  # characters in one cell
+XLSX_MAX_ROWS = 1_048_576  # rows in one sheet, the header's included
+XLSX_MAX_COLUMNS = 1_000  # read from a sheet: a wider row is refused (a far cell pads every row)
+
+
+def check_cells_fit(df: pd.DataFrame, path: str | Path, rows_before: int = 0) -> None:
+    """Refuse, naming the row (the table's index + 1, a row of the input), a table that the
+    format of `path` cannot hold as it is: XLSX cannot store control characters, nor more than
+    32,767 characters in a cell, nor more than 1,048,575 rows (`rows_before` are written
+    already). A user's text is never cut or changed to make it fit."""
+    if table_format(path) != ".xlsx":
+        return
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    other = "write CSV, TSV, Parquet or JSONL instead"
+    if rows_before + len(df) > XLSX_MAX_ROWS - 1:
+        raise BertclfError(f"{path}: XLSX holds at most {XLSX_MAX_ROWS - 1:,} rows; {other}")
+    for column in df.columns:
+        names = pd.Series([str(column)], index=[None])
+        values = df[column][df[column].map(lambda v: isinstance(v, str))]
+        for cells in (names, values.astype(object)):
+            if cells.empty:
+                continue
+            bad = cells.str.contains(ILLEGAL_CHARACTERS_RE.pattern, regex=True)
+            long = cells.str.len() > XLSX_MAX_CHARS
+            if not (bad.any() or long.any()):
+                continue
+            row = cells.index[(bad | long).to_numpy().nonzero()[0][0]]
+            where = (
+                f"column name {column!r}" if row is None else f"row {row + 1}, column {column!r}"
+            )
+            value = cells[row] if row is not None else str(column)
+            found = ILLEGAL_CHARACTERS_RE.search(value)
+            if found:
+                reason = (
+                    f"holds control character U+{ord(found.group()):04X}, which XLSX cannot store"
+                )
+            else:
+                reason = (
+                    f"has {len(value):,} characters; an XLSX cell holds at most {XLSX_MAX_CHARS:,}"
+                )
+            raise BertclfError(f"{path}: {where} {reason}; {other}")
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula, prefixed with "'" (OWASP's advice
+    for CSV meant for spreadsheets). This changes the texts, so it is only done when asked."""
+    return df.apply(
+        lambda column: column.map(
+            lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v
+        )
+    )
+
+
+def _xlsx_chunks(path: str | Path, rows: int) -> Iterator[pd.DataFrame]:
+    """The first sheet, `rows` rows at a time, every cell a string ("" when empty), as pandas'
+    `read_excel(dtype=str, keep_default_na=False)` gives it, but streamed: pandas pads every
+    row to the widest, so one far cell (XFD1048576) would take gigabytes. A row wider than
+    1,000 columns is refused instead."""
+    from openpyxl import load_workbook
+
+    workbook = load_workbook(path, read_only=True, data_only=True)
+    try:
+        sheet = workbook.worksheets[0]
+        sheet.reset_dimensions()  # a row's width is its own last cell, not the sheet's widest
+        values = sheet.iter_rows(values_only=True)
+        header = next(values, ())
+        _check_width(header, path, sheet.title, 1)
+        columns = _xlsx_header(header)
+        chunk, blank = [], 0
+        for number, row in enumerate(values, start=2):
+            _check_width(row, path, sheet.title, number)
+            cells = [_xlsx_text(v) for v in row[: len(columns)]]
+            if not any(cells):  # blank rows count only when a row with content follows
+                blank += 1
+                continue
+            chunk += [[""] * len(columns)] * blank
+            blank = 0
+            chunk.append(cells + [""] * (len(columns) - len(cells)))
+            if len(chunk) >= rows:
+                yield pd.DataFrame(chunk[:rows], columns=columns)
+                chunk = chunk[rows:]
+        if chunk or not columns:
+            yield pd.DataFrame(chunk, columns=columns)
+    finally:
+        workbook.close()
+
+
+def _check_width(row: tuple, path: str | Path, sheet: str, number: int) -> None:
+    if len(row) > XLSX_MAX_COLUMNS:
+        raise BertclfError(
+            f"{path}: sheet {sheet!r} row {number} reaches column {len(row):,}; "
+            f"bertclf reads at most {XLSX_MAX_COLUMNS:,} columns (delete the far cells)"
+        )
+
+
+def _xlsx_header(header: tuple) -> list[str]:
+    """Column names as pandas gives them: "Unnamed: i" for an empty one, ".1" after a repeat."""
+    while header and header[-1] is None:
+        header = header[:-1]
+    columns, seen = [], {}
+    for i, value in enumerate(header):
+        name = f"Unnamed: {i}" if value is None else _xlsx_text(value)
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}.{seen[name]}"
+        else:
+            seen[name] = 0
+        columns.append(name)
+    return columns
+
+
+def _xlsx_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def table_format(path: str | Path) -> str:
@@ -124,8 +250,8 @@ def write_table(df: pd.DataFrame, path: str | Path) -> None:
 
 def read_table_chunks(path: str | Path, rows: int) -> Iterator[pd.DataFrame]:
     """The table `rows` rows at a time, so memory stays flat however long the file is. CSV,
-    TSV, JSONL and Parquet are streamed; XLSX is read whole and sliced. The index is the row
-    position in the file, as in `read_table`."""
+    TSV, JSONL, Parquet and XLSX are streamed. The index is the row position in the file, as in
+    `read_table`."""
     suffix = table_format(path)
     if not Path(path).is_file():
         raise BertclfError(f"{path}: file not found")
@@ -140,8 +266,7 @@ def read_table_chunks(path: str | Path, rows: int) -> Iterator[pd.DataFrame]:
             batches = pq.ParquetFile(path).iter_batches(batch_size=rows)
             chunks = (batch.to_pandas() for batch in batches)
         else:
-            table = READERS[suffix](path, "error")
-            chunks = (table.iloc[i : i + rows] for i in range(0, len(table), rows))
+            chunks = _xlsx_chunks(path, rows)
         start = 0
         for chunk in chunks:
             chunk.index = pd.RangeIndex(start, start + len(chunk))
@@ -161,6 +286,7 @@ class TableWriter:
         self.written = False
 
     def write(self, df: pd.DataFrame) -> None:
+        check_cells_fit(df, self.path, sum(map(len, self.parts)))
         if self.format in SEPARATORS:
             sep = SEPARATORS[self.format]
             df.to_csv(self.path, sep=sep, mode="a", header=not self.written, **CSV_WRITE)

