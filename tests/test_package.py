@@ -290,3 +290,74 @@ def test_predict_cli_memory_stays_flat_on_a_large_input(dag_repo, tmp_path, caps
         print(f"\npeak RSS: 2,000 rows {peaks['small']:.0f} MB, 200,000 {peaks['large']:.0f} MB")
     assert len(pd.read_csv(tmp_path / "large.out.csv", usecols=["id"])) == 200_000
     assert peaks["large"] - peaks["small"] <= 200, peaks
+
+
+def test_package_uses_only_the_ops_on_the_allowlist(dag_repo):
+    """Fails when the export starts using an op that is not in saved_model_ops.py: the list
+    follows the code."""
+    from bertclf.package import saved_model_ops
+    from bertclf.saved_model_ops import CHECKPOINT_OPS, PACKAGE_OPS
+
+    reachable, everything = saved_model_ops(package(dag_repo) / "saved_model")
+    assert everything - PACKAGE_OPS - CHECKPOINT_OPS == set()
+    assert reachable & CHECKPOINT_OPS == set()
+    assert "FastWordpieceTokenizeWithOffsets" in reachable  # the scan sees into functions
+
+
+def write_file_graph(bundle, marker):
+    """The package's graph swapped for one that reads a file and writes it elsewhere when
+    called, with the manifest regenerated: the manifest alone cannot catch this."""
+    import tensorflow as tf
+
+    from bertclf.package import write_manifest
+
+    class Swapped(tf.Module):
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None, None], tf.int32, name="input_ids"),
+                tf.TensorSpec([None, None], tf.int32, name="attention_mask"),
+            ]
+        )
+        def token_ids(self, input_ids, attention_mask):
+            tf.io.write_file(str(marker), tf.io.read_file(str(bundle / "labels.json")))
+            return {"probabilities": tf.zeros([tf.shape(input_ids)[0], 2])}
+
+    module = Swapped()
+    shutil.rmtree(bundle / "saved_model")
+    signatures = {"serving_default": module.token_ids, "token_ids": module.token_ids}
+    tf.saved_model.save(module, str(bundle / "saved_model"), signatures=signatures)
+    (bundle / "manifest.json").unlink()
+    write_manifest(bundle)
+
+
+def test_a_graph_that_reads_and_writes_files_is_refused_naming_the_op(dag_repo, tmp_path):
+    from bertclf import Classifier
+
+    bundle = shutil.copytree(package(dag_repo), tmp_path / "package")
+    marker = tmp_path / "written_by_the_graph"
+    write_file_graph(bundle, marker)
+    expected = f"{bundle}/saved_model: ops 'ReadFile', 'WriteFile' are not ones a bertclf package"
+    with pytest.raises(BertclfError, match=expected):
+        Classifier.load(bundle)
+    pd.DataFrame({"text": ["a"]}).to_csv(tmp_path / "in.csv", index=False)
+    args = ["bertclf", "predict", "--model", str(bundle), "--input", "in.csv"]
+    result = run([*args, "--output", "out.csv", "--quiet"], tmp_path, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"error: {expected}"), result.stderr
+    assert not marker.exists()  # the graph never ran
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_manifest_digest_is_reported_and_checked_at_load(dag_repo, tmp_path):
+    from bertclf import Classifier
+    from bertclf.files import sha256_file
+
+    digest = json.loads((dag_repo / "reports/package.json").read_text())["manifest_sha256"]
+    assert digest == sha256_file(package(dag_repo) / "manifest.json")
+    assert Classifier.load(package(dag_repo), expect_sha256=digest).classes_.tolist()
+    pd.DataFrame({"text": ["a"]}).to_csv(tmp_path / "in.csv", index=False)
+    args = ["bertclf", "predict", "--model", str(package(dag_repo)), "--input", "in.csv"]
+    result = run([*args, "--output", "out.csv", "--expect-sha256", "0" * 64], tmp_path, False)
+    assert result.returncode == 2
+    assert "not the package you were given" in result.stderr
+    assert not (tmp_path / "out.csv").exists()

@@ -1,6 +1,7 @@
 """`bertclf serve` over loopback, on the shared tiny build's package: answers, bad requests
 (each answered and survived), and a bounded load run."""
 
+import http.client
 import json
 import sys
 
@@ -24,6 +25,7 @@ def server(dag_repo, tmp_path_factory):
         port,
         log,
         "--max-texts", "8", "--max-chars", "300", "--max-body-bytes", "5000",
+        "--max-request-chars", "1000", "--allowed-hosts", "127.0.0.1,localhost",
         env=command_env(),
     )  # fmt: skip
     yield port
@@ -64,6 +66,31 @@ def test_health_and_metadata(server, dag_repo):
     assert {"tensorflow", "tensorflow-text", "bertclf"} <= set(about["versions"])
     assert about["limits"]["max_texts"] == 8
     assert request(server, "GET", "/docs")[0] == 404  # its page would need a CDN
+    assert str(dag_repo) not in json.dumps(about) and "site-packages" not in json.dumps(about)
+
+
+def raw_post(port: int, body: bytes, headers: dict) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("POST", "/v1/predict", body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_predict_needs_a_json_content_type_and_a_known_host(server):
+    body = json.dumps({"texts": ["a form could send this"]}).encode()
+    for headers in ({}, {"Content-Type": "application/x-www-form-urlencoded"}):
+        status, answer = raw_post(server, body, headers)
+        assert status == 415, answer
+        assert b"Content-Type: application/json" in answer
+    status, _ = raw_post(server, body, {"Content-Type": "application/json; charset=utf-8"})
+    assert status == 200
+    status, answer = raw_post(
+        server, body, {"Content-Type": "application/json", "Host": "attacker.example"}
+    )
+    assert status == 400 and b"Invalid host header" in answer
 
 
 @pytest.mark.parametrize(
@@ -78,6 +105,7 @@ def test_health_and_metadata(server, dag_repo):
         ({"text": ["no such key"]}, 422, "Field required"),
         (b'{"texts": ["unclosed"', 400, "malformed JSON"),
         (b"\xff\xfe not json", 400, "malformed JSON"),
+        ({"texts": ["z" * 200] * 6}, 413, "too much text: at most 1000 characters"),
     ],
 )
 def test_bad_requests_get_their_status_and_the_server_keeps_serving(server, body, status, detail):
