@@ -98,10 +98,11 @@ def predict_seed_way(encoder: Path) -> dict:
 
 def predict_ours(encoder: Path) -> dict:
     """bertclf's Classifier: batch tokenization, length-sorted batches padded per batch."""
+    from bertclf.batching import bucketed_batches, padded_length
     from bertclf.classifier import Classifier
     from bertclf.config import TokenizeConfig
     from bertclf.labels import LabelMap
-    from bertclf.tokenization import bucketed_batches, encode, load_tokenizer, padded_length
+    from bertclf.tokenization import encode, load_tokenizer
 
     tokenize = TokenizeConfig(max_length=MAX_LENGTH)
     tokenizer = load_tokenizer(encoder)
@@ -134,9 +135,10 @@ def train_steps(
     import numpy as np
     import tf_keras as keras
 
+    from bertclf.batching import BucketedSequence
     from bertclf.config import TokenizeConfig, TrainConfig
     from bertclf.tokenization import encode, load_tokenizer
-    from bertclf.training import BucketedSequence, compile_for_training
+    from bertclf.training import compile_for_training
 
     texts, labels = train_reviews()
     # fixed padding: every batch to max_length (bucket multiple = max_length)

@@ -1,7 +1,5 @@
 """Train TF-IDF plus logistic regression on the prepared splits; write metrics like the model's."""
 
-from pathlib import Path
-
 import pandas as pd
 
 from bertclf.baseline import baseline_probabilities, fit_baseline
@@ -10,12 +8,8 @@ from bertclf.errors import exits_cleanly
 from bertclf.files import write_json
 from bertclf.labels import LabelMap
 from bertclf.metrics import by_length, classification_metrics
+from bertclf.paths import BASELINE, LABELS, PREPARED, TOKENIZED
 from bertclf.tokenization import read_token_cache
-
-PREPARED = Path("data/prepared")
-TOKENIZED = Path("data/tokenized")
-LABELS = "models/labels.json"
-OUT = "reports/baseline.json"
 
 
 @exits_cleanly
@@ -39,7 +33,7 @@ def main() -> None:
         long = pd.Series(texts.text_lengths, index=texts.ids).loc[frame["id"]].to_numpy()
         long = long > tokenize.max_length
         metrics[split]["by_length"] = by_length(y_true, probabilities, classes, long)
-    write_json(OUT, metrics)
+    write_json(BASELINE, metrics)
     print(
         f"baseline: test accuracy {metrics['test']['accuracy']:.4f}, "
         f"macro F1 {metrics['test']['macro_f1']:.4f}"

@@ -4,16 +4,15 @@ from bertclf.config import load_section
 from bertclf.cv import summarise
 from bertclf.errors import exits_cleanly
 from bertclf.files import read_json, write_json
-
-OUT = "reports/cv.json"
+from bertclf.paths import CV_SUMMARY, fold_metrics
 
 
 @exits_cleanly
 def main() -> None:
     cv = load_section("cv")
 
-    summary = summarise([read_json(f"reports/cv/fold_{fold}.json") for fold in cv.folds])
-    write_json(OUT, summary)
+    summary = summarise([read_json(fold_metrics(fold)) for fold in cv.folds])
+    write_json(CV_SUMMARY, summary)
     if cv.folds:
         mean, std = summary["mean"]["accuracy"], summary["std"]["accuracy"]
         print(f"cv_summary: accuracy {mean:.4f} ± {std:.4f} over {len(cv.folds)} folds")

@@ -2,14 +2,13 @@
 
 from bertclf.demo import write_fine_food
 from bertclf.errors import exits_cleanly
-
-OUT = "data/raw/fine_food"
+from bertclf.paths import DEMO_DATA
 
 
 @exits_cleanly
 def main() -> None:
-    sizes = write_fine_food(OUT)
-    print(f"demo_data: wrote {sizes} rows to {OUT}/")
+    sizes = write_fine_food(DEMO_DATA)
+    print(f"demo_data: wrote {sizes} rows to {DEMO_DATA}/")
 
 
 if __name__ == "__main__":

@@ -1,33 +1,25 @@
 """Metrics on the test and validation splits, plot data, the confusion matrix and the errors."""
 
 import time
-from pathlib import Path
 
 import pandas as pd
 
 from bertclf.config import load_section
 from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, write_json
-
-PREPARED = Path("data/prepared")
-TOKENIZED = Path("data/tokenized")
-TRAINED = Path("models/trained")
-METRICS = "reports/metrics.json"
-PLOTS = Path("reports/plots")
-CONFUSION_PNG = "reports/confusion.png"
-ERRORS = "reports/errors.csv"
+from bertclf.paths import CONFUSION_PNG, ERRORS, METRICS, PLOTS, PREPARED, TOKENIZED, TRAINED
 
 
 @exits_cleanly
 def main() -> None:
     evaluate = load_section("evaluate")
 
+    from bertclf.batching import predict_texts
     from bertclf.config import TokenizeConfig
     from bertclf.evaluation import errors_table, write_confusion_png, write_plot_data
     from bertclf.metrics import by_length, classification_metrics
     from bertclf.model import load_classifier
     from bertclf.tokenization import read_token_cache
-    from bertclf.training import predict_texts
 
     model, spec = load_classifier(TRAINED)
     classes, tokenize = spec["classes"], TokenizeConfig(**spec["tokenize"])

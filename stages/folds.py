@@ -1,30 +1,25 @@
 """Assign stratified cross-validation folds over the training split's ids."""
 
-from pathlib import Path
-
 import pandas as pd
 
 from bertclf.config import load_section
 from bertclf.cv import assign_folds
 from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, write_json
-
-TRAIN = Path("data/prepared/train.parquet")
-OUT = Path("data/folds.parquet")
-REPORT = "reports/cv/folds.json"
+from bertclf.paths import FOLDS, FOLDS_REPORT, prepared_split
 
 
 @exits_cleanly
 def main() -> None:
     cv = load_section("cv")
 
-    train = pd.read_parquet(TRAIN, columns=["id", "label"])
+    train = pd.read_parquet(prepared_split("train"), columns=["id", "label"])
     folds = assign_folds(train, len(cv.folds), cv.seed)
-    with atomic_path(OUT) as tmp:
+    with atomic_path(FOLDS) as tmp:
         folds.to_parquet(tmp, index=False)
     labelled = folds.merge(train, on="id")
     write_json(
-        REPORT,
+        FOLDS_REPORT,
         {
             "k": len(cv.folds),
             "seed": cv.seed,

@@ -4,15 +4,13 @@ import pandas as pd
 
 from bertclf.errors import exits_cleanly
 from bertclf.labels import LabelMap
-
-TRAIN = "data/prepared/train.parquet"
-OUT = "models/labels.json"
+from bertclf.paths import LABELS, prepared_split
 
 
 @exits_cleanly
 def main() -> None:
-    label_map = LabelMap.fit(pd.read_parquet(TRAIN, columns=["label"])["label"])
-    label_map.save(OUT)
+    label_map = LabelMap.fit(pd.read_parquet(prepared_split("train"), columns=["label"])["label"])
+    label_map.save(LABELS)
     counts = dict(zip(label_map.classes, label_map.counts, strict=True))
     print(f"labels: {len(label_map.classes)} classes {counts}")
 

@@ -1,8 +1,6 @@
 """Bundle the trained model as a raw-text SavedModel, with the model's spec, tokenizer, label
 map, a model card and a checksum manifest; check the SavedModel against the training path."""
 
-from pathlib import Path
-
 import pandas as pd
 
 from bertclf.config import load_params, load_section
@@ -10,15 +8,9 @@ from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, read_json, sha256_file, write_json
 from bertclf.model_card import model_card, model_card_fields
 from bertclf.package import copy_files, write_manifest
+from bertclf.paths import LABELS, METRICS, PACKAGE, PACKAGE_REPORT, PREPARED, PRETRAINED, TRAINED
 from bertclf.tokenization import TOKENIZER_FILE, load_tokenizer
 
-TRAINED = Path("models/trained")
-PRETRAINED = Path("models/pretrained")
-LABELS = Path("models/labels.json")
-PREPARED = Path("data/prepared")
-METRICS = "reports/metrics.json"
-PARITY = "reports/package.json"
-OUT = Path("models/package")
 MODEL_PARAMS = ("data", "model", "head", "train", "tokenize", "seed")
 
 
@@ -36,7 +28,7 @@ def main() -> None:
 
     model, spec = load_classifier(TRAINED)
     tokenize = TokenizeConfig(**spec["tokenize"])
-    with atomic_path(OUT, replace_directory=True) as tmp:
+    with atomic_path(PACKAGE, replace_directory=True) as tmp:
         tmp.mkdir()
         module = export_saved_model(model, PRETRAINED, tokenize, spec["classes"], tmp / SAVED_MODEL)
         parity = check_parity(
@@ -54,9 +46,9 @@ def main() -> None:
         manifest_sha256 = write_manifest(tmp)
     # Outside the bundle (whose files the manifest covers): give it to users through a channel
     # they trust, and they can check it at load with --expect-sha256.
-    write_json(PARITY, {**parity, "manifest_sha256": manifest_sha256})
+    write_json(PACKAGE_REPORT, {**parity, "manifest_sha256": manifest_sha256})
     print(
-        f"package: wrote {OUT}/; SavedModel against training on {parity['n']} test texts: "
+        f"package: wrote {PACKAGE}/; SavedModel against training on {parity['n']} test texts: "
         f"token ids identical {parity['token_ids_identical']:.4f}, "
         f"largest probability difference {parity['max_probability_difference']:.2g}; "
         f"manifest sha256 {manifest_sha256}"

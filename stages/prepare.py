@@ -1,15 +1,12 @@
 """Read and validate the raw table(s), clean the texts, drop duplicates, write stratified splits."""
 
 from dataclasses import asdict
-from pathlib import Path
 
 from bertclf.config import load_section
-from bertclf.data import SPLITS, prepare_splits
 from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, write_json
-
-OUT = Path("data/prepared")
-REPORT = "reports/prepare.json"
+from bertclf.paths import PREPARE_REPORT, PREPARED, SPLITS
+from bertclf.prepare import prepare_splits
 
 
 @exits_cleanly
@@ -19,11 +16,11 @@ def main() -> None:
 
     splits, report = prepare_splits(data, seed)
 
-    with atomic_path(OUT, replace_directory=True) as tmp:
+    with atomic_path(PREPARED, replace_directory=True) as tmp:
         tmp.mkdir()
         for name in SPLITS:
             splits[name].to_parquet(tmp / f"{name}.parquet", index=False)
-    write_json(REPORT, asdict(report))
+    write_json(PREPARE_REPORT, asdict(report))
     print(
         f"prepare: {report.split_sizes} (dropped {report.empty_texts_dropped} empty, "
         f"{report.duplicates_dropped} duplicate, {report.conflicting_labels_dropped} "

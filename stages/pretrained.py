@@ -1,12 +1,9 @@
 """Resolve model.pretrained into models/pretrained/: TF-native weights plus tokenizer files."""
 
-from pathlib import Path
-
 from bertclf.config import load_section
 from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, write_json
-
-OUT = Path("models/pretrained")
+from bertclf.paths import PRETRAINED
 
 
 @exits_cleanly
@@ -16,7 +13,7 @@ def main() -> None:
 
     from bertclf.model import resolve_pretrained  # imports TensorFlow: after validation
 
-    with atomic_path(OUT, replace_directory=True) as tmp:
+    with atomic_path(PRETRAINED, replace_directory=True) as tmp:
         info = resolve_pretrained(model, tmp, seed)
         write_json(tmp / "source.json", info)
     print(f"pretrained: {info['name']} ({info['parameters']:,} parameters) from {info['origin']}")

@@ -3,22 +3,14 @@
 (Not named tokenize.py: a script of that name would shadow the standard library module.)
 """
 
-from pathlib import Path
-
 import pandas as pd
 
 from bertclf.config import load_section
-from bertclf.data import SPLITS
 from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, write_json
 from bertclf.labels import LabelMap
+from bertclf.paths import LABELS, PREPARED, PRETRAINED, SPLITS, TOKENIZE_REPORT, TOKENIZED
 from bertclf.tokenization import encode, load_tokenizer, write_encoded_cache
-
-PREPARED = Path("data/prepared")
-PRETRAINED = Path("models/pretrained")
-LABELS = "models/labels.json"
-OUT = Path("data/tokenized")
-REPORT = "reports/tokenize.json"
 
 
 @exits_cleanly
@@ -28,7 +20,7 @@ def main() -> None:
     label_map = LabelMap.load(LABELS)
 
     report = {"max_length": tokenize.max_length, "long_text": tokenize.long_text}
-    with atomic_path(OUT, replace_directory=True) as tmp:
+    with atomic_path(TOKENIZED, replace_directory=True) as tmp:
         tmp.mkdir()
         for name in SPLITS:
             frame = pd.read_parquet(PREPARED / f"{name}.parquet")
@@ -44,7 +36,7 @@ def main() -> None:
                 "mean_tokens": round(float(encoded.lengths.mean()), 1),
                 "max_tokens": int(encoded.lengths.max()),
             }
-    write_json(REPORT, report)
+    write_json(TOKENIZE_REPORT, report)
     print(f"tokenize: {report}")
 
 

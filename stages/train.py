@@ -13,12 +13,7 @@ from bertclf.config import load_section
 from bertclf.distribution import is_chief
 from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path
-
-PRETRAINED = Path("models/pretrained")
-TOKENIZED = Path("data/tokenized")
-LABELS = "models/labels.json"
-OUT = Path("models/trained")
-LIVE_DIR = "reports/train"
+from bertclf.paths import LABELS, PRETRAINED, TOKENIZED, TRAIN_LOGS, TRAINED
 
 
 @exits_cleanly
@@ -39,7 +34,7 @@ def main() -> None:
 
     label_map = LabelMap.load(LABELS)
     if is_chief():
-        out, live_dir = OUT, LIVE_DIR
+        out, live_dir = TRAINED, str(TRAIN_LOGS)
     else:  # collectives need every worker to log and save, but only the chief's files count
         scratch = Path(tempfile.mkdtemp(prefix="bertclf-worker-"))
         out, live_dir = scratch / "trained", str(scratch / "live")
@@ -47,7 +42,7 @@ def main() -> None:
     if train.distribution != "multi_worker":
         params = {"train": train, "head": head, "tokenize": tokenize, "seed": seed}
         inputs = [PRETRAINED, LABELS, TOKENIZED, __file__]
-        checkpoint = Checkpoint.for_run("train", params, inputs, snapshots=[LIVE_DIR])
+        checkpoint = Checkpoint.for_run("train", params, inputs, snapshots=[TRAIN_LOGS])
         checkpoint.restore_snapshots()  # DVCLive's logs of the epochs already done
     resuming = checkpoint is not None and checkpoint.state is not None
     live = Live(live_dir, dvcyaml=None, save_dvc_exp=False, resume=resuming)
@@ -69,7 +64,7 @@ def main() -> None:
 
     with atomic_path(out, replace_directory=True) as tmp:
         save_classifier(model, tmp, encoder_config, head, list(label_map.classes), tokenize)
-    if out != OUT:
+    if out != TRAINED:
         shutil.rmtree(scratch)
     if checkpoint is not None:
         checkpoint.remove()

@@ -4,16 +4,11 @@ Early stopping watches the validation split, as in `train`; fold K is seen only 
 """
 
 import argparse
-from pathlib import Path
 
 from bertclf.config import load_section
 from bertclf.errors import BertclfError, exits_cleanly
 from bertclf.files import write_json
-
-PRETRAINED = Path("models/pretrained")
-TOKENIZED = Path("data/tokenized")
-FOLDS = Path("data/folds.parquet")
-LABELS = "models/labels.json"
+from bertclf.paths import FOLDS, LABELS, PRETRAINED, TOKENIZED, fold_metrics
 
 
 @exits_cleanly
@@ -37,7 +32,8 @@ def main() -> None:
     from bertclf.labels import LabelMap
     from bertclf.metrics import by_length, classification_metrics
     from bertclf.tokenization import read_token_cache
-    from bertclf.training import predict_texts, train_classifier
+    from bertclf.batching import predict_texts
+    from bertclf.training import train_classifier
 
     label_map = LabelMap.load(LABELS)
     cache = read_token_cache(TOKENIZED / "train.parquet")
@@ -63,7 +59,7 @@ def main() -> None:
     metrics = classification_metrics(texts.labels, probabilities, classes)
     long = texts.text_lengths > tokenize.max_length
     metrics["by_length"] = by_length(texts.labels, probabilities, classes, long)
-    write_json(f"reports/cv/fold_{fold}.json", metrics)
+    write_json(fold_metrics(fold), metrics)
     checkpoint.remove()
     print(f"train_fold {fold}: accuracy {metrics['accuracy']:.4f} on {metrics['n']} held-out texts")
 

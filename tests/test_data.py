@@ -2,8 +2,9 @@ import pandas as pd
 import pytest
 
 from bertclf.config import CleanConfig, DataConfig
-from bertclf.data import clean_text, prepare_splits, read_table, write_table
 from bertclf.errors import BertclfError
+from bertclf.prepare import clean_text, prepare_splits
+from bertclf.tables import read_table, write_table
 
 TABLE = pd.DataFrame(
     {
@@ -241,3 +242,35 @@ def test_all_texts_empty_is_refused(tmp_path):
     write_table(pd.DataFrame({"text": ["", "  "], "label": ["a", "b"]}), path)
     with pytest.raises(BertclfError, match=r"t\.csv: every text in column 'text' is empty"):
         prepare_splits(config(path), seed=0)
+
+
+def test_own_table_group_splits_one_file_and_a_test_file_error_says_whose_it_is(tmp_path):
+    """`-S data=table -S data.path=...` uses only the user's file; an error in the demo's
+    separate test file (when a user keeps the default group) names data.test_path."""
+    from conftest import ROOT
+
+    from bertclf.config import compose_params, load_section
+
+    rows = [
+        (f"text {i} {'good' if i % 2 else 'bad'}", "pos" if i % 2 else "neg") for i in range(40)
+    ]
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(tmp_path / "my.csv", index=False)
+    params = tmp_path / "params.yaml"
+    compose_params(params, ["data=table", f"data.path={tmp_path / 'my.csv'}"], ROOT / "conf")
+    splits, report = prepare_splits(load_section("data", params), seed=0)
+    assert report.split_sizes == {"train": 28, "val": 4, "test": 8}
+
+    compose_params(
+        params,
+        [f"data.path={tmp_path / 'my.csv'}", "data.text_column=text", "data.label_column=label"],
+        ROOT / "conf",
+    )
+    data = load_section("data", params)
+    pd.DataFrame({"review": ["x"], "score": ["y"]}).to_parquet(tmp_path / "demo_test.parquet")
+    data.test_path = str(tmp_path / "demo_test.parquet")
+    with pytest.raises(BertclfError) as raised:
+        prepare_splits(data, seed=0)
+    message = str(raised.value)
+    assert message.startswith(f"{data.test_path}: no column 'text' (data.text_column)")
+    assert "(this is data.test_path, the separate test table of data 'fine_food'" in message
+    assert "use data=table, or set data.test_path=null" in message

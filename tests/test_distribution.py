@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from conftest import ROOT, TINY, restore, run, start, stop
 
+from bertclf.batching import bucketed_batches, full_batches
 from bertclf.distribution import is_chief
 from bertclf.errors import BertclfError
-from bertclf.tokenization import bucketed_batches, full_batches
 
 TIMEOUT = 300
 # Dropout draws different masks when a batch is split over replicas; without it, the only

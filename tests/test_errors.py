@@ -44,7 +44,7 @@ def test_stage_errors_are_one_line_too(tmp_path):
 
 
 def test_predict_names_an_unreadable_input_and_writes_nothing(tmp_path):
-    from bertclf.data import write_table
+    from bertclf.tables import write_table
 
     write_table(pd.DataFrame({"text": ["a", "b"]}), tmp_path / "whole.xlsx")
     (tmp_path / "broken.csv").write_text('text,label\n"an open quote,a\nnext,b\n')

@@ -14,10 +14,10 @@ import pytest
 from conftest import ROOT, run
 
 from bertclf import files
-from bertclf.data import check_cells_fit, read_table, read_table_chunks, spreadsheet_safe
 from bertclf.errors import BertclfError
 from bertclf.files import atomic_path
 from bertclf.package import verify_bundle, write_manifest
+from bertclf.tables import check_cells_fit, read_table, read_table_chunks, spreadsheet_safe
 
 PREDICT = ["bertclf", "predict", "--model", "no-such-package", "--quiet"]
 
@@ -164,7 +164,7 @@ def test_predict_to_xlsx_refuses_what_xlsx_cannot_hold_before_loading_the_model(
 def test_xlsx_keeps_every_header_and_text_cell_as_text(tmp_path):
     from openpyxl import load_workbook
 
-    from bertclf.data import write_table
+    from bertclf.tables import write_table
 
     table = pd.DataFrame({"=HYPERLINK(1)": ["=1+1", "@SUM(A1)", "plain"], "p": [0.5, 1.0, 2.0]})
     write_table(table, tmp_path / "out.xlsx")
@@ -217,7 +217,7 @@ def test_xlsx_with_a_far_cell_is_refused_naming_the_sheet(tmp_path):
     assert path.stat().st_size < 10_000
     message = "sheet 'Sheet' row 1048576 reaches column 16,384; bertclf reads at most 1,000 columns"
     script = (
-        "import resource, sys; from bertclf.data import read_table, read_table_chunks\n"
+        "import resource, sys; from bertclf.tables import read_table, read_table_chunks\n"
         "for read in (read_table, lambda p: list(read_table_chunks(p, 1000))):\n"
         "    try: read(sys.argv[1])\n"
         "    except Exception as error: print(error)\n"

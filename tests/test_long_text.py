@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from conftest import TINY, restore, run
 
-from bertclf.tokenization import encode, pad_batch
+from bertclf.batching import pad_batch
+from bertclf.tokenization import encode
 
 pytestmark = pytest.mark.e2e
 CHUNKS = ["tokenize.max_length=64", "tokenize.long_text=chunks", "tokenize.chunk_stride=16"]

@@ -207,7 +207,7 @@ def test_predict_cli_every_format_keeps_order_and_ids(
     dag_repo, tmp_path, source_format, output_format, id_column
 ):
     from bertclf import Classifier
-    from bertclf.data import read_table, write_table
+    from bertclf.tables import read_table, write_table
 
     test = pd.read_parquet(dag_repo / "data/prepared/test.parquet").sample(25, random_state=3)
     table = pd.DataFrame({"doc": [f"r{i:03d}" for i in range(25)][::-1], "body": test["text"]})

@@ -29,7 +29,7 @@ def test_every_option_validates(tmp_path):
         for option in sorted((ROOT / "conf" / group).glob("*.yaml")):
             out = tmp_path / f"{group}-{option.stem}.yaml"
             overrides = [f"{group}={option.stem}"]
-            if option.stem == "news_sample":
+            if option.stem in ("news_sample", "table"):
                 overrides.append("data.path=data/raw/news.xlsx")
             compose_params(out, overrides, ROOT / "conf")
             assert load_section(group, out) is not None

@@ -10,9 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bertclf.config import CleanConfig, TokenizeConfig
-from bertclf.data import clean_text, read_table, write_table
 from bertclf.labels import LabelMap
 from bertclf.model import source_directory
+from bertclf.prepare import clean_text
+from bertclf.tables import read_table, write_table
 from bertclf.tokenization import encode, load_tokenizer, read_token_cache, write_token_cache
 
 SETTINGS = settings(

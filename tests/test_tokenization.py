@@ -4,15 +4,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from bertclf.batching import bucketed_batches, pad_batch, padded_length
 from bertclf.config import TokenizeConfig
 from bertclf.model import source_directory
 from bertclf.tokenization import (
-    bucketed_batches,
     encode,
     fit_to_window,
     load_tokenizer,
-    pad_batch,
-    padded_length,
     pool_windows,
     read_token_cache,
     write_token_cache,

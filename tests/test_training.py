@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from bertclf.batching import BucketedSequence, predict_probabilities
 from bertclf.config import TokenizeConfig
-from bertclf.training import BucketedSequence, predict_probabilities
 
 TOKENIZE = TokenizeConfig(max_length=64, bucket_multiple=16)
 

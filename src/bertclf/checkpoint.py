@@ -25,16 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bertclf.dependencies import library_modules
 from bertclf.files import atomic_path, sha256_file
 
 ROOT = Path(".checkpoints")
 UNREADABLE = ROOT / "unreadable"  # states that could not be read, kept for a look
-CODE = [
-    "src/bertclf/training.py",
-    "src/bertclf/model.py",
-    "src/bertclf/tokenization.py",
-    "src/bertclf/checkpoint.py",
-]
 
 
 def _plain(value):
@@ -42,13 +37,17 @@ def _plain(value):
 
 
 def run_key(params: dict, inputs: list[str | Path]) -> str:
-    """A hash of params, input files (directories walked) and the training code."""
+    """A hash of params, input files (directories walked) and the code: for an input that is
+    a script, the library modules it imports (the ones `dvc.yaml` lists for its stage)."""
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=_plain).encode())
-    for root in [*inputs, *CODE]:
-        root = Path(root)
+    scripts = [Path(p) for p in inputs if str(p).endswith(".py")]
+    code = sorted({module for script in scripts for module in library_modules(script)})
+    for root in map(Path, inputs):
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
         for path in files:
             digest.update(f"{path}\0{sha256_file(path) if path.exists() else '-'}\0".encode())
+    for module in code:  # by name: the key stays where the project is copied (queued runs)
+        digest.update(f"{module.name}\0{sha256_file(module)}\0".encode())
     return digest.hexdigest()[:16]
 
 

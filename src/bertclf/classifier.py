@@ -75,7 +75,7 @@ class Classifier:
         self, encoded: Encoded, batch_size: int | None = None, progress: bool = False
     ) -> np.ndarray:
         """`predict_proba` on texts already encoded with `encode` (one row per text)."""
-        from bertclf.training import predict_probabilities
+        from bertclf.batching import predict_probabilities
 
         n_texts = len(encoded.lengths)
         if not n_texts:

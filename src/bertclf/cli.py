@@ -15,8 +15,8 @@ def predict(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from bertclf.classifier import most_probable
-    from bertclf.data import TableWriter, spreadsheet_safe, table_format
     from bertclf.files import atomic_path
+    from bertclf.tables import TableWriter, spreadsheet_safe, table_format
 
     shard, shards = parse_shard(args.shard)
     check_output_path(args.output, args.input)
@@ -66,7 +66,7 @@ def predict(args: argparse.Namespace) -> None:
 def read_shard(args: argparse.Namespace, shard: int, shards: int):
     """The input's chunks of this shard, with their texts. The file is opened, and its columns
     checked, before this returns."""
-    from bertclf.data import read_table_chunks, require_columns, text_cells
+    from bertclf.tables import read_table_chunks, require_columns, text_cells
 
     chunks = read_table_chunks(args.input, args.chunk_rows)
     first = next(chunks, None)
@@ -102,7 +102,7 @@ def check_output_cells(chunk, texts, args: argparse.Namespace, columns: list[str
     """The cells of the input that go into the output, checked against its format."""
     import pandas as pd
 
-    from bertclf.data import check_cells_fit
+    from bertclf.tables import check_cells_fit
 
     kept = pd.DataFrame({args.text_column: texts}, index=chunk.index)
     if args.id_column:
@@ -158,9 +158,9 @@ def parse_shard(value: str) -> tuple[int, int]:
 
 
 def evaluate(args: argparse.Namespace) -> None:
-    from bertclf.data import read_table, require_columns, text_cells
     from bertclf.files import write_json
     from bertclf.labels import LabelMap
+    from bertclf.tables import read_table, require_columns, text_cells
 
     if args.output:
         check_output_path(args.output, args.input)

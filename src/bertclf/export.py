@@ -187,8 +187,8 @@ def check_parity(
     Keras model, as `evaluate` predicts), on `texts`: the share of texts whose in-graph token
     ids are identical, and the largest probability difference among those texts. Raises if
     fewer than 99.9% are identical or a difference exceeds 1e-4."""
+    from bertclf.batching import predict_probabilities
     from bertclf.tokenization import encode, pool_windows
-    from bertclf.training import predict_probabilities
 
     tokenize = module.tokenize
     encoded = encode(tokenizer, texts, tokenize)

@@ -4,122 +4,16 @@ decay, early stopping on validation loss with the best weights kept."""
 import json
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from bertclf.batching import BucketedSequence
 from bertclf.checkpoint import Checkpoint
 from bertclf.config import HeadConfig, TokenizeConfig, TrainConfig
 from bertclf.distribution import configure
 from bertclf.labels import LabelMap
 from bertclf.model import build_classifier
-from bertclf.tokenization import (
-    TokenCache,
-    bucketed_batches,
-    full_batches,
-    pad_batch,
-    pool_windows,
-)
-
-
-class BucketedSequence(keras.utils.Sequence):
-    """Batches padded to their own bucketed length. With a seed, the order is reshuffled every
-    epoch (within and across buckets) from (seed, epoch), so a run repeats exactly.
-
-    With `drop_remainder`, every batch holds exactly `batch_size` texts and a few texts sit out
-    each epoch (multi-worker training: every worker must run the same number of equal steps)."""
-
-    def __init__(
-        self,
-        sequences: list[np.ndarray],
-        labels: np.ndarray | None,
-        batch_size: int,
-        tokenize: TokenizeConfig,
-        seed: int | None = None,
-        drop_remainder: bool = False,
-    ):
-        super().__init__()
-        self.sequences = sequences
-        self.labels = labels
-        self.batch_size = batch_size
-        self.tokenize = tokenize
-        self.seed = seed
-        self.drop_remainder = drop_remainder
-        self.lengths = np.array([len(s) for s in sequences])
-        self.epoch = 0
-        self._plan()
-
-    def _plan(self) -> None:
-        rng = None if self.seed is None else np.random.default_rng([self.seed, self.epoch])
-        self.batches = bucketed_batches(
-            self.lengths,
-            self.batch_size,
-            self.tokenize.bucket_multiple,
-            self.tokenize.max_length,
-            rng,
-        )
-        if self.drop_remainder:
-            self.batches = full_batches(self.batches, self.batch_size)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, index: int):
-        members = self.batches[index]
-        inputs = pad_batch(
-            [self.sequences[i] for i in members],
-            self.tokenize.bucket_multiple,
-            self.tokenize.max_length,
-        )
-        if self.labels is None:
-            return inputs
-        return inputs, self.labels[members]
-
-    def on_epoch_end(self) -> None:
-        if self.seed is not None:
-            self.epoch += 1
-            self._plan()
-
-    def start_at(self, epoch: int) -> None:
-        """The batch order of `epoch`, as if the earlier epochs had run."""
-        self.epoch = epoch
-        self._plan()
-
-    def order(self) -> np.ndarray:
-        """The input position of every output row, batch after batch."""
-        return np.concatenate(self.batches)
-
-
-def predict_probabilities(
-    model,
-    sequences: list[np.ndarray],
-    batch_size: int,
-    tokenize: TokenizeConfig,
-    progress: bool = False,
-) -> np.ndarray:
-    """Class probabilities in input order; texts are sorted by length so padding is minimal."""
-    from tqdm import tqdm
-
-    batches = BucketedSequence(sequences, None, batch_size, tokenize)
-    with tqdm(total=len(sequences), unit="text", disable=not progress) as bar:
-        parts = []
-        for i in range(len(batches)):
-            parts.append(np.asarray(model.predict_on_batch(batches[i])))
-            bar.update(len(batches.batches[i]))
-    probabilities = np.concatenate(parts)
-    result = np.empty_like(probabilities)
-    result[batches.order()] = probabilities
-    return result
-
-
-def predict_texts(
-    model, cache: TokenCache, batch_size: int, tokenize: TokenizeConfig
-) -> tuple[TokenCache, np.ndarray]:
-    """Probabilities per text of a token cache, the windows of a text pooled (chunks).
-    Returns the texts' rows of the cache (id, label, length) and the probabilities."""
-    rows = predict_probabilities(model, cache.sequences, batch_size, tokenize)
-    texts = cache.texts()
-    return texts, pool_windows(rows, cache.text_index(), len(texts.ids), tokenize.chunk_pooling)
+from bertclf.tokenization import TokenCache
 
 
 def compile_for_training(model, train: TrainConfig, steps_per_epoch: int) -> None:

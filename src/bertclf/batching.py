@@ -1,0 +1,163 @@
+"""Batches of unpadded token ids: bucketed by length, padded per batch, and batched prediction.
+
+Training, evaluation and inference all batch this way; nothing here trains.
+"""
+
+import numpy as np
+import tf_keras as keras
+
+from bertclf.config import TokenizeConfig
+from bertclf.tokenization import TokenCache, pool_windows
+
+
+def padded_length(length: int, multiple: int, max_length: int) -> int:
+    """The next multiple of `multiple` at or above `length`, but never above `max_length`."""
+    return min(-(-length // multiple) * multiple, max_length)
+
+
+def pad_batch(
+    sequences: list[np.ndarray], multiple: int, max_length: int, pad_id: int = 0
+) -> dict[str, np.ndarray]:
+    """Pad one batch to its own bucketed length: input_ids and attention_mask, int32."""
+    width = padded_length(max(len(s) for s in sequences), multiple, max_length)
+    input_ids = np.full((len(sequences), width), pad_id, dtype=np.int32)
+    attention_mask = np.zeros((len(sequences), width), dtype=np.int32)
+    for row, seq in enumerate(sequences):
+        input_ids[row, : len(seq)] = seq
+        attention_mask[row, : len(seq)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def bucketed_batches(
+    lengths: np.ndarray,
+    batch_size: int,
+    multiple: int,
+    max_length: int,
+    rng: np.random.Generator | None,
+) -> list[np.ndarray]:
+    """Index batches whose texts share a padded length.
+
+    With `rng`, order is shuffled within each bucket and across batches (training); without,
+    texts are sorted by length (prediction: the least padding).
+    """
+    buckets = np.array([padded_length(n, multiple, max_length) for n in lengths])
+    batches = []
+    for width in np.unique(buckets):
+        members = np.flatnonzero(buckets == width)
+        if rng is not None:
+            members = rng.permutation(members)
+        else:
+            members = members[np.argsort(lengths[members], kind="stable")]
+        batches.extend(np.array_split(members, range(batch_size, len(members), batch_size)))
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def full_batches(batches: list[np.ndarray], batch_size: int) -> list[np.ndarray]:
+    """Only batches of exactly `batch_size`: the partial batches are pooled, regrouped and the
+    last remainder (fewer than batch_size texts) dropped, so every step has the same shape."""
+    full = [b for b in batches if len(b) == batch_size]
+    rest = np.concatenate([b for b in batches if len(b) != batch_size] or [np.array([], int)])
+    usable = len(rest) - len(rest) % batch_size
+    return full + [rest[i : i + batch_size] for i in range(0, usable, batch_size)]
+
+
+class BucketedSequence(keras.utils.Sequence):
+    """Batches padded to their own bucketed length. With a seed, the order is reshuffled every
+    epoch (within and across buckets) from (seed, epoch), so a run repeats exactly.
+
+    With `drop_remainder`, every batch holds exactly `batch_size` texts and a few texts sit out
+    each epoch (multi-worker training: every worker must run the same number of equal steps)."""
+
+    def __init__(
+        self,
+        sequences: list[np.ndarray],
+        labels: np.ndarray | None,
+        batch_size: int,
+        tokenize: TokenizeConfig,
+        seed: int | None = None,
+        drop_remainder: bool = False,
+    ):
+        super().__init__()
+        self.sequences = sequences
+        self.labels = labels
+        self.batch_size = batch_size
+        self.tokenize = tokenize
+        self.seed = seed
+        self.drop_remainder = drop_remainder
+        self.lengths = np.array([len(s) for s in sequences])
+        self.epoch = 0
+        self._plan()
+
+    def _plan(self) -> None:
+        rng = None if self.seed is None else np.random.default_rng([self.seed, self.epoch])
+        self.batches = bucketed_batches(
+            self.lengths,
+            self.batch_size,
+            self.tokenize.bucket_multiple,
+            self.tokenize.max_length,
+            rng,
+        )
+        if self.drop_remainder:
+            self.batches = full_batches(self.batches, self.batch_size)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int):
+        members = self.batches[index]
+        inputs = pad_batch(
+            [self.sequences[i] for i in members],
+            self.tokenize.bucket_multiple,
+            self.tokenize.max_length,
+        )
+        if self.labels is None:
+            return inputs
+        return inputs, self.labels[members]
+
+    def on_epoch_end(self) -> None:
+        if self.seed is not None:
+            self.epoch += 1
+            self._plan()
+
+    def start_at(self, epoch: int) -> None:
+        """The batch order of `epoch`, as if the earlier epochs had run."""
+        self.epoch = epoch
+        self._plan()
+
+    def order(self) -> np.ndarray:
+        """The input position of every output row, batch after batch."""
+        return np.concatenate(self.batches)
+
+
+def predict_probabilities(
+    model,
+    sequences: list[np.ndarray],
+    batch_size: int,
+    tokenize: TokenizeConfig,
+    progress: bool = False,
+) -> np.ndarray:
+    """Class probabilities in input order; texts are sorted by length so padding is minimal."""
+    from tqdm import tqdm
+
+    batches = BucketedSequence(sequences, None, batch_size, tokenize)
+    with tqdm(total=len(sequences), unit="text", disable=not progress) as bar:
+        parts = []
+        for i in range(len(batches)):
+            parts.append(np.asarray(model.predict_on_batch(batches[i])))
+            bar.update(len(batches.batches[i]))
+    probabilities = np.concatenate(parts)
+    result = np.empty_like(probabilities)
+    result[batches.order()] = probabilities
+    return result
+
+
+def predict_texts(
+    model, cache: TokenCache, batch_size: int, tokenize: TokenizeConfig
+) -> tuple[TokenCache, np.ndarray]:
+    """Probabilities per text of a token cache, the windows of a text pooled (chunks).
+    Returns the texts' rows of the cache (id, label, length) and the probabilities."""
+    rows = predict_probabilities(model, cache.sequences, batch_size, tokenize)
+    texts = cache.texts()
+    return texts, pool_windows(rows, cache.text_index(), len(texts.ids), tokenize.chunk_pooling)

@@ -1,0 +1,59 @@
+"""Every stage in dvc.yaml depends on exactly the library modules its script imports, so
+changing a module re-runs exactly the stages it affects; training checkpoints hash the same."""
+
+import re
+
+import yaml
+from conftest import ROOT
+
+from bertclf.dependencies import NOT_DEPENDENCIES, imported_modules, library_modules
+
+
+def stages() -> dict[str, dict]:
+    found = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    return {name: stage.get("do", stage) for name, stage in found.items()}
+
+
+def test_every_stage_lists_exactly_the_modules_its_script_imports():
+    wrong = {}
+    for name, stage in stages().items():
+        script = re.search(r"python (stages/\S+\.py)", stage["cmd"]).group(1)
+        assert script in stage["deps"], f"{name} does not depend on its script {script}"
+        listed = {d for d in stage["deps"] if isinstance(d, str) and d.startswith("src/bertclf/")}
+        imported = {p.relative_to(ROOT).as_posix() for p in library_modules(ROOT / script)}
+        if listed != imported:
+            wrong[name] = {"missing": sorted(imported - listed), "extra": sorted(listed - imported)}
+    assert not wrong, f"dvc.yaml deps differ from the imports: {wrong}"
+
+
+def test_the_walk_sees_imports_inside_functions_and_not_the_lazy_package_attributes(tmp_path):
+    script = tmp_path / "stage.py"
+    script.write_text(
+        "from bertclf import Classifier, cv\n"  # Classifier: __init__'s lazy attribute
+        "from bertclf.config import load_section\n"  # left out: not a dependency
+        "def main():\n"
+        "    from bertclf.training import train_classifier\n"
+        "    import bertclf.report\n"
+    )
+    assert imported_modules(script) == {"cv", "config", "training", "report"}
+    found = {p.stem for p in library_modules(script)}
+    assert {"cv", "training", "report", "checkpoint", "model", "batching"} <= found
+    assert not found & NOT_DEPENDENCIES
+    assert "classifier" not in found
+
+
+def test_checkpoint_key_changes_with_a_module_the_script_imports(tmp_path, monkeypatch):
+    from bertclf import checkpoint, dependencies
+
+    library = tmp_path / "bertclf"
+    library.mkdir()
+    (library / "helper.py").write_text("VALUE = 1\n")
+    (library / "unused.py").write_text("VALUE = 1\n")
+    script = tmp_path / "stage.py"
+    script.write_text("def main():\n    from bertclf.helper import VALUE\n")
+    monkeypatch.setattr(dependencies, "LIBRARY", library)
+    key = checkpoint.run_key({"a": 1}, [script])
+    (library / "unused.py").write_text("VALUE = 2\n")
+    assert checkpoint.run_key({"a": 1}, [script]) == key
+    (library / "helper.py").write_text("VALUE = 2\n")
+    assert checkpoint.run_key({"a": 1}, [script]) != key
