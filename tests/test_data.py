@@ -1,7 +1,10 @@
+import dataclasses
+
 import pandas as pd
 import pytest
+from helpers import section
 
-from bertclf.config import CleanConfig, DataConfig
+from bertclf.config import DataConfig
 from bertclf.errors import BertclfError
 from bertclf.prepare import clean_text, prepare_splits
 from bertclf.tables import read_table, write_table
@@ -51,7 +54,7 @@ def test_non_utf8_csv_names_the_byte(tmp_path):
 
 def config(path, **overrides) -> DataConfig:
     values = {"name": "t", "path": str(path), "text_column": "text", "label_column": "label"}
-    return DataConfig(**{**values, **overrides})
+    return section("data", **{"test_path": None, "id_column": None, **values, **overrides})
 
 
 def test_missing_column_lists_the_columns_present(tmp_path):
@@ -87,11 +90,13 @@ def test_class_too_small_for_the_splits_is_named(tmp_path):
 
 def test_cleaning_is_off_by_default_and_keeps_case():
     text = "  Visit <b>HTTP://x.io</b> now, 42 Times!  "
-    assert clean_text(text, CleanConfig()) == text.strip()
+    assert clean_text(text, section("data").clean) == text.strip()
 
 
 def test_cleaning_options():
-    options = CleanConfig(
+    options = section("data").clean
+    options = dataclasses.replace(
+        options,
         remove_urls=True,
         remove_html=True,
         remove_punctuation=True,
@@ -247,7 +252,7 @@ def test_all_texts_empty_is_refused(tmp_path):
 def test_own_table_group_splits_one_file_and_a_test_file_error_says_whose_it_is(tmp_path):
     """`-S data=table -S data.path=...` uses only the user's file; an error in the demo's
     separate test file (when a user keeps the default group) names data.test_path."""
-    from conftest import ROOT
+    from helpers import ROOT
 
     from bertclf.config import compose_params, load_section
 

@@ -4,7 +4,7 @@ changing a module re-runs exactly the stages it affects; training checkpoints ha
 import re
 
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 
 from bertclf.dependencies import NOT_DEPENDENCIES, imported_modules, library_modules
 

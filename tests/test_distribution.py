@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, TINY, restore, run, start, stop
+from helpers import ROOT, TINY, restore, run, start, stop
 
 from bertclf.batching import bucketed_batches, full_batches
 from bertclf.distribution import is_chief

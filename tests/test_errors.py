@@ -2,7 +2,7 @@
 the traceback."""
 
 import pandas as pd
-from conftest import run
+from helpers import run
 
 PREDICT = ["bertclf", "predict", "--model", "m", "--input", "in.csv"]
 
@@ -36,7 +36,7 @@ def test_debug_variable_lets_the_traceback_through(tmp_path):
 
 def test_stage_errors_are_one_line_too(tmp_path):
     (tmp_path / "params.yaml").write_text("train:\n  epochs: zero\n")
-    stage = __import__("conftest").ROOT / "stages/train.py"
+    stage = __import__("helpers").ROOT / "stages/train.py"
     result = run(["python", str(stage)], tmp_path, check=False)
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: params.yaml: train.epochs")

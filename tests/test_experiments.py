@@ -6,7 +6,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import TINY, commit_all, restore, run, stages_run
+from helpers import TINY, commit_all, restore, run, stages_run
 
 pytestmark = pytest.mark.e2e
 

@@ -5,6 +5,7 @@ window, and characters the two tokenizers could treat differently."""
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import section
 
 from bertclf.config import TokenizeConfig
 from bertclf.export import RawTextClassifier, lower_cases
@@ -33,7 +34,7 @@ def graph_windows(tokenize: TokenizeConfig, texts: list[str]):
 
 @pytest.mark.parametrize("strategy", ["head", "head_tail", "chunks"])
 def test_in_graph_windows_equal_the_training_windows(strategy):
-    tokenize = TokenizeConfig(max_length=16, long_text=strategy, chunk_stride=4)
+    tokenize = section("tokenize", max_length=16, long_text=strategy, chunk_stride=4)
     _, sequences, text_of = graph_windows(tokenize, TEXTS)
     expected = encode(load_tokenizer(MINILM), TEXTS, tokenize)
     assert text_of.tolist() == expected.text_index.tolist()
@@ -46,8 +47,8 @@ def test_minilm_vocabulary_is_read_lowercased():
 
 @pytest.mark.parametrize("pooling", ["mean", "max"])
 def test_in_graph_pooling_equals_pool_windows(pooling):
-    tokenize = TokenizeConfig(
-        max_length=16, long_text="chunks", chunk_stride=4, chunk_pooling=pooling
+    tokenize = section(
+        "tokenize", max_length=16, long_text="chunks", chunk_stride=4, chunk_pooling=pooling
     )
     module, _, text_of = graph_windows(tokenize, ["word " * 40, "short", "word " * 20])
     rng = np.random.default_rng(0)

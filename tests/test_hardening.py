@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, run
+from helpers import ROOT, run
 
 from bertclf import files
 from bertclf.errors import BertclfError

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY, restore, run
+from helpers import TINY, restore, run
 
 from bertclf.batching import pad_batch
 from bertclf.tokenization import encode

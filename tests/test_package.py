@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, command_env, run
+from helpers import ROOT, command_env, run
 
 from bertclf.errors import BertclfError
 

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from bertclf.config import compose_params, load_section
 from bertclf.errors import BertclfError

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY, commit_all, restore, run, stages_run
+from helpers import TINY, commit_all, restore, run, stages_run
 
 pytestmark = pytest.mark.e2e
 
@@ -326,7 +326,7 @@ def test_bad_data_config_fails_prepare_with_one_line(dag_repo):
 
 def test_news_sample_config_runs_on_the_seed_format(dag_repo, tmp_path, news_sample):
     """The seed's Excel format: prepare and labels stages with conf/data/news_sample.yaml."""
-    from conftest import copy_project
+    from helpers import copy_project
 
     repo = copy_project(tmp_path / "news")
     (repo / "data/raw").mkdir(parents=True, exist_ok=True)

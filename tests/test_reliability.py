@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, TINY, restore, run, start, stop
+from helpers import ROOT, TINY, restore, run, start, stop
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 600

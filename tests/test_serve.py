@@ -3,14 +3,10 @@
 
 import http.client
 import json
-import sys
 
 import pandas as pd
 import pytest
-from conftest import ROOT, command_env
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from serve_load import free_port, load, request, start_server, stop_server  # noqa: E402
+from helpers import command_env, free_port, load, request, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 

@@ -4,16 +4,12 @@ one that hangs up mid-body. Outcomes are asserted, not speed."""
 
 import signal
 import socket
-import sys
 import threading
 import time
 
 import pandas as pd
 import pytest
-from conftest import ROOT, command_env
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from serve_load import abuse, free_port, load, start_server, stop_server  # noqa: E402
+from helpers import abuse, command_env, free_port, load, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 READ_TIMEOUT = 2.0

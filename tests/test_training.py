@@ -1,11 +1,11 @@
 """Bucketed batches across epochs, and prediction order after length sorting."""
 
 import numpy as np
+from helpers import section
 
 from bertclf.batching import BucketedSequence, predict_probabilities
-from bertclf.config import TokenizeConfig
 
-TOKENIZE = TokenizeConfig(max_length=64, bucket_multiple=16)
+TOKENIZE = section("tokenize", max_length=64, bucket_multiple=16)
 
 
 def sequences(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -65,6 +65,8 @@ def test_prediction_order_is_restored_after_sorting():
         np.array([101, i, *rng.integers(1000, 2000, rng.integers(0, 60)), 5000 + i])
         for i in range(37)
     ]
-    out = predict_probabilities(EchoModel(), texts, 4, TokenizeConfig(64, 16))
+    out = predict_probabilities(
+        EchoModel(), texts, 4, section("tokenize", max_length=64, bucket_multiple=16)
+    )
     assert out[:, 0].tolist() == list(range(37))
     assert out[:, 1].tolist() == [5000 + i for i in range(37)]

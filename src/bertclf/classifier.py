@@ -123,13 +123,25 @@ def most_probable(
     ]
 
 
+# Format 1 recorded only the tokenize keys of its day (max_length, bucket_multiple); the others
+# did not exist and behaved as these values do.
+FORMAT_1_TOKENIZE = {
+    "long_text": "head",
+    "head_fraction": 0.25,
+    "chunk_stride": 32,
+    "chunk_pooling": "mean",
+}
+
+
 def _load_model(path: Path, format_version: int):
     """The model of a package, for `predict_on_batch`: the Keras model rebuilt from weights.h5
     (format 1), or the SavedModel's `token_ids` function (format 2). Returns (model, spec)."""
     from bertclf.model import load_classifier
 
     if format_version == 1:
-        return load_classifier(path)
+        model, spec = load_classifier(path)
+        spec["tokenize"] = {**FORMAT_1_TOKENIZE, **spec["tokenize"]}
+        return model, spec
     from bertclf.export import SAVED_MODEL, TokenIdsModel
     from bertclf.files import read_json
     from bertclf.model import MODEL_CONFIG_FILE

@@ -1,10 +1,12 @@
 """Typed parameters: params.yaml (composed from conf/ by Hydra) read and validated per section.
 
+The schemas name and check every key but hold no defaults: those live in conf/ alone.
+
 DVC composes conf/ without importing this project, so the schemas cannot sit in Hydra's
 defaults list; each stage validates the sections it reads here, before TensorFlow is imported.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +30,12 @@ def _require(condition: bool, key: str, message: str) -> None:
 
 @dataclass
 class CleanConfig:
-    remove_urls: bool = False
-    remove_html: bool = False
-    remove_punctuation: bool = False
-    remove_digits: bool = False
-    remove_stopwords: bool = False
-    lowercase: bool = False
+    remove_urls: bool
+    remove_html: bool
+    remove_punctuation: bool
+    remove_digits: bool
+    remove_stopwords: bool
+    lowercase: bool
 
 
 @dataclass
@@ -42,14 +44,14 @@ class DataConfig:
     path: str
     text_column: str
     label_column: str
-    test_path: str | None = None
-    id_column: str | None = None
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
-    on_empty: str = "drop"
-    on_conflict: str = "drop"
-    decode_errors: str = "error"
-    clean: CleanConfig = field(default_factory=CleanConfig)
+    test_path: str | None
+    id_column: str | None
+    val_fraction: float
+    test_fraction: float
+    on_empty: str
+    on_conflict: str
+    decode_errors: str
+    clean: CleanConfig
 
     def __post_init__(self) -> None:
         for key, options in (
@@ -69,26 +71,26 @@ class DataConfig:
 
 @dataclass
 class RandomInitConfig:
-    hidden_size: int = 32
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 2
-    intermediate_size: int = 64
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    hidden_dropout_prob: float
+    attention_probs_dropout_prob: float
 
 
 @dataclass
 class ModelConfig:
     name: str
     pretrained: str
-    random_init: RandomInitConfig | None = None
+    random_init: RandomInitConfig | None
 
 
 @dataclass
 class HeadConfig:
-    pooling: str = "mean"
-    hidden_sizes: list[int] = field(default_factory=list)
-    dropout: float = 0.1
+    pooling: str
+    hidden_sizes: list[int]
+    dropout: float
 
     def __post_init__(self) -> None:
         _require(self.pooling in POOLINGS, "head.pooling", f"must be one of {', '.join(POOLINGS)}")
@@ -98,17 +100,17 @@ class HeadConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 3
-    batch_size: int = 32
-    learning_rate: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_fraction: float = 0.1
-    early_stopping_patience: int = 1
-    class_weights: bool = False
-    jit_compile: bool = False
-    precision: str = "float32"
-    distribution: str = "auto"
-    threads: int = 0
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    warmup_fraction: float
+    early_stopping_patience: int
+    class_weights: bool
+    jit_compile: bool
+    precision: str
+    distribution: str
+    threads: int
 
     def __post_init__(self) -> None:
         _require(
@@ -131,12 +133,12 @@ class TrainConfig:
 
 @dataclass
 class TokenizeConfig:
-    max_length: int = 256
-    bucket_multiple: int = 32
-    long_text: str = "head"
-    head_fraction: float = 0.25
-    chunk_stride: int = 32
-    chunk_pooling: str = "mean"
+    max_length: int
+    bucket_multiple: int
+    long_text: str
+    head_fraction: float
+    chunk_stride: int
+    chunk_pooling: str
 
     def __post_init__(self) -> None:
         _require(8 <= self.max_length <= 512, "tokenize.max_length", "must be in [8, 512]")
@@ -159,13 +161,13 @@ class TokenizeConfig:
 
 @dataclass
 class EvaluateConfig:
-    batch_size: int = 64
+    batch_size: int
 
 
 @dataclass
 class CvConfig:
-    folds: list[int] = field(default_factory=list)
-    seed: int = 42
+    folds: list[int]
+    seed: int
 
     def __post_init__(self) -> None:
         _require(
@@ -178,7 +180,7 @@ class CvConfig:
 
 @dataclass
 class BaselineConfig:
-    C: float = 10.0
+    C: float
 
     def __post_init__(self) -> None:
         _require(self.C > 0, "baseline.C", "must be positive")
@@ -211,7 +213,12 @@ def load_section(name: str, path: str | Path = PARAMS_FILE) -> Any:
     params = load_params(path)
     if name not in params:
         raise BertclfError(f"{path}: missing key '{name}'; run `make params`")
-    value = params[name]
+    return parse_section(name, params[name], path)
+
+
+def parse_section(name: str, value: Any, path: str | Path = PARAMS_FILE) -> Any:
+    """A section's values as its typed schema, validated. Every key must be given: defaults
+    live in conf/ only."""
     schema = SCHEMAS.get(name)
     if schema is None:
         return value
