@@ -7,7 +7,7 @@ from bertclf.config import load_section
 from bertclf.errors import exits_cleanly
 from bertclf.files import write_json
 from bertclf.labels import LabelMap
-from bertclf.metrics import by_length, classification_metrics
+from bertclf.metrics import split_metrics
 from bertclf.paths import BASELINE, LABELS, PREPARED, TOKENIZED
 from bertclf.tokenization import read_token_cache
 
@@ -27,12 +27,11 @@ def main() -> None:
         frame = pd.read_parquet(PREPARED / f"{split}.parquet")
         probabilities = baseline_probabilities(pipeline, frame["text"], len(label_map.classes))
         y_true, classes = label_map.encode(frame["label"]), list(label_map.classes)
-        metrics[split] = classification_metrics(y_true, probabilities, classes)
         # split by the encoder's window, like the model's metrics, to compare on long texts
         texts = read_token_cache(TOKENIZED / f"{split}.parquet").texts()
         long = pd.Series(texts.text_lengths, index=texts.ids).loc[frame["id"]].to_numpy()
         long = long > tokenize.max_length
-        metrics[split]["by_length"] = by_length(y_true, probabilities, classes, long)
+        metrics[split] = split_metrics(y_true, probabilities, classes, long)
     write_json(BASELINE, metrics)
     print(
         f"baseline: test accuracy {metrics['test']['accuracy']:.4f}, "

@@ -17,7 +17,7 @@ def main() -> None:
     from bertclf.batching import predict_texts
     from bertclf.config import TokenizeConfig
     from bertclf.evaluation import errors_table, write_confusion_png, write_plot_data
-    from bertclf.metrics import by_length, classification_metrics
+    from bertclf.metrics import split_metrics
     from bertclf.model import load_classifier
     from bertclf.tokenization import read_token_cache
 
@@ -30,9 +30,8 @@ def main() -> None:
         texts, probabilities = predict_texts(model, cache, evaluate.batch_size, tokenize)
         seconds[split] = time.perf_counter() - start
         y_true = texts.labels
-        metrics[split] = classification_metrics(y_true, probabilities, classes)
         long = texts.text_lengths > tokenize.max_length
-        metrics[split]["by_length"] = by_length(y_true, probabilities, classes, long)
+        metrics[split] = split_metrics(y_true, probabilities, classes, long)
         scored[split] = (y_true, probabilities)
 
     y_true, probabilities = scored["test"]

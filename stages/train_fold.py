@@ -30,7 +30,7 @@ def main() -> None:
 
     from bertclf.checkpoint import Checkpoint
     from bertclf.labels import LabelMap
-    from bertclf.metrics import by_length, classification_metrics
+    from bertclf.metrics import split_metrics
     from bertclf.tokenization import read_token_cache
     from bertclf.batching import predict_texts
     from bertclf.training import train_classifier
@@ -56,9 +56,8 @@ def main() -> None:
     )
     texts, probabilities = predict_texts(model, cache.subset(held_out), train.batch_size, tokenize)
     classes = list(label_map.classes)
-    metrics = classification_metrics(texts.labels, probabilities, classes)
     long = texts.text_lengths > tokenize.max_length
-    metrics["by_length"] = by_length(texts.labels, probabilities, classes, long)
+    metrics = split_metrics(texts.labels, probabilities, classes, long)
     write_json(fold_metrics(fold), metrics)
     checkpoint.remove()
     print(f"train_fold {fold}: accuracy {metrics['accuracy']:.4f} on {metrics['n']} held-out texts")

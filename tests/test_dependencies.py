@@ -23,7 +23,7 @@ def test_every_stage_lists_exactly_the_modules_its_script_imports():
         imported = {p.relative_to(ROOT).as_posix() for p in library_modules(ROOT / script)}
         if listed != imported:
             wrong[name] = {"missing": sorted(imported - listed), "extra": sorted(listed - imported)}
-    assert not wrong, f"dvc.yaml deps differ from the imports: {wrong}"
+    assert not wrong, f"dvc.yaml deps differ from the imports (run tools/sync_dvc_deps.py): {wrong}"
 
 
 def test_the_walk_sees_imports_inside_functions_and_not_the_lazy_package_attributes(tmp_path):

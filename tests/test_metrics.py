@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from bertclf.metrics import calibration_bins, classification_metrics, curve_tables
+from bertclf.evaluation import curve_tables
+from bertclf.metrics import calibration_bins, classification_metrics
 
 # Four texts, two classes. Predictions: 0, 1, 1, 1 (the second text is wrong).
 Y_TRUE = np.array([0, 0, 1, 1])

@@ -176,18 +176,17 @@ def evaluate(args: argparse.Namespace) -> None:
         raise BertclfError(f"{args.input}: {error}") from None
 
     from bertclf.classifier import Classifier  # imports TensorFlow: after the input is checked
-    from bertclf.metrics import by_length, classification_metrics
+    from bertclf.metrics import HEADLINE_KEYS, split_metrics
 
     classifier = Classifier.load(args.model, expect_sha256=args.expect_sha256)
     encoded = classifier.encode(texts)  # once: for the predictions and the texts' lengths
     probabilities = classifier.predict_encoded(encoded, args.batch_size, progress=True)
     classes = list(classifier.classes_)
-    metrics = classification_metrics(y_true, probabilities, classes)
     long = encoded.long(classifier.tokenize.max_length)
-    metrics["by_length"] = by_length(y_true, probabilities, classes, long)
+    metrics = split_metrics(y_true, probabilities, classes, long)
     if args.output:
         write_json(args.output, metrics)
-    for key in ("n", "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1"):
+    for key in HEADLINE_KEYS:
         print(f"{key:>16}: {metrics[key]:.4f}" if key != "n" else f"{key:>16}: {metrics[key]}")
 
 

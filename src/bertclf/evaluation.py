@@ -4,9 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import precision_recall_curve, roc_curve
+from sklearn.preprocessing import label_binarize
 
 from bertclf.files import atomic_path
-from bertclf.metrics import calibration_bins, confusion_rows, curve_tables, save_confusion_png
+from bertclf.metrics import calibration_bins
 
 PLOT_FILES = (
     "confusion.csv",
@@ -64,3 +66,61 @@ def errors_table(
         }
     )
     return table.sort_values("confidence", ascending=False, kind="stable")
+
+
+def curve_tables(
+    y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Precision-recall and ROC curves: of the second class for two classes, else micro-averaged
+    one-vs-rest."""
+    if len(classes) == 2:
+        truth, scores = np.asarray(y_true) == 1, probabilities[:, 1]
+    else:
+        truth = label_binarize(y_true, classes=np.arange(len(classes))).ravel()
+        scores = probabilities.ravel()
+    precision, recall, _ = precision_recall_curve(truth, scores)
+    fpr, tpr, _ = roc_curve(truth, scores)
+    return (
+        pd.DataFrame({"recall": recall, "precision": precision}),
+        pd.DataFrame({"fpr": fpr, "tpr": tpr}),
+    )
+
+
+def confusion_rows(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """One row per text (actual, predicted): the shape DVC's confusion templates read."""
+    return pd.DataFrame(
+        {"actual": [classes[t] for t in y_true], "predicted": [classes[p] for p in y_pred]}
+    )
+
+
+def save_confusion_png(
+    y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], path: str, title: str
+) -> None:
+    """Counts, and rows normalised by true class, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    size = max(4.0, 0.6 * len(classes) + 2)
+    figure, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+    for ax, normalize, name in (
+        (axes[0], None, "counts"),
+        (axes[1], "true", "normalised by true class"),
+    ):
+        ConfusionMatrixDisplay.from_predictions(
+            y_true,
+            y_pred,
+            labels=np.arange(len(classes)),
+            display_labels=classes,
+            normalize=normalize,
+            ax=ax,
+            colorbar=False,
+            values_format=".2f" if normalize else "d",
+            xticks_rotation=45,
+        )
+        ax.set_title(f"{title}: {name}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

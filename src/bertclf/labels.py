@@ -49,10 +49,6 @@ class LabelMap:
         weights = compute_class_weight("balanced", classes=np.arange(len(self.classes)), y=y)
         return {i: float(w) for i, w in enumerate(weights)}
 
-    @property
-    def id2label(self) -> dict[int, str]:
-        return dict(enumerate(self.classes))
-
     def to_json(self) -> dict:
         return {
             "classes": list(self.classes),

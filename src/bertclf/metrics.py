@@ -1,4 +1,4 @@
-"""Classification metrics (scikit-learn where it has the function) and the plot data DVC renders."""
+"""Classification metrics, scikit-learn's where it has the function."""
 
 import warnings
 
@@ -8,10 +8,8 @@ from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
     log_loss,
-    precision_recall_curve,
     precision_recall_fscore_support,
     roc_auc_score,
-    roc_curve,
     top_k_accuracy_score,
 )
 from sklearn.preprocessing import label_binarize
@@ -20,7 +18,23 @@ TOP_K = 3  # top_k_accuracy is reported where there are more than five classes
 CALIBRATION_BINS = 10
 
 
-LENGTH_KEYS = ("n", "accuracy", "macro_precision", "macro_recall", "macro_f1")
+# What a summary shows of a split's metrics: by length, the model card, `bertclf evaluate`.
+HEADLINE_KEYS = ("n", "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1")
+
+
+def standard_error(accuracy: float, n: int) -> float:
+    """One standard error of an accuracy measured on n texts (binomial)."""
+    return (accuracy * (1 - accuracy) / max(n, 1)) ** 0.5
+
+
+def split_metrics(
+    y_true: np.ndarray, probabilities: np.ndarray, classes: list[str], long: np.ndarray
+) -> dict:
+    """Every metric of one split, with `by_length`: the headline metrics for the texts that
+    fit the window and for the longer ones (`long`, one flag per text)."""
+    metrics = classification_metrics(y_true, probabilities, classes)
+    metrics["by_length"] = by_length(y_true, probabilities, classes, long)
+    return metrics
 
 
 def by_length(
@@ -33,7 +47,7 @@ def by_length(
             parts[name] = {"n": 0}
             continue
         metrics = classification_metrics(np.asarray(y_true)[rows], probabilities[rows], classes)
-        parts[name] = {key: metrics[key] for key in LENGTH_KEYS}
+        parts[name] = {key: metrics[key] for key in HEADLINE_KEYS}
     return parts
 
 
@@ -132,61 +146,3 @@ def expected_calibration_error(
     table = calibration_bins(y_true, probabilities, bins)
     weights = table["count"] / len(y_true)
     return float((weights * (table["accuracy"] - table["confidence"]).abs()).sum())
-
-
-def curve_tables(
-    y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Precision-recall and ROC curves: of the second class for two classes, else micro-averaged
-    one-vs-rest."""
-    if len(classes) == 2:
-        truth, scores = np.asarray(y_true) == 1, probabilities[:, 1]
-    else:
-        truth = label_binarize(y_true, classes=np.arange(len(classes))).ravel()
-        scores = probabilities.ravel()
-    precision, recall, _ = precision_recall_curve(truth, scores)
-    fpr, tpr, _ = roc_curve(truth, scores)
-    return (
-        pd.DataFrame({"recall": recall, "precision": precision}),
-        pd.DataFrame({"fpr": fpr, "tpr": tpr}),
-    )
-
-
-def confusion_rows(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> pd.DataFrame:
-    """One row per text (actual, predicted): the shape DVC's confusion templates read."""
-    return pd.DataFrame(
-        {"actual": [classes[t] for t in y_true], "predicted": [classes[p] for p in y_pred]}
-    )
-
-
-def save_confusion_png(
-    y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], path: str, title: str
-) -> None:
-    """Counts, and rows normalised by true class, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
-
-    size = max(4.0, 0.6 * len(classes) + 2)
-    figure, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
-    for ax, normalize, name in (
-        (axes[0], None, "counts"),
-        (axes[1], "true", "normalised by true class"),
-    ):
-        ConfusionMatrixDisplay.from_predictions(
-            y_true,
-            y_pred,
-            labels=np.arange(len(classes)),
-            display_labels=classes,
-            normalize=normalize,
-            ax=ax,
-            colorbar=False,
-            values_format=".2f" if normalize else "d",
-            xticks_rotation=45,
-        )
-        ax.set_title(f"{title}: {name}")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)

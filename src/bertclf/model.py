@@ -12,7 +12,6 @@ from pathlib import Path
 import tensorflow as tf
 import tf_keras as keras
 
-import bertclf  # noqa: F401, I001  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from bertclf.config import HeadConfig, ModelConfig, TokenizeConfig
 from bertclf.errors import BertclfError
 

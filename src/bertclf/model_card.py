@@ -2,6 +2,8 @@
 
 import yaml
 
+from bertclf.metrics import HEADLINE_KEYS, standard_error
+
 
 def model_card(params: dict, metrics: dict, encoder: dict, data_hashes: dict[str, str]) -> str:
     test, val = metrics["test"], metrics["val"]
@@ -43,7 +45,7 @@ Per class, on test:
 Classifies texts like those it was trained on into the classes above. It always answers with
 one of those classes, however unlike its training data a text is. {_long_texts(params["tokenize"])}
 Metrics were measured on {test["n"]} held-out texts; one standard error of accuracy is about
-{(test["accuracy"] * (1 - test["accuracy"]) / max(test["n"], 1)) ** 0.5:.3f}.
+{standard_error(test["accuracy"], test["n"]):.3f}.
 
 ## Loading it safely
 This package is a program: its SavedModel is a graph that TensorFlow runs. Load it only from a
@@ -71,12 +73,11 @@ def _long_texts(tokenize: dict) -> str:
 
 def model_card_fields(params: dict, metrics: dict, encoder: dict, data_hashes: dict) -> dict:
     """The model card's facts as JSON (model_card.json), for programs such as `bertclf serve`."""
-    headline = ("n", "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1")
     return {
         "encoder": encoder,
         "data": {"name": params["data"]["name"], "sha256": data_hashes},
         "metrics": {
-            split: {key: metrics[split][key] for key in headline} for split in ("test", "val")
+            split: {key: metrics[split][key] for key in HEADLINE_KEYS} for split in ("test", "val")
         },
         "params": params,
         "long_texts": _long_texts(params["tokenize"]),

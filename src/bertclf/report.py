@@ -6,16 +6,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-HEADLINE = (
-    "accuracy",
-    "macro_f1",
-    "weighted_f1",
-    "macro_precision",
-    "macro_recall",
-    "log_loss",
-    "roc_auc",
-    "ece",
-)
+from bertclf.metrics import HEADLINE_KEYS, standard_error
+
+# The report's comparison with the baseline: the headline metrics, then loss and calibration.
+COMPARED = (*HEADLINE_KEYS[1:], "log_loss", "roc_auc", "ece")
 
 
 def training_curves_png(live_dir: Path, path: Path) -> None:
@@ -83,7 +77,7 @@ def render_report(
         "| metric | fine-tuned | TF-IDF + logistic regression | lift |",
         "| --- | --- | --- | --- |",
     ]
-    for key in HEADLINE:
+    for key in COMPARED:
         model_value, base_value = test.get(key), base.get(key)
         lift = (
             "n/a"
@@ -95,7 +89,7 @@ def render_report(
         "",
         "Lower is better for `log_loss` and `ece` (expected calibration error).",
         f"One standard error of test accuracy is about "
-        f"{(test['accuracy'] * (1 - test['accuracy']) / max(test['n'], 1)) ** 0.5:.3f}.",
+        f"{standard_error(test['accuracy'], test['n']):.3f}.",
         "",
         "## Per class (test)",
         "",
