@@ -6,10 +6,11 @@ import pandas as pd
 from bertclf.config import load_params, load_section
 from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, read_json, sha256_file, write_json
+from bertclf.layout import MODEL_CARD, MODEL_CARD_JSON, SOURCE, TOKENIZER, VOCAB
 from bertclf.model_card import model_card, model_card_fields
 from bertclf.package import copy_files, write_manifest
 from bertclf.paths import LABELS, METRICS, PACKAGE, PACKAGE_REPORT, PREPARED, PRETRAINED, TRAINED
-from bertclf.tokenization import TOKENIZER_FILE, load_tokenizer
+from bertclf.tokenization import load_tokenizer
 
 MODEL_PARAMS = ("data", "model", "head", "train", "tokenize", "seed")
 
@@ -19,12 +20,13 @@ def main() -> None:
     # the sections that define the model (as listed for this stage in dvc.yaml)
     params = {key: load_params()[key] for key in MODEL_PARAMS}
     data_hashes = {p.name: sha256_file(p) for p in sorted(PREPARED.glob("*.parquet"))}
-    card_facts = (params, read_json(METRICS), read_json(PRETRAINED / "source.json"), data_hashes)
+    card_facts = (params, read_json(METRICS), read_json(PRETRAINED / SOURCE), data_hashes)
     test_texts = pd.read_parquet(PREPARED / "test.parquet")["text"].tolist()
 
     from bertclf.config import TokenizeConfig
-    from bertclf.export import SAVED_MODEL, check_parity, export_saved_model
-    from bertclf.model import MODEL_CONFIG_FILE, load_classifier
+    from bertclf.export import check_parity, export_saved_model
+    from bertclf.layout import MODEL_SPEC, SAVED_MODEL
+    from bertclf.model import load_classifier
 
     model, spec = load_classifier(TRAINED)
     tokenize = TokenizeConfig(**spec["tokenize"])
@@ -39,10 +41,10 @@ def main() -> None:
             test_texts,
             load_section("evaluate").batch_size,
         )
-        tokenizer_files = [PRETRAINED / TOKENIZER_FILE, PRETRAINED / "vocab.txt"]
-        copy_files([TRAINED / MODEL_CONFIG_FILE, LABELS, *tokenizer_files], tmp)
-        (tmp / "MODEL_CARD.md").write_text(model_card(*card_facts), encoding="utf-8")
-        write_json(tmp / "model_card.json", model_card_fields(*card_facts))
+        tokenizer_files = [PRETRAINED / TOKENIZER, PRETRAINED / VOCAB]
+        copy_files([TRAINED / MODEL_SPEC, LABELS, *tokenizer_files], tmp)
+        (tmp / MODEL_CARD).write_text(model_card(*card_facts), encoding="utf-8")
+        write_json(tmp / MODEL_CARD_JSON, model_card_fields(*card_facts))
         manifest_sha256 = write_manifest(tmp)
     # Outside the bundle (whose files the manifest covers): give it to users through a channel
     # they trust, and they can check it at load with --expect-sha256.

@@ -3,6 +3,7 @@
 from bertclf.config import load_section
 from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, write_json
+from bertclf.layout import SOURCE
 from bertclf.paths import PRETRAINED
 
 
@@ -15,7 +16,7 @@ def main() -> None:
 
     with atomic_path(PRETRAINED, replace_directory=True) as tmp:
         info = resolve_pretrained(model, tmp, seed)
-        write_json(tmp / "source.json", info)
+        write_json(tmp / SOURCE, info)
     print(f"pretrained: {info['name']} ({info['parameters']:,} parameters) from {info['origin']}")
 
 

@@ -8,6 +8,7 @@ import numpy as np
 from bertclf.config import TokenizeConfig
 from bertclf.errors import BertclfError
 from bertclf.labels import LabelMap
+from bertclf.layout import LABELS
 from bertclf.package import verify_bundle
 from bertclf.tokenization import Encoded, encode, load_tokenizer, pool_windows
 
@@ -44,7 +45,7 @@ class Classifier:
         manifest = verify_bundle(path, expect_sha256)
         model, spec = _load_model(path, manifest["format_version"])
         tokenize = TokenizeConfig(**spec["tokenize"])
-        label_map = LabelMap.load(path / "labels.json")
+        label_map = LabelMap.load(path / LABELS)
         if list(label_map.classes) != spec["classes"]:
             raise BertclfError(f"{path}: labels.json and model.json disagree on the classes")
         return cls(model, load_tokenizer(path), label_map, tokenize, batch_size)
@@ -142,10 +143,10 @@ def _load_model(path: Path, format_version: int):
         model, spec = load_classifier(path)
         spec["tokenize"] = {**FORMAT_1_TOKENIZE, **spec["tokenize"]}
         return model, spec
-    from bertclf.export import SAVED_MODEL, TokenIdsModel
+    from bertclf.export import TokenIdsModel
     from bertclf.files import read_json
-    from bertclf.model import MODEL_CONFIG_FILE
+    from bertclf.layout import MODEL_SPEC, SAVED_MODEL
     from bertclf.package import check_saved_model_ops
 
     check_saved_model_ops(path / SAVED_MODEL)  # before TensorFlow loads (and can run) the graph
-    return TokenIdsModel(path / SAVED_MODEL), read_json(path / MODEL_CONFIG_FILE)
+    return TokenIdsModel(path / SAVED_MODEL), read_json(path / MODEL_SPEC)

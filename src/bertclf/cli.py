@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from bertclf.errors import BertclfError, exits_cleanly
+from bertclf.layout import LABELS
 
 
 def predict(args: argparse.Namespace) -> None:
@@ -169,7 +170,7 @@ def evaluate(args: argparse.Namespace) -> None:
         table, args.input, {"--text-column": args.text_column, "--label-column": args.label_column}
     )
     texts = text_cells(table, args.text_column, args.input).tolist()
-    label_map = LabelMap.load(Path(args.model) / "labels.json")
+    label_map = LabelMap.load(Path(args.model) / LABELS)
     try:
         y_true = label_map.encode(table[args.label_column].astype(str).str.strip())
     except BertclfError as error:

@@ -22,8 +22,8 @@ import tensorflow_text as tf_text
 
 from bertclf.config import TokenizeConfig
 from bertclf.errors import BertclfError
+from bertclf.layout import TOKENIZER, VOCAB
 
-SAVED_MODEL = "saved_model"
 MIN_IDENTICAL_IDS = 0.999
 MAX_PROBABILITY_DIFFERENCE = 1e-4
 # The Hugging Face BERT normalizer drops control and format characters (and U+FFFD) and treats
@@ -134,9 +134,9 @@ class RawTextClassifier(tf.Module):
 def export_saved_model(
     model, tokenizer_dir: Path, tokenize: TokenizeConfig, classes: list[str], out: Path
 ) -> RawTextClassifier:
-    vocab = (tokenizer_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    vocab = (tokenizer_dir / VOCAB).read_text(encoding="utf-8").splitlines()
     module = RawTextClassifier(
-        model, vocab, lower_cases(tokenizer_dir / "tokenizer.json"), tokenize, classes
+        model, vocab, lower_cases(tokenizer_dir / TOKENIZER), tokenize, classes
     )
     signatures = {"serving_default": module.serve, "token_ids": module.from_token_ids}
     tf.saved_model.save(module, str(out), signatures=signatures)

@@ -14,15 +14,7 @@ import tf_keras as keras
 
 from bertclf.config import HeadConfig, ModelConfig, TokenizeConfig
 from bertclf.errors import BertclfError
-
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "vocab.txt",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-)
-WEIGHTS_FILE = "weights.h5"
-MODEL_CONFIG_FILE = "model.json"
+from bertclf.layout import MODEL_SPEC, TOKENIZER, TOKENIZER_FILES, VOCAB, WEIGHTS
 
 
 def source_directory(spec: str) -> Path | None:
@@ -84,7 +76,7 @@ def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
         for name in TOKENIZER_FILES:
             if (source / name).is_file():
                 shutil.copy(source / name, out_dir / name)
-        if not (out_dir / "tokenizer.json").is_file():
+        if not (out_dir / TOKENIZER).is_file():
             AutoTokenizer.from_pretrained(str(source)).save_pretrained(str(out_dir))
     else:
         with _from_hub(cfg.pretrained):
@@ -92,7 +84,7 @@ def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
 
     if cfg.random_init is not None:
         tf.keras.utils.set_random_seed(seed)
-        vocab_size = len((out_dir / "vocab.txt").read_text(encoding="utf-8").splitlines())
+        vocab_size = len((out_dir / VOCAB).read_text(encoding="utf-8").splitlines())
         config = BertConfig(vocab_size=vocab_size, **vars(cfg.random_init))
         model = TFBertModel(config)
         origin = "random initialisation"
@@ -170,20 +162,20 @@ def save_classifier(
 ) -> None:
     """weights.h5 (HDF5, no pickle) plus model.json, enough to rebuild the model anywhere."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_weights(str(out_dir / WEIGHTS_FILE))
+    model.save_weights(str(out_dir / WEIGHTS))
     spec = {
         "encoder": encoder_config,
         "head": vars(head),
         "classes": classes,
         "tokenize": vars(tokenize),
     }
-    (out_dir / MODEL_CONFIG_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+    (out_dir / MODEL_SPEC).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
 
 
 def load_classifier(model_dir: Path):
     """Rebuild the classifier from model.json and load weights.h5. Returns (model, spec)."""
-    spec = json.loads((model_dir / MODEL_CONFIG_FILE).read_text(encoding="utf-8"))
+    spec = json.loads((model_dir / MODEL_SPEC).read_text(encoding="utf-8"))
     head = HeadConfig(**spec["head"])
     model = build_classifier(spec["encoder"], head, len(spec["classes"]))
-    model.load_weights(str(model_dir / WEIGHTS_FILE))
+    model.load_weights(str(model_dir / WEIGHTS))
     return model, spec

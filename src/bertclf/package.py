@@ -12,12 +12,12 @@ from pathlib import Path, PurePosixPath
 from bertclf import __version__
 from bertclf.errors import BertclfError
 from bertclf.files import read_json, sha256_file, write_json
+from bertclf.layout import MANIFEST
 
 # 1: weights.h5 and model.json. 2: saved_model/ (raw text in, in-graph tokenization; and
 # token ids in, which the Python API calls) and model.json.
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-MANIFEST = "manifest.json"
 EXPECT_SHA256_VARIABLE = "BERTCLF_PACKAGE_SHA256"
 
 

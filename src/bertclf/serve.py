@@ -24,7 +24,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from bertclf.package import MANIFEST
+from bertclf.layout import MANIFEST, MODEL_CARD_JSON
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ def _without_paths(value):
 
 def metadata(package: Path, classifier, limits: Limits) -> dict:
     manifest = json.loads((package / MANIFEST).read_text(encoding="utf-8"))
-    card = package / "model_card.json"
+    card = package / MODEL_CARD_JSON
     return {
         "labels": classifier.classes_.tolist(),
         "model_card": _without_paths(json.loads(card.read_text(encoding="utf-8")))

@@ -14,8 +14,7 @@ from tokenizers import Tokenizer
 
 from bertclf.config import TokenizeConfig
 from bertclf.errors import BertclfError
-
-TOKENIZER_FILE = "tokenizer.json"
+from bertclf.layout import TOKENIZER
 
 
 def load_tokenizer(model_dir: str | Path) -> Tokenizer:
@@ -24,7 +23,7 @@ def load_tokenizer(model_dir: str | Path) -> Tokenizer:
 
     Some shipped tokenizer.json files have padding and truncation baked in: both are reset here.
     """
-    path = Path(model_dir) / TOKENIZER_FILE
+    path = Path(model_dir) / TOKENIZER
     if not path.is_file():
         raise BertclfError(f"{path}: tokenizer file not found")
     tokenizer = Tokenizer.from_file(str(path))

@@ -12,6 +12,7 @@ from bertclf.checkpoint import Checkpoint
 from bertclf.config import HeadConfig, TokenizeConfig, TrainConfig
 from bertclf.distribution import configure
 from bertclf.labels import LabelMap
+from bertclf.layout import ENCODER_CONFIG
 from bertclf.model import build_classifier
 from bertclf.tokenization import TokenCache
 
@@ -166,7 +167,7 @@ def train_classifier(
         tokenize,
         drop_remainder=multi_worker,
     )
-    encoder_config = json.loads((pretrained / "config.json").read_text())
+    encoder_config = json.loads((pretrained / ENCODER_CONFIG).read_text())
     with strategy.scope():
         model = build_classifier(encoder_config, head, len(label_map.classes), pretrained)
         compile_for_training(model, train, steps_per_epoch=len(train_data))
