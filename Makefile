@@ -26,13 +26,15 @@ params: install
 
 repro: params
 	dvc repro
-	dvc metrics show
+	bertclf metrics
 
+# Every test, then the 15 slowest.
 test: install
-	pytest -q -rs
+	pytest -q -rs --durations=15
 
+# The tests that build no DAG and use no real encoder (under 3 minutes).
 test-fast: install
-	pytest -q -m "not e2e and not slow"
+	pytest -q -m "not e2e and not real_encoder"
 
 # Speed and memory against the naive way, measured in one run: writes reports/bench.json.
 bench: install

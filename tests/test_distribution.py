@@ -88,6 +88,7 @@ def train_metrics(repo) -> dict:
 
 
 @pytest.mark.e2e
+@pytest.mark.retrains
 def test_mirrored_over_two_cpus_matches_one_device(dag_repo):
     try:
         run(["bertclf", "params", *TINY, *NO_DROPOUT, "train.distribution=one_device"], dag_repo)
@@ -122,6 +123,7 @@ def free_ports(count: int) -> list[int]:
 
 
 @pytest.mark.e2e
+@pytest.mark.retrains
 def test_multi_worker_two_processes_keep_only_the_chiefs_outputs(dag_repo, tmp_path):
     stage = [sys.executable, "stages/train.py"]
     try:

@@ -22,6 +22,7 @@ METRIC_KEYS = {
 }
 
 
+@pytest.mark.retrains
 def test_kfold3_cross_validation(dag_repo):
     try:
         out = run(["dvc", "exp", "run", *[f"-S{o}" for o in TINY], "-Scv=kfold3"], dag_repo)
@@ -96,6 +97,7 @@ def wait_for_queue(repo, timeout: float = 900) -> None:
     raise AssertionError(f"queue still busy after {timeout} s:\n{status}")
 
 
+@pytest.mark.retrains
 def test_parallel_queued_sweep_and_experiment_diff(dag_repo):
     try:
         out = run(
@@ -140,6 +142,7 @@ def test_parallel_queued_sweep_and_experiment_diff(dag_repo):
         restore(dag_repo)
 
 
+@pytest.mark.retrains
 def test_metrics_and_plots_diff_between_commits(dag_repo, tmp_path):
     try:
         run(["bertclf", "params", *TINY, "train.epochs=2"], dag_repo)

@@ -12,7 +12,7 @@ from helpers import TINY, restore, run
 from bertclf.batching import pad_batch
 from bertclf.tokenization import encode
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.retrains]
 CHUNKS = ["tokenize.max_length=64", "tokenize.long_text=chunks", "tokenize.chunk_stride=16"]
 
 

@@ -15,7 +15,7 @@ from bertclf.errors import BertclfError
 
 pytestmark = pytest.mark.e2e
 
-# saved_model_cli from a Python that has registered tensorflow-text's ops (as in the README)
+# saved_model_cli from a Python that has registered tensorflow-text's ops (as in docs/package.md)
 SAVED_MODEL_CLI = (
     "import sys, tensorflow_text; "
     "from tensorflow.python.tools.saved_model_cli import main; "
@@ -103,7 +103,7 @@ def test_saved_model_cli_gives_the_classifiers_labels(dag_repo):
         for t in pd.read_parquet(dag_repo / "data/prepared/test.parquet")["text"].head(30)
         if ";" not in t  # saved_model_cli splits --input_exprs at semicolons
     ][:8]
-    assert f"python -c '{SAVED_MODEL_CLI}'" in (ROOT / "README.md").read_text()
+    assert f"python -c '{SAVED_MODEL_CLI}'" in (ROOT / "docs/package.md").read_text()
     args = [
         "python",
         "-c",

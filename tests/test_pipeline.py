@@ -192,6 +192,7 @@ def test_nothing_to_do_after_a_build(dag_repo):
     assert "up to date" in status, status
 
 
+@pytest.mark.retrains
 def test_train_param_change_reruns_train_and_descendants_only(dag_repo):
     params = yaml.safe_load((dag_repo / "params.yaml").read_text())
     assert params["train"]["epochs"] == 1
@@ -324,7 +325,7 @@ def test_bad_data_config_fails_prepare_with_one_line(dag_repo):
         restore(dag_repo)
 
 
-def test_news_sample_config_runs_on_the_seed_format(dag_repo, tmp_path, news_sample):
+def test_news_sample_config_runs_on_the_seed_format(tmp_path, news_sample):
     """The seed's Excel format: prepare and labels stages with conf/data/news_sample.yaml."""
     from helpers import copy_project
 

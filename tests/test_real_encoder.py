@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from helpers import section
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.real_encoder
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import time
 import pytest
 from helpers import ROOT, TINY, restore, run, start, stop
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.retrains]
 TIMEOUT = 600
 
 

@@ -191,6 +191,16 @@ def evaluate(args: argparse.Namespace) -> None:
         print(f"{key:>16}: {metrics[key]:.4f}" if key != "n" else f"{key:>16}: {metrics[key]}")
 
 
+def metrics(args: argparse.Namespace) -> None:
+    from bertclf.files import read_json
+    from bertclf.report import headline_table
+
+    for path in (args.metrics, args.baseline):
+        if not Path(path).is_file():
+            raise BertclfError(f"{path}: not found; run `dvc repro` first")
+    print(headline_table(read_json(args.metrics), read_json(args.baseline)))
+
+
 def params(args: argparse.Namespace) -> None:
     from bertclf.config import compose_params
 
@@ -311,6 +321,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     add_expect_sha256(p)
     p.set_defaults(run=evaluate)
+
+    p = commands.add_parser("metrics", help="the headline test metrics beside the baseline's")
+    p.add_argument("--metrics", default="reports/metrics.json")
+    p.add_argument("--baseline", default="reports/baseline.json")
+    p.set_defaults(run=metrics)
 
     p = commands.add_parser("params", help="compose conf/ into params.yaml (as dvc exp run does)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=tiny")

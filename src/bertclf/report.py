@@ -121,3 +121,17 @@ def render_report(
             f"{row.confidence:.3f} | {text} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def headline_table(metrics: dict, baseline: dict) -> str:
+    """The headline test metrics of the model beside the baseline's, as plain text: what
+    `make repro` ends with (`bertclf metrics`)."""
+    test, base = metrics["test"], baseline["test"]
+    rows = [
+        f"{'test, ' + str(test['n']) + ' texts':<20}{'fine-tuned':>12}{'baseline':>12}{'lift':>10}"
+    ]
+    for key in HEADLINE_KEYS[1:]:
+        rows.append(f"{key:<20}{test[key]:>12.4f}{base[key]:>12.4f}{test[key] - base[key]:>+10.4f}")
+    error = standard_error(test["accuracy"], test["n"])
+    rows.append(f"(one standard error of accuracy: {error:.3f})")
+    return "\n".join(rows)

@@ -1,0 +1,69 @@
+"""The README is a front door that stays true: its DAG is `dvc dag`'s, its links resolve, its
+figures are the committed reports', and the tool is quiet by default."""
+
+import json
+import re
+import subprocess
+import sys
+
+from helpers import ROOT, command_env, run
+
+from bertclf.errors import DEBUG_VARIABLE as DEBUG
+
+README = ROOT / "README.md"
+
+
+def mermaid_edges(text: str, names: dict[str, str] | None = None) -> set[tuple[str, str]]:
+    block = text.split("```mermaid")[1].split("```")[0]
+    nodes = dict(re.findall(r'(\w+)\["([^"]+)"\]', block))
+    names = {**nodes, **(names or {})}
+    return {
+        (names.get(a, a), names.get(b, b)) for a, b in re.findall(r"(\w+)\s*-->\s*(\w+)", block)
+    }
+
+
+def test_readme_draws_the_dag_that_dvc_draws():
+    drawn = run(["dvc", "dag", "--mermaid"], ROOT).stdout
+    assert mermaid_edges(README.read_text()) == mermaid_edges("```mermaid" + drawn + "```")
+
+
+def test_readme_is_short_and_every_link_in_it_and_the_docs_resolves():
+    assert len(README.read_text().splitlines()) <= 250
+    pages = [README, *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()):
+            if not target.startswith(("http://", "https://")):
+                assert (page.parent / target).exists(), f"{page.name}: broken link {target}"
+    linked = set(re.findall(r"\(docs/([\w-]+\.md)\)", README.read_text()))
+    assert linked == {p.name for p in pages[1:]}  # every page is reachable from the README
+
+
+def test_readme_figures_are_the_committed_reports():
+    text = " ".join(README.read_text().split())
+    test = json.loads((ROOT / "reports/metrics.json").read_text())["test"]
+    base = json.loads((ROOT / "reports/baseline.json").read_text())["test"]
+    assert f"test accuracy {test['accuracy']:.3f} and macro F1 {test['macro_f1']:.3f}" in text
+    assert f"the baseline reaches {base['accuracy']:.3f} and {base['macro_f1']:.3f}" in text
+
+
+def test_metrics_command_prints_the_headline_beside_the_baseline():
+    out = run(["bertclf", "metrics"], ROOT).stdout.splitlines()
+    test = json.loads((ROOT / "reports/metrics.json").read_text())["test"]
+    assert out[0].split()[:3] == ["test,", str(test["n"]), "texts"]
+    accuracy = next(line for line in out if line.startswith("accuracy")).split()
+    assert float(accuracy[1]) == round(test["accuracy"], 4)
+    assert len(out) <= 8
+
+
+def test_tensorflow_through_bertclf_prints_no_cuda_probe_error(tmp_path):
+    env = {k: v for k, v in command_env().items() if k not in ("TF_CPP_MIN_LOG_LEVEL", DEBUG)}
+    code = "import bertclf, tensorflow as tf; print(int(tf.constant(1) + 1))"
+    quiet = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert quiet.stdout.strip() == "2", quiet.stderr
+    assert "cuInit" not in quiet.stderr
+    level = "import bertclf, os; print(os.environ.get('TF_CPP_MIN_LOG_LEVEL'))"
+    for debug, expected in (("0", "3"), ("1", "None")):  # debugging keeps TensorFlow's default
+        shown = subprocess.run(
+            [sys.executable, "-c", level], env={**env, DEBUG: debug}, capture_output=True, text=True
+        )
+        assert shown.stdout.strip() == expected
