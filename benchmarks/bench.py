@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers import section  # noqa: E402  (params with conf/'s defaults)
+from helpers import machine, section  # noqa: E402  (params with conf/'s defaults)
 
 import bertclf  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
@@ -260,7 +260,7 @@ def main() -> None:
         "variants": results,
     }
     OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(bench, indent=2) + "\n")
+    OUT.write_text(json.dumps({"machine": machine(), **bench}, indent=2) + "\n")
     print(f"{'variant':<22}{'throughput':>26}{'padding eff.':>14}{'peak RSS MB':>13}")
     for name, unit, key in (
         ("predict_seed_way", "texts/s", "texts_per_second"),

@@ -7,11 +7,14 @@ SavedModel's ops, against the whole `Classifier.load`, on one package (models/pa
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "reports/package_load.json"
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers import machine  # noqa: E402
 
 
 def seconds(function, repeats: int = 3) -> float:
@@ -36,6 +39,7 @@ def main() -> None:
     manifest = seconds(lambda: verify_bundle(package))
     load = seconds(lambda: Classifier.load(package))
     results = {
+        "machine": machine(),
         "package_mb": round(sum(p.stat().st_size for p in package.rglob("*") if p.is_file()) / 1e6),
         "op_scan_s": round(scan, 3),
         "manifest_check_s": round(manifest, 3),

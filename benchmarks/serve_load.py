@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "reports/serve_bench.json"
 sys.path.insert(0, str(ROOT / "tests"))
-from helpers import abuse, free_port, load, start_server, stop_server  # noqa: E402
+from helpers import abuse, free_port, load, machine, start_server, stop_server  # noqa: E402
 
 
 def main() -> None:
@@ -53,7 +53,7 @@ def main() -> None:
     )
     results["merged_over_unmerged_rps"] = round(ratio, 2)
     OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    OUT.write_text(json.dumps({"machine": machine(), **results}, indent=2) + "\n")
     print(f"merging concurrent requests: {ratio:.2f}x the requests per second; wrote {OUT}")
 
 

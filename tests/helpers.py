@@ -25,6 +25,22 @@ BIN = Path(sys.executable).parent
 TINY = ["model=tiny", "train.epochs=1", "tokenize.max_length=128"]
 
 
+def machine() -> dict:
+    """What a benchmark's figures were measured on and with: the commit and the CPU."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
+    return {"commit": commit or None, "cpu": cpu, "cores": os.cpu_count()}
+
+
 def section(section_name: str, **overrides):
     """A params section as the stages see it: the defaults composed from conf/ (the committed
     params.yaml), with `overrides`, validated by its schema."""
