@@ -57,3 +57,23 @@ def test_checkpoint_key_changes_with_a_module_the_script_imports(tmp_path, monke
     assert checkpoint.run_key({"a": 1}, [script]) == key
     (library / "helper.py").write_text("VALUE = 2\n")
     assert checkpoint.run_key({"a": 1}, [script]) != key
+
+
+def test_every_stage_path_is_one_that_dvc_yaml_names():
+    """The stages take their paths from bertclf.paths; dvc.yaml must track the same ones."""
+    from pathlib import Path
+
+    from bertclf import paths
+
+    dvc_yaml = (ROOT / "dvc.yaml").read_text()
+    named = {
+        name: value
+        for name, value in vars(paths).items()
+        if name.isupper() and isinstance(value, Path) and value != paths.REPORTS
+    }
+    assert len(named) > 15
+    for name, path in named.items():
+        assert re.search(rf"\s{re.escape(path.as_posix())}[:\s/]", dvc_yaml), (name, path)
+    template = paths.fold_metrics(7).as_posix().replace("7", "${item}")
+    assert template in dvc_yaml
+    assert paths.prepared_split("train").as_posix() in dvc_yaml
