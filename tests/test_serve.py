@@ -51,6 +51,10 @@ def test_predict_answers_label_probability_and_every_class(server, dag_repo):
         assert prediction["probabilities"]["great"] == pytest.approx(row[0], abs=1e-5)
 
 
+def test_an_empty_list_of_texts_gets_an_empty_list_of_predictions(server):
+    assert post(server, {"texts": []}) == (200, {"predictions": []})
+
+
 def test_health_and_metadata(server, dag_repo):
     assert request(server, "GET", "/healthz") == (200, {"status": "ok"})
     status, about = request(server, "GET", "/v1/metadata")

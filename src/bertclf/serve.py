@@ -236,6 +236,8 @@ def create_app(
             texts = body_model.model_validate_json(body).texts
         except ValidationError as error:
             return _validation_error(error, limits)
+        if not texts:
+            return {"predictions": []}
         if sum(map(len, texts)) > limits.max_request_chars:
             return _error(
                 413,
