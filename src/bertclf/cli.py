@@ -29,8 +29,7 @@ def predict(args: argparse.Namespace) -> None:
         columns += ["top_labels", "top_probabilities"]
 
     if output_format == ".xlsx":  # what XLSX cannot hold is refused before any prediction
-        for chunk, texts in read_shard(args, shard, shards):
-            check_output_cells(chunk, texts, args, columns)
+        check_xlsx_output(args, shard, shards, columns)
 
     selected = read_shard(args, shard, shards)
     classifier = None
@@ -99,17 +98,21 @@ def check_output_path(output: str, input_path: str | None = None) -> None:
         )
 
 
-def check_output_cells(chunk, texts, args: argparse.Namespace, columns: list[str]) -> None:
-    """The cells of the input that go into the output, checked against its format."""
+def check_xlsx_output(args: argparse.Namespace, shard: int, shards: int, columns: list[str]):
+    """Read the input once ahead to refuse, before any prediction, what XLSX cannot hold: the
+    header, the texts and ids that go into the output, and its number of rows."""
     import pandas as pd
 
     from bertclf.tables import check_cells_fit
 
-    kept = pd.DataFrame({args.text_column: texts}, index=chunk.index)
-    if args.id_column:
-        kept[args.id_column] = chunk[args.id_column]
-    check_cells_fit(kept, args.output)
     check_cells_fit(pd.DataFrame(columns=columns), args.output)
+    rows = 0
+    for chunk, texts in read_shard(args, shard, shards):
+        kept = pd.DataFrame({args.text_column: texts}, index=chunk.index)
+        if args.id_column:
+            kept[args.id_column] = chunk[args.id_column]
+        check_cells_fit(kept, args.output, rows_before=rows)
+        rows += len(kept)
 
 
 def positive_int(value: str) -> int:

@@ -176,8 +176,8 @@ def write_table(df: pd.DataFrame, path: str | Path) -> None:
 
 
 class TableWriter:
-    """Appends DataFrames to one table file, each checked against what its format can hold.
-    `columns` shape the file when nothing is written."""
+    """Appends DataFrames to one table file (XLSX, which cannot be appended to, is checked and
+    written whole on close). `columns` shape the file when nothing is written."""
 
     def __init__(self, path: str | Path, columns: list[str]):
         self.path, self.columns = Path(path), columns
@@ -185,7 +185,6 @@ class TableWriter:
         self.rows = 0
 
     def write(self, df: pd.DataFrame) -> None:
-        check_cells_fit(df, self.path, self.rows)
         self.appender.write(df)
         self.rows += len(df)
 
@@ -282,8 +281,8 @@ XLSX_MAX_COLUMNS = 1_000  # read from a sheet: a wider row is refused (a far cel
 def check_cells_fit(df: pd.DataFrame, path: str | Path, rows_before: int = 0) -> None:
     """Refuse, naming the row (the table's index + 1, a row of the input), a table that the
     format of `path` cannot hold as it is: XLSX cannot store control characters, nor more than
-    32,767 characters in a cell, nor more than 1,048,575 rows (`rows_before` are written
-    already). A user's text is never cut or changed to make it fit."""
+    32,767 characters in a cell, nor more than 1,048,575 rows (`rows_before` rows
+    come first). A user's text is never cut or changed to make it fit."""
     if table_format(path) != ".xlsx":
         return
     from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
