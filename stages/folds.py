@@ -13,11 +13,14 @@ from bertclf.paths import FOLDS, FOLDS_REPORT, prepared_split
 def main() -> None:
     cv = load_section("cv")
 
-    train = pd.read_parquet(prepared_split("train"), columns=["id", "label"])
+    train = pd.read_parquet(prepared_split("train"))
     folds = assign_folds(train, len(cv.folds), cv.seed)
     with atomic_path(FOLDS) as tmp:
         folds.to_parquet(tmp, index=False)
     labelled = folds.merge(train, on="id")
+    if "labels" in labelled.columns:  # multi-label: one row per (text, label)
+        labelled = labelled.explode("labels").dropna(subset=["labels"])
+        labelled = labelled.rename(columns={"labels": "label"})
     write_json(
         FOLDS_REPORT,
         {

@@ -9,10 +9,15 @@ from bertclf.paths import LABELS, prepared_split
 
 @exits_cleanly
 def main() -> None:
-    label_map = LabelMap.fit(pd.read_parquet(prepared_split("train"), columns=["label"])["label"])
+    train = pd.read_parquet(prepared_split("train"))
+    if "labels" in train.columns:  # a multi-label run's splits
+        label_map = LabelMap.fit_sets(train["labels"])
+    else:
+        label_map = LabelMap.fit(train["label"])
     label_map.save(LABELS)
     counts = dict(zip(label_map.classes, label_map.counts, strict=True))
-    print(f"labels: {len(label_map.classes)} classes {counts}")
+    kind = "labels (multi-label)" if label_map.multi_label else "classes"
+    print(f"labels: {len(label_map.classes)} {kind} {counts}")
 
 
 if __name__ == "__main__":

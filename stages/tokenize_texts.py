@@ -26,7 +26,10 @@ def main() -> None:
             frame = pd.read_parquet(PREPARED / f"{name}.parquet")
             encoded = encode(tokenizer, frame["text"].tolist(), tokenize)
             n_long = encoded.long(tokenize.max_length).sum()
-            label_ids = label_map.encode(frame["label"])
+            if label_map.multi_label:
+                label_ids = label_map.encode_sets(frame["labels"])
+            else:
+                label_ids = label_map.encode(frame["label"])
             write_encoded_cache(tmp / f"{name}.parquet", frame["id"].tolist(), encoded, label_ids)
             report[name] = {
                 "texts": len(frame),

@@ -22,6 +22,7 @@ def main() -> None:
     head = load_section("head")
     tokenize = load_section("tokenize")
     seed = load_section("seed")
+    monitor = load_section("task").early_stopping_monitor
 
     from dvclive import Live  # TensorFlow loads from here on, after the params are validated
     from dvclive.keras import DVCLiveCallback
@@ -40,7 +41,13 @@ def main() -> None:
         out, live_dir = scratch / "trained", str(scratch / "live")
     checkpoint = None  # multi_worker: one worker resuming alone would wait for its peers
     if train.distribution != "multi_worker":
-        params = {"train": train, "head": head, "tokenize": tokenize, "seed": seed}
+        params = {
+            "train": train,
+            "head": head,
+            "tokenize": tokenize,
+            "seed": seed,
+            "monitor": monitor,
+        }
         inputs = [PRETRAINED, LABELS, TOKENIZED, __file__]
         checkpoint = Checkpoint.for_run("train", params, inputs, snapshots=[TRAIN_LOGS])
         checkpoint.restore_snapshots()  # DVCLive's logs of the epochs already done
@@ -60,10 +67,13 @@ def main() -> None:
         seed,
         callbacks=[DVCLiveCallback(live=live)],
         checkpoint=checkpoint,
+        monitor=monitor,
     )
 
     with atomic_path(out, replace_directory=True) as tmp:
-        save_classifier(model, tmp, encoder_config, head, list(label_map.classes), tokenize)
+        save_classifier(
+            model, tmp, encoder_config, head, list(label_map.classes), tokenize, label_map.task
+        )
     if out != TRAINED:
         shutil.rmtree(scratch)
     if checkpoint is not None:

@@ -20,6 +20,7 @@ def main() -> None:
     head = load_section("head")
     tokenize = load_section("tokenize")
     seed = load_section("seed")
+    task = load_section("task")
     if train.distribution == "multi_worker":
         raise BertclfError(
             "train_fold: train.distribution=multi_worker is for the train stage; "
@@ -40,27 +41,49 @@ def main() -> None:
     folds = pd.read_parquet(FOLDS).set_index("id")["fold"]
     held_out = folds.reindex(cache.ids).to_numpy() == fold
     params = {"train": train, "head": head, "tokenize": tokenize, "seed": seed, "fold": fold}
+    params["monitor"] = task.early_stopping_monitor
     checkpoint = Checkpoint.for_run(
         f"train_fold_{fold}", params, [PRETRAINED, LABELS, TOKENIZED, FOLDS, __file__]
     )
+    val = read_token_cache(TOKENIZED / "val.parquet")
     model, _ = train_classifier(
         PRETRAINED,
         label_map,
         cache.subset(~held_out),
-        read_token_cache(TOKENIZED / "val.parquet"),
+        val,
         train,
         head,
         tokenize,
         seed,
         checkpoint=checkpoint,
+        monitor=task.early_stopping_monitor,
     )
-    texts, probabilities = predict_texts(model, cache.subset(held_out), train.batch_size, tokenize)
+    multi_label = label_map.multi_label
+    texts, probabilities = predict_texts(
+        model, cache.subset(held_out), train.batch_size, tokenize, multi_label
+    )
     classes = list(label_map.classes)
     long = texts.text_lengths > tokenize.max_length
-    metrics = split_metrics(texts.labels, probabilities, classes, long)
+    if multi_label:  # thresholds chosen on validation, as the calibrate stage chooses them
+        from bertclf.metrics import multi_label_split_metrics
+        from bertclf.thresholds import decide, tune
+
+        val_texts, val_probabilities = predict_texts(
+            model, val, train.batch_size, tokenize, multi_label
+        )
+        rule = tune(val_texts.labels, val_probabilities, classes, task)
+        thresholds = rule.vector(classes)
+        decided = decide(probabilities, thresholds, rule.at_least_one)
+        metrics = multi_label_split_metrics(
+            texts.labels, probabilities, decided, classes, thresholds, long
+        )
+        headline = f"micro F1 {metrics['micro_f1']:.4f}"
+    else:
+        metrics = split_metrics(texts.labels, probabilities, classes, long)
+        headline = f"accuracy {metrics['accuracy']:.4f}"
     write_json(fold_metrics(fold), metrics)
     checkpoint.remove()
-    print(f"train_fold {fold}: accuracy {metrics['accuracy']:.4f} on {metrics['n']} held-out texts")
+    print(f"train_fold {fold}: {headline} on {metrics['n']} held-out texts")
 
 
 if __name__ == "__main__":

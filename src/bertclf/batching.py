@@ -154,10 +154,13 @@ def predict_probabilities(
 
 
 def predict_texts(
-    model, cache: TokenCache, batch_size: int, tokenize: TokenizeConfig
+    model, cache: TokenCache, batch_size: int, tokenize: TokenizeConfig, multi_label: bool = False
 ) -> tuple[TokenCache, np.ndarray]:
     """Probabilities per text of a token cache, the windows of a text pooled (chunks).
     Returns the texts' rows of the cache (id, label, length) and the probabilities."""
     rows = predict_probabilities(model, cache.sequences, batch_size, tokenize)
     texts = cache.texts()
-    return texts, pool_windows(rows, cache.text_index(), len(texts.ids), tokenize.chunk_pooling)
+    pooled = pool_windows(
+        rows, cache.text_index(), len(texts.ids), tokenize.chunk_pooling, multi_label
+    )
+    return texts, pooled

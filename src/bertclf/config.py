@@ -21,6 +21,8 @@ POOLINGS = ("mean", "cls", "pooler")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 LONG_TEXT = ("head", "head_tail", "chunks")
 DISTRIBUTIONS = ("auto", "one_device", "mirrored", "multi_worker")
+TASKS = ("single_label", "multi_label")
+MONITORS = ("val_loss", "val_micro_f1")
 
 
 def _require(condition: bool, key: str, message: str) -> None:
@@ -160,6 +162,40 @@ class TokenizeConfig:
 
 
 @dataclass
+class TaskConfig:
+    type: str
+    label_separator: str
+    threshold: Any  # "tuned", or a number: one global threshold
+    min_val_positives: int
+    at_least_one: bool
+    min_label_count: int
+    rare_labels: str
+    early_stopping_monitor: str
+
+    def __post_init__(self) -> None:
+        _require(self.type in TASKS, "task.type", f"must be one of {', '.join(TASKS)}")
+        _require(self.label_separator != "", "task.label_separator", "must not be empty")
+        _require(
+            self.threshold == "tuned"
+            or (isinstance(self.threshold, int | float) and 0 < self.threshold < 1),
+            "task.threshold",
+            "must be 'tuned' or a number between 0 and 1",
+        )
+        _require(self.min_val_positives >= 1, "task.min_val_positives", "must be at least 1")
+        _require(self.min_label_count >= 1, "task.min_label_count", "must be at least 1")
+        _require(self.rare_labels in ("drop", "error"), "task.rare_labels", "must be drop or error")
+        _require(
+            self.early_stopping_monitor in MONITORS,
+            "task.early_stopping_monitor",
+            f"must be one of {', '.join(MONITORS)}",
+        )
+
+    @property
+    def multi_label(self) -> bool:
+        return self.type == "multi_label"
+
+
+@dataclass
 class EvaluateConfig:
     batch_size: int
 
@@ -195,6 +231,7 @@ SCHEMAS: dict[str, type] = {
     "train": TrainConfig,
     "tokenize": TokenizeConfig,
     "evaluate": EvaluateConfig,
+    "task": TaskConfig,
 }
 
 

@@ -13,6 +13,8 @@ def assign_folds(train: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
         return pd.DataFrame({"id": pd.Series([], dtype=str), "fold": pd.Series([], dtype=int)})
     if k < 2:
         raise BertclfError(f"params.yaml: cv.folds has {k} fold; k-fold needs at least 2")
+    if "labels" in train.columns:
+        return assign_multi_label_folds(train, k, seed)
     counts = train["label"].value_counts()
     if counts.min() < k:
         raise BertclfError(
@@ -22,6 +24,28 @@ def assign_folds(train: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
     folds = np.empty(len(train), dtype=int)
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(train)), train["label"])):
+        folds[held_out] = fold
+    return pd.DataFrame({"id": train["id"].to_numpy(), "fold": folds})
+
+
+def assign_multi_label_folds(train: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
+    """Folds stratified on every label at once (iterative stratification). A label on fewer
+    than k training texts is missing from some held-out folds: it cannot be otherwise."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    if len(train) < k:
+        raise BertclfError(
+            f"data/prepared/train.parquet: {len(train)} training texts; "
+            f"{k}-fold cross-validation needs at least {k}"
+        )
+    classes = sorted({label for labels in train["labels"] for label in labels})
+    index = {name: j for j, name in enumerate(classes)}
+    y = np.zeros((len(train), len(classes)), dtype=np.int8)
+    for row, labels in enumerate(train["labels"]):
+        y[row, [index[label] for label in labels]] = 1
+    folds = np.empty(len(train), dtype=int)
+    splitter = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(train)), y)):
         folds[held_out] = fold
     return pd.DataFrame({"id": train["id"].to_numpy(), "fold": folds})
 

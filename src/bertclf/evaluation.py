@@ -8,7 +8,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from sklearn.preprocessing import label_binarize
 
 from bertclf.files import atomic_path
-from bertclf.metrics import calibration_bins
+from bertclf.metrics import calibration_bins, probability_calibration_bins
 
 PLOT_FILES = (
     "confusion.csv",
@@ -123,4 +123,114 @@ def save_confusion_png(
         ax.set_title(f"{title}: {name}")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+# Multi-label: the same files, read the multi-label way.
+NONE = "(none)"
+
+
+def write_multi_label_plot_data(
+    out_dir: Path,
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    predicted: np.ndarray,
+    classes: list[str],
+    per_label: dict,
+) -> None:
+    """The files of `write_plot_data` for a multi-label model: label-wise confusion (see
+    `label_pairs`), micro-averaged precision-recall and ROC over every (text, label) pair,
+    the reliability of the per-label probabilities, and F1 per label."""
+    truth, scores = (np.asarray(y_true) > 0.5).ravel(), probabilities.ravel()
+    precision, recall, _ = precision_recall_curve(truth, scores)
+    fpr, tpr, _ = roc_curve(truth, scores)
+    tables = {
+        "confusion.csv": label_pairs(y_true, predicted, classes),
+        "precision_recall.csv": pd.DataFrame({"recall": recall, "precision": precision}),
+        "roc.csv": pd.DataFrame({"fpr": fpr, "tpr": tpr}),
+        "calibration.csv": probability_calibration_bins(y_true, probabilities),
+        "per_class_f1.csv": pd.DataFrame(
+            {"class": list(per_label), "f1": [m["f1"] for m in per_label.values()]}
+        ),
+    }
+    with atomic_path(out_dir, replace_directory=True) as tmp:
+        tmp.mkdir()
+        for name in PLOT_FILES:
+            tables[name].to_csv(tmp / name, index=False)
+
+
+def label_pairs(y_true: np.ndarray, predicted: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """One row per (text, label) that is true or predicted: actual is the label or "(none)"
+    (a false positive), predicted likewise (a miss). DVC's confusion templates read it."""
+    truth = np.asarray(y_true) > 0.5
+    pairs = list(zip(*np.nonzero(truth | predicted), strict=True))
+    return pd.DataFrame(
+        {
+            "actual": [classes[j] if truth[i, j] else NONE for i, j in pairs],
+            "predicted": [classes[j] if predicted[i, j] else NONE for i, j in pairs],
+        },
+        columns=["actual", "predicted"],
+    )
+
+
+def multi_label_errors_table(
+    frame: pd.DataFrame,
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    predicted: np.ndarray,
+    classes: list[str],
+    separator: str = "|",
+) -> pd.DataFrame:
+    """The texts whose predicted set differs from the true one, with the labels missed and the
+    extra ones; those with the most wrong labels first."""
+    truth = np.asarray(y_true) > 0.5
+    names = np.asarray(classes, dtype=object)
+
+    def joined(row: np.ndarray) -> str:
+        return separator.join(names[row])
+
+    wrong = np.flatnonzero((truth != predicted).any(axis=1))
+    table = pd.DataFrame(
+        {
+            "id": frame["id"].to_numpy()[wrong],
+            "text": frame["text"].to_numpy()[wrong],
+            "true_labels": [joined(truth[i]) for i in wrong],
+            "predicted_labels": [joined(predicted[i]) for i in wrong],
+            "missing": [joined(truth[i] & ~predicted[i]) for i in wrong],
+            "extra": [joined(predicted[i] & ~truth[i]) for i in wrong],
+            "wrong_labels": (truth != predicted)[wrong].sum(axis=1),
+            "confidence": [float(probabilities[i][predicted[i]].max(initial=0.0)) for i in wrong],
+        }
+    )
+    return table.sort_values(["wrong_labels", "confidence"], ascending=False, kind="stable")
+
+
+def write_label_counts_png(
+    path: str | Path, y_true: np.ndarray, predicted: np.ndarray, classes: list[str], top: int = 30
+) -> None:
+    """Multi-label's confusion figure: true positives, false positives and misses of the `top`
+    most frequent labels of the test split."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    truth = np.asarray(y_true) > 0.5
+    shown = np.argsort(-truth.sum(axis=0), kind="stable")[:top][::-1]
+    counts = {
+        "true positives": (truth & predicted).sum(axis=0)[shown],
+        "false positives": (~truth & predicted).sum(axis=0)[shown],
+        "misses": (truth & ~predicted).sum(axis=0)[shown],
+    }
+    figure, ax = plt.subplots(figsize=(8, max(3.0, 0.3 * len(shown) + 1)))
+    left = np.zeros(len(shown))
+    for name, values in counts.items():
+        ax.barh([classes[j] for j in shown], values, left=left, label=name)
+        left += values
+    ax.set_title(f"test: the {len(shown)} most frequent labels")
+    ax.set_xlabel("texts")
+    ax.legend()
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(str(tmp), dpi=100, format="png")
     plt.close(figure)

@@ -14,11 +14,55 @@ from sklearn.utils.class_weight import compute_class_weight
 from bertclf.errors import BertclfError
 from bertclf.files import read_json, write_json
 
+SINGLE_LABEL, MULTI_LABEL = "single_label", "multi_label"
+
 
 @dataclass(frozen=True)
 class LabelMap:
     classes: tuple[str, ...]
-    counts: tuple[int, ...]
+    counts: tuple[int, ...]  # training texts of each class (multi-label: that carry the label)
+    task: str = SINGLE_LABEL
+    n_texts: int | None = None  # multi-label: training texts, some with no label
+
+    @property
+    def multi_label(self) -> bool:
+        return self.task == MULTI_LABEL
+
+    @classmethod
+    def fit_sets(cls, label_sets: Iterable[Sequence[str]]) -> "LabelMap":
+        """Multi-label: one sigmoid per label seen in training."""
+        label_sets = list(label_sets)
+        counts = Counter(label for labels in label_sets for label in labels)
+        if len(counts) < 2:
+            raise BertclfError("the training labels hold fewer than two labels")
+        classes = tuple(sorted(counts))
+        return cls(classes, tuple(counts[c] for c in classes), MULTI_LABEL, len(label_sets))
+
+    def encode_sets(self, label_sets: Iterable[Sequence[str]]) -> np.ndarray:
+        """Multi-hot rows (float32, one column per label); a label the model does not know is
+        refused naming the row."""
+        index = {name: i for i, name in enumerate(self.classes)}
+        label_sets = list(label_sets)
+        matrix = np.zeros((len(label_sets), len(self.classes)), dtype=np.float32)
+        for row, labels in enumerate(label_sets):
+            for label in labels:
+                if label not in index:
+                    raise BertclfError(
+                        f"row {row + 1}: label {label!r} is not one the model knows "
+                        f"({', '.join(self.classes)})"
+                    )
+                matrix[row, index[label]] = 1.0
+        return matrix
+
+    def decode_sets(self, predicted: np.ndarray) -> list[list[str]]:
+        """Each row's labels from a boolean matrix (one column per label)."""
+        return [[self.classes[j] for j in np.flatnonzero(row)] for row in predicted]
+
+    def positive_weights(self) -> np.ndarray:
+        """Multi-label: negatives over positives of each label in training (the weight that
+        balances a label's positive and negative terms of the binary cross-entropy)."""
+        counts = np.asarray(self.counts, dtype=np.float64)
+        return (self.n_texts - counts) / counts
 
     @classmethod
     def fit(cls, labels: Iterable[str]) -> "LabelMap":
@@ -50,6 +94,16 @@ class LabelMap:
         return {i: float(w) for i, w in enumerate(weights)}
 
     def to_json(self) -> dict:
+        if self.multi_label:
+            return {
+                "task": self.task,
+                "classes": list(self.classes),
+                "n_texts": self.n_texts,
+                "counts": dict(zip(self.classes, self.counts, strict=True)),
+                "positive_weights": dict(
+                    zip(self.classes, self.positive_weights().round(6).tolist(), strict=True)
+                ),
+            }
         return {
             "classes": list(self.classes),
             "counts": dict(zip(self.classes, self.counts, strict=True)),
@@ -65,6 +119,10 @@ class LabelMap:
             data = read_json(path)
             classes = tuple(data["classes"])
             counts = tuple(int(data["counts"][c]) for c in classes)
+            task = data.get("task", SINGLE_LABEL)  # single-label maps do not say
+            n_texts = int(data["n_texts"]) if task == MULTI_LABEL else None
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise BertclfError(f"{path}: not a valid label map ({error})") from None
-        return cls(classes, counts)
+        if task not in (SINGLE_LABEL, MULTI_LABEL):
+            raise BertclfError(f"{path}: not a valid label map (task {task!r})")
+        return cls(classes, counts, task, n_texts)

@@ -146,3 +146,127 @@ def expected_calibration_error(
     table = calibration_bins(y_true, probabilities, bins)
     weights = table["count"] / len(y_true)
     return float((weights * (table["accuracy"] - table["confidence"]).abs()).sum())
+
+
+# Multi-label: what a summary shows, and every metric of reports/metrics.json.
+MULTI_LABEL_HEADLINE_KEYS = (
+    "n",
+    "micro_f1",
+    "macro_f1",
+    "samples_f1",
+    "subset_accuracy",
+    "micro_precision",
+    "micro_recall",
+)
+
+
+def multi_label_split_metrics(
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    predicted: np.ndarray,
+    classes: list[str],
+    thresholds: np.ndarray,
+    long: np.ndarray,
+) -> dict:
+    """Every multi-label metric of one split, with `by_length` as for single-label."""
+    metrics = multi_label_metrics(y_true, probabilities, predicted, classes, thresholds)
+    parts = {}
+    for name, rows in (("fits", ~long), ("long", long)):
+        if not rows.any():
+            parts[name] = {"n": 0}
+            continue
+        part = multi_label_metrics(
+            y_true[rows], probabilities[rows], predicted[rows], classes, thresholds
+        )
+        parts[name] = {key: part[key] for key in MULTI_LABEL_HEADLINE_KEYS}
+    metrics["by_length"] = parts
+    return metrics
+
+
+def multi_label_metrics(
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    predicted: np.ndarray,
+    classes: list[str],
+    thresholds: np.ndarray,
+) -> dict:
+    """From multi-hot truth, per-label probabilities and the predicted label sets (bool)."""
+    from sklearn.metrics import (
+        coverage_error,
+        hamming_loss,
+        label_ranking_average_precision_score,
+    )
+
+    y_true = np.asarray(y_true) > 0.5
+    predicted = np.asarray(predicted, dtype=bool)
+    metrics: dict = {"n": int(len(y_true))}
+    for average in ("micro", "macro", "weighted", "samples"):
+        p, r, f, _ = precision_recall_fscore_support(
+            y_true, predicted, average=average, zero_division=0
+        )
+        metrics[f"{average}_precision"] = float(p)
+        metrics[f"{average}_recall"] = float(r)
+        metrics[f"{average}_f1"] = float(f)
+    metrics["subset_accuracy"] = float(accuracy_score(y_true, predicted))
+    metrics["hamming_loss"] = float(hamming_loss(y_true, predicted))
+    metrics["label_ranking_average_precision"] = float(
+        label_ranking_average_precision_score(y_true, probabilities)
+    )
+    metrics["coverage_error"] = float(coverage_error(y_true, probabilities))
+    both = (y_true.any(axis=0)) & (~y_true.all(axis=0))  # labels with both classes present
+    metrics["roc_auc"] = (
+        _defined(lambda: roc_auc_score(y_true[:, both], probabilities[:, both], average="macro"))
+        if both.any()
+        else None
+    )
+    metrics["average_precision"] = (
+        _defined(
+            lambda: average_precision_score(
+                y_true[:, both], probabilities[:, both], average="macro"
+            )
+        )
+        if both.any()
+        else None
+    )
+    p, r, f, s = precision_recall_fscore_support(y_true, predicted, average=None, zero_division=0)
+    metrics["per_label"] = {
+        name: {
+            "precision": float(p[j]),
+            "recall": float(r[j]),
+            "f1": float(f[j]),
+            "support": int(s[j]),
+            "average_precision": float(average_precision_score(y_true[:, j], probabilities[:, j]))
+            if both[j]
+            else None,
+            "threshold": float(thresholds[j]),
+        }
+        for j, name in enumerate(classes)
+    }
+    metrics["label_cardinality"] = {
+        "true": float(y_true.sum(axis=1).mean()) if len(y_true) else 0.0,
+        "predicted": float(predicted.sum(axis=1).mean()) if len(y_true) else 0.0,
+    }
+    return metrics
+
+
+def probability_calibration_bins(
+    y_true: np.ndarray, probabilities: np.ndarray, bins: int = CALIBRATION_BINS
+) -> pd.DataFrame:
+    """Multi-label reliability: every (text, label) probability in equal-width bins against the
+    share of those pairs whose label is true. Columns as `calibration_bins`."""
+    scores = np.asarray(probabilities, dtype=np.float64).ravel()
+    truth = (np.asarray(y_true) > 0.5).ravel()
+    index = np.clip(np.ceil(scores * bins).astype(int) - 1, 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        members = index == b
+        if members.any():
+            rows.append(
+                {
+                    "bin": f"{b / bins:.1f}-{(b + 1) / bins:.1f}",
+                    "confidence": float(scores[members].mean()),
+                    "accuracy": float(truth[members].mean()),
+                    "count": int(members.sum()),
+                }
+            )
+    return pd.DataFrame(rows, columns=["bin", "confidence", "accuracy", "count"])

@@ -111,9 +111,14 @@ def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
 
 
 def build_classifier(
-    encoder_config: dict, head: HeadConfig, num_classes: int, encoder_weights: Path | None = None
+    encoder_config: dict,
+    head: HeadConfig,
+    num_classes: int,
+    encoder_weights: Path | None = None,
+    multi_label: bool = False,
 ):
-    """Encoder plus head, Keras functional API. Inputs: input_ids, attention_mask (int32)."""
+    """Encoder plus head, Keras functional API. Inputs: input_ids, attention_mask (int32).
+    The output is a softmax over the classes, or (multi-label) one sigmoid per label."""
     from transformers import BertConfig, TFBertModel
 
     config = BertConfig.from_dict(encoder_config)
@@ -136,9 +141,12 @@ def build_classifier(
         x = keras.layers.Dropout(head.dropout, name=f"head_dropout_{i}")(x)
         x = keras.layers.Dense(size, activation="relu", name=f"head_dense_{i}")(x)
     x = keras.layers.Dropout(head.dropout, name="head_dropout_out")(x)
-    # float32 softmax even under a mixed-precision policy
+    # float32 softmax (sigmoid) even under a mixed-precision policy
     probabilities = keras.layers.Dense(
-        num_classes, activation="softmax", dtype="float32", name="probabilities"
+        num_classes,
+        activation="sigmoid" if multi_label else "softmax",
+        dtype="float32",
+        name="probabilities",
     )(x)
     return keras.Model([input_ids, attention_mask], probabilities, name="bertclf")
 
@@ -159,6 +167,7 @@ def save_classifier(
     head: HeadConfig,
     classes: list[str],
     tokenize: TokenizeConfig,
+    task: str = "single_label",
 ) -> None:
     """weights.h5 (HDF5, no pickle) plus model.json, enough to rebuild the model anywhere."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -168,6 +177,7 @@ def save_classifier(
         "head": vars(head),
         "classes": classes,
         "tokenize": vars(tokenize),
+        "task": task,
     }
     (out_dir / MODEL_SPEC).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
 
@@ -176,6 +186,8 @@ def load_classifier(model_dir: Path):
     """Rebuild the classifier from model.json and load weights.h5. Returns (model, spec)."""
     spec = json.loads((model_dir / MODEL_SPEC).read_text(encoding="utf-8"))
     head = HeadConfig(**spec["head"])
-    model = build_classifier(spec["encoder"], head, len(spec["classes"]))
+    spec.setdefault("task", "single_label")  # models trained before multi-label did not say
+    multi_label = spec["task"] == "multi_label"
+    model = build_classifier(spec["encoder"], head, len(spec["classes"]), multi_label=multi_label)
     model.load_weights(str(model_dir / WEIGHTS))
     return model, spec

@@ -15,6 +15,7 @@ FOLDS = Path("data/folds.parquet")
 PRETRAINED = Path("models/pretrained")
 LABELS = Path("models/labels.json")
 TRAINED = Path("models/trained")
+CALIBRATION = Path("models/calibration.json")
 PACKAGE = Path("models/package")
 
 REPORTS = Path("reports")

@@ -11,10 +11,11 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from bertclf.config import CleanConfig, DataConfig
+from bertclf.config import CleanConfig, DataConfig, TaskConfig
 from bertclf.errors import BertclfError
 from bertclf.tables import read_table, require_columns, text_cells
 
@@ -63,10 +64,72 @@ class PrepareReport:
     train_texts_in_test_dropped: int = 0
     split_sizes: dict[str, int] = field(default_factory=dict)
     class_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    # multi-label only (absent from a single-label run's report)
+    label_cardinality: dict[str, float] | None = None
+    texts_without_labels: dict[str, int] | None = None
+    rare_labels_dropped: dict[str, int] | None = None
+    labels_absent_from: dict[str, list[str]] | None = None
 
 
-def load_labelled(path: str, cfg: DataConfig, report: PrepareReport) -> pd.DataFrame:
-    """Read a labelled table into columns id, text, label (all strings), cleaned, no empty texts."""
+# Joins a text's labels into the one string `drop_duplicates` compares (multi-label): a
+# character no label holds.
+LABEL_SET_KEY = "\x1f"
+
+
+def label_set(value, row: int, path: str, column: str, separator: str) -> tuple[str, ...]:
+    """One multi-label cell as a sorted tuple of labels: a list (JSONL, Parquet) or a
+    separator-joined string (CSV, TSV, XLSX). Empty means "none of the labels"."""
+    where = f"{path}: row {row + 1} of column '{column}'"
+    if value is None or (not isinstance(value, str | list) and _is_scalar_missing(value)):
+        return ()
+    if isinstance(value, str):
+        parts = [] if value.strip() == "" else value.split(separator)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        parts = [str(value)]  # CSV has no types: a cell "3" is read as a number
+    elif hasattr(value, "__iter__") and not isinstance(value, dict | bytes):
+        parts = list(value)
+        for part in parts:
+            if not isinstance(part, str):
+                raise BertclfError(f"{where}: label {part!r} is not a string")
+            if separator in part:
+                raise BertclfError(
+                    f"{where}: label {part!r} holds the separator {separator!r} "
+                    "(task.label_separator), so it could not be written to CSV, TSV or XLSX"
+                )
+    else:
+        raise BertclfError(f"{where}: {value!r} is neither a list of labels nor text")
+    labels = [part.strip() for part in parts]
+    if "" in labels:
+        raise BertclfError(f"{where}: an empty label in {value!r}")
+    return tuple(sorted(set(labels)))
+
+
+def _is_scalar_missing(value) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def single_labels(labels: pd.Series, path: str, column: str) -> pd.Series:
+    """A single-label column as strings; an empty cell or a list is refused naming the row."""
+    for row, value in enumerate(labels):
+        if isinstance(value, list) or (hasattr(value, "__len__") and not isinstance(value, str)):
+            raise BertclfError(
+                f"{path}: row {row + 1} of column '{column}' holds a list of labels "
+                f"({value!r}); this is a single-label run: set task=multi_label"
+            )
+        if value is None or (not isinstance(value, str) and pd.isna(value)) or value == "":
+            raise BertclfError(f"{path}: row {row + 1} has no label in column '{column}'")
+    return labels.astype(str).str.strip()
+
+
+def load_labelled(
+    path: str, cfg: DataConfig, report: PrepareReport, task: TaskConfig | None = None
+) -> pd.DataFrame:
+    """Read a labelled table into columns id, text, label (all strings), cleaned, no empty texts.
+    Multi-label: `labels` holds each text's labels (a sorted tuple) and `label` their joined
+    key, so duplicates and conflicts are found as in a single-label run."""
     df = read_table(path, cfg.decode_errors)
     require_columns(
         df,
@@ -80,11 +143,15 @@ def load_labelled(path: str, cfg: DataConfig, report: PrepareReport) -> pd.DataF
     if df.empty:
         raise BertclfError(f"{path}: the table has no rows")
     report.rows_read[str(path)] = len(df)
-    labels = df[cfg.label_column]
-    missing = labels.map(lambda v: v is None or (not isinstance(v, str) and pd.isna(v)) or v == "")
-    if missing.any():
-        row = int(missing.to_numpy().nonzero()[0][0])
-        raise BertclfError(f"{path}: row {row + 1} has no label in column '{cfg.label_column}'")
+    multi_label = task is not None and task.multi_label
+    if multi_label:
+        sets = [
+            label_set(v, row, path, cfg.label_column, task.label_separator)
+            for row, v in enumerate(df[cfg.label_column])
+        ]
+        label_keys = pd.Series([LABEL_SET_KEY.join(s) for s in sets])
+    else:
+        label_keys = single_labels(df[cfg.label_column], path, cfg.label_column)
     ids = (
         df[cfg.id_column].astype(str)
         if cfg.id_column
@@ -101,9 +168,11 @@ def load_labelled(path: str, cfg: DataConfig, report: PrepareReport) -> pd.DataF
             "text": text_cells(df, cfg.text_column, path)
             .map(lambda t: clean_text(t, cfg.clean))
             .to_numpy(),
-            "label": labels.astype(str).str.strip().to_numpy(),
+            "label": label_keys.to_numpy(),
         }
     )
+    if multi_label:
+        table["labels"] = sets
     report.texts_with_replaced_bytes += int(table["text"].str.contains("\ufffd").sum())
     empty = table["text"].str.strip() == ""
     if empty.any() and cfg.on_empty == "error":
@@ -128,7 +197,8 @@ def drop_duplicates(
     if conflicting.any():
         first = table[conflicting].iloc[0]
         rows = table[conflicting & (table["text"] == first["text"])]
-        example = f"ids {', '.join(rows['id'])} with labels {', '.join(sorted(set(rows['label'])))}"
+        shown = sorted({key.replace(LABEL_SET_KEY, "|") or "(none)" for key in rows["label"]})
+        example = f"ids {', '.join(rows['id'])} with labels {', '.join(shown)}"
         if on_conflict == "error":
             raise BertclfError(
                 f"{path}: the same text has different labels ({example}); "
@@ -193,14 +263,110 @@ def drop_texts_in(train: pd.DataFrame, test: pd.DataFrame, report: PrepareReport
     return train[~in_test].reset_index(drop=True)
 
 
-def prepare_splits(cfg: DataConfig, seed: int) -> tuple[dict[str, pd.DataFrame], PrepareReport]:
-    """Read, validate, clean and de-duplicate the configured table(s), then split them."""
+def drop_rare_labels(
+    tables: list[pd.DataFrame], task: TaskConfig, path: str, report: PrepareReport
+) -> list[pd.DataFrame]:
+    """Remove labels on fewer than `task.min_label_count` texts (all tables counted) from every
+    text, and report them; or refuse them (`task.rare_labels=error`)."""
+    counts = pd.Series(
+        [label for table in tables for labels in table["labels"] for label in labels],
+        dtype=object,
+    ).value_counts()
+    rare = counts[counts < task.min_label_count].sort_index()
+    if not rare.empty and task.rare_labels == "error":
+        label, count = rare.index[0], int(rare.iloc[0])
+        raise BertclfError(
+            f"{path}: label {label!r} is on {count} text(s), fewer than task.min_label_count="
+            f"{task.min_label_count}; task.rare_labels=drop drops such labels"
+        )
+    report.rare_labels_dropped = {str(k): int(v) for k, v in rare.items()}
+    if len(counts) - len(rare) < 2:
+        raise BertclfError(
+            f"{path}: fewer than two labels are on at least task.min_label_count="
+            f"{task.min_label_count} texts"
+        )
+    drop = set(rare.index)
+    for table in tables:
+        table["labels"] = [tuple(x for x in labels if x not in drop) for labels in table["labels"]]
+    return tables
+
+
+def multi_hot(label_sets, classes: list[str]) -> np.ndarray:
+    index = {name: i for i, name in enumerate(classes)}
+    matrix = np.zeros((len(label_sets), len(classes)), dtype=np.int8)
+    for row, labels in enumerate(label_sets):
+        matrix[row, [index[label] for label in labels]] = 1
+    return matrix
+
+
+def multi_label_split(
+    table: pd.DataFrame, test: pd.DataFrame | None, cfg: DataConfig, seed: int
+) -> dict[str, pd.DataFrame]:
+    """Splits stratified on every label at once (iterative stratification), then every label
+    given at least one training example: one is moved from validation or test where the
+    stratification left a rare label none."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+    classes = sorted({label for labels in table["labels"] for label in labels})
+    n = len(table)
+
+    def cut(part: pd.DataFrame, size: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=size, random_state=seed)
+        keep, held_out = next(
+            splitter.split(np.zeros(len(part)), multi_hot(part["labels"], classes))
+        )
+        return part.iloc[np.sort(keep)], part.iloc[np.sort(held_out)]
+
+    rest = table
+    if test is None:
+        rest, test = cut(table, max(1, round(cfg.test_fraction * n)))
+    train, val = cut(rest, max(1, round(cfg.val_fraction * n)))
+    for label in classes:
+        if any(label in labels for labels in train["labels"]):
+            continue
+        for name, part in (("val", val), ("test", test)):
+            if name == "test" and cfg.test_path:
+                continue  # a separate test table is the user's: never moved
+            holders = part.index[[label in labels for labels in part["labels"]]]
+            if len(holders):
+                train = pd.concat([train, part.loc[holders[:1]]])
+                if name == "val":
+                    val = val.drop(holders[:1])
+                else:
+                    test = test.drop(holders[:1])
+                break
+    splits = {"train": train, "val": val, "test": test}
+    return {name: part.sort_index().reset_index(drop=True) for name, part in splits.items()}
+
+
+def multi_label_counts(splits: dict[str, pd.DataFrame], report: PrepareReport) -> None:
+    classes = sorted({label for labels in splits["train"]["labels"] for label in labels})
+    report.class_counts, report.label_cardinality, report.texts_without_labels = {}, {}, {}
+    for name, part in splits.items():
+        counts = pd.Series([x for labels in part["labels"] for x in labels], dtype=object)
+        report.class_counts[name] = {
+            str(k): int(v) for k, v in counts.value_counts().sort_index().items()
+        }
+        sizes = part["labels"].map(len)
+        report.label_cardinality[name] = round(float(sizes.mean()), 4) if len(part) else 0.0
+        report.texts_without_labels[name] = int((sizes == 0).sum())
+    report.labels_absent_from = {
+        name: [c for c in classes if c not in report.class_counts[name]] for name in ("val", "test")
+    }
+
+
+def prepare_splits(
+    cfg: DataConfig, seed: int, task: TaskConfig | None = None
+) -> tuple[dict[str, pd.DataFrame], PrepareReport]:
+    """Read, validate, clean and de-duplicate the configured table(s), then split them.
+    Multi-label splits have a `labels` column (a list per text) instead of `label`."""
     report = PrepareReport()
-    table = load_labelled(cfg.path, cfg, report)
+    multi_label = task is not None and task.multi_label
+    table = load_labelled(cfg.path, cfg, report, task)
     test = None
     if cfg.test_path:
         try:
-            test = load_labelled(cfg.test_path, cfg, report)
+            test = load_labelled(cfg.test_path, cfg, report, task)
         except BertclfError as error:  # the user may never have named this file
             raise BertclfError(
                 f"{error} (this is data.test_path, the separate test table of data "
@@ -213,6 +379,13 @@ def prepare_splits(cfg: DataConfig, seed: int) -> tuple[dict[str, pd.DataFrame],
                 f"{cfg.test_path}: id {sorted(shared)[0]!r} is also an id in {cfg.path}"
             )
         table = drop_texts_in(table, test, report)
+    if multi_label:
+        drop_rare_labels([t for t in (table, test) if t is not None], task, cfg.path, report)
+        splits = multi_label_split(table, test, cfg, seed)
+        splits = {name: part.drop(columns="label") for name, part in splits.items()}
+        report.split_sizes = {name: len(part) for name, part in splits.items()}
+        multi_label_counts(splits, report)
+        return splits, report
     splits = split(table, test, cfg, seed, cfg.path)
     report.split_sizes = {name: len(part) for name, part in splits.items()}
     report.class_counts = {
@@ -220,3 +393,20 @@ def prepare_splits(cfg: DataConfig, seed: int) -> tuple[dict[str, pd.DataFrame],
         for name, part in splits.items()
     }
     return splits, report
+
+
+def write_split(split: pd.DataFrame, path) -> None:
+    """One split as Parquet; a multi-label split's `labels` column is list<string> even when
+    every list in it is empty."""
+    import pyarrow as pa
+
+    schema = None
+    if "labels" in split.columns:
+        schema = pa.schema(
+            [
+                (name, pa.list_(pa.string()) if name == "labels" else pa.string())
+                for name in split.columns
+            ]
+        )
+        split = split.assign(labels=split["labels"].map(list))
+    split.to_parquet(path, index=False, schema=schema)

@@ -6,10 +6,23 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from bertclf.metrics import HEADLINE_KEYS, standard_error
+from bertclf.metrics import HEADLINE_KEYS, MULTI_LABEL_HEADLINE_KEYS, standard_error
 
 # The report's comparison with the baseline: the headline metrics, then loss and calibration.
 COMPARED = (*HEADLINE_KEYS[1:], "log_loss", "roc_auc", "ece")
+MULTI_LABEL_COMPARED = (
+    *MULTI_LABEL_HEADLINE_KEYS[1:],
+    "weighted_f1",
+    "hamming_loss",
+    "label_ranking_average_precision",
+    "coverage_error",
+    "roc_auc",
+    "average_precision",
+)
+
+
+def is_multi_label(metrics: dict) -> bool:
+    return "per_label" in metrics["test"]
 
 
 def training_curves_png(live_dir: Path, path: Path) -> None:
@@ -19,8 +32,9 @@ def training_curves_png(live_dir: Path, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    second = "accuracy" if (live_dir / "plots/metrics/train/accuracy.tsv").is_file() else "micro_f1"
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+    for ax, metric in zip(axes, ("loss", second), strict=True):
         for split, name in (("train", "training"), ("eval", "validation")):
             table = pd.read_csv(live_dir / "plots/metrics" / split / f"{metric}.tsv", sep="\t")
             ax.plot(table["step"] + 1, table[metric], marker="o", label=name)
@@ -44,6 +58,8 @@ def render_report(
     errors: pd.DataFrame,
     images: dict[str, str],
 ) -> str:
+    if is_multi_label(metrics):
+        return render_multi_label_report(params, prepare, metrics, baseline, errors, images)
     test, base = metrics["test"], baseline["test"]
     lines = ["# Evaluation report", "", "## Data", ""]
     lines += [
@@ -127,11 +143,111 @@ def headline_table(metrics: dict, baseline: dict) -> str:
     """The headline test metrics of the model beside the baseline's, as plain text: what
     `make repro` ends with (`bertclf metrics`)."""
     test, base = metrics["test"], baseline["test"]
+    multi_label = is_multi_label(metrics)
     rows = [
         f"{'test, ' + str(test['n']) + ' texts':<20}{'fine-tuned':>12}{'baseline':>12}{'lift':>10}"
     ]
-    for key in HEADLINE_KEYS[1:]:
+    for key in (MULTI_LABEL_HEADLINE_KEYS if multi_label else HEADLINE_KEYS)[1:]:
         rows.append(f"{key:<20}{test[key]:>12.4f}{base[key]:>12.4f}{test[key] - base[key]:>+10.4f}")
-    error = standard_error(test["accuracy"], test["n"])
-    rows.append(f"(one standard error of accuracy: {error:.3f})")
+    if not multi_label:
+        error = standard_error(test["accuracy"], test["n"])
+        rows.append(f"(one standard error of accuracy: {error:.3f})")
     return "\n".join(rows)
+
+
+def _comparison(test: dict, base: dict, keys) -> list[str]:
+    lines = []
+    for key in keys:
+        model_value, base_value = test.get(key), base.get(key)
+        lift = (
+            "n/a"
+            if model_value is None or base_value is None
+            else f"{model_value - base_value:+.4f}"
+        )
+        lines.append(f"| {key} | {_number(model_value)} | {_number(base_value)} | {lift} |")
+    return lines
+
+
+def _cell(text, limit: int = 200) -> str:
+    text = str(text).replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def render_multi_label_report(
+    params: dict,
+    prepare: dict,
+    metrics: dict,
+    baseline: dict,
+    errors: pd.DataFrame,
+    images: dict[str, str],
+) -> str:
+    test, base = metrics["test"], baseline["test"]
+    lines = ["# Evaluation report (multi-label)", "", "## Data", ""]
+    lines += [
+        "| split | texts | labels per text | texts without labels |",
+        "| --- | --- | --- | --- |",
+    ]
+    for split, size in prepare["split_sizes"].items():
+        lines.append(
+            f"| {split} | {size} | {prepare['label_cardinality'][split]:.3f} | "
+            f"{prepare['texts_without_labels'][split]} |"
+        )
+    rare = prepare.get("rare_labels_dropped") or {}
+    absent = prepare.get("labels_absent_from") or {}
+    lines += [
+        "",
+        f"{len(prepare['class_counts']['train'])} labels in training. "
+        f"Dropped before splitting: {prepare['duplicates_dropped']} duplicate texts, "
+        f"{prepare['conflicting_labels_dropped']} texts with conflicting label sets, "
+        f"{prepare['empty_texts_dropped']} empty texts; {len(rare)} labels too rare to keep"
+        + (f" ({', '.join(rare)})" if rare else "")
+        + ".",
+        "",
+        f"Labels with no validation example: {', '.join(absent.get('val', [])) or 'none'}. "
+        f"With no test example: {', '.join(absent.get('test', [])) or 'none'}.",
+        "",
+        "## Configuration",
+        "",
+        "```yaml",
+        yaml.safe_dump(
+            {k: params[k] for k in ("model", "head", "train", "tokenize", "task", "seed")},
+            sort_keys=False,
+        ).strip(),
+        "```",
+        "",
+        f"## Test metrics ({test['n']} texts)",
+        "",
+        "Labels are decided with the thresholds chosen on the validation split "
+        "(models/calibration.json); the baseline chooses its own the same way.",
+        "",
+        "| metric | fine-tuned | TF-IDF + logistic regression | lift |",
+        "| --- | --- | --- | --- |",
+        *_comparison(test, base, MULTI_LABEL_COMPARED),
+        "",
+        "Lower is better for `hamming_loss` and `coverage_error`.",
+        "",
+        "## Per label (test)",
+        "",
+        "| label | precision | recall | F1 | support | threshold | baseline F1 |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, m in test["per_label"].items():
+        lines.append(
+            f"| {_cell(name)} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | "
+            f"{m['support']} | {m['threshold']:.3f} | {base['per_label'][name]['f1']:.3f} |"
+        )
+    lines += ["", "## Plots", ""]
+    lines += [f"![{title}]({path})" for title, path in images.items()]
+    lines += [
+        "",
+        "## The ten texts with the most wrong labels",
+        "",
+        "| id | true | predicted | missing | extra | text |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in errors.head(10).itertuples():
+        lines.append(
+            f"| {row.id} | {_cell(row.true_labels)} | {_cell(row.predicted_labels)} | "
+            f"{_cell(row.missing)} | {_cell(row.extra)} | {_cell(row.text)} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -80,12 +80,27 @@ def encode(tokenizer: Tokenizer, texts: list[str], tokenize: TokenizeConfig) -> 
 
 
 def pool_windows(
-    probabilities: np.ndarray, text_index: np.ndarray, n_texts: int, how: str = "mean"
+    probabilities: np.ndarray,
+    text_index: np.ndarray,
+    n_texts: int,
+    how: str = "mean",
+    multi_label: bool = False,
 ) -> np.ndarray:
-    """One row of class probabilities per text from one row per sequence: the mean (equal to
-    averaging the logits) or the maximum of the windows' log-probabilities, renormalised."""
+    """One row of probabilities per text from one row per sequence. Single-label: the mean
+    (equal to averaging the logits) or the maximum of the windows' log-probabilities,
+    renormalised. Multi-label: each label's own probability, its mean or maximum over the
+    windows (a label mentioned in one window of a long story stays on)."""
     if len(text_index) == n_texts:
         return probabilities  # one sequence per text
+    if multi_label:
+        values = probabilities.astype(np.float64)
+        pooled = np.full((n_texts, probabilities.shape[1]), -np.inf if how == "max" else 0.0)
+        if how == "max":
+            np.maximum.at(pooled, text_index, values)
+        else:
+            np.add.at(pooled, text_index, values)
+            pooled /= np.bincount(text_index, minlength=n_texts)[:, None]
+        return pooled.astype(probabilities.dtype)
     log_p = np.log(np.clip(probabilities.astype(np.float64), 1e-30, None))
     pooled = np.full((n_texts, probabilities.shape[1]), -np.inf if how == "max" else 0.0)
     if how == "max":
@@ -111,7 +126,11 @@ def write_token_cache(
         "id": pa.array(ids, type=pa.string()),
         "input_ids": pa.array([t.tolist() for t in token_ids], type=pa.list_(pa.int32())),
     }
-    if label_ids is not None:
+    if label_ids is not None and np.ndim(label_ids) == 2:  # multi-label: multi-hot rows
+        columns["label_vector"] = pa.array(
+            np.asarray(label_ids, dtype=np.float32).tolist(), type=pa.list_(pa.float32())
+        )
+    elif label_ids is not None:
         columns["label_id"] = pa.array(np.asarray(label_ids, dtype=np.int32))
     if text_lengths is not None:
         columns["text_tokens"] = pa.array(np.asarray(text_lengths, dtype=np.int32))
@@ -129,8 +148,9 @@ def write_encoded_cache(path: str | Path, ids: list[str], encoded: Encoded, labe
 
 @dataclass
 class TokenCache:
-    """One split's token cache, row for row: text id, unpadded token ids, label id and the
-    whole text's token count. With chunks, one text spans several consecutive rows."""
+    """One split's token cache, row for row: text id, unpadded token ids, label id (multi-label:
+    a multi-hot row) and the whole text's token count. With chunks, one text spans several
+    consecutive rows."""
 
     ids: np.ndarray
     sequences: list[np.ndarray]
@@ -161,5 +181,8 @@ def read_token_cache(path: str | Path) -> TokenCache:
     sequences = [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
     names = table.column_names
     labels = table.column("label_id").to_numpy() if "label_id" in names else None
+    if "label_vector" in names:  # multi-label: one row of 0/1 per sequence
+        vectors = table.column("label_vector").combine_chunks()
+        labels = vectors.values.to_numpy().reshape(len(vectors), -1)
     lengths = table.column("text_tokens").to_numpy() if "text_tokens" in names else None
     return TokenCache(table.column("id").to_numpy(zero_copy_only=False), sequences, labels, lengths)

@@ -4,6 +4,7 @@ decay, early stopping on validation loss with the best weights kept."""
 import json
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -17,7 +18,28 @@ from bertclf.model import build_classifier
 from bertclf.tokenization import TokenCache
 
 
-def compile_for_training(model, train: TrainConfig, steps_per_epoch: int) -> None:
+def weighted_binary_crossentropy(positive_weights: np.ndarray):
+    """Binary cross-entropy averaged over the labels, each label's positive term weighted."""
+    weights = tf.constant(positive_weights, dtype=tf.float32)
+
+    def loss(y_true, probabilities):
+        p = tf.clip_by_value(probabilities, keras.backend.epsilon(), 1 - keras.backend.epsilon())
+        y = tf.cast(y_true, p.dtype)
+        terms = weights * y * tf.math.log(p) + (1 - y) * tf.math.log(1 - p)
+        return -tf.reduce_mean(terms, axis=-1)
+
+    return loss
+
+
+def compile_for_training(
+    model,
+    train: TrainConfig,
+    steps_per_epoch: int,
+    label_map: LabelMap | None = None,
+) -> None:
+    """AdamW with warmup and linear decay. Single-label: sparse categorical cross-entropy and
+    accuracy; multi-label: binary cross-entropy (positive weights with train.class_weights)
+    and micro-F1 at 0.5."""
     from transformers import create_optimizer
 
     total_steps = steps_per_epoch * train.epochs
@@ -27,12 +49,16 @@ def compile_for_training(model, train: TrainConfig, steps_per_epoch: int) -> Non
         num_warmup_steps=int(train.warmup_fraction * total_steps),
         weight_decay_rate=train.weight_decay,
     )
-    model.compile(
-        optimizer=optimizer,
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=train.jit_compile,
-    )
+    if label_map is not None and label_map.multi_label:
+        loss = (
+            weighted_binary_crossentropy(label_map.positive_weights())
+            if train.class_weights
+            else "binary_crossentropy"
+        )
+        metrics = [keras.metrics.F1Score(average="micro", threshold=0.5, name="micro_f1")]
+    else:
+        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=train.jit_compile)
 
 
 class EpochSeeds(keras.callbacks.Callback):
@@ -96,11 +122,13 @@ def fit(
     callbacks: list,
     seed: int,
     checkpoint: Checkpoint | None = None,
+    monitor: str = "val_loss",
 ) -> keras.callbacks.History:
-    """Keras `fit` with early stopping on validation loss (best weights kept). With a
-    checkpoint, the state is saved after every epoch and a saved state is resumed from."""
+    """Keras `fit` with early stopping on `monitor` (best weights kept). With a checkpoint,
+    the state is saved after every epoch and a saved state is resumed from."""
     early_stopping = ResumableEarlyStopping(
-        monitor="val_loss",
+        monitor=monitor,
+        mode="min" if monitor == "val_loss" else "max",
         patience=train.early_stopping_patience,
         restore_best_weights=True,
         verbose=1,
@@ -138,6 +166,7 @@ def train_classifier(
     seed: int,
     callbacks: list | None = None,
     checkpoint: Checkpoint | None = None,
+    monitor: str = "val_loss",
 ):
     """Build encoder plus head from `pretrained` and fine-tune it. Returns (model, encoder config).
 
@@ -169,9 +198,18 @@ def train_classifier(
     )
     encoder_config = json.loads((pretrained / ENCODER_CONFIG).read_text())
     with strategy.scope():
-        model = build_classifier(encoder_config, head, len(label_map.classes), pretrained)
-        compile_for_training(model, train, steps_per_epoch=len(train_data))
-    class_weight = label_map.class_weights() if train.class_weights else None
-    fit(model, train_data, val_data, train, class_weight, callbacks or [], seed, checkpoint)
+        model = build_classifier(
+            encoder_config, head, len(label_map.classes), pretrained, label_map.multi_label
+        )
+        compile_for_training(model, train, len(train_data), label_map)
+    # multi-label weighs positives in its loss; single-label's micro-F1 is its accuracy
+    class_weight = None
+    if train.class_weights and not label_map.multi_label:
+        class_weight = label_map.class_weights()
+    if monitor == "val_micro_f1" and not label_map.multi_label:
+        monitor = "val_accuracy"
+    fit(
+        model, train_data, val_data, train, class_weight, callbacks or [], seed, checkpoint, monitor
+    )
     keras.mixed_precision.set_global_policy("float32")  # the weights are float32 either way
     return model, encoder_config

@@ -1,0 +1,111 @@
+"""Multi-label decisions: the thresholds chosen on the validation split, and applying them.
+
+A label is predicted when its probability reaches its threshold. `tune` chooses, for each
+label with enough positives in validation, the threshold that maximises that label's F1 there;
+the other labels share one global threshold, the one that maximises micro-F1 over all labels.
+"""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from bertclf.config import TaskConfig
+from bertclf.errors import BertclfError
+from bertclf.files import read_json
+
+
+def best_threshold(y_true: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """The threshold that maximises F1 of `scores >= threshold` against `y_true` (0/1), and
+    that F1. Thresholds sit halfway between neighbouring distinct scores, so that a score a
+    float rounding away from its neighbour still falls on the side it was tuned on; on a tie,
+    the highest threshold wins. With no positive, 0.5 and an F1 of 0."""
+    y_true = np.asarray(y_true).ravel().astype(bool)
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    positives = int(y_true.sum())
+    if positives == 0 or len(scores) == 0:
+        return 0.5, 0.0
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, true_positives = scores[order], np.cumsum(y_true[order])
+    # cutting after position k (predict the first k+1): only where the next score is lower
+    cuts = np.flatnonzero(np.append(sorted_scores[:-1] > sorted_scores[1:], True))
+    f1 = 2 * true_positives[cuts] / (cuts + 1 + positives)
+    best = cuts[int(np.argmax(f1))]
+    below = sorted_scores[best + 1] if best + 1 < len(sorted_scores) else 0.0
+    return float((sorted_scores[best] + below) / 2), float(f1.max())
+
+
+@dataclass
+class Thresholds:
+    """What `calibrate` writes to models/calibration.json for a multi-label model."""
+
+    task: str
+    method: str  # "tuned" or "global"
+    global_threshold: float
+    thresholds: dict[str, float]  # every label, in the label map's order
+    tuned_labels: list[str]  # those with their own threshold; the others use the global one
+    at_least_one: bool
+    min_val_positives: int
+
+    def vector(self, classes: list[str]) -> np.ndarray:
+        return np.asarray([self.thresholds[c] for c in classes], dtype=np.float32)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict, source: str) -> "Thresholds":
+        try:
+            return cls(**data)
+        except TypeError as error:
+            raise BertclfError(f"{source}: not a valid calibration file ({error})") from None
+
+
+def tune(
+    y_true: np.ndarray, probabilities: np.ndarray, classes: list[str], task: TaskConfig
+) -> Thresholds:
+    """Thresholds from validation labels (multi-hot) and probabilities, as `task` says."""
+    y_true = np.asarray(y_true) > 0.5
+    if task.threshold != "tuned":
+        value = float(task.threshold)
+        return Thresholds(
+            "multi_label",
+            "global",
+            value,
+            dict.fromkeys(classes, value),
+            [],
+            task.at_least_one,
+            task.min_val_positives,
+        )
+    global_threshold, _ = best_threshold(y_true, probabilities)
+    thresholds, tuned = {}, []
+    for j, name in enumerate(classes):
+        if y_true[:, j].sum() >= task.min_val_positives:
+            thresholds[name] = best_threshold(y_true[:, j], probabilities[:, j])[0]
+            tuned.append(name)
+        else:
+            thresholds[name] = global_threshold
+    return Thresholds(
+        "multi_label",
+        "tuned",
+        global_threshold,
+        thresholds,
+        tuned,
+        task.at_least_one,
+        task.min_val_positives,
+    )
+
+
+def decide(
+    probabilities: np.ndarray, thresholds: np.ndarray | float, at_least_one: bool
+) -> np.ndarray:
+    """Which labels each text gets (bool): those whose probability reaches the threshold; with
+    `at_least_one`, a text that reaches none gets its most probable label."""
+    predicted = probabilities >= np.asarray(thresholds, dtype=probabilities.dtype)
+    if at_least_one and len(probabilities):
+        empty = ~predicted.any(axis=1)
+        predicted[empty, probabilities[empty].argmax(axis=1)] = True
+    return predicted
+
+
+def load_thresholds(path) -> Thresholds:
+    return Thresholds.from_json(read_json(path), str(path))
