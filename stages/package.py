@@ -9,10 +9,19 @@ from bertclf.files import atomic_path, read_json, sha256_file, write_json
 from bertclf.layout import MODEL_CARD, MODEL_CARD_JSON, SOURCE, TOKENIZER, VOCAB
 from bertclf.model_card import model_card, model_card_fields
 from bertclf.package import copy_files, write_manifest
-from bertclf.paths import LABELS, METRICS, PACKAGE, PACKAGE_REPORT, PREPARED, PRETRAINED, TRAINED
+from bertclf.paths import (
+    CALIBRATION,
+    LABELS,
+    METRICS,
+    PACKAGE,
+    PACKAGE_REPORT,
+    PREPARED,
+    PRETRAINED,
+    TRAINED,
+)
 from bertclf.tokenization import load_tokenizer
 
-MODEL_PARAMS = ("data", "model", "head", "train", "tokenize", "seed")
+MODEL_PARAMS = ("data", "model", "head", "train", "tokenize", "seed", "task")
 
 
 @exits_cleanly
@@ -20,7 +29,14 @@ def main() -> None:
     # the sections that define the model (as listed for this stage in dvc.yaml)
     params = {key: load_params()[key] for key in MODEL_PARAMS}
     data_hashes = {p.name: sha256_file(p) for p in sorted(PREPARED.glob("*.parquet"))}
-    card_facts = (params, read_json(METRICS), read_json(PRETRAINED / SOURCE), data_hashes)
+    calibration = read_json(CALIBRATION)
+    card_facts = (
+        params,
+        read_json(METRICS),
+        read_json(PRETRAINED / SOURCE),
+        data_hashes,
+        calibration,
+    )
     test_texts = pd.read_parquet(PREPARED / "test.parquet")["text"].tolist()
 
     from bertclf.config import TokenizeConfig
@@ -30,9 +46,23 @@ def main() -> None:
 
     model, spec = load_classifier(TRAINED)
     tokenize = TokenizeConfig(**spec["tokenize"])
+    thresholds = None
+    if spec["task"] == "multi_label":
+        from bertclf.thresholds import Thresholds
+
+        rule = Thresholds.from_json(calibration, str(CALIBRATION))
+        thresholds = rule.vector(spec["classes"])
     with atomic_path(PACKAGE, replace_directory=True) as tmp:
         tmp.mkdir()
-        module = export_saved_model(model, PRETRAINED, tokenize, spec["classes"], tmp / SAVED_MODEL)
+        module = export_saved_model(
+            model,
+            PRETRAINED,
+            tokenize,
+            spec["classes"],
+            tmp / SAVED_MODEL,
+            thresholds,
+            calibration.get("at_least_one", True),
+        )
         parity = check_parity(
             module,
             tmp / SAVED_MODEL,
@@ -42,7 +72,7 @@ def main() -> None:
             load_section("evaluate").batch_size,
         )
         tokenizer_files = [PRETRAINED / TOKENIZER, PRETRAINED / VOCAB]
-        copy_files([TRAINED / MODEL_SPEC, LABELS, *tokenizer_files], tmp)
+        copy_files([TRAINED / MODEL_SPEC, LABELS, CALIBRATION, *tokenizer_files], tmp)
         (tmp / MODEL_CARD).write_text(model_card(*card_facts), encoding="utf-8")
         write_json(tmp / MODEL_CARD_JSON, model_card_fields(*card_facts))
         manifest_sha256 = write_manifest(tmp)

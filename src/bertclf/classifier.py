@@ -7,9 +7,10 @@ import numpy as np
 
 from bertclf.config import TokenizeConfig
 from bertclf.errors import BertclfError
-from bertclf.labels import LabelMap
-from bertclf.layout import LABELS
+from bertclf.labels import SINGLE_LABEL, LabelMap
+from bertclf.layout import CALIBRATION, LABELS
 from bertclf.package import verify_bundle
+from bertclf.thresholds import Thresholds, decide, load_thresholds
 from bertclf.tokenization import Encoded, encode, load_tokenizer, pool_windows
 
 
@@ -17,12 +18,18 @@ class Classifier:
     """A fine-tuned BERT classifier loaded from a package directory.
 
     >>> clf = Classifier.load("models/package")
-    >>> clf.predict(["great coffee"])            # labels
+    >>> clf.predict(["great coffee"])            # labels (multi-label: a list of labels each)
     >>> clf.predict_proba(["great coffee"])      # columns in clf.classes_ order
     """
 
     def __init__(
-        self, model, tokenizer, label_map: LabelMap, tokenize: TokenizeConfig, batch_size: int = 64
+        self,
+        model,
+        tokenizer,
+        label_map: LabelMap,
+        tokenize: TokenizeConfig,
+        batch_size: int = 64,
+        thresholds: Thresholds | None = None,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -30,6 +37,10 @@ class Classifier:
         self.tokenize = tokenize
         self.batch_size = batch_size
         self.classes_ = np.asarray(label_map.classes)
+        self.multi_label = label_map.multi_label
+        self.thresholds = thresholds  # multi-label: the rule calibration.json holds
+        if self.multi_label and thresholds is None:
+            raise BertclfError("a multi-label classifier needs its thresholds (calibration.json)")
 
     @classmethod
     def load(
@@ -48,7 +59,10 @@ class Classifier:
         label_map = LabelMap.load(path / LABELS)
         if list(label_map.classes) != spec["classes"]:
             raise BertclfError(f"{path}: labels.json and model.json disagree on the classes")
-        return cls(model, load_tokenizer(path), label_map, tokenize, batch_size)
+        if label_map.task != spec.get("task", SINGLE_LABEL):
+            raise BertclfError(f"{path}: labels.json and model.json disagree on the task")
+        thresholds = load_thresholds(path / CALIBRATION) if label_map.multi_label else None
+        return cls(model, load_tokenizer(path), label_map, tokenize, batch_size, thresholds)
 
     @staticmethod
     def _texts(texts: str | Iterable[str]) -> list[str]:
@@ -88,17 +102,38 @@ class Classifier:
             self.tokenize,
             progress=progress,
         )
-        return pool_windows(rows, encoded.text_index, n_texts, self.tokenize.chunk_pooling)
+        return pool_windows(
+            rows, encoded.text_index, n_texts, self.tokenize.chunk_pooling, self.multi_label
+        )
 
     def predict(
-        self, texts: str | Iterable[str], batch_size: int | None = None, top_k: int | None = None
-    ) -> np.ndarray:
+        self,
+        texts: str | Iterable[str],
+        batch_size: int | None = None,
+        top_k: int | None = None,
+        threshold: float | None = None,
+    ):
         """The most probable label of each text, shape (n_texts,); with `top_k`, the k most
-        probable, most probable first, shape (n_texts, k)."""
+        probable, most probable first, shape (n_texts, k). Multi-label: each text's list of
+        labels, decided by the package's thresholds (or one global `threshold` instead)."""
         probabilities = self.predict_proba(texts, batch_size)
-        if top_k is None:
-            return self.classes_[probabilities.argmax(axis=1)]
-        return self.classes_[_top_columns(probabilities, top_k, len(self.classes_))]
+        if top_k is not None:
+            return self.classes_[_top_columns(probabilities, top_k, len(self.classes_))]
+        if self.multi_label:
+            return self.label_map.decode_sets(self.decide(probabilities, threshold))
+        if threshold is not None:
+            raise BertclfError("threshold= is for multi-label models; this one is single-label")
+        return self.classes_[probabilities.argmax(axis=1)]
+
+    def decide(self, probabilities: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """Multi-label: which labels each text gets (bool, one column per label), by the
+        package's thresholds or one global `threshold`."""
+        if not self.multi_label:
+            raise BertclfError("decide() is for multi-label models; this one is single-label")
+        if threshold is not None and not 0 < threshold < 1:
+            raise BertclfError(f"threshold={threshold}: expected a number between 0 and 1")
+        limits = self.thresholds.vector(list(self.classes_)) if threshold is None else threshold
+        return decide(probabilities, limits, self.thresholds.at_least_one)
 
     def top_k(
         self, texts: str | Iterable[str], k: int = 3, batch_size: int | None = None
@@ -136,7 +171,8 @@ FORMAT_1_TOKENIZE = {
 
 def _load_model(path: Path, format_version: int):
     """The model of a package, for `predict_on_batch`: the Keras model rebuilt from weights.h5
-    (format 1), or the SavedModel's `token_ids` function (format 2). Returns (model, spec)."""
+    (format 1), or the SavedModel's `token_ids` function (formats 2 and 3). Returns (model,
+    spec)."""
     from bertclf.model import load_classifier
 
     if format_version == 1:

@@ -24,7 +24,9 @@ def predict(args: argparse.Namespace) -> None:
     output_format = table_format(args.output)  # an unknown output type is refused before any work
     if args.spreadsheet_safe and output_format not in (".csv", ".tsv"):
         raise BertclfError(f"{args.output}: --spreadsheet-safe is for CSV and TSV output")
-    columns = [c for c in (args.id_column, args.text_column) if c] + ["label", "probability"]
+    multi_label = package_is_multi_label(args.model)
+    columns = [c for c in (args.id_column, args.text_column) if c]
+    columns += ["labels", "label_probabilities"] if multi_label else ["label", "probability"]
     if args.top_k:
         columns += ["top_labels", "top_probabilities"]
 
@@ -50,8 +52,22 @@ def predict(args: argparse.Namespace) -> None:
             if args.id_column:
                 out[args.id_column] = chunk[args.id_column]
             out[args.text_column] = texts
-            out["label"] = classifier.classes_[probabilities.argmax(axis=1)]
-            out["probability"] = probabilities.max(axis=1)
+            if multi_label:
+                decided = classifier.decide(probabilities, args.threshold)
+                labels = classifier.label_map.decode_sets(decided)
+                as_lists = output_format in (".jsonl", ".parquet")
+                out["labels"] = (
+                    labels if as_lists else [args.label_separator.join(x) for x in labels]
+                )
+                out["label_probabilities"] = [
+                    json.dumps(
+                        {c: float(p) for c, p in zip(classifier.classes_[d], row[d], strict=True)}
+                    )
+                    for d, row in zip(decided, probabilities, strict=True)
+                ]
+            else:
+                out["label"] = classifier.classes_[probabilities.argmax(axis=1)]
+                out["probability"] = probabilities.max(axis=1)
             if args.top_k:
                 ranked = most_probable(probabilities, classifier.classes_, args.top_k)
                 out["top_labels"] = [json.dumps([label for label, _ in row]) for row in ranked]
@@ -61,6 +77,17 @@ def predict(args: argparse.Namespace) -> None:
             bar.update(len(out))
     part = f" (shard {shard}/{shards})" if shards > 1 else ""
     print(f"wrote {rows} predictions to {args.output}{part}")
+
+
+def package_is_multi_label(model: str) -> bool:
+    """Whether a package's labels.json says multi-label (what the output columns are). A
+    package that cannot be read here is refused, with its reason, when it is loaded."""
+    from bertclf.labels import LabelMap
+
+    try:
+        return LabelMap.load(Path(model) / LABELS).multi_label
+    except BertclfError:
+        return False
 
 
 def read_shard(args: argparse.Namespace, shard: int, shards: int):
@@ -121,6 +148,13 @@ def positive_int(value: str) -> int:
     return int(value)
 
 
+def probability(value: str) -> float:
+    number = float(value)
+    if not 0 < number < 1:
+        raise argparse.ArgumentTypeError(f"{value}: expected a number between 0 and 1")
+    return number
+
+
 def positive_seconds(value: str) -> float:
     try:
         seconds = float(value)
@@ -175,22 +209,48 @@ def evaluate(args: argparse.Namespace) -> None:
     texts = text_cells(table, args.text_column, args.input).tolist()
     label_map = LabelMap.load(Path(args.model) / LABELS)
     try:
-        y_true = label_map.encode(table[args.label_column].astype(str).str.strip())
+        if label_map.multi_label:
+            from bertclf.prepare import label_set
+
+            sets = [
+                label_set(v, row, args.input, args.label_column, args.label_separator)
+                for row, v in enumerate(table[args.label_column])
+            ]
+            y_true = label_map.encode_sets(sets)
+        else:
+            y_true = label_map.encode(table[args.label_column].astype(str).str.strip())
     except BertclfError as error:
-        raise BertclfError(f"{args.input}: {error}") from None
+        message = str(error)
+        raise BertclfError(
+            message if message.startswith(args.input) else f"{args.input}: {message}"
+        ) from None
 
     from bertclf.classifier import Classifier  # imports TensorFlow: after the input is checked
-    from bertclf.metrics import HEADLINE_KEYS, split_metrics
+    from bertclf.metrics import (
+        HEADLINE_KEYS,
+        MULTI_LABEL_HEADLINE_KEYS,
+        multi_label_split_metrics,
+        split_metrics,
+    )
 
     classifier = Classifier.load(args.model, expect_sha256=args.expect_sha256)
     encoded = classifier.encode(texts)  # once: for the predictions and the texts' lengths
     probabilities = classifier.predict_encoded(encoded, args.batch_size, progress=True)
     classes = list(classifier.classes_)
     long = encoded.long(classifier.tokenize.max_length)
-    metrics = split_metrics(y_true, probabilities, classes, long)
+    if label_map.multi_label:
+        decided = classifier.decide(probabilities)
+        thresholds = classifier.thresholds.vector(classes)
+        metrics = multi_label_split_metrics(
+            y_true, probabilities, decided, classes, thresholds, long
+        )
+        keys = MULTI_LABEL_HEADLINE_KEYS
+    else:
+        metrics = split_metrics(y_true, probabilities, classes, long)
+        keys = HEADLINE_KEYS
     if args.output:
         write_json(args.output, metrics)
-    for key in HEADLINE_KEYS:
+    for key in keys:
         print(f"{key:>16}: {metrics[key]:.4f}" if key != "n" else f"{key:>16}: {metrics[key]}")
 
 
@@ -247,6 +307,17 @@ def parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=None,
         help="add top_labels and top_probabilities: the K most probable, as JSON lists",
+    )
+    p.add_argument(
+        "--threshold",
+        type=probability,
+        default=None,
+        help="multi-label: one threshold for every label instead of the package's own",
+    )
+    p.add_argument(
+        "--label-separator",
+        default="|",
+        help="multi-label: joins a text's labels in CSV, TSV and XLSX cells (default |)",
     )
     p.add_argument(
         "--spreadsheet-safe",
@@ -320,6 +391,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="CSV, TSV, XLSX, Parquet or JSONL")
     p.add_argument("--text-column", default="text")
     p.add_argument("--label-column", default="label")
+    p.add_argument(
+        "--label-separator",
+        default="|",
+        help="multi-label: what joins a text's labels in CSV, TSV and XLSX cells (default |)",
+    )
     p.add_argument("--output", default=None, help="write every metric to this JSON file")
     p.add_argument("--batch-size", type=int, default=64)
     add_expect_sha256(p)

@@ -1,9 +1,12 @@
 """The raw-text SavedModel: tokenization inside the graph, so any TensorFlow client can call it.
 
 `serving_default` takes `text` (a batch of strings) and returns `probabilities` (float32, one
-column per class, in labels.json order) and `label`. `token_ids` takes `input_ids` and
-`attention_mask` (int32, padded) and returns `probabilities`: the Python API tokenizes with the
-Hugging Face tokenizer and calls it on length-sorted batches.
+column per class, in labels.json order) and `label`; a multi-label model returns
+`probabilities` (one sigmoid per label) and `predicted` (bool, one column per label: the
+thresholds of calibration.json applied, and at least one label per text if it says so).
+
+`token_ids` takes `input_ids` and `attention_mask` (int32, padded) and returns `probabilities`:
+the Python API tokenizes with the Hugging Face tokenizer and calls it on length-sorted batches.
 
 `serving_default` tokenizes with tensorflow-text's FastBertTokenizer on the encoder's own
 vocabulary and casing, and fits texts to the window exactly as `tokenization.fit_to_window`
@@ -46,9 +49,15 @@ class RawTextClassifier(tf.Module):
         lower_case: bool,
         tokenize: TokenizeConfig,
         classes: list[str],
+        thresholds: np.ndarray | None = None,
+        at_least_one: bool = True,
     ):
         super().__init__()
         self.model = model
+        self.multi_label = thresholds is not None
+        if self.multi_label:
+            self.thresholds = tf.constant(np.asarray(thresholds, dtype=np.float32))
+        self.at_least_one = at_least_one
         self.tokenizer = tf_text.FastBertTokenizer(
             vocab=vocab,
             lower_case_nfd_strip_accents=lower_case,
@@ -98,10 +107,14 @@ class RawTextClassifier(tf.Module):
         return tf.concat([cls, ids, sep], axis=1), text_of
 
     def pool(self, probabilities: tf.Tensor, text_of: tf.Tensor, n_texts: tf.Tensor) -> tf.Tensor:
-        """One row per text: the mean or maximum of its windows' log-probabilities, renormalised
-        (as `tokenization.pool_windows`)."""
+        """One row per text: the mean or maximum of its windows' log-probabilities, renormalised;
+        multi-label: of each label's probability (as `tokenization.pool_windows`)."""
         if self.tokenize.long_text != "chunks":
             return probabilities
+        if self.multi_label:
+            if self.tokenize.chunk_pooling == "max":
+                return tf.math.unsorted_segment_max(probabilities, text_of, n_texts)
+            return tf.math.unsorted_segment_mean(probabilities, text_of, n_texts)
         log_p = tf.math.log(tf.maximum(probabilities, 1e-30))
         if self.tokenize.chunk_pooling == "max":
             pooled = tf.math.unsorted_segment_max(log_p, text_of, n_texts)
@@ -118,8 +131,20 @@ class RawTextClassifier(tf.Module):
         ]
         probabilities = self.model(inputs, training=False)
         probabilities = self.pool(probabilities, text_of, tf.size(text, out_type=tf.int64))
+        if self.multi_label:
+            return {"probabilities": probabilities, "predicted": self.decide(probabilities)}
         label = tf.gather(self.classes, tf.argmax(probabilities, axis=1))
         return {"probabilities": probabilities, "label": label}
+
+    def decide(self, probabilities: tf.Tensor) -> tf.Tensor:
+        """As `thresholds.decide`: each label at or above its threshold; with at_least_one, the
+        most probable label of a text that reaches none."""
+        predicted = probabilities >= self.thresholds
+        if not self.at_least_one:
+            return predicted
+        top = tf.one_hot(tf.argmax(probabilities, axis=1), tf.shape(probabilities)[1]) > 0
+        none = ~tf.reduce_any(predicted, axis=1, keepdims=True)
+        return predicted | (top & none)
 
     @tf.function(
         input_signature=[
@@ -132,11 +157,24 @@ class RawTextClassifier(tf.Module):
 
 
 def export_saved_model(
-    model, tokenizer_dir: Path, tokenize: TokenizeConfig, classes: list[str], out: Path
+    model,
+    tokenizer_dir: Path,
+    tokenize: TokenizeConfig,
+    classes: list[str],
+    out: Path,
+    thresholds: np.ndarray | None = None,
+    at_least_one: bool = True,
 ) -> RawTextClassifier:
+    """`thresholds` (one per label) makes a multi-label SavedModel."""
     vocab = (tokenizer_dir / VOCAB).read_text(encoding="utf-8").splitlines()
     module = RawTextClassifier(
-        model, vocab, lower_cases(tokenizer_dir / TOKENIZER), tokenize, classes
+        model,
+        vocab,
+        lower_cases(tokenizer_dir / TOKENIZER),
+        tokenize,
+        classes,
+        thresholds,
+        at_least_one,
     )
     signatures = {"serving_default": module.serve, "token_ids": module.from_token_ids}
     tf.saved_model.save(module, str(out), signatures=signatures)
@@ -162,16 +200,21 @@ class TokenIdsModel:
         )["probabilities"].numpy()
 
 
-def saved_model_probabilities(serve, texts: list[str], lengths: np.ndarray, batch_size: int):
-    """`serve` on texts in batches of similar length (less padding), in input order."""
+def saved_model_outputs(
+    serve, texts: list[str], lengths: np.ndarray, batch_size: int
+) -> dict[str, np.ndarray]:
+    """`serve` on texts in batches of similar length (less padding); every output in input
+    order."""
     order = np.argsort(lengths, kind="stable")
-    result = None
+    result: dict[str, np.ndarray] = {}
     for start in range(0, len(texts), batch_size):
         rows = order[start : start + batch_size]
-        batch = serve(text=tf.constant([texts[i] for i in rows]))["probabilities"].numpy()
-        if result is None:
-            result = np.empty((len(texts), batch.shape[1]), dtype=batch.dtype)
-        result[rows] = batch
+        outputs = serve(text=tf.constant([texts[i] for i in rows]))
+        for name, value in outputs.items():
+            value = value.numpy()
+            if name not in result:
+                result[name] = np.empty((len(texts), *value.shape[1:]), dtype=value.dtype)
+            result[name][rows] = value
     return result
 
 
@@ -188,6 +231,7 @@ def check_parity(
     ids are identical, and the largest probability difference among those texts. Raises if
     fewer than 99.9% are identical or a difference exceeds 1e-4."""
     from bertclf.batching import predict_probabilities
+    from bertclf.thresholds import decide
     from bertclf.tokenization import encode, pool_windows
 
     tokenize = module.tokenize
@@ -197,6 +241,7 @@ def check_parity(
         encoded.text_index,
         len(texts),
         tokenize.chunk_pooling,
+        module.multi_label,
     )
     graph_sequences, graph_text_of = module.windows(module.wordpiece_ids(tf.constant(texts)))
     identical = np.ones(len(texts), dtype=bool)
@@ -207,18 +252,20 @@ def check_parity(
             encoded.text_index, graph_sequences.to_list(), encoded.sequences, strict=True
         ):
             identical[text] &= ours == theirs.tolist()
-    exported = saved_model_probabilities(
-        load_saved_model(saved_model), texts, encoded.lengths, batch_size
-    )
+    outputs = saved_model_outputs(load_saved_model(saved_model), texts, encoded.lengths, batch_size)
+    exported = outputs["probabilities"]
     difference = np.abs(exported - reference).max(axis=1)
+    if module.multi_label:  # the exported decisions against thresholds.decide on training's
+        expected = decide(reference, module.thresholds.numpy(), module.at_least_one)
+        same_labels = (outputs["predicted"] == expected).all(axis=1)
+    else:
+        same_labels = exported.argmax(1) == reference.argmax(1)
     report = {
         "n": len(texts),
         "token_ids_identical": float(identical.mean()) if len(texts) else 1.0,
         "texts_with_other_ids": int((~identical).sum()),
         "max_probability_difference": float(difference[identical].max(initial=0.0)),
-        "labels_identical": float((exported.argmax(1) == reference.argmax(1)).mean())
-        if len(texts)
-        else 1.0,
+        "labels_identical": float(same_labels.mean()) if len(texts) else 1.0,
     }
     if report["token_ids_identical"] < MIN_IDENTICAL_IDS:
         raise BertclfError(

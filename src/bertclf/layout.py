@@ -9,7 +9,7 @@ VOCAB = "vocab.txt"
 TOKENIZER_FILES = (TOKENIZER, VOCAB, "tokenizer_config.json", "special_tokens_map.json")
 
 # models/trained, and a package
-MODEL_SPEC = "model.json"  # encoder config, head, classes, tokenize
+MODEL_SPEC = "model.json"  # encoder config, head, classes, tokenize, task
 WEIGHTS = "weights.h5"  # models/trained, and packages of format 1
 
 # a package
@@ -18,3 +18,4 @@ LABELS = "labels.json"
 MODEL_CARD = "MODEL_CARD.md"
 MODEL_CARD_JSON = "model_card.json"
 MANIFEST = "manifest.json"
+CALIBRATION = "calibration.json"  # the decision rule (multi-label: thresholds); format 3 on

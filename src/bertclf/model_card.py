@@ -2,10 +2,18 @@
 
 import yaml
 
-from bertclf.metrics import HEADLINE_KEYS, standard_error
+from bertclf.metrics import HEADLINE_KEYS, MULTI_LABEL_HEADLINE_KEYS, standard_error
 
 
-def model_card(params: dict, metrics: dict, encoder: dict, data_hashes: dict[str, str]) -> str:
+def model_card(
+    params: dict,
+    metrics: dict,
+    encoder: dict,
+    data_hashes: dict[str, str],
+    calibration: dict | None = None,
+) -> str:
+    if "per_label" in metrics["test"]:
+        return multi_label_card(params, metrics, encoder, data_hashes, calibration or {})
     test, val = metrics["test"], metrics["val"]
     rows = "\n".join(
         f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
@@ -71,14 +79,98 @@ def _long_texts(tokenize: dict) -> str:
     return f"Texts longer than {limit} tokens are truncated: only their beginning is read."
 
 
-def model_card_fields(params: dict, metrics: dict, encoder: dict, data_hashes: dict) -> dict:
+def model_card_fields(
+    params: dict,
+    metrics: dict,
+    encoder: dict,
+    data_hashes: dict,
+    calibration: dict | None = None,
+) -> dict:
     """The model card's facts as JSON (model_card.json), for programs such as `bertclf serve`."""
+    multi_label = "per_label" in metrics["test"]
+    keys = MULTI_LABEL_HEADLINE_KEYS if multi_label else HEADLINE_KEYS
     return {
+        "task": "multi_label" if multi_label else "single_label",
         "encoder": encoder,
         "data": {"name": params["data"]["name"], "sha256": data_hashes},
-        "metrics": {
-            split: {key: metrics[split][key] for key in HEADLINE_KEYS} for split in ("test", "val")
-        },
+        "metrics": {split: {key: metrics[split][key] for key in keys} for split in ("test", "val")},
         "params": params,
         "long_texts": _long_texts(params["tokenize"]),
     }
+
+
+def thresholds_text(calibration: dict) -> str:
+    """How the multi-label thresholds were chosen, in a sentence or two."""
+    if calibration.get("method") == "global":
+        rule = f"Every label is predicted at a probability of {calibration['global_threshold']}"
+        rule += " or more (task.threshold)."
+    else:
+        rule = (
+            f"Each of {len(calibration['tuned_labels'])} labels has its own threshold, the one "
+            "that maximised its F1 on the validation split; the labels with fewer than "
+            f"{calibration['min_val_positives']} validation positives share one global "
+            f"threshold, {calibration['global_threshold']:.3f}, the one that maximised "
+            "micro-F1 there."
+        )
+    if calibration.get("at_least_one"):
+        rule += " A text that reaches no threshold gets its most probable label."
+    return rule
+
+
+def multi_label_card(
+    params: dict, metrics: dict, encoder: dict, data_hashes: dict, calibration: dict
+) -> str:
+    test, val = metrics["test"], metrics["val"]
+    rows = "\n".join(
+        f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} "
+        f"| {m['threshold']:.3f} |"
+        for name, m in test["per_label"].items()
+    )
+    hashes = "\n".join(f"- `{name}`: sha256 `{digest}`" for name, digest in data_hashes.items())
+    table = "\n".join(
+        f"| {split} | {m['n']} | {m['micro_f1']:.4f} | {m['macro_f1']:.4f} | "
+        f"{m['samples_f1']:.4f} | {m['subset_accuracy']:.4f} |"
+        for split, m in (("test", test), ("val", val))
+    )
+    return f"""# Model card: bertclf multi-label text classifier
+
+## Task
+Multi-label: each text gets any number of the labels below (one sigmoid per label).
+{thresholds_text(calibration)} The thresholds are in `calibration.json`.
+
+## Encoder
+{encoder["name"]} ({encoder["parameters"]:,} parameters), from `{encoder["source"]}`
+({encoder["origin"]}), fine-tuned with a classification head.
+
+## Data
+Data set `{params["data"]["name"]}`: text column `{params["data"]["text_column"]}`, label
+column `{params["data"]["label_column"]}`. Prepared splits:
+
+{hashes}
+
+## Metrics
+| split | n | micro F1 | macro F1 | samples F1 | subset accuracy |
+| --- | --- | --- | --- | --- | --- |
+{table}
+
+Per label, on test:
+
+| label | precision | recall | F1 | support | threshold |
+| --- | --- | --- | --- | --- | --- |
+{rows}
+
+## Parameters
+```yaml
+{yaml.safe_dump(params, sort_keys=False).strip()}
+```
+
+## Intended use and limits
+Tags texts like those it was trained on with the labels above; it knows no other label.
+{_long_texts(params["tokenize"])} Labels with few training examples are learnt poorly: see
+their F1 above. Metrics were measured on {test["n"]} held-out texts.
+
+## Loading it safely
+This package is a program: its SavedModel is a graph that TensorFlow runs. Load it only from a
+source you trust. Check the manifest's sha256 against the one published by whoever built the
+package (`--expect-sha256`, `BERTCLF_PACKAGE_SHA256`).
+"""

@@ -15,9 +15,11 @@ from bertclf.files import read_json, sha256_file, write_json
 from bertclf.layout import MANIFEST
 
 # 1: weights.h5 and model.json. 2: saved_model/ (raw text in, in-graph tokenization; and
-# token ids in, which the Python API calls) and model.json.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# token ids in, which the Python API calls) and model.json. 3: calibration.json (the decision
+# rule: multi-label thresholds), the task in model.json, and a multi-label SavedModel's
+# `predicted` output.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 EXPECT_SHA256_VARIABLE = "BERTCLF_PACKAGE_SHA256"
 
 

@@ -1,6 +1,7 @@
 """`bertclf serve`: a packaged model over HTTP (FastAPI, run by uvicorn).
 
 POST /v1/predict {"texts": [...]} -> {"predictions": [{"label", "probability", "probabilities"}]}
+(a multi-label package: {"predictions": [{"labels": [...], "probabilities": {...}}]})
 GET /healthz, GET /v1/metadata.
 
 Requests that arrive while the model is busy are merged into one batch for its next call: a
@@ -184,6 +185,7 @@ def metadata(package: Path, classifier, limits: Limits) -> dict:
     manifest = json.loads((package / MANIFEST).read_text(encoding="utf-8"))
     card = package / MODEL_CARD_JSON
     return {
+        "task": classifier.label_map.task,
         "labels": classifier.classes_.tolist(),
         "model_card": _without_paths(json.loads(card.read_text(encoding="utf-8")))
         if card.is_file()
@@ -252,6 +254,17 @@ def create_app(
             return _busy("too many texts are waiting for the model")
         except TimeoutError:
             return _busy(f"no answer within the request's deadline of {limits.request_timeout} s")
+        if classifier.multi_label:
+            decided = classifier.label_map.decode_sets(classifier.decide(probabilities))
+            return {
+                "predictions": [
+                    {
+                        "labels": labels,
+                        "probabilities": dict(zip(classes, map(float, row), strict=True)),
+                    }
+                    for labels, row in zip(decided, probabilities, strict=True)
+                ]
+            }
         return {
             "predictions": [
                 {

@@ -67,7 +67,12 @@ class _ParquetAppender:
 
         table = pa.Table.from_pandas(df, preserve_index=False)
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, table.schema)
+            # a first chunk whose lists are all empty must not fix their type to list<null>
+            fields = [
+                f.with_type(pa.list_(pa.string())) if f.type == pa.list_(pa.null()) else f
+                for f in table.schema
+            ]
+            self.writer = pq.ParquetWriter(self.path, pa.schema(fields))
         self.writer.write_table(table.cast(self.writer.schema))
 
     def close(self) -> None:

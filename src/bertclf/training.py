@@ -31,6 +31,35 @@ def weighted_binary_crossentropy(positive_weights: np.ndarray):
     return loss
 
 
+class MicroF1(keras.metrics.Metric):
+    """Micro-averaged F1 of `probability >= 0.5` over every (text, label) pair. (Keras' F1Score
+    needs the label count in the targets' static shape, which a Sequence's batches lack.)"""
+
+    def __init__(self, name: str = "micro_f1", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.counts = {
+            kind: self.add_weight(name=kind, initializer="zeros") for kind in ("tp", "fp", "fn")
+        }
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        truth = tf.cast(y_true, tf.float32) > 0.5
+        predicted = tf.cast(y_pred, tf.float32) >= 0.5
+        for kind, hits in (
+            ("tp", truth & predicted),
+            ("fp", ~truth & predicted),
+            ("fn", truth & ~predicted),
+        ):
+            self.counts[kind].assign_add(tf.reduce_sum(tf.cast(hits, tf.float32)))
+
+    def result(self):
+        tp, fp, fn = (self.counts[kind] for kind in ("tp", "fp", "fn"))
+        return tf.math.divide_no_nan(2 * tp, 2 * tp + fp + fn)
+
+    def reset_state(self):
+        for variable in self.counts.values():
+            variable.assign(0.0)
+
+
 def compile_for_training(
     model,
     train: TrainConfig,
@@ -55,7 +84,7 @@ def compile_for_training(
             if train.class_weights
             else "binary_crossentropy"
         )
-        metrics = [keras.metrics.F1Score(average="micro", threshold=0.5, name="micro_f1")]
+        metrics = [MicroF1(name="micro_f1")]
     else:
         loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=train.jit_compile)
