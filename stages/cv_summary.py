@@ -14,8 +14,9 @@ def main() -> None:
     summary = summarise([read_json(fold_metrics(fold)) for fold in cv.folds])
     write_json(CV_SUMMARY, summary)
     if cv.folds:
-        mean, std = summary["mean"]["accuracy"], summary["std"]["accuracy"]
-        print(f"cv_summary: accuracy {mean:.4f} ± {std:.4f} over {len(cv.folds)} folds")
+        key = "accuracy" if "accuracy" in summary["mean"] else "micro_f1"  # multi-label
+        mean, std = summary["mean"][key], summary["std"][key]
+        print(f"cv_summary: {key} {mean:.4f} ± {std:.4f} over {len(cv.folds)} folds")
     else:
         print("cv_summary: no cross-validation (cv=none)")
 

@@ -1,5 +1,5 @@
-"""Packages keep loading: a package written by an earlier bertclf (format_version 1), kept here
-as a fixture, loads with this one and predicts what it predicted when it was written."""
+"""Packages keep loading: packages written by earlier bertclf versions (format_version 1 and 2),
+kept here as fixtures, load with this one and predict what they predicted when written."""
 
 import json
 import shutil
@@ -21,6 +21,19 @@ def test_format_1_package_from_an_earlier_version_loads_and_predicts_the_same():
     assert classifier.classes_.tolist() == EXPECTED["classes"]
     probabilities = classifier.predict_proba(EXPECTED["texts"])
     np.testing.assert_allclose(probabilities, EXPECTED["probabilities"], atol=1e-5)
+
+
+def test_format_2_package_from_an_earlier_version_loads_and_predicts_the_same():
+    expected = json.loads((FIXTURES / "package_v2_expected.json").read_text(encoding="utf-8"))
+    classifier = Classifier.load(FIXTURES / "package_v2")
+    assert not classifier.multi_label and classifier.thresholds is None
+    assert classifier.classes_.tolist() == expected["classes"]
+    probabilities = classifier.predict_proba(expected["texts"])
+    np.testing.assert_allclose(probabilities, expected["probabilities"], atol=1e-5)
+    labels = classifier.predict(expected["texts"])
+    assert labels.tolist() == [
+        expected["classes"][i] for i in np.argmax(expected["probabilities"], 1)
+    ]
 
 
 def test_unknown_format_version_is_refused(tmp_path):
