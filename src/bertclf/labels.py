@@ -64,6 +64,13 @@ class LabelMap:
         counts = np.asarray(self.counts, dtype=np.float64)
         return (self.n_texts - counts) / counts
 
+    def prior_logits(self) -> np.ndarray:
+        """Multi-label: the log-odds of each label's share of training texts. As the output
+        bias at the start, every sigmoid begins at its label's base rate rather than at 0.5, so
+        the first steps do not spend the encoder's gradients on pushing 90 outputs down."""
+        share = np.clip(np.asarray(self.counts) / self.n_texts, 1e-4, 1 - 1e-4)
+        return np.log(share / (1 - share))
+
     @classmethod
     def fit(cls, labels: Iterable[str]) -> "LabelMap":
         counts = Counter(labels)  # (not NumPy's str arrays: they drop trailing NUL characters)

@@ -116,9 +116,11 @@ def build_classifier(
     num_classes: int,
     encoder_weights: Path | None = None,
     multi_label: bool = False,
+    output_bias=None,
 ):
     """Encoder plus head, Keras functional API. Inputs: input_ids, attention_mask (int32).
-    The output is a softmax over the classes, or (multi-label) one sigmoid per label."""
+    The output is a softmax over the classes, or (multi-label) one sigmoid per label.
+    `output_bias` initialises the output layer's bias (else zeros)."""
     from transformers import BertConfig, TFBertModel
 
     config = BertConfig.from_dict(encoder_config)
@@ -145,6 +147,9 @@ def build_classifier(
     probabilities = keras.layers.Dense(
         num_classes,
         activation="sigmoid" if multi_label else "softmax",
+        bias_initializer="zeros"
+        if output_bias is None
+        else keras.initializers.Constant(output_bias),
         dtype="float32",
         name="probabilities",
     )(x)

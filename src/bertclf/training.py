@@ -228,7 +228,12 @@ def train_classifier(
     encoder_config = json.loads((pretrained / ENCODER_CONFIG).read_text())
     with strategy.scope():
         model = build_classifier(
-            encoder_config, head, len(label_map.classes), pretrained, label_map.multi_label
+            encoder_config,
+            head,
+            len(label_map.classes),
+            pretrained,
+            label_map.multi_label,
+            output_bias=label_map.prior_logits() if label_map.multi_label else None,
         )
         compile_for_training(model, train, len(train_data), label_map)
     # multi-label weighs positives in its loss; single-label's micro-F1 is its accuracy
