@@ -17,6 +17,7 @@ STAGES = {
     "labels",
     "tokenize",
     "train",
+    "calibrate",
     "evaluate",
     "baseline",
     "report",
@@ -34,7 +35,7 @@ def test_first_repro_runs_every_stage_and_writes_every_output(dag_repo):
     # Every stage that depends on the model ran; others may be up to date from the committed
     # dvc.lock (the baseline, for one, depends only on the data, which is the same).
     ran = stages_run((dag_repo / "first_repro.log").read_text())
-    assert {"pretrained", "train", "evaluate", "report", "package"} <= ran <= STAGES
+    assert {"pretrained", "train", "calibrate", "evaluate", "report", "package"} <= ran <= STAGES
     for path in [
         "data/prepared/train.parquet",
         "data/prepared/val.parquet",
@@ -199,7 +200,7 @@ def test_train_param_change_reruns_train_and_descendants_only(dag_repo):
     run(["bertclf", "params", *TINY, "train.epochs=2"], dag_repo)
     try:
         output = run(["dvc", "repro", "--no-run-cache"], dag_repo).stdout
-        assert stages_run(output) == {"train", "evaluate", "report", "package"}, output
+        assert stages_run(output) == {"train", "calibrate", "evaluate", "report", "package"}, output
         history = (dag_repo / "reports/train/plots/metrics/train/loss.tsv").read_text()
         assert len(history.strip().splitlines()) == 3  # header and two epochs
     finally:
