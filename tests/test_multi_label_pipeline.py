@@ -113,6 +113,10 @@ def test_the_dag_builds_multi_label_reports(tagged_repo):
     plots = tagged_repo / "reports/plots"
     assert set(pd.read_csv(plots / "per_class_f1.csv")["class"]) == set(TOPICS)
     assert "Evaluation report (multi-label)" in (tagged_repo / "reports/report.md").read_text()
+    headline = run(["bertclf", "metrics"], tagged_repo).stdout.splitlines()
+    micro = next(line for line in headline if line.startswith("micro_f1")).split()
+    assert float(micro[1]) == round(metrics["test"]["micro_f1"], 4)
+    assert float(micro[2]) == round(baseline["test"]["micro_f1"], 4)
     cv = read(tagged_repo, "reports/cv.json")
     assert cv["k"] == 3 and 0 <= cv["mean"]["micro_f1"] <= 1
     folds = pd.read_parquet(tagged_repo / "data/folds.parquet")
