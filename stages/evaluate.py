@@ -64,7 +64,10 @@ def single_label_reports(scored: dict, classes: list[str], test_frame: pd.DataFr
     from bertclf.evaluation import errors_table, write_confusion_png, write_plot_data
     from bertclf.metrics import split_metrics
 
-    metrics = {split: split_metrics(*scored[split], classes) for split in ("test", "val")}
+    metrics = {}
+    for split in ("test", "val"):
+        y_true, probabilities, long = scored[split]
+        metrics[split] = split_metrics(y_true, probabilities, classes, long)
     y_true, probabilities, _ = scored["test"]
     write_plot_data(PLOTS, y_true, probabilities, classes, metrics["test"]["per_class"])
     write_confusion_png(CONFUSION_PNG, y_true, probabilities, classes)
