@@ -5,7 +5,8 @@ A run is a clone of this project where `dvc repro` ran with `task=multi_label da
 the overrides of that run (see the page); its `dvc repro` output was kept in a log file.
 
     python benchmarks/reuters.py record --run DIR --log FILE --code COMMIT --name B --change "..."
-    python benchmarks/reuters.py table       (the Markdown table of docs/multi-label.md)
+    python benchmarks/reuters.py rules --run DIR --name B   (decision rules on one run)
+    python benchmarks/reuters.py table       (the Markdown tables of docs/multi-label.md)
 
 `record` appends (or replaces, by name) the run's test metrics, its baseline's, the seconds
 the train stage reported, the epochs trained and the params that differ from the defaults to
@@ -68,6 +69,54 @@ def record(args: argparse.Namespace) -> None:
     print(table(runs))
 
 
+def rules(args: argparse.Namespace) -> None:
+    """The test micro-F1 of one run's probabilities under each decision rule, thresholds chosen
+    on its validation split: what per-label thresholds and `at_least_one` give, without
+    training again."""
+    import pandas as pd
+    from sklearn.metrics import f1_score
+
+    from bertclf import Classifier
+    from bertclf.config import parse_section
+    from bertclf.thresholds import decide, tune
+
+    run = Path(args.run)
+    classifier = Classifier.load(run / "models/package")
+    classes = list(classifier.classes_)
+    params = yaml.safe_load((run / "params.yaml").read_text())
+    scored = {}
+    for split in ("val", "test"):
+        frame = pd.read_parquet(run / f"data/prepared/{split}.parquet")
+        truth = classifier.label_map.encode_sets(frame["labels"])
+        scored[split] = (truth, classifier.predict_proba(frame["text"].tolist()))
+    results = {}
+    for name, threshold in (("0.5 for every label", 0.5), ("one global, tuned", None),
+                            ("per label, tuned", "tuned")):  # fmt: skip
+        for at_least_one in (False, True):
+            task = {**params["task"], "threshold": threshold or 0.5, "at_least_one": at_least_one}
+            if threshold is None:  # the global threshold alone: every label falls back to it
+                task.update(threshold="tuned", min_val_positives=10**9)
+            rule = tune(*scored["val"], classes, parse_section("task", task))
+            truth, probabilities = scored["test"]
+            decided = decide(probabilities, rule.vector(classes), at_least_one)
+            key = f"{name}{', at least one' if at_least_one else ''}"
+            results[key] = float(f1_score(truth, decided, average="micro"))
+    runs = json.loads(OUT.read_text())["runs"]
+    for entry in runs:
+        if entry["name"] == args.name:
+            entry["decision_rules"] = results
+    OUT.write_text(json.dumps({"runs": runs}, indent=1) + "\n", encoding="utf-8")
+    print(rules_table(runs))
+
+
+def rules_table(runs: list[dict]) -> str:
+    rows = ["| run | decision rule | test micro-F1 |", "| --- | --- | --- |"]
+    for r in runs:
+        for rule, value in r.get("decision_rules", {}).items():
+            rows.append(f"| {r['name']} | {rule} | {value:.3f} |")
+    return "\n".join(rows)
+
+
 def table(runs: list[dict]) -> str:
     rows = [
         "| run | what changed | micro-F1 | macro-F1 | samples-F1 | subset acc. | "
@@ -94,12 +143,18 @@ def main() -> None:
     p.add_argument("--code", required=True, help="the commit whose code the run ran")
     p.add_argument("--name", required=True)
     p.add_argument("--change", required=True)
+    p = commands.add_parser("rules")
+    p.add_argument("--run", required=True)
+    p.add_argument("--name", required=True)
     commands.add_parser("table")
     args = parser.parse_args()
     if args.command == "record":
         record(args)
+    elif args.command == "rules":
+        rules(args)
     else:
-        print(table(json.loads(OUT.read_text())["runs"]))
+        runs = json.loads(OUT.read_text())["runs"]
+        print(table(runs) + "\n\n" + rules_table(runs))
 
 
 if __name__ == "__main__":
