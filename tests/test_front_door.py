@@ -1,6 +1,7 @@
 """The README is a front door that stays true: its DAG is `dvc dag`'s, its links resolve, its
 figures are the committed reports', and the tool is quiet by default."""
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -67,3 +68,15 @@ def test_tensorflow_through_bertclf_prints_no_cuda_probe_error(tmp_path):
             [sys.executable, "-c", level], env={**env, DEBUG: debug}, capture_output=True, text=True
         )
         assert shown.stdout.strip() == expected
+
+
+def test_multi_label_page_shows_the_committed_reuters_runs():
+    """docs/multi-label.md's tables are what benchmarks/reuters.py renders from the committed
+    reports/multi_label_reuters.json."""
+    spec = importlib.util.spec_from_file_location("reuters", ROOT / "benchmarks/reuters.py")
+    reuters = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reuters)
+    runs = json.loads((ROOT / "reports/multi_label_reuters.json").read_text())["runs"]
+    page = (ROOT / "docs/multi-label.md").read_text()
+    assert reuters.table(runs) in page
+    assert reuters.rules_table(runs) in page

@@ -298,3 +298,20 @@ def test_weighted_binary_crossentropy_and_micro_f1_metric():
     metric = MicroF1()
     metric.update_state(tf.constant(Y, tf.float32), tf.constant(P, tf.float32))
     assert float(metric.result()) == pytest.approx(0.8)
+
+
+def test_multi_label_task_brings_its_learning_rate_and_an_override_wins(tmp_path):
+    import yaml
+    from helpers import ROOT
+
+    from bertclf.config import compose_params
+
+    for overrides, expected in (
+        ([], 5e-5),
+        (["task=multi_label"], 1e-4),
+        (["task=multi_label", "train.learning_rate=3e-5"], 3e-5),
+    ):
+        compose_params(tmp_path / "params.yaml", overrides, ROOT / "conf")
+        params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+        assert params["train"]["learning_rate"] == expected, overrides
+        assert params["task"]["type"] == ("multi_label" if overrides else "single_label")
