@@ -100,6 +100,20 @@ def stop(process: subprocess.Popen) -> None:
     process.communicate()
 
 
+def kill_after_first_checkpoint(args: list[str], repo: Path, timeout: float = 600) -> dict:
+    """Start `args` (a training), SIGKILL its process group once an epoch's checkpoint is
+    written, and return that checkpoint's state."""
+    process = start(args, repo)
+    deadline = time.monotonic() + timeout
+    while not list((repo / ".checkpoints").glob("*/epoch-*/state.json")):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint written"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    stop(process)
+    return json.loads(next((repo / ".checkpoints").glob("*/epoch-*/state.json")).read_text())
+
+
 def copy_project(dest: Path) -> Path:
     """The project's tracked files (no .venv, data/, models/ or DVC cache) in a new git repo."""
     tracked = subprocess.run(

@@ -247,25 +247,13 @@ def test_serve_answers_label_lists_and_refuses_bad_requests(tagged_repo, tmp_pat
 def test_multi_label_training_killed_after_an_epoch_resumes_exactly(tagged_repo):
     """Last in this module: it trains again (and ends with the same weights). The checkpoint
     keeps early stopping's best validation micro-F1 (a maximum, from -inf) across the kill."""
-    import os
-    import signal
-    import time
-
-    from helpers import start, stop
+    from helpers import kill_after_first_checkpoint
 
     weights = (tagged_repo / "models/trained/weights.h5").read_bytes()
     logs = tagged_repo / "reports/train"
     uninterrupted = {p: p.read_bytes() for p in sorted(logs.rglob("*")) if p.is_file()}
-    process = start(["dvc", "repro", "--force", "--no-run-cache", "-s", "train"], tagged_repo)
-    deadline = time.monotonic() + 600
-    while not list((tagged_repo / ".checkpoints").glob("*/epoch-*/state.json")):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no checkpoint written"
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    stop(process)
-    state = json.loads(
-        next((tagged_repo / ".checkpoints").glob("*/epoch-*/state.json")).read_text()
+    state = kill_after_first_checkpoint(
+        ["dvc", "repro", "--force", "--no-run-cache", "-s", "train"], tagged_repo
     )
     assert state["next_epoch"] == 1
     resumed = run(["dvc", "repro", "--no-run-cache", "train"], tagged_repo, timeout=600)

@@ -1,14 +1,11 @@
 """An output exists whole or not at all; training survives a kill and resumes exactly; runs
 with the same seed repeat exactly. Real stages, real `dvc`, on the tiny model's shared build."""
 
-import json
-import os
 import signal
 import sys
-import time
 
 import pytest
-from helpers import ROOT, TINY, restore, run, start, stop
+from helpers import ROOT, TINY, kill_after_first_checkpoint, restore, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.retrains]
 TIMEOUT = 600
@@ -40,16 +37,8 @@ def test_training_killed_after_an_epoch_resumes_and_ends_as_if_uninterrupted(dag
         weights = (dag_repo / "models/trained/weights.h5").read_bytes()
         assert not list((dag_repo / ".checkpoints").iterdir())  # removed on success
 
-        process = start(["dvc", "repro", "--force", "--no-run-cache", "-s", "train"], dag_repo)
-        deadline = time.monotonic() + TIMEOUT
-        while not list((dag_repo / ".checkpoints").glob("*/epoch-*/state.json")):
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "no checkpoint written"
-            time.sleep(0.2)
-        os.killpg(process.pid, signal.SIGKILL)
-        stop(process)
-        state = json.loads(
-            next((dag_repo / ".checkpoints").glob("*/epoch-*/state.json")).read_text()
+        state = kill_after_first_checkpoint(
+            ["dvc", "repro", "--force", "--no-run-cache", "-s", "train"], dag_repo, TIMEOUT
         )
         assert state["next_epoch"] == 1
         assert not (dag_repo / "models/trained").exists()  # DVC removed it; nothing half-written

@@ -33,10 +33,17 @@ def write_plot_data(
         "precision_recall.csv": precision_recall,
         "roc.csv": roc,
         "calibration.csv": calibration_bins(y_true, probabilities),
-        "per_class_f1.csv": pd.DataFrame(
-            {"class": list(per_class), "f1": [m["f1"] for m in per_class.values()]}
-        ),
+        "per_class_f1.csv": f1_table(per_class),
     }
+    write_tables(out_dir, tables)
+
+
+def f1_table(per_class: dict) -> pd.DataFrame:
+    return pd.DataFrame({"class": list(per_class), "f1": [m["f1"] for m in per_class.values()]})
+
+
+def write_tables(out_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
+    """The plot files, in one directory written whole."""
     with atomic_path(out_dir, replace_directory=True) as tmp:
         tmp.mkdir()
         for name in PLOT_FILES:
@@ -78,6 +85,11 @@ def curve_tables(
     else:
         truth = label_binarize(y_true, classes=np.arange(len(classes))).ravel()
         scores = probabilities.ravel()
+    return curves(truth, scores)
+
+
+def curves(truth: np.ndarray, scores: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Precision-recall and ROC curves of binary truth against scores."""
     precision, recall, _ = precision_recall_curve(truth, scores)
     fpr, tpr, _ = roc_curve(truth, scores)
     return (
@@ -141,22 +153,15 @@ def write_multi_label_plot_data(
     """The files of `write_plot_data` for a multi-label model: label-wise confusion (see
     `label_pairs`), micro-averaged precision-recall and ROC over every (text, label) pair,
     the reliability of the per-label probabilities, and F1 per label."""
-    truth, scores = (np.asarray(y_true) > 0.5).ravel(), probabilities.ravel()
-    precision, recall, _ = precision_recall_curve(truth, scores)
-    fpr, tpr, _ = roc_curve(truth, scores)
+    precision_recall, roc = curves((np.asarray(y_true) > 0.5).ravel(), probabilities.ravel())
     tables = {
         "confusion.csv": label_pairs(y_true, predicted, classes),
-        "precision_recall.csv": pd.DataFrame({"recall": recall, "precision": precision}),
-        "roc.csv": pd.DataFrame({"fpr": fpr, "tpr": tpr}),
+        "precision_recall.csv": precision_recall,
+        "roc.csv": roc,
         "calibration.csv": probability_calibration_bins(y_true, probabilities),
-        "per_class_f1.csv": pd.DataFrame(
-            {"class": list(per_label), "f1": [m["f1"] for m in per_label.values()]}
-        ),
+        "per_class_f1.csv": f1_table(per_label),
     }
-    with atomic_path(out_dir, replace_directory=True) as tmp:
-        tmp.mkdir()
-        for name in PLOT_FILES:
-            tables[name].to_csv(tmp / name, index=False)
+    write_tables(out_dir, tables)
 
 
 def label_pairs(y_true: np.ndarray, predicted: np.ndarray, classes: list[str]) -> pd.DataFrame:

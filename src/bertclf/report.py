@@ -93,14 +93,7 @@ def render_report(
         "| metric | fine-tuned | TF-IDF + logistic regression | lift |",
         "| --- | --- | --- | --- |",
     ]
-    for key in COMPARED:
-        model_value, base_value = test.get(key), base.get(key)
-        lift = (
-            "n/a"
-            if model_value is None or base_value is None
-            else f"{model_value - base_value:+.4f}"
-        )
-        lines.append(f"| {key} | {_number(model_value)} | {_number(base_value)} | {lift} |")
+    lines += _comparison(test, base, COMPARED)
     lines += [
         "",
         "Lower is better for `log_loss` and `ece` (expected calibration error).",
@@ -130,11 +123,9 @@ def render_report(
         "| --- | --- | --- | --- | --- |",
     ]
     for row in errors.head(10).itertuples():
-        text = str(row.text).replace("|", "\\|").replace("\n", " ")
-        text = text if len(text) <= 200 else text[:197] + "..."
         lines.append(
             f"| {row.id} | {row.true_label} | {row.predicted_label} | "
-            f"{row.confidence:.3f} | {text} |"
+            f"{row.confidence:.3f} | {_cell(row.text)} |"
         )
     return "\n".join(lines) + "\n"
 
