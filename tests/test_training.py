@@ -14,9 +14,9 @@ def sequences(n: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def epoch_order(data: BucketedSequence) -> list[int]:
+    """One pass over the tf.data view that Keras trains on: one epoch."""
     order = []
-    for i in range(len(data)):
-        inputs, labels = data[i]
+    for inputs, labels in data.dataset().as_numpy_iterator():
         assert inputs["input_ids"].shape[1] <= TOKENIZE.max_length  # the cap
         assert inputs["input_ids"].shape[1] % 16 == 0  # a bucket boundary
         assert inputs["input_ids"].shape[0] <= 8
@@ -29,15 +29,32 @@ def test_every_example_once_per_epoch_and_reshuffled_from_the_seed():
     labels = np.arange(100)  # labels carry the example index
     data = BucketedSequence(texts, labels, 8, TOKENIZE, seed=3)
     first = epoch_order(data)
-    data.on_epoch_end()
-    second = epoch_order(data)
+    second = epoch_order(data)  # the next pass is the next epoch
     assert sorted(first) == sorted(second) == list(range(100))
     assert first != second  # a new order each epoch
 
     again = BucketedSequence(texts, labels, 8, TOKENIZE, seed=3)
     assert epoch_order(again) == first  # the same seed repeats it
-    again.on_epoch_end()
     assert epoch_order(again) == second
+    again.start_at(1)  # a resumed run
+    assert epoch_order(again) == second
+
+
+def test_batches_of_every_length_in_one_dataset():
+    data = BucketedSequence(sequences(100), np.arange(100), 8, TOKENIZE, seed=0)
+    widths = {inputs["input_ids"].shape[1] for inputs, _ in data.dataset().as_numpy_iterator()}
+    assert widths == {16, 32, 48, 64}
+
+
+def test_a_worker_gets_its_share_of_each_global_batch():
+    def worker(shard: int, shards: int) -> list[list[int]]:  # each worker: its own process
+        data = BucketedSequence(sequences(40), np.arange(40), 8, TOKENIZE, 0, drop_remainder=True)
+        parts = data.dataset(shards, range(shard, shard + 1))
+        return [labels.tolist() for _, labels in parts.as_numpy_iterator()]
+
+    shares, whole = [worker(0, 2), worker(1, 2)], worker(0, 1)
+    assert [a + b for a, b in zip(*shares, strict=True)] == whole
+    assert all(len(share) == 4 for share in shares[0] + shares[1])
 
 
 def test_batches_keep_their_length_and_mask():

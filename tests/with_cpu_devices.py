@@ -8,9 +8,7 @@ import os
 import runpy
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 count, script = int(sys.argv[1]), sys.argv[2]
 cpu = tf.config.list_physical_devices("CPU")[0]

@@ -2,15 +2,16 @@
 
 import os
 
-# transformers' TensorFlow models need Keras 2 (tf_keras). This must be set before
-# TensorFlow is first imported, in every process that uses the library.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+# Keras 3 runs on TensorFlow here (KerasHub's BertBackbone is the encoder). The backend is
+# chosen when Keras is first imported, so this is set before any import of it. A leftover
+# TF_USE_LEGACY_KERAS (Keras 2's switch) would make tf.keras look for tf-keras, which is gone.
+os.environ["KERAS_BACKEND"] = "tensorflow"
+os.environ.pop("TF_USE_LEGACY_KERAS", None)
 # TensorFlow's C++ log: errors and above only (hides the CUDA probe's "failed call to cuInit" on
 # machines without a GPU). A few notices print before the level takes effect. BERTCLF_DEBUG=1
 # leaves TensorFlow's own default. Log levels change no numbers (TF_ENABLE_ONEDNN_OPTS would).
 if os.environ.get("BERTCLF_DEBUG", "") in ("", "0"):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 

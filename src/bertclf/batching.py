@@ -4,7 +4,6 @@ Training, evaluation and inference all batch this way; nothing here trains.
 """
 
 import numpy as np
-import tf_keras as keras
 
 from bertclf.config import TokenizeConfig
 from bertclf.tokenization import TokenCache, pool_windows
@@ -63,12 +62,13 @@ def full_batches(batches: list[np.ndarray], batch_size: int) -> list[np.ndarray]
     return full + [rest[i : i + batch_size] for i in range(0, usable, batch_size)]
 
 
-class BucketedSequence(keras.utils.Sequence):
+class BucketedSequence:
     """Batches padded to their own bucketed length. With a seed, the order is reshuffled every
     epoch (within and across buckets) from (seed, epoch), so a run repeats exactly.
 
     With `drop_remainder`, every batch holds exactly `batch_size` texts and a few texts sit out
-    each epoch (multi-worker training: every worker must run the same number of equal steps)."""
+    each epoch (multi-worker training: every worker must run the same number of equal steps).
+    `dataset()` is the `tf.data` view that Keras trains on."""
 
     def __init__(
         self,
@@ -79,7 +79,6 @@ class BucketedSequence(keras.utils.Sequence):
         seed: int | None = None,
         drop_remainder: bool = False,
     ):
-        super().__init__()
         self.sequences = sequences
         self.labels = labels
         self.batch_size = batch_size
@@ -87,7 +86,7 @@ class BucketedSequence(keras.utils.Sequence):
         self.seed = seed
         self.drop_remainder = drop_remainder
         self.lengths = np.array([len(s) for s in sequences])
-        self.epoch = 0
+        self.epoch = 0  # the epoch of the next pass (seeded order)
         self._plan()
 
     def _plan(self) -> None:
@@ -106,7 +105,10 @@ class BucketedSequence(keras.utils.Sequence):
         return len(self.batches)
 
     def __getitem__(self, index: int):
-        members = self.batches[index]
+        return self.batch(self.batches[index])
+
+    def batch(self, members: np.ndarray):
+        """The padded inputs of these texts, with their labels when there are labels."""
         inputs = pad_batch(
             [self.sequences[i] for i in members],
             self.tokenize.bucket_multiple,
@@ -116,19 +118,52 @@ class BucketedSequence(keras.utils.Sequence):
             return inputs
         return inputs, self.labels[members]
 
-    def on_epoch_end(self) -> None:
-        if self.seed is not None:
-            self.epoch += 1
-            self._plan()
-
     def start_at(self, epoch: int) -> None:
-        """The batch order of `epoch`, as if the earlier epochs had run."""
+        """The batch order of `epoch`, as if the earlier epochs had run: the next pass over
+        `dataset()` is that epoch."""
         self.epoch = epoch
         self._plan()
+
+    def epoch_batches(self) -> list[np.ndarray]:
+        """The batches of one pass: with a seed, each call plans the next epoch (the first
+        call, epoch 0 or the one `start_at` named)."""
+        if self.seed is not None:
+            self._plan()
+            self.epoch += 1
+        return self.batches
 
     def order(self) -> np.ndarray:
         """The input position of every output row, batch after batch."""
         return np.concatenate(self.batches)
+
+    def dataset(self, shards: int = 1, shard_ids: range = range(1)):
+        """A `tf.data.Dataset` of this plan's batches: each pass over it is one epoch. Lengths
+        are declared unknown, so one traced training step serves every padded length. With
+        `shards`, each batch is cut in that many parts and the parts `shard_ids` follow each
+        other (the shares of one worker's replicas)."""
+        import tensorflow as tf
+
+        def batches():
+            for members in self.epoch_batches():
+                parts = np.array_split(members, shards)
+                for shard in shard_ids:
+                    yield self.batch(parts[shard])
+
+        ids = tf.TensorSpec((None, None), tf.int32)
+        signature = {"input_ids": ids, "attention_mask": ids}
+        if self.labels is not None:
+            label_shape = (None, *self.labels.shape[1:])
+            signature = (signature, tf.TensorSpec(label_shape, tf.as_dtype(self.labels.dtype)))
+        dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+        cardinality = tf.data.experimental.assert_cardinality(len(self) * len(shard_ids))
+        return dataset.apply(cardinality)
+
+    def replica_dataset(self, context):
+        """`dataset` for one worker under `strategy.distribute_datasets_from_function`: its
+        replicas' shares of every global batch."""
+        local = context.num_replicas_in_sync // context.num_input_pipelines
+        first = context.input_pipeline_id * local
+        return self.dataset(context.num_replicas_in_sync, range(first, first + local))
 
 
 def predict_probabilities(

@@ -136,6 +136,7 @@ class Checkpoint:
         saved state and its best weights."""
         import tensorflow as tf
 
+        model.optimizer.build(model.trainable_variables)  # its slots exist before the read
         tf.train.Checkpoint(model=model, optimizer=model.optimizer).read(
             str(self.saved / "state")
         ).assert_existing_objects_matched()

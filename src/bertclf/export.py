@@ -125,10 +125,10 @@ class RawTextClassifier(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve(self, text):
         sequences, text_of = self.windows(self.wordpiece_ids(text))
-        inputs = [
-            sequences.to_tensor(0),
-            tf.ones_like(sequences).to_tensor(0),
-        ]
+        inputs = {
+            "input_ids": sequences.to_tensor(0),
+            "attention_mask": tf.ones_like(sequences).to_tensor(0),
+        }
         probabilities = self.model(inputs, training=False)
         probabilities = self.pool(probabilities, text_of, tf.size(text, out_type=tf.int64))
         if self.multi_label:
@@ -153,7 +153,8 @@ class RawTextClassifier(tf.Module):
         ]
     )
     def from_token_ids(self, input_ids, attention_mask):
-        return {"probabilities": self.model([input_ids, attention_mask], training=False)}
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        return {"probabilities": self.model(inputs, training=False)}
 
 
 def export_saved_model(

@@ -3,6 +3,9 @@ package (models/package), written once."""
 
 # models/pretrained: the encoder (Hugging Face layout) and its tokenizer
 ENCODER_CONFIG = "config.json"
+SAFETENSORS = "model.safetensors"  # Hugging Face weights, read by KerasHub
+TF_WEIGHTS = "tf_model.h5"  # weights written by transformers' TFBertModel (mapped on load)
+BACKBONE_WEIGHTS = "backbone.weights.h5"  # a randomly initialised encoder (model.random_init)
 SOURCE = "source.json"  # where the encoder came from
 TOKENIZER = "tokenizer.json"
 VOCAB = "vocab.txt"
@@ -10,7 +13,8 @@ TOKENIZER_FILES = (TOKENIZER, VOCAB, "tokenizer_config.json", "special_tokens_ma
 
 # models/trained, and a package
 MODEL_SPEC = "model.json"  # encoder config, head, classes, tokenize, task
-WEIGHTS = "weights.h5"  # models/trained, and packages of format 1
+WEIGHTS = "model.weights.h5"  # models/trained (Keras 3)
+LEGACY_WEIGHTS = "weights.h5"  # packages of format 1 (Keras 2: variables mapped on load)
 
 # a package
 SAVED_MODEL = "saved_model"

@@ -1,6 +1,7 @@
-"""The encoder (resolved once into models/pretrained/) and the classifier built on it.
+"""The encoder (copied once into models/pretrained/) and the classifier built on it.
 
-Everything Keras here is tf_keras (Keras 2), the Keras that transformers' TF models use.
+The encoder is KerasHub's `BertBackbone` on Keras 3 (TensorFlow backend), read from a directory
+in Hugging Face layout (`config.json` plus `model.safetensors`); the head is plain Keras.
 """
 
 import contextlib
@@ -9,12 +10,26 @@ import json
 import shutil
 from pathlib import Path
 
-import tensorflow as tf
-import tf_keras as keras
+import keras
+import numpy as np
 
 from bertclf.config import HeadConfig, ModelConfig, TokenizeConfig
 from bertclf.errors import BertclfError
-from bertclf.layout import MODEL_SPEC, TOKENIZER, TOKENIZER_FILES, VOCAB, WEIGHTS
+from bertclf.files import sha256_file
+from bertclf.layout import (
+    BACKBONE_WEIGHTS,
+    ENCODER_CONFIG,
+    LEGACY_WEIGHTS,
+    MODEL_SPEC,
+    SAFETENSORS,
+    TF_WEIGHTS,
+    TOKENIZER,
+    TOKENIZER_FILES,
+    VOCAB,
+    WEIGHTS,
+)
+
+ENCODER_FILES = (ENCODER_CONFIG, SAFETENSORS, TF_WEIGHTS, *TOKENIZER_FILES)
 
 
 def source_directory(spec: str) -> Path | None:
@@ -33,81 +48,141 @@ def source_directory(spec: str) -> Path | None:
     return None
 
 
-def _load_safetensors_into_tf(source: Path):
-    """transformers 4.57 cannot load a PyTorch-format model.safetensors into TF without torch:
-    read it with numpy and load the state dict into a freshly built TFBertModel."""
-    from safetensors.numpy import load_file
-    from transformers import BertConfig, TFBertModel
-    from transformers.modeling_tf_pytorch_utils import load_pytorch_state_dict_in_tf2_model
-
-    config = BertConfig.from_pretrained(source)
-    model = TFBertModel(config)
-    state = load_file(str(source / "model.safetensors"))
-    _, info = load_pytorch_state_dict_in_tf2_model(
-        model, state, allow_missing_keys=True, output_loading_info=True
-    )
-    if info["missing_keys"]:
-        raise BertclfError(
-            f"{source}/model.safetensors: weights missing: {info['missing_keys'][:5]}"
-        )
-    return model
-
-
 @contextlib.contextmanager
 def _from_hub(name: str):
     """A hub that cannot be reached (no network) is one line, not a traceback."""
     try:
         yield
-    except OSError as error:
-        reason = str(error).strip().splitlines()[0]
+    except (OSError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise BertclfError(
             f"model.pretrained: cannot load '{name}' from the model hub ({reason}); "
             "give a local directory or an installed package (package:NAME) instead"
         ) from None
 
 
-def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
-    """Write TF-native encoder weights (tf_model.h5, config.json) and tokenizer files to out_dir."""
-    from transformers import AutoTokenizer, BertConfig, TFAutoModel, TFBertModel
+def _download(name: str) -> Path:
+    """The encoder's files from the Hugging Face hub (`hf://NAME` or `NAME`), where reachable."""
+    from huggingface_hub import snapshot_download
 
+    with _from_hub(name):
+        return Path(
+            snapshot_download(name.removeprefix("hf://"), allow_patterns=list(ENCODER_FILES))
+        )
+
+
+def backbone_arguments(encoder_config: dict) -> dict:
+    """`BertBackbone`'s arguments from a Hugging Face BERT config.json. KerasHub's BERT has one
+    dropout rate for hidden states and attention: the hidden one."""
+    return {
+        "vocabulary_size": encoder_config["vocab_size"],
+        "num_layers": encoder_config["num_hidden_layers"],
+        "num_heads": encoder_config["num_attention_heads"],
+        "hidden_dim": encoder_config["hidden_size"],
+        "intermediate_dim": encoder_config["intermediate_size"],
+        "dropout": encoder_config.get("hidden_dropout_prob", 0.1),
+        "max_sequence_length": encoder_config.get("max_position_embeddings", 512),
+        "num_segments": encoder_config.get("type_vocab_size", 2),
+    }
+
+
+def random_encoder_config(cfg: ModelConfig, vocab_size: int) -> dict:
+    """A Hugging Face BERT config.json for a randomly initialised encoder."""
+    return {
+        "model_type": "bert",
+        "vocab_size": vocab_size,
+        "max_position_embeddings": 512,
+        "type_vocab_size": 2,
+        "hidden_act": "gelu",
+        **vars(cfg.random_init),
+    }
+
+
+def _write_tokenizer_json(out_dir: Path) -> None:
+    """A tokenizer.json from vocab.txt, for encoders that ship only the vocabulary."""
+    from tokenizers import BertWordPieceTokenizer
+
+    options = {}
+    if (out_dir / "tokenizer_config.json").is_file():
+        options = json.loads((out_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    lowercase = bool(options.get("do_lower_case", True))
+    tokenizer = BertWordPieceTokenizer(
+        str(out_dir / VOCAB), lowercase=lowercase, strip_accents=lowercase or None
+    )
+    tokenizer.save(str(out_dir / TOKENIZER))
+
+
+def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
+    """Copy the encoder's files (config.json, weights, tokenizer) into out_dir, check that they
+    load, and record their sha256. A random encoder (`model.random_init`) gets its config and
+    its initial weights written instead, from `seed`."""
     source = source_directory(cfg.pretrained)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if source is not None:
-        for name in TOKENIZER_FILES:
-            if (source / name).is_file():
-                shutil.copy(source / name, out_dir / name)
-        if not (out_dir / TOKENIZER).is_file():
-            AutoTokenizer.from_pretrained(str(source)).save_pretrained(str(out_dir))
+    if source is None:
+        source = _download(cfg.pretrained)
+        origin = f"hub: {cfg.pretrained}"
     else:
-        with _from_hub(cfg.pretrained):
-            AutoTokenizer.from_pretrained(cfg.pretrained).save_pretrained(str(out_dir))
+        origin = cfg.pretrained  # as configured: no path of this machine
+    out_dir.mkdir(parents=True, exist_ok=True)
+    copied = [n for n in ENCODER_FILES if (source / n).is_file()]
+    if cfg.random_init is not None:
+        copied = [n for n in copied if n in TOKENIZER_FILES]
+    for name in copied:
+        shutil.copy(source / name, out_dir / name)
+    if not (out_dir / VOCAB).is_file():
+        raise BertclfError(f"{source}: holds no {VOCAB} (the encoder's WordPiece vocabulary)")
+    if not (out_dir / TOKENIZER).is_file():
+        _write_tokenizer_json(out_dir)
 
     if cfg.random_init is not None:
-        tf.keras.utils.set_random_seed(seed)
+        keras.utils.set_random_seed(seed)
         vocab_size = len((out_dir / VOCAB).read_text(encoding="utf-8").splitlines())
-        config = BertConfig(vocab_size=vocab_size, **vars(cfg.random_init))
-        model = TFBertModel(config)
+        config = random_encoder_config(cfg, vocab_size)
+        (out_dir / ENCODER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        backbone = build_backbone(config)
+        backbone.save_weights(str(out_dir / BACKBONE_WEIGHTS))
         origin = "random initialisation"
-    elif source is not None and (source / "tf_model.h5").is_file():
-        model = TFBertModel.from_pretrained(str(source))
-        origin = f"{cfg.pretrained}: tf_model.h5"  # as configured: no path of this machine
-    elif source is not None and (source / "model.safetensors").is_file():
-        model = _load_safetensors_into_tf(source)
-        origin = f"{cfg.pretrained}: model.safetensors"
-    elif source is not None:
-        raise BertclfError(f"{source}: holds neither tf_model.h5 nor model.safetensors")
+    elif not (out_dir / ENCODER_CONFIG).is_file():
+        raise BertclfError(f"{source}: holds no {ENCODER_CONFIG}")
+    elif not (out_dir / SAFETENSORS).is_file() and not (out_dir / TF_WEIGHTS).is_file():
+        raise BertclfError(f"{source}: holds neither {SAFETENSORS} nor {TF_WEIGHTS}")
     else:
-        with _from_hub(cfg.pretrained):
-            model = TFAutoModel.from_pretrained(cfg.pretrained)
-        origin = f"hub: {cfg.pretrained}"
-    model(model.dummy_inputs)
-    model.save_pretrained(str(out_dir))
+        backbone = load_backbone(out_dir)  # the check: the files make a BERT
+    files = sorted(p.name for p in out_dir.iterdir() if p.is_file())
     return {
         "name": cfg.name,
         "source": cfg.pretrained,
         "origin": origin,
-        "parameters": int(model.count_params()),
+        "parameters": int(backbone.count_params()),
+        "sha256": {name: sha256_file(out_dir / name) for name in files},
     }
+
+
+def build_backbone(encoder_config: dict):
+    """A randomly initialised `BertBackbone` of the config's shape."""
+    import keras_hub
+
+    return keras_hub.models.BertBackbone(**backbone_arguments(encoder_config), name="encoder")
+
+
+def load_backbone(directory: Path, encoder_config: dict | None = None):
+    """The encoder of a models/pretrained-like directory: `model.safetensors` (Hugging Face
+    layout, read by KerasHub), `backbone.weights.h5` (a random initialisation written by
+    `resolve_pretrained`) or `tf_model.h5` (written by transformers' TFBertModel)."""
+    if encoder_config is None:
+        encoder_config = json.loads((directory / ENCODER_CONFIG).read_text(encoding="utf-8"))
+    backbone = build_backbone(encoder_config)
+    if (directory / SAFETENSORS).is_file():
+        import keras_hub
+
+        pretrained = keras_hub.models.BertBackbone.from_preset(str(directory))
+        backbone.set_weights(pretrained.get_weights())
+    elif (directory / BACKBONE_WEIGHTS).is_file():
+        backbone.load_weights(str(directory / BACKBONE_WEIGHTS))
+    elif (directory / TF_WEIGHTS).is_file():
+        load_tf_bert_weights(backbone, None, directory / TF_WEIGHTS)
+    else:
+        raise BertclfError(f"{directory}: holds no encoder weights")
+    return backbone
 
 
 def build_classifier(
@@ -120,25 +195,29 @@ def build_classifier(
 ):
     """Encoder plus head, Keras functional API. Inputs: input_ids, attention_mask (int32).
     The output is a softmax over the classes, or (multi-label) one sigmoid per label.
+    `encoder_weights` is a directory that `load_backbone` reads (else a random encoder);
     `output_bias` initialises the output layer's bias (else zeros)."""
-    from transformers import BertConfig, TFBertModel
-
-    config = BertConfig.from_dict(encoder_config)
     if encoder_weights is not None:
-        encoder = TFBertModel.from_pretrained(str(encoder_weights), config=config)
+        backbone = load_backbone(encoder_weights, encoder_config)
     else:
-        encoder = TFBertModel(config)
+        backbone = build_backbone(encoder_config)
     if head.pooling != "pooler":
-        encoder.bert.pooler.trainable = False  # unused: no gradients flow to it
+        backbone.get_layer("pooled_dense").trainable = False  # unused: no gradients flow to it
     input_ids = keras.Input(shape=(None,), dtype="int32", name="input_ids")
     attention_mask = keras.Input(shape=(None,), dtype="int32", name="attention_mask")
-    outputs = encoder(input_ids=input_ids, attention_mask=attention_mask)
+    outputs = backbone(
+        {
+            "token_ids": input_ids,
+            "segment_ids": keras.ops.zeros_like(input_ids),
+            "padding_mask": attention_mask,
+        }
+    )
     if head.pooling == "pooler":
-        x = outputs.pooler_output
+        x = outputs["pooled_output"]
     elif head.pooling == "cls":
-        x = outputs.last_hidden_state[:, 0]
+        x = outputs["sequence_output"][:, 0, :]
     else:
-        x = MeanPool(name="mean_pool")(outputs.last_hidden_state, attention_mask)
+        x = MeanPool(name="mean_pool")(outputs["sequence_output"], attention_mask)
     for i, size in enumerate(head.hidden_sizes):
         x = keras.layers.Dropout(head.dropout, name=f"head_dropout_{i}")(x)
         x = keras.layers.Dense(size, activation="relu", name=f"head_dense_{i}")(x)
@@ -153,16 +232,19 @@ def build_classifier(
         dtype="float32",
         name="probabilities",
     )(x)
-    return keras.Model([input_ids, attention_mask], probabilities, name="bertclf")
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    return keras.Model(inputs, probabilities, name="bertclf")
 
 
 class MeanPool(keras.layers.Layer):
-    """Mean of the token vectors over the attention mask."""
+    """Mean of the token vectors over the attention mask, summed in float32 (a bfloat16 sum
+    over hundreds of tokens loses digits)."""
 
     def call(self, hidden, attention_mask):
-        weights = tf.cast(attention_mask, hidden.dtype)[:, :, None]
-        total = tf.reduce_sum(hidden * weights, axis=1)
-        return total / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
+        hidden = keras.ops.cast(hidden, "float32")
+        weights = keras.ops.cast(attention_mask, "float32")[:, :, None]
+        total = keras.ops.sum(hidden * weights, axis=1)
+        return total / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1.0)
 
 
 def save_classifier(
@@ -174,7 +256,7 @@ def save_classifier(
     tokenize: TokenizeConfig,
     task: str = "single_label",
 ) -> None:
-    """weights.h5 (HDF5, no pickle) plus model.json, enough to rebuild the model anywhere."""
+    """model.weights.h5 (HDF5, no pickle) plus model.json, enough to rebuild the model."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_weights(str(out_dir / WEIGHTS))
     spec = {
@@ -188,11 +270,89 @@ def save_classifier(
 
 
 def load_classifier(model_dir: Path):
-    """Rebuild the classifier from model.json and load weights.h5. Returns (model, spec)."""
+    """Rebuild the classifier from model.json and its weights: model.weights.h5 (Keras 3), or
+    weights.h5 written by bertclf's earlier Keras 2 model (format-1 packages), whose variables
+    are mapped one by one. Returns (model, spec)."""
     spec = json.loads((model_dir / MODEL_SPEC).read_text(encoding="utf-8"))
     head = HeadConfig(**spec["head"])
     spec.setdefault("task", "single_label")  # models trained before multi-label did not say
     multi_label = spec["task"] == "multi_label"
     model = build_classifier(spec["encoder"], head, len(spec["classes"]), multi_label=multi_label)
-    model.load_weights(str(model_dir / WEIGHTS))
+    if (model_dir / WEIGHTS).is_file():
+        model.load_weights(str(model_dir / WEIGHTS))
+    elif (model_dir / LEGACY_WEIGHTS).is_file():
+        load_tf_bert_weights(model.get_layer("encoder"), model, model_dir / LEGACY_WEIGHTS)
+    else:
+        raise BertclfError(f"{model_dir}: holds neither {WEIGHTS} nor {LEGACY_WEIGHTS}")
     return model, spec
+
+
+# transformers' TFBertModel names (after ".../bert/") -> BertBackbone's layer and variable
+_TF_BERT_NAMES = {
+    "embeddings/word_embeddings/weight": "token_embedding/embeddings",
+    "embeddings/position_embeddings/embeddings": "position_embedding/embeddings",
+    "embeddings/token_type_embeddings/embeddings": "segment_embedding/embeddings",
+    "embeddings/LayerNorm/gamma": "embeddings_layer_norm/gamma",
+    "embeddings/LayerNorm/beta": "embeddings_layer_norm/beta",
+    "pooler/dense/kernel": "pooled_dense/kernel",
+    "pooler/dense/bias": "pooled_dense/bias",
+}
+_TF_BERT_LAYER_NAMES = {
+    "attention/self/query": "self_attention_layer/query",
+    "attention/self/key": "self_attention_layer/key",
+    "attention/self/value": "self_attention_layer/value",
+    "attention/output/dense": "self_attention_layer/attention_output",
+    "attention/output/LayerNorm": "self_attention_layer_norm",
+    "intermediate/dense": "feedforward_intermediate_dense",
+    "output/dense": "feedforward_output_dense",
+    "output/LayerNorm": "feedforward_layer_norm",
+}
+
+
+def _backbone_path(tf_name: str) -> str | None:
+    """BertBackbone's variable path for a TFBertModel variable name, or None (not the encoder)."""
+    if "/bert/" not in tf_name:
+        return None
+    name = tf_name.split("/bert/", 1)[1].removesuffix(":0")
+    if name in _TF_BERT_NAMES:
+        return _TF_BERT_NAMES[name]
+    if not name.startswith("encoder/layer_._"):
+        raise BertclfError(f"unknown TFBertModel variable {tf_name}")
+    index, rest = name.removeprefix("encoder/layer_._").split("/", 1)
+    layer, variable = rest.rsplit("/", 1)
+    return f"transformer_layer_{index}/{_TF_BERT_LAYER_NAMES[layer]}/{variable}"
+
+
+def load_tf_bert_weights(backbone, model, h5_path: Path) -> None:
+    """Load an HDF5 weights file written by transformers' TFBertModel (tf_model.h5), or by a
+    Keras 2 model holding one (bertclf's weights.h5 before Keras 3), into `backbone` and, if
+    given, the head layers of `model` (matched by layer name). Attention kernels change shape
+    only: (hidden, hidden) -> (hidden, heads, head size) and back for the output projection."""
+    import h5py
+
+    targets = {v.path.removeprefix(f"{backbone.name}/"): v for v in backbone.weights}
+    if model is not None:
+        for layer in model.layers:
+            if layer is not backbone:
+                targets.update({f"head:{layer.name}/{v.name}": v for v in layer.weights})
+    loaded = set()
+    with h5py.File(h5_path, "r") as weights:
+        arrays = {}
+        weights.visititems(
+            lambda name, item: (
+                arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None
+            )
+        )
+    for name, array in arrays.items():
+        path = _backbone_path(name)
+        if path is None:  # a head layer: "probabilities/probabilities/kernel:0"
+            layer, variable = name.removesuffix(":0").split("/")[-2:]
+            path = f"head:{layer}/{variable}"
+        if path not in targets:
+            raise BertclfError(f"{h5_path}: variable {name} has no place in the model")
+        target = targets[path]
+        target.assign(np.reshape(array, target.shape))
+        loaded.add(path)
+    missing = sorted(set(targets) - loaded)
+    if missing:
+        raise BertclfError(f"{h5_path}: weights missing for {missing[:5]}")

@@ -26,7 +26,7 @@ EXPECT_SHA256_VARIABLE = "BERTCLF_PACKAGE_SHA256"
 def library_versions() -> dict[str, str]:
     from importlib.metadata import version
 
-    names = ["tensorflow", "tensorflow-text", "tf-keras", "transformers", "tokenizers", "numpy"]
+    names = ["tensorflow", "tensorflow-text", "keras", "keras-hub", "tokenizers", "numpy"]
     return {
         "python": platform.python_version(),
         "bertclf": __version__,

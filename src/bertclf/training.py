@@ -1,12 +1,15 @@
 """The training loop: Keras `fit` over length-bucketed batches, AdamW with warmup and linear
-decay, early stopping on validation loss with the best weights kept."""
+decay, early stopping on validation loss with the best weights kept.
+
+Under MultiWorkerMirroredStrategy, Keras 3.15's `fit` fails (keras-team/keras #20329, #20585):
+there a custom loop (`strategy.run`, `strategy.reduce`) drives the same callbacks."""
 
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
 from bertclf.batching import BucketedSequence
 from bertclf.checkpoint import Checkpoint
@@ -23,7 +26,7 @@ def weighted_binary_crossentropy(positive_weights: np.ndarray):
     weights = tf.constant(positive_weights, dtype=tf.float32)
 
     def loss(y_true, probabilities):
-        p = tf.clip_by_value(probabilities, keras.backend.epsilon(), 1 - keras.backend.epsilon())
+        p = tf.clip_by_value(probabilities, keras.config.epsilon(), 1 - keras.config.epsilon())
         y = tf.cast(y_true, p.dtype)
         terms = weights * y * tf.math.log(p) + (1 - y) * tf.math.log(1 - p)
         return -tf.reduce_mean(terms, axis=-1)
@@ -38,7 +41,8 @@ class MicroF1(keras.metrics.Metric):
     def __init__(self, name: str = "micro_f1", **kwargs):
         super().__init__(name=name, **kwargs)
         self.counts = {
-            kind: self.add_weight(name=kind, initializer="zeros") for kind in ("tp", "fp", "fn")
+            kind: self.add_variable(shape=(), initializer="zeros", name=kind)
+            for kind in ("tp", "fp", "fn")
         }
 
     def update_state(self, y_true, y_pred, sample_weight=None):
@@ -60,48 +64,102 @@ class MicroF1(keras.metrics.Metric):
             variable.assign(0.0)
 
 
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """The learning rate rises linearly from 0 to `peak` over `warmup_steps`, then falls
+    linearly to 0 at `total_steps` (BERT's schedule)."""
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int):
+        self.peak = peak
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warmup = self.peak * step / max(self.warmup_steps, 1)
+        decay_steps = max(self.total_steps - self.warmup_steps, 1)
+        decay = self.peak * keras.ops.maximum(1.0 - (step - self.warmup_steps) / decay_steps, 0.0)
+        return keras.ops.where(step < self.warmup_steps, warmup, decay)
+
+    def get_config(self) -> dict:
+        return {
+            "peak": self.peak,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+        }
+
+
+# Weight decay skips LayerNorm's scale and offset and every bias. Keras 3 matches the short
+# variable names (Keras 2's transformers code matched "LayerNorm", "layer_norm" and "bias").
+NO_WEIGHT_DECAY = ("^gamma$", "^beta$", "^bias$")
+
+
+def optimizer_for(train: TrainConfig, steps_per_epoch: int) -> keras.optimizers.AdamW:
+    """AdamW with warmup and linear decay over the whole run."""
+    total_steps = steps_per_epoch * train.epochs
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=WarmupLinearDecay(
+            train.learning_rate, int(train.warmup_fraction * total_steps), total_steps
+        ),
+        weight_decay=train.weight_decay,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+    )
+    optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
+    return optimizer
+
+
+def loss_and_metric(label_map: LabelMap | None, train: TrainConfig):
+    """Single-label: sparse categorical cross-entropy and accuracy; multi-label: binary
+    cross-entropy (positive weights with train.class_weights) and micro-F1 at 0.5."""
+    if label_map is not None and label_map.multi_label:
+        if train.class_weights:
+            return weighted_binary_crossentropy(label_map.positive_weights()), MicroF1()
+        return keras.losses.binary_crossentropy, MicroF1()
+    return keras.losses.sparse_categorical_crossentropy, keras.metrics.SparseCategoricalAccuracy(
+        name="accuracy"
+    )
+
+
 def compile_for_training(
     model,
     train: TrainConfig,
     steps_per_epoch: int,
     label_map: LabelMap | None = None,
 ) -> None:
-    """AdamW with warmup and linear decay. Single-label: sparse categorical cross-entropy and
-    accuracy; multi-label: binary cross-entropy (positive weights with train.class_weights)
-    and micro-F1 at 0.5."""
-    from transformers import create_optimizer
-
-    total_steps = steps_per_epoch * train.epochs
-    optimizer, _ = create_optimizer(
-        init_lr=train.learning_rate,
-        num_train_steps=total_steps,
-        num_warmup_steps=int(train.warmup_fraction * total_steps),
-        weight_decay_rate=train.weight_decay,
+    """AdamW with warmup and linear decay, the task's loss and metric; XLA as
+    train.jit_compile says (Keras 3's "auto" would turn it on wherever a GPU is present)."""
+    loss, metric = loss_and_metric(label_map, train)
+    model.compile(
+        optimizer=optimizer_for(train, steps_per_epoch),
+        loss=loss,
+        metrics=[metric],
+        jit_compile=bool(train.jit_compile),
     )
-    if label_map is not None and label_map.multi_label:
-        loss = (
-            weighted_binary_crossentropy(label_map.positive_weights())
-            if train.class_weights
-            else "binary_crossentropy"
-        )
-        metrics = [MicroF1(name="micro_f1")]
-    else:
-        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=train.jit_compile)
 
 
 class EpochSeeds(keras.callbacks.Callback):
-    """Reseed every random generator from (seed, epoch) and retrace the training step at each
-    epoch start, so that dropout's masks in epoch e depend on (seed, e) alone: a run resumed
-    at epoch e draws what an uninterrupted run draws there."""
+    """Reseed every random generator from (seed, epoch) at each epoch start, so that dropout's
+    masks in epoch e depend on (seed, e) alone: a run resumed at epoch e draws what an
+    uninterrupted run draws there. Keras 3 gives each dropout layer a seed-generator state
+    (`[seed, counter]`, counted up every step) that no checkpoint holds and
+    `set_random_seed` does not touch: each gets its own seed for the epoch and counter 0."""
 
     def __init__(self, seed: int):
         super().__init__()
         self.seed = seed
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
-        keras.utils.set_random_seed(self.seed * 1_000 + epoch)
-        self.model.train_function = self.model.make_train_function(force=True)
+        reseed(self.model, self.seed, epoch)
+
+
+def reseed(model, seed: int, epoch: int) -> None:
+    """Set the global seeds and every seed-generator state of `model` from (seed, epoch)."""
+    keras.utils.set_random_seed(seed * 1_000 + epoch)
+    states = [v for v in model.non_trainable_variables if "seed_generator_state" in v.path]
+    for i, state in enumerate(states):
+        (value,) = np.random.SeedSequence([seed, epoch, i]).generate_state(1)
+        state.assign(np.array([value % 2**31, 0], dtype=state.dtype))
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -122,9 +180,12 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
                 setattr(self, name, state[name])
 
     def state(self) -> dict:
-        state = {name: float(getattr(self, name)) for name in self.FIELDS}
-        state["wait"], state["stopped_epoch"] = int(self.wait), int(self.stopped_epoch)
-        state["best_epoch"] = int(self.best_epoch)
+        state = {
+            "wait": int(self.wait),
+            "stopped_epoch": int(self.stopped_epoch),
+            "best": None if self.best is None else float(self.best),  # None: no epoch yet
+            "best_epoch": int(self.best_epoch),
+        }
         return {**state, "best_weights": self.best_weights}
 
 
@@ -152,9 +213,11 @@ def fit(
     seed: int,
     checkpoint: Checkpoint | None = None,
     monitor: str = "val_loss",
+    strategy=None,
 ) -> keras.callbacks.History:
     """Keras `fit` with early stopping on `monitor` (best weights kept). With a checkpoint,
-    the state is saved after every epoch and a saved state is resumed from."""
+    the state is saved after every epoch and a saved state is resumed from. Under
+    MultiWorkerMirroredStrategy, `custom_fit` instead."""
     early_stopping = ResumableEarlyStopping(
         monitor=monitor,
         mode="min" if monitor == "val_loss" else "max",
@@ -172,16 +235,110 @@ def fit(
             train_data.start_at(checkpoint.next_epoch)
             print(f"resuming from {checkpoint.directory} after epoch {checkpoint.next_epoch}")
         callbacks.append(EpochCheckpoint(checkpoint, early_stopping))
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return custom_fit(
+            model, strategy, train_data, val_data, train.epochs, class_weight, callbacks
+        )
     return model.fit(
-        train_data,
-        validation_data=val_data,
+        train_data.dataset(),
+        validation_data=val_data.dataset(),
         epochs=train.epochs,
         initial_epoch=initial_epoch,
         class_weight=class_weight,
         callbacks=callbacks,
         verbose=2,
-        shuffle=False,
     )
+
+
+def custom_fit(
+    model,
+    strategy: tf.distribute.Strategy,
+    train_data: BucketedSequence,
+    val_data: BucketedSequence,
+    epochs: int,
+    class_weight: dict[int, float] | None,
+    callbacks: list,
+) -> keras.callbacks.History:
+    """What `fit` does, as TensorFlow's custom training loop: each replica takes its share of
+    every global batch, `strategy.run` computes the gradients (the optimizer sums them across
+    replicas), and `strategy.reduce` sums the loss and the metric's counts, so the logs that
+    the callbacks (DVCLive, early stopping) see are those of the whole batch, as under `fit`.
+    The loss is the compiled one; the metric is accuracy, or micro-F1 at 0.5 (multi-label)."""
+    history = keras.callbacks.History()
+    callback_list = keras.callbacks.CallbackList(
+        [*callbacks, history], model=model, epochs=epochs, steps=len(train_data), verbose=0
+    )
+    multi_label = train_data.labels.ndim == 2
+    weights = None
+    if class_weight is not None:
+        weights = tf.constant([class_weight[i] for i in range(len(class_weight))], tf.float32)
+
+    def step(inputs, labels, global_size, training):
+        with tf.GradientTape() as tape:
+            probabilities = model(inputs, training=training)
+            per_text = model.loss(labels, probabilities)
+            if weights is not None:
+                per_text *= tf.gather(weights, tf.cast(labels, tf.int32))
+            total = tf.reduce_sum(per_text)
+        if training:
+            variables = model.trainable_variables
+            gradients = tape.gradient(total / tf.cast(global_size, tf.float32), variables)
+            model.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        return tf.concat([[total], metric_counts(labels, probabilities, multi_label)], axis=0)
+
+    @tf.function(reduce_retracing=True)
+    def run(inputs, labels, global_size, training):
+        sums = strategy.run(step, args=(inputs, labels, global_size, training))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None)
+
+    def epoch_pass(data: BucketedSequence, training: bool) -> dict[str, float]:
+        batches = iter(strategy.distribute_datasets_from_function(data.replica_dataset))
+        sums, texts = 0.0, 0
+        for index in range(len(data)):
+            if training:
+                callback_list.on_train_batch_begin(index)
+            inputs, labels = next(batches)
+            size = len(data.batches[index])
+            sums += run(inputs, labels, size, tf.constant(training)).numpy()
+            texts += size
+            if training:
+                callback_list.on_train_batch_end(index)
+        return {"loss": sums[0] / max(texts, 1), **metric_value(sums[1:], texts, multi_label)}
+
+    model.stop_training = False
+    callback_list.on_train_begin()
+    for epoch in range(epochs):
+        callback_list.on_epoch_begin(epoch)
+        logs = epoch_pass(train_data, training=True)
+        logs.update({f"val_{k}": v for k, v in epoch_pass(val_data, training=False).items()})
+        callback_list.on_epoch_end(epoch, logs)
+        print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in logs.items()))
+        if model.stop_training:
+            break
+    callback_list.on_train_end()
+    return history
+
+
+def metric_counts(labels, probabilities, multi_label: bool):
+    """What the training metric sums over texts: correct predictions (accuracy), or true
+    positives, false positives and misses at 0.5 (micro-F1)."""
+    if not multi_label:
+        predicted = tf.cast(tf.argmax(probabilities, axis=1), tf.int64)
+        return [tf.reduce_sum(tf.cast(predicted == tf.cast(labels, tf.int64), tf.float32))]
+    truth = tf.cast(labels, tf.float32) > 0.5
+    predicted = tf.cast(probabilities, tf.float32) >= 0.5
+    return [
+        tf.reduce_sum(tf.cast(hits, tf.float32))
+        for hits in (truth & predicted, ~truth & predicted, truth & ~predicted)
+    ]
+
+
+def metric_value(counts, texts: int, multi_label: bool) -> dict[str, float]:
+    """Accuracy, or micro-F1, from the summed `metric_counts` of `texts` texts."""
+    if not multi_label:
+        return {"accuracy": float(counts[0] / max(texts, 1))}
+    tp, fp, fn = counts
+    return {"micro_f1": float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 0.0}
 
 
 def train_classifier(
@@ -243,7 +400,16 @@ def train_classifier(
     if monitor == "val_micro_f1" and not label_map.multi_label:
         monitor = "val_accuracy"
     fit(
-        model, train_data, val_data, train, class_weight, callbacks or [], seed, checkpoint, monitor
+        model,
+        train_data,
+        val_data,
+        train,
+        class_weight,
+        callbacks or [],
+        seed,
+        checkpoint,
+        monitor,
+        strategy,
     )
     keras.mixed_precision.set_global_policy("float32")  # the weights are float32 either way
     return model, encoder_config
