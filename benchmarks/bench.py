@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers import machine, section  # noqa: E402  (params with conf/'s defaults)
 
-import bertclf  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import bertclf  # noqa: E402,F401  (sets KERAS_BACKEND before Keras loads)
 
 OUT = ROOT / "reports/bench.json"
 PRETRAINED = ROOT / "models/pretrained"
@@ -30,12 +30,13 @@ TRAIN_TEXTS = 320  # ten training steps per timed epoch
 
 
 def encoder_dir(scratch: Path) -> Path:
-    """models/pretrained when the pipeline has built it, else a conversion into `scratch`."""
-    if (PRETRAINED / "tf_model.h5").is_file():
+    """models/pretrained when the pipeline has built it, else the encoder's files copied into
+    `scratch`."""
+    if (PRETRAINED / "source.json").is_file():
         return PRETRAINED
     from bertclf.model import resolve_pretrained
 
-    if not (scratch / "tf_model.h5").is_file():
+    if not (scratch / "config.json").is_file():
         resolve_pretrained(section("model"), scratch, 0)
     return scratch
 
@@ -66,25 +67,23 @@ def classifier_model(encoder: Path):
 
 
 def predict_seed_way(encoder: Path) -> dict:
-    """The seed's way: encode_plus one text at a time, pad to 512, batches of 32."""
+    """The seed's way: one text at a time through the tokenizer (its encode_plus), padded to
+    512, batches of 32."""
     import numpy as np
-    from transformers import BertTokenizerFast
+    from tokenizers import Tokenizer
 
-    tokenizer = BertTokenizerFast(tokenizer_file=str(encoder / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(encoder / "tokenizer.json"))
+    tokenizer.enable_truncation(SEED_MAX_LENGTH)
+    tokenizer.enable_padding(length=SEED_MAX_LENGTH)
     model = classifier_model(encoder)
     texts = test_reviews()
     start = time.perf_counter()
     real = 0
     for i in range(0, len(texts), SEED_BATCH):
-        encoded = [
-            tokenizer.encode_plus(
-                t, max_length=SEED_MAX_LENGTH, padding="max_length", truncation=True
-            )
-            for t in texts[i : i + SEED_BATCH]
-        ]
+        encoded = [tokenizer.encode(t) for t in texts[i : i + SEED_BATCH]]
         batch = {
-            key: np.array([e[key] for e in encoded], dtype=np.int32)
-            for key in ("input_ids", "attention_mask")
+            "input_ids": np.array([e.ids for e in encoded], dtype=np.int32),
+            "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int32),
         }
         real += int(batch["attention_mask"].sum())
         model.predict_on_batch(batch)
@@ -132,8 +131,8 @@ def train_steps(
     encoder: Path, fixed: bool, jit_compile: bool = False, precision: str = "float32"
 ) -> dict:
     """Real (non-padding) tokens per second over one timed epoch, after a warm-up epoch."""
+    import keras
     import numpy as np
-    import tf_keras as keras
 
     from bertclf.batching import BucketedSequence
     from bertclf.tokenization import encode, load_tokenizer
@@ -162,7 +161,7 @@ def train_steps(
             self.seconds = time.perf_counter() - self.start
 
     timer = EpochTimer()
-    model.fit(data, epochs=2, verbose=0, callbacks=[timer], shuffle=False)
+    model.fit(data.dataset(), epochs=2, verbose=0, callbacks=[timer])
     real = int(sum(len(s) for s in sequences))
     computed = sum(data[i][0]["input_ids"].size for i in range(len(data)))
     config = json.loads((encoder / "config.json").read_text())

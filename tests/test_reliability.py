@@ -20,10 +20,10 @@ def train_logs(repo) -> dict[str, str]:
 def test_same_seed_repeats_training_exactly(dag_repo):
     try:
         built = train_logs(dag_repo)
-        weights = (dag_repo / "models/trained/weights.h5").read_bytes()
+        weights = (dag_repo / "models/trained/model.weights.h5").read_bytes()
         run(["dvc", "repro", "--force", "--no-run-cache", "-s", "train"], dag_repo, timeout=TIMEOUT)
         assert train_logs(dag_repo) == built
-        assert (dag_repo / "models/trained/weights.h5").read_bytes() == weights
+        assert (dag_repo / "models/trained/model.weights.h5").read_bytes() == weights
     finally:
         restore(dag_repo)
 
@@ -34,7 +34,7 @@ def test_training_killed_after_an_epoch_resumes_and_ends_as_if_uninterrupted(dag
         run(["bertclf", "params", *three_epochs], dag_repo)
         run(["dvc", "repro", "train"], dag_repo, timeout=TIMEOUT)
         uninterrupted = train_logs(dag_repo)
-        weights = (dag_repo / "models/trained/weights.h5").read_bytes()
+        weights = (dag_repo / "models/trained/model.weights.h5").read_bytes()
         assert not list((dag_repo / ".checkpoints").iterdir())  # removed on success
 
         state = kill_after_first_checkpoint(
@@ -51,7 +51,7 @@ def test_training_killed_after_an_epoch_resumes_and_ends_as_if_uninterrupted(dag
         # Exact equality: the same ops on the same inputs, with the state restored bit for bit
         # and dropout reseeded from (seed, epoch).
         assert train_logs(dag_repo) == uninterrupted
-        assert (dag_repo / "models/trained/weights.h5").read_bytes() == weights
+        assert (dag_repo / "models/trained/model.weights.h5").read_bytes() == weights
         assert not list((dag_repo / ".checkpoints").iterdir())
     finally:
         restore(dag_repo)

@@ -1,6 +1,7 @@
 """Bucketed batches across epochs, and prediction order after length sorting."""
 
 import numpy as np
+import pytest
 from helpers import section
 
 from bertclf.batching import BucketedSequence, predict_probabilities
@@ -87,3 +88,60 @@ def test_prediction_order_is_restored_after_sorting():
     )
     assert out[:, 0].tolist() == list(range(37))
     assert out[:, 1].tolist() == [5000 + i for i in range(37)]
+
+
+TINY_ENCODER = {
+    "vocab_size": 100,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "hidden_size": 8,
+    "intermediate_size": 16,
+    "hidden_dropout_prob": 0.0,
+}
+
+
+def trained_twice(class_weight):
+    """One epoch of Keras `fit` and one of `custom_fit` (the multi-worker loop, here under the
+    default strategy) from the same initial weights on the same batches."""
+    import keras
+    import tensorflow as tf
+
+    from bertclf.config import HeadConfig
+    from bertclf.model import build_classifier
+    from bertclf.training import compile_for_training, custom_fit
+
+    rng = np.random.default_rng(0)
+    texts = [rng.integers(1, 100, rng.integers(3, 40)).astype(np.int32) for _ in range(48)]
+    labels = rng.integers(0, 3, 48)
+    train = section("train", epochs=2, batch_size=8, learning_rate=1e-2)
+    results = []
+    for loop in ("fit", "custom"):
+        keras.utils.set_random_seed(0)
+        model = build_classifier(TINY_ENCODER, HeadConfig("mean", [], 0.0), 3)
+        compile_for_training(model, train, 6)
+        data = BucketedSequence(texts[:40], labels[:40], 8, TOKENIZE, seed=0, drop_remainder=True)
+        val = BucketedSequence(texts[40:], labels[40:], 8, TOKENIZE, drop_remainder=True)
+        if loop == "fit":
+            history = model.fit(
+                data.dataset(),
+                validation_data=val.dataset(),
+                epochs=2,
+                verbose=0,
+                class_weight=class_weight,
+                shuffle=False,
+            )
+        else:
+            strategy = tf.distribute.get_strategy()
+            history = custom_fit(model, strategy, data, val, 2, class_weight, [])
+        results.append((history.history, model.get_weights()))
+    return results
+
+
+@pytest.mark.parametrize("class_weight", [None, {0: 0.5, 1: 2.0, 2: 1.0}])
+def test_the_multi_worker_loop_trains_and_logs_as_fit_does(class_weight):
+    (fit_logs, fit_weights), (loop_logs, loop_weights) = trained_twice(class_weight)
+    assert sorted(loop_logs) == sorted(fit_logs) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    for key in fit_logs:
+        np.testing.assert_allclose(loop_logs[key], fit_logs[key], rtol=1e-4, atol=1e-6)
+    for ours, theirs in zip(loop_weights, fit_weights, strict=True):
+        np.testing.assert_allclose(ours, theirs, atol=1e-5)

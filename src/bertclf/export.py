@@ -19,6 +19,7 @@ Loading it needs `import tensorflow_text` first: that registers the tokenizer's 
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
@@ -177,8 +178,16 @@ def export_saved_model(
         thresholds,
         at_least_one,
     )
-    signatures = {"serving_default": module.serve, "token_ids": module.from_token_ids}
-    tf.saved_model.save(module, str(out), signatures=signatures)
+    # Keras' ExportArchive saves the variables the functions read once, under their own
+    # names, so TensorFlow's session loader (saved_model_cli run, TF Serving) restores them too;
+    # it keeps no optimizer state.
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(module)  # the tokenizer's tables
+    for name, function in (("serving_default", module.serve), ("token_ids", module.from_token_ids)):
+        function.get_concrete_function()
+        archive.add_endpoint(name, function)
+    archive.write_out(str(out), verbose=False)
     return module
 
 

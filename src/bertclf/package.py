@@ -17,9 +17,10 @@ from bertclf.layout import MANIFEST
 # 1: weights.h5 and model.json. 2: saved_model/ (raw text in, in-graph tokenization; and
 # token ids in, which the Python API calls) and model.json. 3: calibration.json (the decision
 # rule: multi-label thresholds), the task in model.json, and a multi-label SavedModel's
-# `predicted` output.
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+# `predicted` output. 4: the same files, the SavedModel built from KerasHub's BertBackbone on
+# Keras 3 (its graph has ops earlier readers' allowlists lack, so they refuse it by version).
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 EXPECT_SHA256_VARIABLE = "BERTCLF_PACKAGE_SHA256"
 
 

@@ -247,6 +247,7 @@ def fit(
         class_weight=class_weight,
         callbacks=callbacks,
         verbose=2,
+        shuffle=False,  # the batches' order is the dataset's own, from (seed, epoch)
     )
 
 
@@ -277,12 +278,13 @@ def custom_fit(
         with tf.GradientTape() as tape:
             probabilities = model(inputs, training=training)
             per_text = model.loss(labels, probabilities)
-            if weights is not None:
+            if weights is not None and training:  # as fit: class weights in training only
                 per_text *= tf.gather(weights, tf.cast(labels, tf.int32))
             total = tf.reduce_sum(per_text)
+            scaled = total / tf.cast(global_size, tf.float32)  # the mean over the global batch
         if training:
             variables = model.trainable_variables
-            gradients = tape.gradient(total / tf.cast(global_size, tf.float32), variables)
+            gradients = tape.gradient(scaled, variables)
             model.optimizer.apply_gradients(zip(gradients, variables, strict=True))
         return tf.concat([[total], metric_counts(labels, probabilities, multi_label)], axis=0)
 
@@ -299,7 +301,7 @@ def custom_fit(
                 callback_list.on_train_batch_begin(index)
             inputs, labels = next(batches)
             size = len(data.batches[index])
-            sums += run(inputs, labels, size, tf.constant(training)).numpy()
+            sums += run(inputs, labels, size, training).numpy()  # a trace per value of training
             texts += size
             if training:
                 callback_list.on_train_batch_end(index)
