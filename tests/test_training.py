@@ -145,3 +145,25 @@ def test_the_multi_worker_loop_trains_and_logs_as_fit_does(class_weight):
         np.testing.assert_allclose(loop_logs[key], fit_logs[key], rtol=1e-4, atol=1e-6)
     for ours, theirs in zip(loop_weights, fit_weights, strict=True):
         np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_weight_decay_skips_layer_norms_and_biases_and_decays_the_rest():
+    """Keras 3 matches AdamW's exclusions against short variable names: a zero-gradient step
+    (warmup off, so the first step has the full rate) changes exactly the decayed variables."""
+    import keras
+
+    from bertclf.config import HeadConfig
+    from bertclf.model import build_classifier
+    from bertclf.training import optimizer_for
+
+    keras.utils.set_random_seed(0)
+    model = build_classifier(TINY_ENCODER, HeadConfig("mean", [4], 0.0), 3)
+    train = section("train", epochs=1, learning_rate=0.1, weight_decay=0.5, warmup_fraction=0.0)
+    optimizer = optimizer_for(train, steps_per_epoch=10)
+    variables = model.trainable_variables
+    before = [v.numpy().copy() for v in variables]
+    optimizer.apply_gradients([(keras.ops.zeros_like(v), v) for v in variables])
+    changed = {v.path for v, old in zip(variables, before, strict=True) if (v.numpy() != old).any()}
+    skipped = {v.path for v in variables if v.name in ("gamma", "beta", "bias")}
+    assert skipped and changed == {v.path for v in variables} - skipped
+    assert any("embeddings" in path for path in changed)  # embeddings decay, as in BERT

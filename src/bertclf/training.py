@@ -89,8 +89,10 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 # Weight decay skips LayerNorm's scale and offset and every bias. Keras 3 matches the short
-# variable names (Keras 2's transformers code matched "LayerNorm", "layer_norm" and "bias").
-NO_WEIGHT_DECAY = ("^gamma$", "^beta$", "^bias$")
+# variable names (Keras 2's transformers code matched "LayerNorm", "layer_norm" and "bias"),
+# and on TensorFlow the underlying variable's, which is the whole path with ":0"
+# ("embeddings_layer_norm/gamma:0").
+NO_WEIGHT_DECAY = (r"(^|/)(gamma|beta|bias)(:\d+)?$",)
 
 
 def optimizer_for(train: TrainConfig, steps_per_epoch: int) -> keras.optimizers.AdamW:
