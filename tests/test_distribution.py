@@ -149,6 +149,11 @@ def test_multi_worker_two_processes_keep_only_the_chiefs_outputs(dag_repo, tmp_p
         for w, (stdout, stderr) in zip(workers, results, strict=True):
             assert w.returncode == 0, stdout + stderr
             assert "training: multi_worker, 2 replica(s)" in stdout
+        # the custom loop's logs are the whole global batch's (summed across the workers),
+        # so both workers print the same figures for every epoch
+        epochs = [[ln for ln in out.splitlines() if ln.startswith("epoch ")] for out, _ in results]
+        assert epochs[0] and epochs[0] == epochs[1]
+        assert "val_accuracy" in epochs[0][0]
         assert "train: saved models/trained/" in results[0][0]
         assert f"train: saved {tmp_path}" in results[1][0]  # the non-chief's scratch copy ...
         assert list(tmp_path.iterdir()) == []  # ... is gone

@@ -80,3 +80,15 @@ def test_multi_label_page_shows_the_committed_reuters_runs():
     page = (ROOT / "docs/multi-label.md").read_text()
     assert reuters.table(runs) in page
     assert reuters.rules_table(runs) in page
+
+
+def test_encoder_stack_page_shows_the_committed_comparison():
+    """docs/encoder-stack.md's table is what benchmarks/compare_stacks.py renders from the
+    committed reports/stack_comparison.json (the benchmark before and after Keras 3)."""
+    spec = importlib.util.spec_from_file_location(
+        "compare_stacks", ROOT / "benchmarks/compare_stacks.py"
+    )
+    compare_stacks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare_stacks)
+    result = json.loads((ROOT / "reports/stack_comparison.json").read_text())
+    assert compare_stacks.table(result) in (ROOT / "docs/encoder-stack.md").read_text()
