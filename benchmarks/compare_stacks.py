@@ -83,7 +83,8 @@ def compare(before: Path, after: Path, count: int) -> dict:
 
 def table(result: dict) -> str:
     lines = [
-        "| variant | before: runs | before: median | after: runs | after: median | after / before |",
+        "| variant | before: runs | before: median | after: runs | after: median "
+        "| after / before |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for variant, key, unit in MEASURES:
