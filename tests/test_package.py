@@ -95,6 +95,19 @@ def test_parity_check_fails_when_tokenizer_or_model_differ(dag_repo, tmp_path):
         check_parity(module, tmp_path / "untrained", trained, tokenizer, texts, 32)
 
 
+def test_the_saved_model_holds_each_weight_once_and_no_optimizer_state(dag_repo):
+    import tensorflow as tf
+
+    from bertclf.model import load_classifier
+
+    model, _ = load_classifier(dag_repo / "models/trained")
+    saved = tf.train.list_variables(str(package(dag_repo) / "saved_model/variables/variables"))
+    values = sum(int(np.prod(shape)) for name, shape in saved if "VARIABLE_VALUE" in name)
+    # the weights, plus the dropout layers' seed-generator states (two numbers each)
+    assert model.count_params() <= values <= model.count_params() + 2 * len(model.variables)
+    assert not [name for name, _ in saved if "optimizer" in name.lower()]
+
+
 def test_saved_model_cli_gives_the_classifiers_labels(dag_repo):
     from bertclf import Classifier
 

@@ -178,11 +178,11 @@ def export_saved_model(
         thresholds,
         at_least_one,
     )
-    # Keras' ExportArchive saves the variables the functions read once, under their own
+    # Keras' ExportArchive saves the variables the functions read, once each and under their own
     # names, so TensorFlow's session loader (saved_model_cli run, TF Serving) restores them too;
-    # it keeps no optimizer state.
+    # nothing else (no optimizer state). Tracking the model as well would save every weight a
+    # second time, as a Keras variable beside its TensorFlow one.
     archive = keras.export.ExportArchive()
-    archive.track(model)
     archive.track(module)  # the tokenizer's tables
     for name, function in (("serving_default", module.serve), ("token_ids", module.from_token_ids)):
         function.get_concrete_function()

