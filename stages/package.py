@@ -1,5 +1,6 @@
-"""Bundle the trained model as a raw-text SavedModel, with the model's spec, tokenizer, label
-map, a model card and a checksum manifest; check the SavedModel against the training path."""
+"""Bundle the trained model as a raw-text SavedModel and OpenVINO models (package.precisions),
+with the model's spec, tokenizer, label map, a model card and a checksum manifest; check the
+SavedModel and each OpenVINO precision against the training path on the test split."""
 
 import pandas as pd
 
@@ -17,8 +18,10 @@ from bertclf.paths import (
     PACKAGE_REPORT,
     PREPARED,
     PRETRAINED,
+    TOKENIZED,
     TRAINED,
 )
+from bertclf.runtime import describe_check
 from bertclf.tokenization import load_tokenizer
 
 MODEL_PARAMS = ("data", "model", "head", "train", "tokenize", "seed", "task")
@@ -28,21 +31,19 @@ MODEL_PARAMS = ("data", "model", "head", "train", "tokenize", "seed", "task")
 def main() -> None:
     # the sections that define the model (as listed for this stage in dvc.yaml)
     params = {key: load_params()[key] for key in MODEL_PARAMS}
+    package = load_section("package")
+    batch_size = load_section("evaluate").batch_size
     data_hashes = {p.name: sha256_file(p) for p in sorted(PREPARED.glob("*.parquet"))}
     calibration = read_json(CALIBRATION)
-    card_facts = (
-        params,
-        read_json(METRICS),
-        read_json(PRETRAINED / SOURCE),
-        data_hashes,
-        calibration,
-    )
+    card_facts = (params, read_json(METRICS), read_json(PRETRAINED / SOURCE), data_hashes)
     test_texts = pd.read_parquet(PREPARED / "test.parquet")["text"].tolist()
 
     from bertclf.config import TokenizeConfig
     from bertclf.export import check_parity, export_saved_model
     from bertclf.layout import MODEL_SPEC, SAVED_MODEL
     from bertclf.model import load_classifier
+    from bertclf.runtime import write_openvino
+    from bertclf.tokenization import read_token_cache
 
     model, spec = load_classifier(TRAINED)
     tokenize = TokenizeConfig(**spec["tokenize"])
@@ -69,22 +70,38 @@ def main() -> None:
             model,
             load_tokenizer(PRETRAINED),
             test_texts,
-            load_section("evaluate").batch_size,
+            batch_size,
+        )
+        openvino = write_openvino(
+            module.from_token_ids,
+            model,
+            tmp,
+            package,
+            read_token_cache(TOKENIZED / "test.parquet"),
+            read_token_cache(TOKENIZED / "train.parquet").sequences,
+            tokenize,
+            batch_size,
+            params["seed"],
+            thresholds,
+            calibration.get("at_least_one", True),
         )
         tokenizer_files = [PRETRAINED / TOKENIZER, PRETRAINED / VOCAB]
         copy_files([TRAINED / MODEL_SPEC, LABELS, CALIBRATION, *tokenizer_files], tmp)
+        card_facts = (*card_facts, calibration, openvino)
         (tmp / MODEL_CARD).write_text(model_card(*card_facts), encoding="utf-8")
         write_json(tmp / MODEL_CARD_JSON, model_card_fields(*card_facts))
         manifest_sha256 = write_manifest(tmp)
     # Outside the bundle (whose files the manifest covers): give it to users through a channel
     # they trust, and they can check it at load with --expect-sha256.
-    write_json(PACKAGE_REPORT, {**parity, "manifest_sha256": manifest_sha256})
+    write_json(PACKAGE_REPORT, {**parity, "openvino": openvino, "manifest_sha256": manifest_sha256})
     print(
         f"package: wrote {PACKAGE}/; SavedModel against training on {parity['n']} test texts: "
         f"token ids identical {parity['token_ids_identical']:.4f}, "
         f"largest probability difference {parity['max_probability_difference']:.2g}; "
         f"manifest sha256 {manifest_sha256}"
     )
+    for precision, figures in openvino["precisions"].items():
+        print(f"package: OpenVINO {describe_check(precision, figures)}")
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ def test_the_saved_model_decides_as_the_python_api(tagged_repo):
 
     package = read(tagged_repo, "reports/package.json")
     assert package["labels_identical"] == 1.0 and package["max_probability_difference"] < 1e-4
-    assert read(tagged_repo, "models/package/manifest.json")["format_version"] == 4
+    assert read(tagged_repo, "models/package/manifest.json")["format_version"] == 5
     texts = pd.read_parquet(tagged_repo / "data/prepared/test.parquet")["text"].tolist()
     classifier = Classifier.load(tagged_repo / "models/package")
     serve = tf.saved_model.load(str(tagged_repo / "models/package/saved_model"))

@@ -1,9 +1,10 @@
-"""Packages keep loading: packages written by earlier bertclf versions (format_version 1, 2 and
-3), kept here as fixtures, load with this one and predict what they predicted when written.
+"""Packages keep loading: packages written by earlier bertclf versions (format_version 1 to 4),
+kept here as fixtures, load with this one and predict what they predicted when written.
 
 Format 1 holds Keras 2 weights of transformers' TFBertModel, which load into KerasHub's
 BertBackbone variable by variable: the two BERT implementations differ slightly (KerasHub's
-GELU is the tanh approximation), hence 5e-3. Formats 2 and 3 run their own SavedModel graph."""
+GELU is the tanh approximation), hence 5e-3. Formats 2 to 4 run their own SavedModel graph, on
+TensorFlow: they hold no OpenVINO model, so `auto` runs TensorFlow."""
 
 import json
 import shutil
@@ -50,6 +51,20 @@ def test_format_3_package_from_before_keras_3_loads_and_predicts_the_same():
     probabilities = classifier.predict_proba(expected["texts"])
     np.testing.assert_allclose(probabilities, expected["probabilities"], atol=1e-5)
     assert classifier.predict(expected["texts"]).tolist() == expected["labels"]
+
+
+def test_format_4_package_without_openvino_runs_on_tensorflow_as_before():
+    expected = json.loads((FIXTURES / "package_v4_expected.json").read_text(encoding="utf-8"))
+    classifier = Classifier.load(FIXTURES / "package_v4")
+    assert (classifier.runtime, classifier.precision) == ("tensorflow", "f32")
+    assert classifier.classes_.tolist() == expected["classes"]
+    probabilities = classifier.predict_proba(expected["texts"])
+    np.testing.assert_allclose(probabilities, expected["probabilities"], atol=1e-6)
+    assert classifier.predict(expected["texts"]).tolist() == expected["labels"]
+    with pytest.raises(BertclfError, match="no OpenVINO model in this package"):
+        Classifier.load(FIXTURES / "package_v4", runtime="openvino")
+    with pytest.raises(BertclfError, match="TensorFlow runs packages in f32 only"):
+        Classifier.load(FIXTURES / "package_v4", precision="bf16")
 
 
 def test_unknown_format_version_is_refused(tmp_path):

@@ -60,7 +60,7 @@ def test_health_and_metadata(server, dag_repo):
     status, about = request(server, "GET", "/v1/metadata")
     assert status == 200
     assert about["labels"] == ["great", "other"]
-    assert about["format_version"] == 4
+    assert about["format_version"] == 5
     assert about["model_card"]["data"]["name"] == "fine_food"
     assert about["model_card"]["encoder"]["name"] == "tiny"
     assert {"tensorflow", "tensorflow-text", "bertclf"} <= set(about["versions"])

@@ -30,8 +30,12 @@ class Classifier:
         tokenize: TokenizeConfig,
         batch_size: int = 64,
         thresholds: Thresholds | None = None,
+        runtime: str = "tensorflow",
+        precision: str = "f32",
     ):
         self.model = model
+        self.runtime = runtime  # what runs the model: tensorflow or openvino
+        self.precision = precision  # f32, bf16 or int8
         self.tokenizer = tokenizer
         self.label_map = label_map
         self.tokenize = tokenize
@@ -44,17 +48,41 @@ class Classifier:
 
     @classmethod
     def load(
-        cls, path: str | Path, batch_size: int = 64, expect_sha256: str | None = None
+        cls,
+        path: str | Path,
+        batch_size: int = 64,
+        expect_sha256: str | None = None,
+        runtime: str = "auto",
+        precision: str = "auto",
     ) -> "Classifier":
         """Load a package, after checking every file against its manifest and the graph's ops
         against those bertclf packages use. A package is a program: load only packages from
         sources you trust, and pass `expect_sha256` (or set BERTCLF_PACKAGE_SHA256), the
-        manifest's digest as its builder published it, to know it is the one you were given."""
+        manifest's digest as its builder published it, to know it is the one you were given.
+
+        `runtime` is "tensorflow", "openvino" or "auto"; `precision` "f32", "bf16", "int8" or
+        "auto". `auto` runs OpenVINO when the package holds its model (format 5 on), in bf16 on
+        CPUs with native bfloat16 (avx512_bf16, amx_bf16) and in f32 elsewhere, and TensorFlow
+        for earlier packages; int8 runs only when asked for. `runtime` and `precision` say what
+        was chosen."""
+        from bertclf.runtime import choose, cpu, native_bfloat16, offered_precisions
+
         path = Path(path)
         if not path.is_dir():
             raise BertclfError(f"{path}: package directory not found")
         manifest = verify_bundle(path, expect_sha256)
-        model, spec = _load_model(path, manifest["format_version"])
+        offered = offered_precisions(path)
+        bfloat16 = native_bfloat16(cpu()["flags"])
+        runtime, precision = choose(runtime, precision, offered, bfloat16, path)
+        if runtime == "openvino":
+            from bertclf.files import read_json
+            from bertclf.layout import MODEL_SPEC
+            from bertclf.runtime import OpenVINOModel, model_path
+
+            model = OpenVINOModel(model_path(path, precision), precision, bfloat16)
+            spec = read_json(path / MODEL_SPEC)
+        else:
+            model, spec = _load_model(path, manifest["format_version"])
         tokenize = TokenizeConfig(**spec["tokenize"])
         label_map = LabelMap.load(path / LABELS)
         if list(label_map.classes) != spec["classes"]:
@@ -62,7 +90,20 @@ class Classifier:
         if label_map.task != spec.get("task", SINGLE_LABEL):
             raise BertclfError(f"{path}: labels.json and model.json disagree on the task")
         thresholds = load_thresholds(path / CALIBRATION) if label_map.multi_label else None
-        return cls(model, load_tokenizer(path), label_map, tokenize, batch_size, thresholds)
+        return cls(
+            model,
+            load_tokenizer(path),
+            label_map,
+            tokenize,
+            batch_size,
+            thresholds,
+            runtime,
+            precision,
+        )
+
+    def describe(self) -> str:
+        """What runs the model, for a program's first line: `runtime openvino, precision bf16`."""
+        return f"runtime {self.runtime}, precision {self.precision}"
 
     @staticmethod
     def _texts(texts: str | Iterable[str]) -> list[str]:
@@ -170,9 +211,9 @@ FORMAT_1_TOKENIZE = {
 
 
 def _load_model(path: Path, format_version: int):
-    """The model of a package, for `predict_on_batch`: the Keras model rebuilt from weights.h5
-    (format 1), or the SavedModel's `token_ids` function (formats 2 and 3). Returns (model,
-    spec)."""
+    """The TensorFlow model of a package, for `predict_on_batch`: the Keras model rebuilt from
+    weights.h5 (format 1), or the SavedModel's `token_ids` function (format 2 on). Returns
+    (model, spec)."""
     from bertclf.model import load_classifier
 
     if format_version == 1:

@@ -44,9 +44,7 @@ def predict(args: argparse.Namespace) -> None:
         for chunk, texts in selected:
             texts = texts.tolist()
             if classifier is None:
-                from bertclf.classifier import Classifier  # TensorFlow: after the input is checked
-
-                classifier = Classifier.load(args.model, expect_sha256=args.expect_sha256)
+                classifier = load_package(args)  # TensorFlow: after the input is checked
             probabilities = classifier.predict_proba(texts, batch_size=args.batch_size)
             out = pd.DataFrame(index=chunk.index)
             if args.id_column:
@@ -77,6 +75,21 @@ def predict(args: argparse.Namespace) -> None:
             bar.update(len(out))
     part = f" (shard {shard}/{shards})" if shards > 1 else ""
     print(f"wrote {rows} predictions to {args.output}{part}")
+
+
+def load_package(args: argparse.Namespace):
+    """The package of --model, loaded as --runtime and --precision say; the first line of the
+    output says what runs it."""
+    from bertclf.classifier import Classifier
+
+    classifier = Classifier.load(
+        args.model,
+        expect_sha256=args.expect_sha256,
+        runtime=args.runtime,
+        precision=args.precision,
+    )
+    print(f"{args.model}: {classifier.describe()}", flush=True)
+    return classifier
 
 
 def package_is_multi_label(model: str) -> bool:
@@ -181,7 +194,16 @@ def serve(args: argparse.Namespace) -> None:
         timeout_graceful_shutdown=args.timeout_graceful_shutdown,
     )
     allowed_hosts = args.allowed_hosts.split(",") if args.allowed_hosts else None
-    serve(Path(args.model), args.host, args.port, limits, allowed_hosts, args.expect_sha256)
+    serve(
+        Path(args.model),
+        args.host,
+        args.port,
+        limits,
+        allowed_hosts,
+        args.expect_sha256,
+        args.runtime,
+        args.precision,
+    )
 
 
 def parse_shard(value: str) -> tuple[int, int]:
@@ -225,15 +247,14 @@ def evaluate(args: argparse.Namespace) -> None:
             message if message.startswith(args.input) else f"{args.input}: {message}"
         ) from None
 
-    from bertclf.classifier import Classifier  # imports TensorFlow: after the input is checked
-    from bertclf.metrics import (
+    from bertclf.metrics import (  # imports TensorFlow: after the input is checked
         HEADLINE_KEYS,
         MULTI_LABEL_HEADLINE_KEYS,
         multi_label_split_metrics,
         split_metrics,
     )
 
-    classifier = Classifier.load(args.model, expect_sha256=args.expect_sha256)
+    classifier = load_package(args)
     encoded = classifier.encode(texts)  # once: for the predictions and the texts' lengths
     probabilities = classifier.predict_encoded(encoded, args.batch_size, progress=True)
     classes = list(classifier.classes_)
@@ -273,7 +294,24 @@ def params(args: argparse.Namespace) -> None:
     print(f"composed {args.config_dir}/ into {args.output}")
 
 
-def add_expect_sha256(p: argparse.ArgumentParser) -> None:
+def add_package_options(p: argparse.ArgumentParser) -> None:
+    """--expect-sha256, --runtime and --precision: how the package is loaded."""
+    from bertclf.runtime import CHOICES, RUNTIMES
+
+    p.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="auto",
+        help="what runs the model (default auto: OpenVINO when the package has it, else "
+        "TensorFlow)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=CHOICES,
+        default="auto",
+        help="OpenVINO's precision (default auto: bf16 on CPUs with native bfloat16, else f32; "
+        "int8 only when asked)",
+    )
     p.add_argument(
         "--expect-sha256",
         default=None,
@@ -326,7 +364,7 @@ def parser() -> argparse.ArgumentParser:
         "as formulas); this changes those texts",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_expect_sha256(p)
+    add_package_options(p)
     p.set_defaults(run=predict)
 
     p = commands.add_parser("serve", help="serve a package over HTTP (POST /v1/predict)")
@@ -383,7 +421,7 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated Host names the server answers (e.g. localhost,127.0.0.1)",
     )
-    add_expect_sha256(p)
+    add_package_options(p)
     p.set_defaults(run=serve)
 
     p = commands.add_parser("evaluate", help="score a labelled table with a package")
@@ -398,7 +436,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", default=None, help="write every metric to this JSON file")
     p.add_argument("--batch-size", type=int, default=64)
-    add_expect_sha256(p)
+    add_package_options(p)
     p.set_defaults(run=evaluate)
 
     p = commands.add_parser("metrics", help="the headline test metrics beside the baseline's")

@@ -201,6 +201,35 @@ class EvaluateConfig:
 
 
 @dataclass
+class PackageConfig:
+    """What the package holds besides the SavedModel: OpenVINO models in these precisions."""
+
+    precisions: list[str]
+    int8_calibration_texts: int
+    strict: bool
+
+    def __post_init__(self) -> None:
+        from bertclf.runtime import PRECISIONS as RUNTIME_PRECISIONS
+
+        for precision in self.precisions:
+            _require(
+                precision in RUNTIME_PRECISIONS,
+                "package.precisions",
+                f"lists {precision!r}: expected some of {', '.join(RUNTIME_PRECISIONS)}",
+            )
+        _require(
+            len(set(self.precisions)) == len(self.precisions),
+            "package.precisions",
+            "lists a precision twice",
+        )
+        _require(
+            self.int8_calibration_texts > 0,
+            "package.int8_calibration_texts",
+            "must be positive",
+        )
+
+
+@dataclass
 class CvConfig:
     folds: list[int]
     seed: int
@@ -231,6 +260,7 @@ SCHEMAS: dict[str, type] = {
     "train": TrainConfig,
     "tokenize": TokenizeConfig,
     "evaluate": EvaluateConfig,
+    "package": PackageConfig,
     "task": TaskConfig,
 }
 

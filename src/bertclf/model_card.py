@@ -11,9 +11,15 @@ def model_card(
     encoder: dict,
     data_hashes: dict[str, str],
     calibration: dict | None = None,
+    openvino: dict | None = None,
 ) -> str:
     if "per_label" in metrics["test"]:
-        return multi_label_card(params, metrics, encoder, data_hashes, calibration or {})
+        card = multi_label_card(params, metrics, encoder, data_hashes, calibration or {})
+        return card + runtimes_section(openvino)
+    return single_label_card(params, metrics, encoder, data_hashes) + runtimes_section(openvino)
+
+
+def single_label_card(params: dict, metrics: dict, encoder: dict, data_hashes: dict) -> str:
     test, val = metrics["test"], metrics["val"]
     rows = "\n".join(
         f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
@@ -64,6 +70,41 @@ bertclf refuses a graph with an op that a package it writes does not use.
 """
 
 
+def runtimes_section(openvino: dict | None) -> str:
+    """The runtimes and precisions the package offers, with each one's accuracy (multi-label:
+    micro-F1) on the test split as the package stage measured it."""
+    if not openvino or not openvino.get("precisions"):
+        return (
+            "\n## Runtimes\nTensorFlow (the SavedModel), float32. This package holds no "
+            "OpenVINO model.\n"
+        )
+    checks = openvino["precisions"]
+    score = "accuracy" if "accuracy" in next(iter(checks.values())) else "micro_f1"
+    name = score.replace("_", "-")
+    tensorflow = next(iter(checks.values()))[f"tensorflow_{score}"]
+    rows = [f"| TensorFlow | f32 | {tensorflow:.4f} | | offered |"]
+    for precision, figures in checks.items():
+        status = "offered" if figures["passed"] else f"left out: {figures['left_out']}"
+        rows.append(
+            f"| OpenVINO | {precision} | {figures[score]:.4f} | "
+            f"{figures['same_decisions']:.2%} | {status} |"
+        )
+    table = "\n".join(rows)
+    return f"""
+## Runtimes
+Test {name} of each runtime and precision, and the share of decisions equal to TensorFlow's,
+measured when the package was built on {openvino["cpu"]["model"]} (native bfloat16:
+{"yes" if openvino["native_bfloat16"] else "no"}):
+
+| runtime | precision | test {name} | decisions equal to TensorFlow's | |
+| --- | --- | --- | --- | --- |
+{table}
+
+By default (`runtime="auto"`) OpenVINO runs, in bf16 on CPUs with native bfloat16 and in f32
+elsewhere; int8 runs only when asked for (`precision="int8"`).
+"""
+
+
 def _long_texts(tokenize: dict) -> str:
     limit, strategy = tokenize["max_length"], tokenize.get("long_text", "head")
     if strategy == "chunks":
@@ -85,6 +126,7 @@ def model_card_fields(
     encoder: dict,
     data_hashes: dict,
     calibration: dict | None = None,
+    openvino: dict | None = None,
 ) -> dict:
     """The model card's facts as JSON (model_card.json), for programs such as `bertclf serve`."""
     multi_label = "per_label" in metrics["test"]
@@ -96,6 +138,13 @@ def model_card_fields(
         "metrics": {split: {key: metrics[split][key] for key in keys} for split in ("test", "val")},
         "params": params,
         "long_texts": _long_texts(params["tokenize"]),
+        "runtimes": {
+            "offered": openvino["offered"] if openvino else [],
+            "checks": {
+                precision: {key: value for key, value in figures.items() if key != "left_out"}
+                for precision, figures in (openvino or {}).get("precisions", {}).items()
+            },
+        },
     }
 
 

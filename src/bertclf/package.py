@@ -19,8 +19,10 @@ from bertclf.layout import MANIFEST
 # rule: multi-label thresholds), the task in model.json, and a multi-label SavedModel's
 # `predicted` output. 4: the same files, the SavedModel built from KerasHub's BertBackbone on
 # Keras 3 (its graph has ops earlier readers' allowlists lack, so they refuse it by version).
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+# 5: openvino/ (the token_ids function as OpenVINO models, f32 and int8, and checks.json: which
+# precisions passed their check against TensorFlow, on which CPU).
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 EXPECT_SHA256_VARIABLE = "BERTCLF_PACKAGE_SHA256"
 
 
@@ -28,6 +30,7 @@ def library_versions() -> dict[str, str]:
     from importlib.metadata import version
 
     names = ["tensorflow", "tensorflow-text", "keras", "keras-hub", "tokenizers", "numpy"]
+    names += ["openvino", "nncf"]
     return {
         "python": platform.python_version(),
         "bertclf": __version__,

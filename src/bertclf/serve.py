@@ -191,6 +191,7 @@ def metadata(package: Path, classifier, limits: Limits) -> dict:
         if card.is_file()
         else None,
         "format_version": manifest["format_version"],
+        "runtime": {"name": classifier.runtime, "precision": classifier.precision},
         "versions": manifest["libraries"],
         "limits": asdict(limits),
     }
@@ -337,12 +338,17 @@ def serve(
     limits: Limits,
     allowed_hosts: list[str] | None = None,
     expect_sha256: str | None = None,
+    runtime: str = "auto",
+    precision: str = "auto",
 ) -> None:
     import uvicorn
 
     from bertclf.classifier import Classifier
 
-    classifier = Classifier.load(package, expect_sha256=expect_sha256)
+    classifier = Classifier.load(
+        package, expect_sha256=expect_sha256, runtime=runtime, precision=precision
+    )
+    print(f"{package}: {classifier.describe()}", flush=True)
     classifier.predict_proba(["warm-up"])  # the first call's one-time set-up, before any request
     protocol = type("Protocol", (ReadDeadlineProtocol,), {"read_timeout": limits.read_timeout})
     uvicorn.run(
