@@ -1,10 +1,11 @@
 """Load on `bertclf serve`: concurrent clients posting for a fixed time; requests per second,
 latency percentiles and errors.
 
-`python benchmarks/serve_load.py --model models/package` starts the server twice on loopback,
-with concurrent requests merged into one model call (the default) and without merging
-(--max-batch-texts 1), loads each the same way, writes reports/serve_bench.json and prints the
-ratio. Nothing is asserted: these machines are shared and noisy.
+`python benchmarks/serve_load.py --model models/package` starts the server on loopback three
+times: as it starts by default (the `auto` runtime, concurrent requests merged into one model
+call), on TensorFlow (--runtime tensorflow, merged), and without merging (--max-batch-texts 1);
+loads each the same way, writes reports/serve_bench.json and prints the ratios. Nothing is
+asserted: these machines are shared and noisy.
 """
 
 import argparse
@@ -30,7 +31,12 @@ def main() -> None:
     args = parser.parse_args()
     texts = pd.read_parquet(ROOT / "data/prepared/test.parquet")["text"].tolist()
     results = {}
-    for name, options in [("merged", []), ("one_request_per_call", ["--max-batch-texts", "1"])]:
+    runs = [
+        ("merged", []),
+        ("merged_tensorflow", ["--runtime", "tensorflow"]),
+        ("one_request_per_call", ["--max-batch-texts", "1"]),
+    ]
+    for name, options in runs:
         port = free_port()
         log = Path(f"/tmp/bertclf-serve-{name}.log")
         server = start_server(Path(args.model), port, log, *options)
@@ -46,15 +52,33 @@ def main() -> None:
                 abusers.join()
         finally:
             stop_server(server)
+        results[name]["runtime"] = runtime_line(log)
         print(name, results[name], flush=True)
     ratio = (
         results["merged"]["requests_per_second"]
         / results["one_request_per_call"]["requests_per_second"]
     )
     results["merged_over_unmerged_rps"] = round(ratio, 2)
+    default, tensorflow = results["merged"], results["merged_tensorflow"]
+    results["default_over_tensorflow_rps"] = round(
+        default["requests_per_second"] / tensorflow["requests_per_second"], 2
+    )
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps({"machine": machine(), **results}, indent=2) + "\n")
+    print(
+        f"default runtime ({default['runtime']}): "
+        f"{results['default_over_tensorflow_rps']:.2f}x TensorFlow's requests per second, "
+        f"p99 {default['p99_ms']:.0f} ms against {tensorflow['p99_ms']:.0f} ms"
+    )
     print(f"merging concurrent requests: {ratio:.2f}x the requests per second; wrote {OUT}")
+
+
+def runtime_line(log: Path) -> str:
+    """What the server said runs its model (its first line: `runtime openvino, precision bf16`)."""
+    for line in log.read_text(errors="replace").splitlines():
+        if "runtime " in line and ", precision " in line:
+            return line.split(": ", 1)[-1]
+    return "unknown"
 
 
 if __name__ == "__main__":
