@@ -92,3 +92,15 @@ def test_encoder_stack_page_shows_the_committed_comparison():
     spec.loader.exec_module(compare_stacks)
     result = json.loads((ROOT / "reports/stack_comparison.json").read_text())
     assert compare_stacks.table(result) in (ROOT / "docs/encoder-stack.md").read_text()
+
+
+def test_runtimes_page_shows_the_committed_benchmark():
+    """docs/runtimes.md's table is what `benchmarks/bench.py --table` renders from the committed
+    reports/bench.json (one `make bench` run: every runtime and precision on the same batches)."""
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks/bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = json.loads((ROOT / "reports/bench.json").read_text())
+    page = (ROOT / "docs/runtimes.md").read_text()
+    assert bench.runtime_table(result) in page
+    assert f"{result['predict_speedup']:.1f} times the seed's way" in page
