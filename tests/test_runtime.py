@@ -316,3 +316,42 @@ def test_a_package_with_bf16_and_int8_checks_and_runs_each(dag_repo):
         assert params["package"]["int8_calibration_texts"] == 300
     finally:
         restore(dag_repo)
+
+
+TELEMETRY_PROBE = """
+import sys
+if sys.argv[1] == "bertclf":
+    import bertclf  # noqa: F401
+import nncf
+import numpy as np
+import openvino
+import tensorflow as tf
+
+@tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+def double(x):
+    return tf.matmul(x, tf.ones([4, 2]))
+
+model = openvino.convert_model(double)
+nncf.quantize(model, nncf.Dataset([np.ones((2, 4), np.float32)]), subset_size=1)
+"""
+
+
+def test_converting_and_quantizing_send_no_telemetry(tmp_path):
+    """OpenVINO's converter and NNCF start their usage telemetry (a client id under ~/intel,
+    then events to Google Analytics) unless the user opted out; under bertclf they do not."""
+    import subprocess
+    import sys
+
+    probe = tmp_path / "probe.py"
+    probe.write_text(TELEMETRY_PROBE)
+    homes = {}
+    for mode in ("plain", "bertclf"):
+        homes[mode] = tmp_path / mode
+        homes[mode].mkdir()
+        env = {**command_env(), "HOME": str(homes[mode])}
+        for name in ("CI", "NNCF_CI", "NNCF_DEV", "TF_BUILD", "JENKINS_URL"):
+            env.pop(name, None)  # OpenVINO's and NNCF's own switches for CI machines
+        subprocess.run([sys.executable, str(probe), mode], env=env, check=True,
+                       capture_output=True)  # fmt: skip
+    assert (homes["plain"] / "intel").exists()  # what the libraries do by themselves
+    assert not (homes["bertclf"] / "intel").exists()

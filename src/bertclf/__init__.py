@@ -1,6 +1,7 @@
 """bertclf: fine-tune BERT-family encoders for text classification, reproducibly."""
 
 import os
+import sys
 
 # Keras 3 runs on TensorFlow here (KerasHub's BertBackbone is the encoder). The backend is
 # chosen when Keras is first imported, so this is set before any import of it. A leftover
@@ -14,6 +15,10 @@ if os.environ.get("BERTCLF_DEBUG", "") in ("", "0"):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# OpenVINO's model converter and NNCF send usage data to Google Analytics unless the user opted
+# out; bertclf sends nothing. With openvino_telemetry unimportable (set before OpenVINO loads),
+# both use their own no-op stand-ins, and nothing is written under ~/intel either.
+sys.modules.setdefault("openvino_telemetry", None)
 
 __version__ = "0.1.0"
 __all__ = ["Classifier", "BertclfError", "__version__"]
