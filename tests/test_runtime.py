@@ -355,3 +355,12 @@ def test_converting_and_quantizing_send_no_telemetry(tmp_path):
                        capture_output=True)  # fmt: skip
     assert (homes["plain"] / "intel").exists()  # what the libraries do by themselves
     assert not (homes["bertclf"] / "intel").exists()
+
+
+def test_an_openvino_file_that_does_not_read_is_one_line_naming_it(tmp_path):
+    from bertclf.runtime import OpenVINOModel
+
+    broken = tmp_path / "model.xml"
+    broken.write_text("<net>")
+    with pytest.raises(BertclfError, match=r"model\.xml: OpenVINO cannot run it \(Unable to read"):
+        OpenVINOModel(broken, "f32")

@@ -107,10 +107,15 @@ class OpenVINOModel:
             bfloat16 = native_bfloat16(cpu()["flags"])
         hint = precision if precision != "int8" else ("bf16" if bfloat16 else "f32")
         core = ov.Core()
-        if isinstance(model, str | Path):
-            model = core.read_model(str(model))
-        self.compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
-        self.output = self.compiled.output("probabilities")
+        try:
+            if isinstance(model, str | Path):
+                model = core.read_model(str(model))
+            self.compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+            self.output = self.compiled.output("probabilities")
+        except RuntimeError as error:  # OpenVINO's, for a file it cannot read or compile
+            lines = [line for line in str(error).splitlines() if line.strip()]
+            reason = lines[-1].split(" Please check")[0].strip() if lines else "unknown error"
+            raise BertclfError(f"{model}: OpenVINO cannot run it ({reason})") from None
         self.request = self.compiled.create_infer_request()
         self.lock = threading.Lock()  # one request object: one call at a time
         self.precision = precision
