@@ -319,5 +319,8 @@ def offered_precisions(package: Path) -> list[str]:
     checks = package / OPENVINO_DIR / CHECKS
     if not checks.is_file():
         return []
-    offered = read_json(checks).get("offered", [])
+    try:
+        offered = read_json(checks)["offered"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise BertclfError(f"{checks}: not the checks bertclf writes ({error!r})") from None
     return [p for p in PRECISIONS if p in offered]
