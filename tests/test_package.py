@@ -358,14 +358,19 @@ def test_a_graph_that_reads_and_writes_files_is_refused_naming_the_op(dag_repo, 
     write_file_graph(bundle, marker)
     expected = f"{bundle}/saved_model: ops 'ReadFile', 'WriteFile' are not ones a bertclf package"
     with pytest.raises(BertclfError, match=expected):
-        Classifier.load(bundle)
+        Classifier.load(bundle, runtime="tensorflow")
     pd.DataFrame({"text": ["a"]}).to_csv(tmp_path / "in.csv", index=False)
     args = ["bertclf", "predict", "--model", str(bundle), "--input", "in.csv"]
-    result = run([*args, "--output", "out.csv", "--quiet"], tmp_path, check=False)
+    result = run([*args, "--output", "out.csv", "--quiet", "--runtime", "tensorflow"], tmp_path,
+                 check=False)  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {expected}"), result.stderr
     assert not marker.exists()  # the graph never ran
     assert not (tmp_path / "out.csv").exists()
+    # OpenVINO (the default here) never loads the SavedModel: it runs its own model, whose
+    # operations compute and do not touch files, and the swapped graph stays unrun
+    assert Classifier.load(bundle).runtime == "openvino"
+    assert not marker.exists()
 
 
 def test_manifest_digest_is_reported_and_checked_at_load(dag_repo, tmp_path):
