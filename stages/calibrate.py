@@ -1,6 +1,7 @@
-"""Choose the decision rule on the validation split: for a multi-label model, the threshold of
-every label (models/calibration.json). A single-label model's rule is the most probable class;
-its file says so (temperature scaling would be fitted here)."""
+"""Fit the calibration on the validation split (models/calibration.json): the temperature that
+makes the probabilities mean what they say (calibrate.method), and for a multi-label model the
+threshold of every label, chosen on the calibrated probabilities. A single-label model's
+decision rule is the most probable class, which a temperature never changes."""
 
 from bertclf.config import load_section
 from bertclf.errors import exits_cleanly
@@ -13,28 +14,42 @@ from bertclf.paths import CALIBRATION, LABELS, TOKENIZED, TRAINED
 def main() -> None:
     task = load_section("task")
     evaluate = load_section("evaluate")
+    method = load_section("calibrate").method
     label_map = LabelMap.load(LABELS)
-    if not label_map.multi_label:
-        write_json(CALIBRATION, {"task": label_map.task, "rule": "most probable class"})
-        print("calibrate: single-label, nothing to choose")
-        return
+    multi_label = label_map.multi_label
 
-    from bertclf.batching import predict_texts
+    from bertclf.batching import predict_probabilities
+    from bertclf.calibration import fit_temperature, scale
     from bertclf.config import TokenizeConfig
     from bertclf.model import load_classifier
     from bertclf.thresholds import tune
-    from bertclf.tokenization import read_token_cache
+    from bertclf.tokenization import pool_windows, read_token_cache
 
     model, spec = load_classifier(TRAINED)
     tokenize = TokenizeConfig(**spec["tokenize"])
     val = read_token_cache(TOKENIZED / "val.parquet")
-    texts, probabilities = predict_texts(model, val, evaluate.batch_size, tokenize, True)
+    # one row per window, each with its text's label (as in training): the temperature is fitted
+    # and applied on windows, before chunk pooling, as the package applies it
+    rows = predict_probabilities(model, val.sequences, evaluate.batch_size, tokenize)
+    temperature = None
+    if method == "temperature":
+        temperature = fit_temperature(rows, val.labels, multi_label)
+        rows = scale(rows, temperature, multi_label)
+    calibration = {"task": label_map.task, "scaling": method, "temperature": temperature}
+    if not multi_label:
+        write_json(CALIBRATION, {**calibration, "rule": "most probable class"})
+        print(f"calibrate: temperature {temperature} on {len(rows)} validation windows")
+        return
+    texts = val.texts()
+    probabilities = pool_windows(
+        rows, val.text_index(), len(texts.ids), tokenize.chunk_pooling, multi_label
+    )
     thresholds = tune(texts.labels, probabilities, spec["classes"], task)
-    write_json(CALIBRATION, thresholds.to_json())
+    write_json(CALIBRATION, {**calibration, **thresholds.to_json()})
     print(
-        f"calibrate: {len(thresholds.tuned_labels)} of {len(spec['classes'])} labels with their "
-        f"own threshold on {len(texts.ids)} validation texts; global threshold "
-        f"{thresholds.global_threshold:.3f}"
+        f"calibrate: temperatures {temperature}; {len(thresholds.tuned_labels)} of "
+        f"{len(spec['classes'])} labels with their own threshold on {len(texts.ids)} validation "
+        f"texts; global threshold {thresholds.global_threshold:.3f}"
     )
 
 

@@ -27,40 +27,63 @@ def main() -> None:
     evaluate = load_section("evaluate")
     calibration = read_json(CALIBRATION)
 
-    from bertclf.batching import predict_texts
+    from bertclf.batching import predict_probabilities
+    from bertclf.calibration import scale
     from bertclf.config import TokenizeConfig
+    from bertclf.metrics import probability_scores
     from bertclf.model import load_classifier
-    from bertclf.tokenization import read_token_cache
+    from bertclf.tokenization import pool_windows, read_token_cache
 
     model, spec = load_classifier(TRAINED)
     classes, tokenize = spec["classes"], TokenizeConfig(**spec["tokenize"])
     multi_label = spec["task"] == "multi_label"
-    scored, seconds = {}, {}
+    temperature = calibration.get("temperature")
+    scored, before, seconds = {}, {}, {}
     for split in ("test", "val"):
         cache = read_token_cache(TOKENIZED / f"{split}.parquet")
+        texts = cache.texts()
         start = time.perf_counter()
-        texts, probabilities = predict_texts(
-            model, cache, evaluate.batch_size, tokenize, multi_label
-        )
+        rows = predict_probabilities(model, cache.sequences, evaluate.batch_size, tokenize)
         seconds[split] = time.perf_counter() - start
-        scored[split] = (texts.labels, probabilities, texts.text_lengths > tokenize.max_length)
+
+        def per_text(window_rows, cache=cache, texts=texts):
+            return pool_windows(
+                window_rows, cache.text_index(), len(texts.ids), tokenize.chunk_pooling, multi_label
+            )
+
+        # the package answers temperature-scaled probabilities; the model's own are kept to
+        # report what the temperature changed
+        scaled = rows if temperature is None else scale(rows, temperature, multi_label)
+        long = texts.text_lengths > tokenize.max_length
+        scored[split] = (texts.labels, per_text(scaled), long)
+        before[split] = per_text(rows)
     test_frame = pd.read_parquet(PREPARED / "test.parquet")
     if multi_label:
-        metrics, errors = multi_label_reports(scored, classes, calibration, test_frame)
+        metrics, errors = multi_label_reports(
+            scored, classes, calibration, test_frame, before["test"]
+        )
         headline = f"micro F1 {metrics['test']['micro_f1']:.4f}"
     else:
-        metrics, errors = single_label_reports(scored, classes, test_frame)
+        metrics, errors = single_label_reports(scored, classes, test_frame, before["test"])
         headline = f"accuracy {metrics['test']['accuracy']:.4f}"
+    for split, probabilities in before.items():
+        own = probability_scores(scored[split][0], probabilities, multi_label)
+        metrics[split].update({f"{key}_before_temperature": value for key, value in own.items()})
     with atomic_path(ERRORS) as tmp:
         errors.to_csv(tmp, index=False)
     write_json(METRICS, metrics)
+    test = metrics["test"]
     print(
-        f"evaluate: test {headline}, macro F1 {metrics['test']['macro_f1']:.4f} "
-        f"(n={metrics['test']['n']}); predicted the test split in {seconds['test']:.1f} s"
+        f"evaluate: test {headline}, macro F1 {test['macro_f1']:.4f} (n={test['n']}); "
+        f"ECE {test['ece_before_temperature']:.4f} -> {test['ece']:.4f} and log loss "
+        f"{test['log_loss_before_temperature']:.4f} -> {test['log_loss']:.4f} with the "
+        f"temperature {temperature}; predicted the test split in {seconds['test']:.1f} s"
     )
 
 
-def single_label_reports(scored: dict, classes: list[str], test_frame: pd.DataFrame):
+def single_label_reports(
+    scored: dict, classes: list[str], test_frame: pd.DataFrame, before_temperature
+):
     from bertclf.evaluation import errors_table, write_confusion_png, write_plot_data
     from bertclf.metrics import split_metrics
 
@@ -69,13 +92,18 @@ def single_label_reports(scored: dict, classes: list[str], test_frame: pd.DataFr
         y_true, probabilities, long = scored[split]
         metrics[split] = split_metrics(y_true, probabilities, classes, long)
     y_true, probabilities, _ = scored["test"]
-    write_plot_data(PLOTS, y_true, probabilities, classes, metrics["test"]["per_class"])
+    per_class = metrics["test"]["per_class"]
+    write_plot_data(PLOTS, y_true, probabilities, classes, per_class, before_temperature)
     write_confusion_png(CONFUSION_PNG, y_true, probabilities, classes)
     return metrics, errors_table(test_frame, y_true, probabilities, classes)
 
 
 def multi_label_reports(
-    scored: dict, classes: list[str], calibration: dict, test_frame: pd.DataFrame
+    scored: dict,
+    classes: list[str],
+    calibration: dict,
+    test_frame: pd.DataFrame,
+    before_temperature,
 ):
     from bertclf.evaluation import (
         multi_label_errors_table,
@@ -96,7 +124,9 @@ def multi_label_reports(
         )
     y_true, probabilities, _ = scored["test"]
     per_label = metrics["test"]["per_label"]
-    write_multi_label_plot_data(PLOTS, y_true, probabilities, decided["test"], classes, per_label)
+    write_multi_label_plot_data(
+        PLOTS, y_true, probabilities, decided["test"], classes, per_label, before_temperature
+    )
     write_label_counts_png(CONFUSION_PNG, y_true, decided["test"], classes)
     errors = multi_label_errors_table(test_frame, y_true, probabilities, decided["test"], classes)
     return metrics, errors

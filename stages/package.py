@@ -38,6 +38,7 @@ def main() -> None:
     card_facts = (params, read_json(METRICS), read_json(PRETRAINED / SOURCE), data_hashes)
     test_texts = pd.read_parquet(PREPARED / "test.parquet")["text"].tolist()
 
+    from bertclf.calibration import calibrated
     from bertclf.config import TokenizeConfig
     from bertclf.export import check_parity, export_saved_model
     from bertclf.layout import MODEL_SPEC, SAVED_MODEL
@@ -63,7 +64,9 @@ def main() -> None:
             tmp / SAVED_MODEL,
             thresholds,
             calibration.get("at_least_one", True),
+            calibration.get("temperature"),
         )
+        model = calibrated(model, calibration, spec["task"] == "multi_label")  # as exported
         parity = check_parity(
             module,
             tmp / SAVED_MODEL,

@@ -201,6 +201,19 @@ class EvaluateConfig:
 
 
 @dataclass
+class CalibrateConfig:
+    """How the calibrate stage rescales probabilities: `temperature` (fitted on validation) or
+    `none`."""
+
+    method: str
+
+    def __post_init__(self) -> None:
+        from bertclf.calibration import METHODS
+
+        _require(self.method in METHODS, "calibrate.method", f"must be one of {', '.join(METHODS)}")
+
+
+@dataclass
 class PackageConfig:
     """What the package holds besides the SavedModel: OpenVINO models in these precisions."""
 
@@ -260,6 +273,7 @@ SCHEMAS: dict[str, type] = {
     "train": TrainConfig,
     "tokenize": TokenizeConfig,
     "evaluate": EvaluateConfig,
+    "calibrate": CalibrateConfig,
     "package": PackageConfig,
     "task": TaskConfig,
 }

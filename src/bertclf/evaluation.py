@@ -15,6 +15,7 @@ PLOT_FILES = (
     "precision_recall.csv",
     "roc.csv",
     "calibration.csv",
+    "calibration_before_temperature.csv",
     "per_class_f1.csv",
 )
 
@@ -25,14 +26,17 @@ def write_plot_data(
     probabilities: np.ndarray,
     classes: list[str],
     per_class: dict,
+    before_temperature: np.ndarray,
 ) -> None:
-    """One CSV per plot that dvc.yaml declares (see its top-level `plots:`)."""
+    """One CSV per plot that dvc.yaml declares (see its top-level `plots:`); the reliability
+    diagram of the probabilities answered and of the model's own, before temperature scaling."""
     precision_recall, roc = curve_tables(y_true, probabilities, classes)
     tables = {
         "confusion.csv": confusion_rows(y_true, probabilities.argmax(axis=1), classes),
         "precision_recall.csv": precision_recall,
         "roc.csv": roc,
         "calibration.csv": calibration_bins(y_true, probabilities),
+        "calibration_before_temperature.csv": calibration_bins(y_true, before_temperature),
         "per_class_f1.csv": f1_table(per_class),
     }
     write_tables(out_dir, tables)
@@ -149,6 +153,7 @@ def write_multi_label_plot_data(
     predicted: np.ndarray,
     classes: list[str],
     per_label: dict,
+    before_temperature: np.ndarray,
 ) -> None:
     """The files of `write_plot_data` for a multi-label model: label-wise confusion (see
     `label_pairs`), micro-averaged precision-recall and ROC over every (text, label) pair,
@@ -159,6 +164,9 @@ def write_multi_label_plot_data(
         "precision_recall.csv": precision_recall,
         "roc.csv": roc,
         "calibration.csv": probability_calibration_bins(y_true, probabilities),
+        "calibration_before_temperature.csv": probability_calibration_bins(
+            y_true, before_temperature
+        ),
         "per_class_f1.csv": f1_table(per_label),
     }
     write_tables(out_dir, tables)

@@ -8,6 +8,9 @@ thresholds of calibration.json applied, and at least one label per text if it sa
 `token_ids` takes `input_ids` and `attention_mask` (int32, padded) and returns `probabilities`:
 the Python API tokenizes with the Hugging Face tokenizer and calls it on length-sorted batches.
 
+Both answer temperature-scaled probabilities when calibration.json holds a temperature (as
+`calibration.scale` computes them), so every runtime converted from `token_ids` does too.
+
 `serving_default` tokenizes with tensorflow-text's FastBertTokenizer on the encoder's own
 vocabulary and casing, and fits texts to the window exactly as `tokenization.fit_to_window`
 does in training (head, head_tail or chunks, with the chunks' log-probabilities pooled per
@@ -52,9 +55,13 @@ class RawTextClassifier(tf.Module):
         classes: list[str],
         thresholds: np.ndarray | None = None,
         at_least_one: bool = True,
+        temperature=None,
     ):
         super().__init__()
         self.model = model
+        self.temperature = None
+        if temperature is not None:
+            self.temperature = tf.constant(np.asarray(temperature, dtype=np.float32))
         self.multi_label = thresholds is not None
         if self.multi_label:
             self.thresholds = tf.constant(np.asarray(thresholds, dtype=np.float32))
@@ -130,7 +137,7 @@ class RawTextClassifier(tf.Module):
             "input_ids": sequences.to_tensor(0),
             "attention_mask": tf.ones_like(sequences).to_tensor(0),
         }
-        probabilities = self.model(inputs, training=False)
+        probabilities = self.scale(self.model(inputs, training=False))
         probabilities = self.pool(probabilities, text_of, tf.size(text, out_type=tf.int64))
         if self.multi_label:
             return {"probabilities": probabilities, "predicted": self.decide(probabilities)}
@@ -155,7 +162,20 @@ class RawTextClassifier(tf.Module):
     )
     def from_token_ids(self, input_ids, attention_mask):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        return {"probabilities": self.model(inputs, training=False)}
+        return {"probabilities": self.scale(self.model(inputs, training=False))}
+
+    def scale(self, probabilities: tf.Tensor) -> tf.Tensor:
+        """Temperature scaling, as `calibration.scale`: the logits recovered from the
+        probabilities, divided by the temperature."""
+        from bertclf.calibration import SIGMOID_EPSILON, SOFTMAX_FLOOR
+
+        if self.temperature is None:
+            return probabilities
+        if self.multi_label:
+            p = tf.clip_by_value(probabilities, SIGMOID_EPSILON, 1 - SIGMOID_EPSILON)
+            return tf.sigmoid((tf.math.log(p) - tf.math.log1p(-p)) / self.temperature)
+        logits = tf.math.log(tf.maximum(probabilities, SOFTMAX_FLOOR)) / self.temperature
+        return tf.nn.softmax(logits, axis=1)
 
 
 def export_saved_model(
@@ -166,8 +186,10 @@ def export_saved_model(
     out: Path,
     thresholds: np.ndarray | None = None,
     at_least_one: bool = True,
+    temperature=None,
 ) -> RawTextClassifier:
-    """`thresholds` (one per label) makes a multi-label SavedModel."""
+    """`thresholds` (one per label) makes a multi-label SavedModel; `temperature` (a number, or
+    one per label) scales its probabilities."""
     vocab = (tokenizer_dir / VOCAB).read_text(encoding="utf-8").splitlines()
     module = RawTextClassifier(
         model,
@@ -177,6 +199,7 @@ def export_saved_model(
         classes,
         thresholds,
         at_least_one,
+        temperature,
     )
     # Keras' ExportArchive saves the variables the functions read, once each and under their own
     # names, so TensorFlow's session loader (saved_model_cli run, TF Serving) restores them too;

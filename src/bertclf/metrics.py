@@ -148,6 +148,24 @@ def expected_calibration_error(
     return float((weights * (table["accuracy"] - table["confidence"]).abs()).sum())
 
 
+def probability_scores(y_true: np.ndarray, probabilities: np.ndarray, multi_label: bool) -> dict:
+    """How good the probabilities are as probabilities: log loss and expected calibration error
+    (single-label: of the top probability; multi-label: of every (text, label) probability)."""
+    if not multi_label:
+        labels = np.arange(probabilities.shape[1])
+        return {
+            "log_loss": float(log_loss(y_true, probabilities, labels=labels)),
+            "ece": expected_calibration_error(y_true, probabilities),
+        }
+    truth = (np.asarray(y_true) > 0.5).ravel()
+    table = probability_calibration_bins(y_true, probabilities)
+    weights = table["count"] / max(truth.size, 1)
+    return {
+        "log_loss": float(log_loss(truth, np.asarray(probabilities).ravel(), labels=[0, 1])),
+        "ece": float((weights * (table["accuracy"] - table["confidence"]).abs()).sum()),
+    }
+
+
 # Multi-label: what a summary shows, and every metric of reports/metrics.json.
 MULTI_LABEL_HEADLINE_KEYS = (
     "n",
@@ -208,6 +226,7 @@ def multi_label_metrics(
         metrics[f"{average}_recall"] = float(r)
         metrics[f"{average}_f1"] = float(f)
     metrics["subset_accuracy"] = float(accuracy_score(y_true, predicted))
+    metrics.update(probability_scores(y_true, probabilities, multi_label=True))
     metrics["hamming_loss"] = float(hamming_loss(y_true, predicted))
     metrics["label_ranking_average_precision"] = float(
         label_ranking_average_precision_score(y_true, probabilities)

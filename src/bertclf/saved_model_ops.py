@@ -4,9 +4,10 @@ against at load (`package.check_saved_model_ops`).
 Collected from packages exported with every head pooling, with and without hidden layers, and
 every long-text strategy and pooling, single- and multi-label (Sigmoid, and the thresholds'
 Any, LogicalAnd, LogicalNot and OneHot), before and after the move to Keras 3 and KerasHub
-(Einsum, Pow, Slice, VarIsInitializedOp); the tests fail when a package they build uses an op that
-is not here, so the list follows the code. Add an op only when bertclf's own export needs it,
-never one that reads or writes files, runs code or reaches the network.
+(Einsum, Pow, Slice, VarIsInitializedOp), and temperature scaling (Log1p); the tests fail
+when a package they build uses an op that is not here, so the list follows the code. Add an op
+only when bertclf's own export needs it, never one that reads or writes files, runs code or
+reaches the network.
 """
 
 PACKAGE_OPS = frozenset(
@@ -40,6 +41,7 @@ PACKAGE_OPS = frozenset(
         "Less",
         "LessEqual",
         "Log",
+        "Log1p",
         "LogicalAnd",
         "LogicalNot",
         "LogicalOr",

@@ -5,7 +5,7 @@ label with enough positives in validation, the threshold that maximises that lab
 the other labels share one global threshold, the one that maximises micro-F1 over all labels.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -54,8 +54,10 @@ class Thresholds:
 
     @classmethod
     def from_json(cls, data: dict, source: str) -> "Thresholds":
+        """The thresholds of calibration.json (which holds the temperature too)."""
+        names = {field.name for field in fields(cls)}
         try:
-            return cls(**data)
+            return cls(**{key: value for key, value in data.items() if key in names})
         except TypeError as error:
             raise BertclfError(f"{source}: not a valid calibration file ({error})") from None
 
