@@ -20,9 +20,11 @@ from bertclf.layout import MANIFEST
 # `predicted` output. 4: the same files, the SavedModel built from KerasHub's BertBackbone on
 # Keras 3 (its graph has ops earlier readers' allowlists lack, so they refuse it by version).
 # 5: openvino/ (the token_ids function as OpenVINO models, f32 and int8, and checks.json: which
-# precisions passed their check against TensorFlow, on which CPU).
-FORMAT_VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+# precisions passed their check against TensorFlow, on which CPU). 6: calibration.json holds the
+# temperature (`scaling`, `temperature`), which the SavedModel and OpenVINO models apply (format-5
+# readers refuse a multi-label calibration.json with keys they do not know).
+FORMAT_VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 EXPECT_SHA256_VARIABLE = "BERTCLF_PACKAGE_SHA256"
 
 
