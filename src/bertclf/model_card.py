@@ -15,8 +15,33 @@ def model_card(
 ) -> str:
     if "per_label" in metrics["test"]:
         card = multi_label_card(params, metrics, encoder, data_hashes, calibration or {})
-        return card + runtimes_section(openvino)
-    return single_label_card(params, metrics, encoder, data_hashes) + runtimes_section(openvino)
+    else:
+        card = single_label_card(params, metrics, encoder, data_hashes)
+    return card + probabilities_section(metrics, calibration or {}) + runtimes_section(openvino)
+
+
+def probabilities_section(metrics: dict, calibration: dict) -> str:
+    """What the probabilities mean: the temperature they are scaled by, and what it changed."""
+    test = metrics["test"]
+    temperature = calibration.get("temperature")
+    if temperature is None:
+        return "\n## Probabilities\nThe model's own, not rescaled (`calibrate.method: none`).\n"
+    if isinstance(temperature, list):
+        scaled = f"by one temperature per label ({min(temperature):.2f} to {max(temperature):.2f})"
+    else:
+        scaled = f"by a temperature of {temperature:.3f}"
+    before = test.get("ece_before_temperature")
+    change = (
+        f" On test, the expected calibration error went from {before:.4f} to {test['ece']:.4f} "
+        f"and log loss from {test['log_loss_before_temperature']:.4f} to {test['log_loss']:.4f}."
+        if before is not None
+        else ""
+    )
+    return f"""
+## Probabilities
+The probabilities are the model's, scaled {scaled} fitted on the validation split to minimise
+log loss; every runtime of the package answers them.{change}
+"""
 
 
 def single_label_card(params: dict, metrics: dict, encoder: dict, data_hashes: dict) -> str:
