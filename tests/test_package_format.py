@@ -1,10 +1,11 @@
-"""Packages keep loading: packages written by earlier bertclf versions (format_version 1 to 4),
+"""Packages keep loading: packages written by earlier bertclf versions (format_version 1 to 5),
 kept here as fixtures, load with this one and predict what they predicted when written.
 
 Format 1 holds Keras 2 weights of transformers' TFBertModel, which load into KerasHub's
 BertBackbone variable by variable: the two BERT implementations differ slightly (KerasHub's
 GELU is the tanh approximation), hence 5e-3. Formats 2 to 4 run their own SavedModel graph, on
-TensorFlow: they hold no OpenVINO model, so `auto` runs TensorFlow."""
+TensorFlow: they hold no OpenVINO model, so `auto` runs TensorFlow. Format 5 holds OpenVINO
+models (and no temperature)."""
 
 import json
 import shutil
@@ -65,6 +66,16 @@ def test_format_4_package_without_openvino_runs_on_tensorflow_as_before():
         Classifier.load(FIXTURES / "package_v4", runtime="openvino")
     with pytest.raises(BertclfError, match="TensorFlow runs packages in f32 only"):
         Classifier.load(FIXTURES / "package_v4", precision="bf16")
+
+
+def test_format_5_package_runs_on_openvino_and_tensorflow_as_before():
+    expected = json.loads((FIXTURES / "package_v5_expected.json").read_text(encoding="utf-8"))
+    for runtime, precision, tolerance in (("tensorflow", "f32", 1e-6), ("openvino", "f32", 1e-5)):
+        classifier = Classifier.load(FIXTURES / "package_v5", runtime=runtime, precision=precision)
+        assert (classifier.runtime, classifier.precision) == (runtime, precision)
+        probabilities = classifier.predict_proba(expected["texts"])
+        np.testing.assert_allclose(probabilities, expected["probabilities"], atol=tolerance)
+        assert classifier.predict(expected["texts"]).tolist() == expected["labels"]
 
 
 def test_unknown_format_version_is_refused(tmp_path):
