@@ -23,6 +23,8 @@ SHARED = ROOT.parent / "shared"
 NEWS_SAMPLE = SHARED / "fixtures" / "News_Sample_data.xlsx"
 BIN = Path(sys.executable).parent
 # the tiny builds package OpenVINO in f32 only (one test adds bf16 and int8)
+# what evaluate reports of the model's own probabilities beside the temperature-scaled ones
+BEFORE_TEMPERATURE = {"log_loss_before_temperature", "ece_before_temperature"}
 TINY = ["model=tiny", "train.epochs=1", "tokenize.max_length=128", "package.precisions=[f32]"]
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import (
+    BEFORE_TEMPERATURE,
     TINY,
     command_env,
     commit_all,
@@ -90,10 +91,10 @@ def test_the_dag_builds_multi_label_reports(tagged_repo):
         for m in ("precision", "recall", "f1")
     } | {"n", "subset_accuracy", "hamming_loss", "label_ranking_average_precision",
          "coverage_error", "roc_auc", "average_precision", "per_label", "label_cardinality",
-         "by_length"}  # fmt: skip
-    for report in (metrics, baseline):
+         "by_length", "log_loss", "ece"}  # fmt: skip
+    for report, extra in ((metrics, BEFORE_TEMPERATURE), (baseline, set())):
         for split in ("test", "val"):
-            assert set(report[split]) == keys
+            assert set(report[split]) == keys | extra
             assert set(report[split]["per_label"]) == set(TOPICS)
     per_label = metrics["test"]["per_label"]
     assert {name: m["threshold"] for name, m in per_label.items()} == pytest.approx(
