@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install params repro test test-fast bench bench-serve lint format lock clean
+.PHONY: install params repro tune test test-fast bench bench-serve lint format lock clean
 
 install: $(STAMP)
 
@@ -27,6 +27,11 @@ params: install
 repro: params
 	dvc repro
 	bertclf metrics
+
+# An Optuna study over conf/tune/default.yaml on the DAG's outputs (after make repro), every
+# trial a DVC experiment; ARGS="--trials 30 --timeout 3600 --jobs 1". Resumes when run again.
+tune: install
+	bertclf tune $(ARGS)
 
 # Every test, then the 15 slowest.
 test: install

@@ -285,6 +285,19 @@ def metrics(args: argparse.Namespace) -> None:
     print(headline_table(read_json(args.metrics), read_json(args.baseline)))
 
 
+def tune(args: argparse.Namespace) -> None:
+    from bertclf.tune import tune as run_study
+
+    summary = run_study(args.space, args.trials, args.timeout, args.jobs)
+    print(
+        f"study {args.space}: {summary['trials']} trials, {summary['complete']} complete, "
+        f"{summary['pruned']} pruned; best: trial {summary['best_trial']}, validation loss "
+        f"{summary['best_val_loss']:.4f}, {summary['best_params']}"
+    )
+    print("wrote conf/train/tuned.yaml and conf/head/tuned.yaml; reproduce it through the DAG:")
+    print(summary["command"])
+
+
 def params(args: argparse.Namespace) -> None:
     from bertclf.config import compose_params
 
@@ -443,6 +456,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default="reports/metrics.json")
     p.add_argument("--baseline", default="reports/baseline.json")
     p.set_defaults(run=metrics)
+
+    p = commands.add_parser(
+        "tune", help="search hyperparameters (Optuna, pruning); every trial a DVC experiment"
+    )
+    p.add_argument("--space", default="default", help="conf/tune/SPACE.yaml (default: default)")
+    p.add_argument("--trials", type=positive_int, default=20, help="finished trials in all")
+    p.add_argument("--timeout", type=positive_seconds, default=None, help="seconds a process")
+    p.add_argument("--jobs", type=positive_int, default=1, help="processes sharing the study")
+    p.set_defaults(run=tune)
 
     p = commands.add_parser("params", help="compose conf/ into params.yaml (as dvc exp run does)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=tiny")

@@ -1,0 +1,323 @@
+"""`bertclf tune`: an Optuna study over a search space declared in conf/tune/, on the DAG's
+cached outputs, every finished trial a DVC experiment.
+
+Trials train in-process on `data/tokenized` (another `tokenize.max_length` is tokenized once
+into `.tune/tokenized/`), `models/pretrained` and `models/labels.json`; the test split is never
+read. Each trial reports its validation loss after every epoch to the pruner. The study lives
+in `.tune/<space>.db` (SQLite, ignored by git), so an interrupted study resumes where it
+stopped. Each trial logs with DVCLive into `.tune/trials/<space>-<n>/`, with a dvc.yaml of its
+own there (never the root one), and is saved as the DVC experiment `<space>-<n>`, so
+`dvc exp show` lists it beside ordinary runs (its params: the sampled values, `pruned`).
+"""
+
+import copy
+import math
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from bertclf.config import PARAMS_FILE, load_params, parse_section
+from bertclf.errors import BertclfError
+from bertclf.paths import LABELS, PREPARED, PRETRAINED, TOKENIZED
+
+TUNE_DIR = Path(".tune")
+GROUPS = ("train", "head")  # the Hydra groups the best values are written to, as `tuned`
+
+
+def load_space(name: str, config_dir: Path = Path("conf")) -> dict:
+    """conf/tune/<name>.yaml: the study's settings and its search space."""
+    path = config_dir / "tune" / f"{name}.yaml"
+    if not path.is_file():
+        raise BertclfError(f"{path}: not found (the search space of `bertclf tune --space {name}`)")
+    space = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    for key, spec in space.get("space", {}).items():
+        section, _, _ = key.partition(".")
+        if section not in ("train", "head", "tokenize") or spec.get("type") not in (
+            "float",
+            "int",
+            "categorical",
+        ):
+            raise BertclfError(
+                f"{path}: space.{key}: expected a train., head. or tokenize. key with type "
+                "float, int or categorical"
+            )
+    return space
+
+
+def suggest(trial, space: dict) -> dict:
+    """The trial's values, by dotted key."""
+    values = {}
+    for key, spec in space["space"].items():
+        if spec["type"] == "categorical":
+            values[key] = trial.suggest_categorical(key, spec["choices"])
+        elif spec["type"] == "int":
+            values[key] = trial.suggest_int(key, spec["low"], spec["high"])
+        else:
+            values[key] = trial.suggest_float(
+                key, float(spec["low"]), float(spec["high"]), log=spec.get("log", False)
+            )
+    return values
+
+
+def with_values(params: dict, values: dict) -> dict:
+    """params.yaml's sections with the trial's values set (dotted keys), validated."""
+    params = copy.deepcopy(params)
+    for key, value in values.items():
+        section, _, name = key.partition(".")
+        params[section][name] = value
+    for section in ("train", "head", "tokenize"):
+        parse_section(section, params[section])
+    return params
+
+
+def token_caches(tokenize) -> tuple:
+    """The train and validation token caches for these tokenize settings: the DAG's own when
+    they are the DAG's, else tokenized once into .tune/tokenized/max_length=N/."""
+    from bertclf.labels import LabelMap
+    from bertclf.tokenization import encode, load_tokenizer, read_token_cache, write_encoded_cache
+
+    base = parse_section("tokenize", load_params()["tokenize"])
+    if tokenize == base:
+        folder = TOKENIZED
+    else:
+        folder = TUNE_DIR / "tokenized" / f"max_length={tokenize.max_length}"
+        if not all((folder / f"{s}.parquet").is_file() for s in ("train", "val")):
+            import pandas as pd
+
+            from bertclf.files import atomic_path
+
+            tokenizer, label_map = load_tokenizer(PRETRAINED), LabelMap.load(LABELS)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(folder, replace_directory=True) as tmp:
+                tmp.mkdir()
+                for split in ("train", "val"):
+                    frame = pd.read_parquet(PREPARED / f"{split}.parquet")
+                    encoded = encode(tokenizer, frame["text"].tolist(), tokenize)
+                    labels = (
+                        label_map.encode_sets(frame["labels"])
+                        if label_map.multi_label
+                        else label_map.encode(frame["label"])
+                    )
+                    write_encoded_cache(
+                        tmp / f"{split}.parquet", frame["id"].tolist(), encoded, labels
+                    )
+    return tuple(read_token_cache(folder / f"{s}.parquet") for s in ("train", "val"))
+
+
+def pruning_callback(trial, monitor: str):
+    """Reports the monitored validation metric after every epoch; stops training when the
+    pruner says so (the trial is then marked pruned)."""
+    import keras
+
+    class Pruning(keras.callbacks.Callback):
+        pruned = False
+        values: list[float] = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.values = [*self.values, float(logs[monitor])]
+            trial.report(self.values[-1], epoch)
+            if trial.should_prune():
+                self.pruned = True
+                self.model.stop_training = True
+
+    return Pruning()
+
+
+def run_trial(trial, space_name: str, space: dict, save_lock) -> float:
+    """Train one trial; its best validation loss is the objective."""
+    import optuna
+    from dvclive import Live
+    from dvclive.keras import DVCLiveCallback
+
+    from bertclf.labels import LabelMap
+    from bertclf.training import train_classifier
+
+    values = suggest(trial, space)
+    params = with_values(load_params(), values)
+    train = parse_section("train", {**params["train"], "threads": 0})  # set once per process
+    head = parse_section("head", params["head"])
+    tokenize = parse_section("tokenize", params["tokenize"])
+    monitor = "val_loss"
+    train_cache, val_cache = token_caches(tokenize)
+    name = f"{space_name}-{trial.number}"
+    live_dir = TUNE_DIR / "trials" / name
+    live = Live(str(live_dir), dvcyaml=str(live_dir / "dvc.yaml"), save_dvc_exp=True, exp_name=name)
+    live.log_params({**values, "trial": trial.number, "study": space_name})
+    pruning = pruning_callback(trial, monitor)
+    train_classifier(
+        PRETRAINED,
+        LabelMap.load(LABELS),
+        train_cache,
+        val_cache,
+        train,
+        head,
+        tokenize,
+        params["seed"],
+        callbacks=[DVCLiveCallback(live=live), pruning],
+        monitor=monitor,
+    )
+    losses = pruning.values or [math.inf]
+    live.log_params({"pruned": pruning.pruned})
+    live.summary.update({"best_val_loss": float(min(losses)), "epochs_run": len(losses)})
+    with save_lock:  # `dvc exp save` takes the repository's lock: one trial at a time
+        live.end()
+    if pruning.pruned:
+        raise optuna.TrialPruned()
+    return float(min(losses))
+
+
+def make_study(space_name: str, space: dict):
+    import optuna
+
+    settings = space.get("pruner", {})
+    pruners = {
+        "median": lambda: optuna.pruners.MedianPruner(
+            n_startup_trials=settings.get("startup_trials", 2),
+            n_warmup_steps=settings.get("warmup_epochs", 0),
+        ),
+        "threshold": lambda: optuna.pruners.ThresholdPruner(upper=settings["upper"]),
+        "none": optuna.pruners.NopPruner,
+    }
+    kind = settings.get("type", "median")
+    if kind not in pruners:
+        raise BertclfError(f"conf/tune/{space_name}.yaml: pruner.type {kind!r}: expected one of "
+                           f"{', '.join(pruners)}")  # fmt: skip
+    TUNE_DIR.mkdir(exist_ok=True)
+    return optuna.create_study(
+        study_name=space_name,
+        storage=f"sqlite:///{TUNE_DIR / space_name}.db",
+        load_if_exists=True,
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=space.get("seed", 0)),
+        pruner=pruners[kind](),
+    )
+
+
+def finished(study) -> int:
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def optimize(space_name: str, trials: int, timeout: float | None, threads: int) -> None:
+    """One process's share of the study: trials until the study holds `trials` finished ones."""
+    import filelock
+    import optuna
+
+    from bertclf.distribution import configure
+
+    configure("auto", threads)
+    space = load_space(space_name)
+    study = make_study(space_name, space)
+    lock = filelock.FileLock(str(TUNE_DIR / "exp-save.lock"))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    remaining = trials - finished(study)
+    if remaining > 0:
+        study.optimize(
+            lambda trial: run_trial(trial, space_name, space, lock),
+            n_trials=remaining,
+            timeout=timeout,
+            callbacks=[
+                optuna.study.MaxTrialsCallback(
+                    trials,
+                    states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED),
+                )
+            ],
+        )
+
+
+def missing_outputs() -> list[str]:
+    """The DAG's outputs absent from the workspace (`dvc exp save`, which saves each trial,
+    fails on them)."""
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--json"], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise BertclfError(f"dvc status failed: {result.stderr.strip().splitlines()[-1:]}")
+    missing = set()
+    for changes in json.loads(result.stdout or "{}").values():
+        for change in changes if isinstance(changes, list) else []:
+            for path in (change.get("changed outs") or {}) if isinstance(change, dict) else {}:
+                if not Path(path).exists():
+                    missing.add(path)
+    return sorted(missing)
+
+
+def tune(space_name: str, trials: int, timeout: float | None, jobs: int) -> dict:
+    """Run (or resume) the study with `jobs` processes; write the best values as Hydra options
+    and return a summary."""
+    import multiprocessing
+
+    if not Path(PARAMS_FILE).is_file() or not (TOKENIZED / "train.parquet").is_file():
+        raise BertclfError("bertclf tune needs the DAG's outputs: run `dvc repro` first")
+    load_space(space_name)  # a bad space fails here, before any process starts
+    missing = missing_outputs()
+    if missing:
+        raise BertclfError(
+            f"bertclf tune saves every trial as a DVC experiment, which needs the DAG's outputs "
+            f"in the workspace; missing: {', '.join(missing)}: run `dvc repro` first"
+        )
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // jobs) if jobs > 1 else 0
+    if jobs == 1:
+        optimize(space_name, trials, timeout, threads)
+    else:
+        context = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
+        workers = [
+            context.Process(target=optimize, args=(space_name, trials, timeout, threads))
+            for _ in range(jobs)
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            for worker in workers:
+                worker.join()
+        finally:
+            for worker in workers:
+                if worker.is_alive():
+                    worker.terminate()
+                    worker.join()
+        failed = [w.exitcode for w in workers if w.exitcode]
+        if failed:
+            raise BertclfError(f"bertclf tune: {len(failed)} of {jobs} worker processes failed")
+    return write_tuned(space_name)
+
+
+def write_tuned(space_name: str, config_dir: Path = Path("conf")) -> dict:
+    """conf/train/tuned.yaml and conf/head/tuned.yaml: the groups' default options with the
+    best trial's values; returns the study's summary and the command that reproduces it."""
+    import optuna
+
+    space = load_space(space_name, config_dir)
+    study = make_study(space_name, space)
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        raise BertclfError(f"study {space_name}: no trial finished unpruned yet")
+    best = study.best_trial
+    params = load_params()
+    for group in GROUPS:
+        values = {k.split(".", 1)[1]: v for k, v in best.params.items() if k.startswith(group)}
+        options = {**params[group], **values}
+        header = (
+            f"# Written by `bertclf tune --space {space_name}`: the best of its trials "
+            f"(trial {best.number}, validation loss {best.value:.4f}). Use with -S {group}=tuned.\n"
+        )
+        text = header + OmegaConf.to_yaml(OmegaConf.create(options))
+        (config_dir / group / "tuned.yaml").write_text(text, encoding="utf-8")
+    overrides = [f"-S {group}=tuned" for group in GROUPS]
+    overrides += [f"-S {k}={v}" for k, v in best.params.items() if k.startswith("tokenize.")]
+    states = [t.state.name for t in study.trials]
+    return {
+        "trials": len(study.trials),
+        "complete": states.count("COMPLETE"),
+        "pruned": states.count("PRUNED"),
+        "best_trial": best.number,
+        "best_val_loss": best.value,
+        "best_params": best.params,
+        "command": "dvc exp run " + " ".join(overrides),
+    }

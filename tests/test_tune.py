@@ -1,0 +1,131 @@
+"""`bertclf tune` on a copy of the shared tiny build: trials that land in `dvc exp show` (one of
+them pruned), an interrupted study that resumes, and the tuned options reproducing the best
+trial through `dvc exp run`."""
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from helpers import run, start, stop
+
+pytestmark = pytest.mark.e2e
+
+SPACE = {
+    "seed": 3,
+    "pruner": {"type": "none"},
+    "space": {
+        "train.learning_rate": {"type": "float", "low": 1.0e-4, "high": 1.0e-3, "log": True},
+        "train.epochs": {"type": "int", "low": 2, "high": 2},
+        "head.dropout": {"type": "float", "low": 0.0, "high": 0.2},
+        "tokenize.max_length": {"type": "categorical", "choices": [64, 128]},
+    },
+}
+
+
+def clone_build(dag_repo: Path, dest: Path) -> Path:
+    """A git clone of the shared build with its outputs checked out from its DVC cache, so that
+    experiments saved here do not reach the shared repository."""
+    run(["git", "clone", "-q", str(dag_repo), str(dest)], dag_repo.parent)
+    run(["git", "config", "user.name", "bertclf tests"], dest)
+    run(["git", "config", "user.email", "tests@bertclf.invalid"], dest)
+    run(["dvc", "cache", "dir", "--local", str(dag_repo / ".dvc/cache")], dest)
+    run(["dvc", "checkout", "-q"], dest)
+    return dest
+
+
+def write_space(repo: Path, name: str, pruner: dict) -> None:
+    (repo / "conf/tune").mkdir(parents=True, exist_ok=True)
+    (repo / f"conf/tune/{name}.yaml").write_text(yaml.safe_dump({**SPACE, "pruner": pruner}))
+
+
+def experiments(repo: Path) -> dict[str, dict]:
+    """The experiments `dvc exp show` lists: name -> params and metrics of its trial files."""
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    found = {}
+    for commit in shown:
+        for experiment in commit.get("experiments") or []:
+            for rev in experiment["revs"]:
+                data = rev["data"]
+                files = {**(data.get("params") or {}), **(data.get("metrics") or {})}
+                found[rev["name"]] = {path: v["data"] for path, v in files.items()}
+    return found
+
+
+def states(repo: Path, study: str) -> list[str]:
+    with sqlite3.connect(repo / f".tune/{study}.db") as db:
+        return [row[0] for row in db.execute("SELECT state FROM trials ORDER BY number")]
+
+
+@pytest.fixture(scope="module")
+def tuned_repo(dag_repo, tmp_path_factory):
+    """Two trials with no pruning, then the study resumed for a third with a pruner that
+    prunes every trial after its first epoch (any validation loss is above 0)."""
+    repo = clone_build(dag_repo, tmp_path_factory.mktemp("tune") / "project")
+    write_space(repo, "small", {"type": "none"})
+    run(["bertclf", "tune", "--space", "small", "--trials", "2"], repo, timeout=600)
+    write_space(repo, "small", {"type": "threshold", "upper": 0.0})
+    result = run(["bertclf", "tune", "--space", "small", "--trials", "3"], repo, timeout=600)
+    (repo / "tune.log").write_text(result.stdout + result.stderr)
+    return repo, result.stdout
+
+
+def test_tune_trials_and_the_pruned_one_are_dvc_experiments(tuned_repo):
+    repo, output = tuned_repo
+    assert "study small: 3 trials, 2 complete, 1 pruned" in output, output
+    assert states(repo, "small") == ["COMPLETE", "COMPLETE", "PRUNED"]
+    shown = experiments(repo)
+    assert {"small-0", "small-1", "small-2"} <= set(shown), sorted(shown)
+    for number, pruned in ((0, False), (1, False), (2, True)):
+        params = shown[f"small-{number}"][f".tune/trials/small-{number}/params.yaml"]
+        assert params["pruned"] is pruned and params["trial"] == number
+        assert 1e-4 <= params["train.learning_rate"] <= 1e-3
+        metrics = shown[f"small-{number}"][f".tune/trials/small-{number}/metrics.json"]
+        assert metrics["epochs_run"] == (1 if pruned else 2)
+    assert run(["git", "status", "--porcelain", "dvc.yaml"], repo).stdout == ""  # untouched
+    # the study reads the training and validation caches, never the test split
+    for max_length in (64, 128):
+        folder = repo / f".tune/tokenized/max_length={max_length}"
+        assert not (folder / "test.parquet").exists()
+
+
+def test_tuned_options_reproduce_the_best_trial_through_dvc_exp_run(tuned_repo):
+    repo, output = tuned_repo
+    command = output.strip().splitlines()[-1]
+    assert command.startswith("dvc exp run -S train=tuned -S head=tuned -S tokenize.max_length=")
+    tuned = yaml.safe_load((repo / "conf/train/tuned.yaml").read_text())
+    best = int(output.split("best: trial ")[1].split(",")[0])
+    trial = yaml.safe_load((repo / f".tune/trials/small-{best}/params.yaml").read_text())
+    assert tuned["learning_rate"] == pytest.approx(trial["train.learning_rate"])
+    assert yaml.safe_load((repo / "conf/head/tuned.yaml").read_text())["dropout"] == (
+        pytest.approx(trial["head.dropout"])
+    )
+    run(command.split(), repo, timeout=900)
+    trial_losses = pd.read_csv(repo / f".tune/trials/small-{best}/plots/metrics/eval/loss.tsv",
+                               sep="\t")["loss"]  # fmt: skip
+    dag_losses = pd.read_csv(repo / "reports/train/plots/metrics/eval/loss.tsv", sep="\t")["loss"]
+    assert dag_losses.tolist() == pytest.approx(trial_losses.tolist(), abs=1e-5)
+
+
+def test_an_interrupted_tune_study_resumes_where_it_stopped(dag_repo, tmp_path):
+    repo = clone_build(dag_repo, tmp_path / "project")
+    write_space(repo, "resume", {"type": "none"})
+    process = start(["bertclf", "tune", "--space", "resume", "--trials", "3"], repo)
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and process.poll() is None:
+            db = repo / ".tune/resume.db"
+            if db.exists() and "COMPLETE" in states(repo, "resume"):
+                break  # the first trial is saved; the second is training
+            time.sleep(0.5)
+        assert process.poll() is None, "tune ended before it could be interrupted"
+    finally:
+        stop(process)  # SIGKILL, as a machine that goes down
+    assert states(repo, "resume")[0] == "COMPLETE"
+    result = run(["bertclf", "tune", "--space", "resume", "--trials", "3"], repo, timeout=600)
+    finished = [s for s in states(repo, "resume") if s in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 3, states(repo, "resume")  # the killed trial is not counted
+    assert "study resume:" in result.stdout
