@@ -103,7 +103,11 @@ def test_tuned_options_reproduce_the_best_trial_through_dvc_exp_run(tuned_repo):
     assert yaml.safe_load((repo / "conf/head/tuned.yaml").read_text())["dropout"] == (
         pytest.approx(trial["head.dropout"])
     )
-    run(command.split(), repo, timeout=900)
+    # the shared build's params.yaml was composed with TINY; tune says so, and the command
+    # needs those overrides too (those the tuned options do not set)
+    assert "params.yaml differs from conf/'s defaults in model." in output
+    base = ["-Smodel=tiny", "-Spackage.precisions=[f32]"]
+    run([*command.split()[:3], *base, *command.split()[3:]], repo, timeout=900)
     trial_losses = pd.read_csv(repo / f".tune/trials/small-{best}/plots/metrics/eval/loss.tsv",
                                sep="\t")["loss"]  # fmt: skip
     dag_losses = pd.read_csv(repo / "reports/train/plots/metrics/eval/loss.tsv", sep="\t")["loss"]

@@ -295,6 +295,12 @@ def tune(args: argparse.Namespace) -> None:
         f"{summary['best_val_loss']:.4f}, {summary['best_params']}"
     )
     print("wrote conf/train/tuned.yaml and conf/head/tuned.yaml; reproduce it through the DAG:")
+    if summary["params_differ_from_defaults"]:
+        print(
+            "(params.yaml differs from conf/'s defaults in "
+            f"{', '.join(summary['params_differ_from_defaults'])}: add the overrides you "
+            "composed it with)"
+        )
     print(summary["command"])
 
 

@@ -309,6 +309,7 @@ def write_tuned(space_name: str, config_dir: Path = Path("conf")) -> dict:
         )
         text = header + OmegaConf.to_yaml(OmegaConf.create(options))
         (config_dir / group / "tuned.yaml").write_text(text, encoding="utf-8")
+    tuned_keys = {key for key in space["space"] if key.startswith("tokenize.")}
     overrides = [f"-S {group}=tuned" for group in GROUPS]
     overrides += [f"-S {k}={v}" for k, v in best.params.items() if k.startswith("tokenize.")]
     states = [t.state.name for t in study.trials]
@@ -320,4 +321,31 @@ def write_tuned(space_name: str, config_dir: Path = Path("conf")) -> dict:
         "best_val_loss": best.value,
         "best_params": best.params,
         "command": "dvc exp run " + " ".join(overrides),
+        "params_differ_from_defaults": differing_keys(params, set(GROUPS) | tuned_keys),
     }
+
+
+def differing_keys(params: dict, tuned: set[str]) -> list[str]:
+    """The keys where params.yaml differs from conf/'s default composition, outside what the
+    tuned options set: the overrides params.yaml was made with, which the command needs too."""
+    import tempfile
+
+    from bertclf.config import compose_params
+
+    with tempfile.TemporaryDirectory(prefix="bertclf-tune-") as scratch:
+        compose_params(Path(scratch) / "defaults.yaml")
+        defaults = load_params(Path(scratch) / "defaults.yaml")
+    differing = []
+    for section in sorted(set(params) | set(defaults)):
+        if section in tuned:
+            continue
+        ours, theirs = params.get(section), defaults.get(section)
+        if isinstance(ours, dict) and isinstance(theirs, dict):
+            differing += [
+                f"{section}.{key}"
+                for key in sorted(set(ours) | set(theirs))
+                if f"{section}.{key}" not in tuned and ours.get(key) != theirs.get(key)
+            ]
+        elif ours != theirs:
+            differing.append(section)
+    return differing
