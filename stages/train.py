@@ -12,8 +12,10 @@ from pathlib import Path
 from bertclf.config import load_section
 from bertclf.distribution import is_chief
 from bertclf.errors import exits_cleanly
-from bertclf.files import atomic_path
-from bertclf.paths import LABELS, PRETRAINED, TOKENIZED, TRAIN_LOGS, TRAINED
+from bertclf.files import atomic_path, write_json
+from bertclf.paths import LABELS, PRETRAINED, REPORTS, TOKENIZED, TRAIN_LOGS, TRAINED
+
+TRAIN_TIME = REPORTS / "train_time.json"  # only this stage writes it
 
 
 @exits_cleanly
@@ -35,10 +37,11 @@ def main() -> None:
 
     label_map = LabelMap.load(LABELS)
     if is_chief():
-        out, live_dir = TRAINED, str(TRAIN_LOGS)
+        out, live_dir, time_file = TRAINED, str(TRAIN_LOGS), TRAIN_TIME
     else:  # collectives need every worker to log and save, but only the chief's files count
         scratch = Path(tempfile.mkdtemp(prefix="bertclf-worker-"))
         out, live_dir = scratch / "trained", str(scratch / "live")
+        time_file = scratch / "train_time.json"
     checkpoint = None  # multi_worker: one worker resuming alone would wait for its peers
     if train.distribution != "multi_worker":
         params = {
@@ -55,6 +58,7 @@ def main() -> None:
     live = Live(live_dir, dvcyaml=None, save_dvc_exp=False, resume=resuming)
     if resuming:
         live.step = checkpoint.next_epoch
+    first_epoch = checkpoint.next_epoch if resuming else 0
     start = time.perf_counter()
     model, encoder_config = train_classifier(
         PRETRAINED,
@@ -69,16 +73,20 @@ def main() -> None:
         checkpoint=checkpoint,
         monitor=monitor,
     )
+    seconds = time.perf_counter() - start
 
     with atomic_path(out, replace_directory=True) as tmp:
         save_classifier(
             model, tmp, encoder_config, head, list(label_map.classes), tokenize, label_map.task
         )
+    # Wall clock of this run's fit (a resumed run counts from its first epoch), apart from
+    # DVCLive's metrics so that those stay exactly repeatable.
+    write_json(time_file, {"train_seconds": round(seconds, 1), "first_epoch": first_epoch})
     if out != TRAINED:
         shutil.rmtree(scratch)
     if checkpoint is not None:
         checkpoint.remove()
-    print(f"train: saved {out}/ after {time.perf_counter() - start:.0f} s of training")
+    print(f"train: saved {out}/ after {seconds:.0f} s of training")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,10 @@ def test_metrics_have_the_documented_shape(dag_repo):
     assert metrics["test"]["n"] == 1000
     shown = run(["dvc", "metrics", "show", "--json"], dag_repo).stdout
     assert "macro_f1" in shown
+    # the fit's wall clock, beside DVCLive's metrics so `dvc exp show` has a time column
+    assert "train_seconds" in shown
+    train_time = json.loads((dag_repo / "reports/train_time.json").read_text())
+    assert train_time["train_seconds"] > 0 and train_time["first_epoch"] == 0
 
 
 def test_baseline_metrics_have_the_same_keys_as_the_model(dag_repo):
