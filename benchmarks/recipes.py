@@ -77,7 +77,7 @@ def run_recipe(repo: Path, name: str, overrides: list[str], seed: int) -> dict:
     for override in overrides:
         command += ["-S", override]
     start = time.perf_counter()
-    subprocess.run([*command, "--name", f"{name}-seed{seed}"], cwd=repo, check=True)
+    subprocess.run([*command, "--name", f"recipe-{name}-seed{seed}"], cwd=repo, check=True)
     wall = time.perf_counter() - start
     reports, params = repo / "reports", repo / "params.yaml"
     import yaml
@@ -120,7 +120,28 @@ def value(result: dict, key: str) -> float:
     return result["test"][key] if key in result["test"] else result[key]
 
 
-def table() -> str:
+def study_markdown(space: str) -> str:
+    with (RESULTS / f"tune_{space}.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    keys = [key for key in rows[0] if "." in key] if rows else []
+    header = ["trial", "state", "val loss", "epochs", "minutes", *keys]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["trial"], row["state"].lower()]
+        cells.append(f"{float(row['val_loss']):.4f}" if row["val_loss"] else "")
+        cells.append(row["epochs_reported"])
+        cells.append(f"{float(row['seconds']) / 60:.1f}" if row["seconds"] else "")
+        for key in keys:
+            try:
+                number = float(row[key])
+                cells.append(row[key] if number.is_integer() else f"{number:.3g}")
+            except ValueError:
+                cells.append(row[key])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def recipes_markdown() -> str:
     runs: dict[str, list[dict]] = {}
     for path in sorted((RESULTS / "recipes").glob("*.json")):
         result = json.loads(path.read_text())
@@ -147,7 +168,8 @@ def main() -> None:
     runs.add_argument("--repo", type=Path, default=ROOT)
     runs.add_argument("--recipe", action="append", required=True, help="NAME=OVERRIDES")
     runs.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
-    commands.add_parser("table", help="print the comparison as Markdown")
+    tables = commands.add_parser("table", help="print the trials and the comparison as Markdown")
+    tables.add_argument("--space", default="default")
     args = parser.parse_args()
     if args.command == "study":
         print(study_table(args.repo.resolve(), args.space))
@@ -158,7 +180,7 @@ def main() -> None:
             recipes[name] = overrides.split()
         run(args.repo.resolve(), recipes, args.seeds)
     else:
-        print(table())
+        print(study_markdown(args.space) + "\n\n" + recipes_markdown())
 
 
 if __name__ == "__main__":

@@ -85,6 +85,10 @@ def test_tune_trials_and_the_pruned_one_are_dvc_experiments(tuned_repo):
         assert 1e-4 <= params["train.learning_rate"] <= 1e-3
         metrics = shown[f"small-{number}"][f".tune/trials/small-{number}/metrics.json"]
         assert metrics["epochs_run"] == (1 if pruned else 2)
+    # the resumed process does not draw the first trials' values again
+    rates = {shown[f"small-{n}"][f".tune/trials/small-{n}/params.yaml"]["train.learning_rate"]
+             for n in range(3)}  # fmt: skip
+    assert len(rates) == 3, rates
     assert run(["git", "status", "--porcelain", "dvc.yaml"], repo).stdout == ""  # untouched
     # the study reads the training and validation caches, never the test split
     for max_length in (64, 128):

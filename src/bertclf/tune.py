@@ -167,7 +167,12 @@ def run_trial(trial, space_name: str, space: dict, save_lock) -> float:
     return float(min(losses))
 
 
-def make_study(space_name: str, space: dict):
+def make_study(space_name: str, space: dict, worker: int = 0):
+    """The study in .tune/NAME.db, created or loaded. A fresh study in one process samples as
+    TPESampler(seed); a resumed study, or the second of --jobs processes, seeds its sampler from
+    (seed, worker, trials so far): TPE draws its first trials at random, and the same seed
+    would draw the values of trials the study already holds again."""
+    import numpy as np
     import optuna
 
     settings = space.get("pruner", {})
@@ -184,14 +189,20 @@ def make_study(space_name: str, space: dict):
         raise BertclfError(f"conf/tune/{space_name}.yaml: pruner.type {kind!r}: expected one of "
                            f"{', '.join(pruners)}")  # fmt: skip
     TUNE_DIR.mkdir(exist_ok=True)
-    return optuna.create_study(
+    seed = space.get("seed", 0)
+    study = optuna.create_study(
         study_name=space_name,
         storage=f"sqlite:///{TUNE_DIR / space_name}.db",
         load_if_exists=True,
         direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=space.get("seed", 0)),
+        sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=pruners[kind](),
     )
+    started = len(study.trials)
+    if worker or started:
+        state = np.random.SeedSequence([seed, worker, started]).generate_state(1)[0]
+        study.sampler = optuna.samplers.TPESampler(seed=int(state))
+    return study
 
 
 def finished(study) -> int:
@@ -201,7 +212,9 @@ def finished(study) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
-def optimize(space_name: str, trials: int, timeout: float | None, threads: int) -> None:
+def optimize(
+    space_name: str, trials: int, timeout: float | None, threads: int, worker: int = 0
+) -> None:
     """One process's share of the study: trials until the study holds `trials` finished ones."""
     import filelock
     import optuna
@@ -210,7 +223,7 @@ def optimize(space_name: str, trials: int, timeout: float | None, threads: int) 
 
     configure("auto", threads)
     space = load_space(space_name)
-    study = make_study(space_name, space)
+    study = make_study(space_name, space, worker)
     lock = filelock.FileLock(str(TUNE_DIR / "exp-save.lock"))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     remaining = trials - finished(study)
@@ -270,8 +283,8 @@ def tune(space_name: str, trials: int, timeout: float | None, jobs: int) -> dict
     else:
         context = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
         workers = [
-            context.Process(target=optimize, args=(space_name, trials, timeout, threads))
-            for _ in range(jobs)
+            context.Process(target=optimize, args=(space_name, trials, timeout, threads, worker))
+            for worker in range(jobs)
         ]
         for worker in workers:
             worker.start()
