@@ -3,7 +3,8 @@
     python benchmarks/recipes.py study --repo ../repro      # the trials table, as it goes
     python benchmarks/recipes.py run --repo ../repro \\
         --recipe default= --recipe "tuned=train=tuned head=tuned tokenize.max_length=128"
-    python benchmarks/recipes.py table      # the Markdown docs/experiments.md shows
+    python benchmarks/recipes.py table      # the Markdown docs/default-recipe.md shows
+    python benchmarks/recipes.py jobs --repo ../repro       # what --jobs 2 costs
 
 `study` reads the Optuna study `bertclf tune` keeps in <repo>/.tune/<space>.db and writes
 docs/results/tune_<space>.csv (one row per trial: state, validation loss, duration, values).
@@ -14,6 +15,8 @@ docs/results/recipes/<recipe>-seed<N>.json as each finishes: test metrics (with 
 temperature), the fit's wall clock, epochs run and the composed params. Runs whose file exists
 are skipped, so the comparison may span sessions. `seed` drives the validation split, the head's
 initialisation, dropout and batch order; the test split is the dataset's own file and stays.
+`jobs` times the same small study (2 trials of one epoch) with --jobs 1 and --jobs 2 and
+writes docs/results/tune_jobs.json.
 Nothing is asserted: the machine is shared, and training time is one run's wall clock.
 """
 
@@ -116,6 +119,39 @@ def run(repo: Path, recipes: dict[str, list[str]], seeds: list[int]) -> None:
                   f"{result['train_seconds']:.0f} s of training")  # fmt: skip
 
 
+def jobs_cost(repo: Path, trials: int) -> Path:
+    """The same study (one epoch a trial, no pruning) with --jobs 1, then --jobs 2."""
+    import sqlite3
+
+    import yaml
+
+    space = {
+        "seed": 7,
+        "pruner": {"type": "none"},
+        "space": {
+            "train.learning_rate": {"type": "float", "low": 3.0e-5, "high": 1.0e-4, "log": True},
+            "train.epochs": {"type": "int", "low": 1, "high": 1},
+        },
+    }
+    result = {"trials": trials, "space": space}
+    for jobs in (1, 2):
+        name = f"jobs-cost-{jobs}"
+        (repo / f"conf/tune/{name}.yaml").write_text(yaml.safe_dump(space))
+        (repo / f".tune/{name}.db").unlink(missing_ok=True)
+        command = ["bertclf", "tune", "--space", name, "--trials", str(trials), "--jobs", str(jobs)]
+        start = time.perf_counter()
+        subprocess.run(command, cwd=repo, check=True)
+        seconds = time.perf_counter() - start
+        with sqlite3.connect(repo / f".tune/{name}.db") as db:
+            rows = db.execute("SELECT datetime_start, datetime_complete FROM trials").fetchall()
+        result[f"jobs_{jobs}"] = {"seconds": round(seconds, 1), "trials": rows}
+    ratio = result["jobs_2"]["seconds"] / result["jobs_1"]["seconds"]
+    result["ratio_jobs_2_over_1"] = round(ratio, 3)
+    out = RESULTS / "tune_jobs.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return out
+
+
 def value(result: dict, key: str) -> float:
     return result["test"][key] if key in result["test"] else result[key]
 
@@ -168,6 +204,9 @@ def main() -> None:
     runs.add_argument("--repo", type=Path, default=ROOT)
     runs.add_argument("--recipe", action="append", required=True, help="NAME=OVERRIDES")
     runs.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    jobs = commands.add_parser("jobs", help="time a small study with --jobs 1 and --jobs 2")
+    jobs.add_argument("--repo", type=Path, default=ROOT)
+    jobs.add_argument("--trials", type=int, default=2)
     tables = commands.add_parser("table", help="print the trials and the comparison as Markdown")
     tables.add_argument("--space", default="default")
     args = parser.parse_args()
@@ -179,6 +218,8 @@ def main() -> None:
             name, _, overrides = recipe.partition("=")
             recipes[name] = overrides.split()
         run(args.repo.resolve(), recipes, args.seeds)
+    elif args.command == "jobs":
+        print(jobs_cost(args.repo.resolve(), args.trials))
     else:
         print(study_markdown(args.space) + "\n\n" + recipes_markdown())
 
