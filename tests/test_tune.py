@@ -1,6 +1,6 @@
 """`bertclf tune` on a copy of the shared tiny build: trials that land in `dvc exp show` (one of
-them pruned), an interrupted study that resumes, and the tuned options reproducing the best
-trial through `dvc exp run`."""
+them pruned), an interrupted study that resumes in two processes (--jobs 2), and the tuned
+options reproducing the best trial through `dvc exp run`."""
 
 import json
 import sqlite3
@@ -118,7 +118,7 @@ def test_tuned_options_reproduce_the_best_trial_through_dvc_exp_run(tuned_repo):
     assert dag_losses.tolist() == pytest.approx(trial_losses.tolist(), abs=1e-5)
 
 
-def test_an_interrupted_tune_study_resumes_where_it_stopped(dag_repo, tmp_path):
+def test_an_interrupted_tune_study_resumes_in_two_jobs_sharing_it(dag_repo, tmp_path):
     repo = clone_build(dag_repo, tmp_path / "project")
     write_space(repo, "resume", {"type": "none"})
     process = start(["bertclf", "tune", "--space", "resume", "--trials", "3"], repo)
@@ -133,7 +133,15 @@ def test_an_interrupted_tune_study_resumes_where_it_stopped(dag_repo, tmp_path):
     finally:
         stop(process)  # SIGKILL, as a machine that goes down
     assert states(repo, "resume")[0] == "COMPLETE"
-    result = run(["bertclf", "tune", "--space", "resume", "--trials", "3"], repo, timeout=600)
-    finished = [s for s in states(repo, "resume") if s in ("COMPLETE", "PRUNED")]
-    assert len(finished) == 3, states(repo, "resume")  # the killed trial is not counted
+    resume = ["bertclf", "tune", "--space", "resume", "--trials", "3", "--jobs", "2"]
+    result = run(resume, repo, timeout=600)
+    # the killed trial is not counted; the two missing trials ran one in each process, and
+    # both processes' experiment saves landed
+    finished = [n for n, s in enumerate(states(repo, "resume")) if s in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 3, states(repo, "resume")
     assert "study resume:" in result.stdout
+    shown = experiments(repo)
+    assert {f"resume-{n}" for n in finished} <= set(shown), sorted(shown)
+    rates = {shown[f"resume-{n}"][f".tune/trials/resume-{n}/params.yaml"]["train.learning_rate"]
+             for n in finished}  # fmt: skip
+    assert len(rates) == 3, rates  # neither process drew an earlier trial's values again

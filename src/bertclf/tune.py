@@ -213,9 +213,9 @@ def finished(study) -> int:
 
 
 def optimize(
-    space_name: str, trials: int, timeout: float | None, threads: int, worker: int = 0
+    space_name: str, n_trials: int, timeout: float | None, threads: int, worker: int = 0
 ) -> None:
-    """One process's share of the study: trials until the study holds `trials` finished ones."""
+    """One process's share of the study: `n_trials` more trials, or fewer at the timeout."""
     import filelock
     import optuna
 
@@ -226,19 +226,11 @@ def optimize(
     study = make_study(space_name, space, worker)
     lock = filelock.FileLock(str(TUNE_DIR / "exp-save.lock"))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    remaining = trials - finished(study)
-    if remaining > 0:
-        study.optimize(
-            lambda trial: run_trial(trial, space_name, space, lock),
-            n_trials=remaining,
-            timeout=timeout,
-            callbacks=[
-                optuna.study.MaxTrialsCallback(
-                    trials,
-                    states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED),
-                )
-            ],
-        )
+    study.optimize(
+        lambda trial: run_trial(trial, space_name, space, lock),
+        n_trials=n_trials,
+        timeout=timeout,
+    )
 
 
 def missing_outputs() -> list[str]:
@@ -276,15 +268,18 @@ def tune(space_name: str, trials: int, timeout: float | None, jobs: int) -> dict
             f"bertclf tune saves every trial as a DVC experiment, which needs the DAG's outputs "
             f"in the workspace; missing: {', '.join(missing)}: run `dvc repro` first"
         )
-    cores = os.cpu_count() or 1
-    threads = max(1, cores // jobs) if jobs > 1 else 0
-    if jobs == 1:
-        optimize(space_name, trials, timeout, threads)
-    else:
+    # trials the study still needs, split between the processes up front (a process that
+    # counted finished trials itself would start one more while another's is still running)
+    remaining = max(0, trials - finished(make_study(space_name, load_space(space_name))))
+    shares = [n for n in (remaining // jobs + (w < remaining % jobs) for w in range(jobs)) if n]
+    threads = max(1, (os.cpu_count() or 1) // len(shares)) if len(shares) > 1 else 0
+    if len(shares) == 1:
+        optimize(space_name, shares[0], timeout, threads)
+    elif shares:
         context = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
         workers = [
-            context.Process(target=optimize, args=(space_name, trials, timeout, threads, worker))
-            for worker in range(jobs)
+            context.Process(target=optimize, args=(space_name, n, timeout, threads, worker))
+            for worker, n in enumerate(shares)
         ]
         for worker in workers:
             worker.start()
