@@ -104,3 +104,16 @@ def test_runtimes_page_shows_the_committed_benchmark():
     page = (ROOT / "docs/runtimes.md").read_text()
     assert bench.runtime_table(result) in page
     assert f"{result['predict_speedup']:.1f} times the seed's way" in page
+
+
+def test_default_recipe_page_shows_the_committed_study_and_runs():
+    """docs/default-recipe.md's tables are what benchmarks/recipes.py renders from the committed
+    docs/results/ (the study's trials, and each recipe's runs over three seeds)."""
+    spec = importlib.util.spec_from_file_location("recipes", ROOT / "benchmarks/recipes.py")
+    recipes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipes)
+    page = (ROOT / "docs/default-recipe.md").read_text()
+    assert recipes.study_markdown("default") in page
+    assert recipes.recipes_markdown() in page
+    runs = list((ROOT / "docs/results/recipes").glob("*.json"))
+    assert len(runs) == 6, runs  # two recipes, three seeds each
