@@ -47,6 +47,7 @@ COLUMNS = (
     ("epochs_run", "epochs", 1),
     ("ece_before_temperature", "ECE before T", 4),
     ("ece", "ECE after T", 4),
+    ("log_loss_before_temperature", "log loss before T", 4),
     ("log_loss", "log loss after T", 4),
 )
 
