@@ -142,7 +142,10 @@ def run_trial(trial, space_name: str, space: dict, save_lock) -> float:
     train_cache, val_cache = token_caches(tokenize)
     name = f"{space_name}-{trial.number}"
     live_dir = TUNE_DIR / "trials" / name
-    live = Live(str(live_dir), dvcyaml=str(live_dir / "dvc.yaml"), save_dvc_exp=True, exp_name=name)
+    with save_lock:  # Live() reads the baseline commit, which another process's save moves
+        live = Live(
+            str(live_dir), dvcyaml=str(live_dir / "dvc.yaml"), save_dvc_exp=True, exp_name=name
+        )
     live.log_params({**values, "trial": trial.number, "study": space_name})
     pruning = pruning_callback(trial, monitor)
     train_classifier(
