@@ -35,24 +35,47 @@ def test_every_option_validates(tmp_path):
             assert load_section(group, out) is not None
 
 
-def test_bad_value_names_the_key(tmp_path):
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epochs=zero", r"train\.epochs: Value 'zero' of type 'str' could not be converted"),
+        ("train.epochs=0", r"train\.epochs must be at least 1$"),
+        ("data.val_fraction=1.5", r"data\.val_fraction must be between 0 and 1"),
+        ("train.learning_rate=inf", r"train\.learning_rate must be a finite number, not inf"),
+        ("baseline.C=nan", r"baseline\.C must be"),
+        ("seed=-1", r"seed must be a whole number from 0 to 4294967295, not -1"),
+        ("seed=abc", r"seed must be a whole number from 0 to 4294967295, not 'abc'"),
+        ("package.precisions=[fp64]", r"package\.precisions lists 'fp64'"),
+        ("+train.epochz=3", r"train\.epochz: Key 'epochz' not in 'TrainConfig' \(the keys of "),
+        ("data=news_sample", r"data\.path is required; set it with -S data\.path="),
+    ],
+)
+def test_a_bad_value_fails_composition_in_one_line_naming_the_key(tmp_path, override, message):
+    """Every section is checked when params are composed, whichever stage reads it: a bad
+    package key must not wait for hours of training to be found."""
     out = tmp_path / "params.yaml"
-    compose_params(out, ["train.epochs=zero"], ROOT / "conf")
-    with pytest.raises(BertclfError, match=r"train\.epochs"):
-        load_section("train", out)
+    with pytest.raises(BertclfError, match=message) as caught:
+        compose_params(out, [override], ROOT / "conf")
+    assert "\n" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
-def test_out_of_range_value_names_the_key(tmp_path):
+def test_every_stage_checks_every_section(tmp_path):
+    """`dvc exp run -S` composes params.yaml itself: the first stage to run (whatever it
+    reads) refuses a bad value of any section, before any work."""
+    import yaml
+
     out = tmp_path / "params.yaml"
-    compose_params(out, ["data.val_fraction=1.5"], ROOT / "conf")
-    with pytest.raises(BertclfError, match=r"data\.val_fraction"):
-        load_section("data", out)
-
-
-def test_missing_mandatory_value_says_how_to_set_it(tmp_path):
-    out = tmp_path / "params.yaml"
-    compose_params(out, ["data=news_sample"], ROOT / "conf")
-    with pytest.raises(BertclfError, match=r"data\.path is required; set it with -S data\.path="):
+    compose_params(out, [], ROOT / "conf")
+    params = yaml.safe_load(out.read_text())
+    params["package"]["precisions"] = ["f32", "fp64"]
+    out.write_text(yaml.safe_dump(params))
+    with pytest.raises(BertclfError, match=r"package\.precisions lists 'fp64'"):
+        load_section("model", out)
+    params["package"]["precisions"] = ["f32"]
+    params["train"]["learning_rate"] = float("inf")
+    out.write_text(yaml.safe_dump(params))
+    with pytest.raises(BertclfError, match=r"train\.learning_rate must be a finite number"):
         load_section("data", out)
 
 

@@ -167,3 +167,28 @@ def test_weight_decay_skips_layer_norms_and_biases_and_decays_the_rest():
     skipped = {v.path for v in variables if v.name in ("gamma", "beta", "bias")}
     assert skipped and changed == {v.path for v in variables} - skipped
     assert any("embeddings" in path for path in changed)  # embeddings decay, as in BERT
+
+
+def test_a_non_finite_loss_stops_training_in_one_line_naming_the_step():
+    """An infinite learning rate (the schema refuses one in params.yaml; the loop must not
+    rely on it) makes the weights NaN after the first step: training stops there with one
+    line, instead of finishing on NaN and being saved."""
+    import keras
+
+    from bertclf.config import HeadConfig
+    from bertclf.errors import BertclfError
+    from bertclf.model import build_classifier
+    from bertclf.training import compile_for_training, fit
+
+    rng = np.random.default_rng(0)
+    texts = [rng.integers(1, 100, rng.integers(3, 40)).astype(np.int32) for _ in range(48)]
+    labels = rng.integers(0, 3, 48)
+    train = section("train", epochs=2, batch_size=8, warmup_fraction=0.0)
+    train.learning_rate = float("inf")
+    keras.utils.set_random_seed(0)
+    model = build_classifier(TINY_ENCODER, HeadConfig("mean", [], 0.0), 3)
+    compile_for_training(model, train, 5)
+    data = BucketedSequence(texts[:40], labels[:40], 8, TOKENIZE, seed=0)
+    val = BucketedSequence(texts[40:], labels[40:], 8, TOKENIZE)
+    with pytest.raises(BertclfError, match=r"the loss became nan at epoch 1, step 2; nothing"):
+        fit(model, data, val, train, None, [], seed=0)

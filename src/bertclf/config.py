@@ -6,7 +6,8 @@ DVC composes conf/ without importing this project, so the schemas cannot sit in 
 defaults list; each stage validates the sections it reads here, before TensorFlow is imported.
 """
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +280,31 @@ SCHEMAS: dict[str, type] = {
 }
 
 
+SEED_LIMIT = 2**32  # numpy's and TensorFlow's seeds are unsigned 32-bit integers
+
+
+def _check_seed(value: Any, key: str = "seed") -> int:
+    _require(
+        isinstance(value, int) and not isinstance(value, bool) and 0 <= value < SEED_LIMIT,
+        key,
+        f"must be a whole number from 0 to {SEED_LIMIT - 1}, not {value!r}",
+    )
+    return value
+
+
+def _check_finite(value: Any, key: str) -> None:
+    """Every float of a parsed section is finite: inf and nan pass the schemas' comparisons
+    (inf > 0) and would train on NaN."""
+    if isinstance(value, float):
+        _require(math.isfinite(value), key, f"must be a finite number, not {value}")
+    elif is_dataclass(value):
+        for field in fields(value):
+            _check_finite(getattr(value, field.name), f"{key}.{field.name}")
+    elif isinstance(value, list):
+        for item in value:
+            _check_finite(item, key)
+
+
 def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
@@ -290,28 +316,50 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
 
 
 def load_section(name: str, path: str | Path = PARAMS_FILE) -> Any:
-    """Read one section of params.yaml, validated against its schema (one clear line if bad)."""
+    """Read one section of params.yaml, validated against its schema (one clear line if bad).
+    Every other section is validated too, so that a bad key fails the first stage that runs,
+    in seconds, not the stage that reads it after hours of training."""
     params = load_params(path)
     if name not in params:
         raise BertclfError(f"{path}: missing key '{name}'; run `make params`")
+    validate_params(params, path)
     return parse_section(name, params[name], path)
+
+
+def validate_params(params: dict[str, Any], path: str | Path = PARAMS_FILE) -> None:
+    """Every section of a composed params.yaml that has a schema, parsed and checked."""
+    for name in sorted((set(SCHEMAS) | {"seed"}) & set(params)):
+        parse_section(name, params[name], path)
 
 
 def parse_section(name: str, value: Any, path: str | Path = PARAMS_FILE) -> Any:
     """A section's values as its typed schema, validated. Every key must be given: defaults
     live in conf/ only."""
+    if name == "seed":
+        try:
+            return _check_seed(value)
+        except BertclfError as error:
+            raise BertclfError(f"{path}: {str(error).split(': ', 1)[1]}") from None
     schema = SCHEMAS.get(name)
     if schema is None:
         return value
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), value)
-        return OmegaConf.to_object(merged)
+        parsed = OmegaConf.to_object(merged)
+        _check_finite(parsed, name)
     except MissingMandatoryValue as error:
         key = f"{name}.{error.full_key}"
         raise BertclfError(f"{path}: {key} is required; set it with -S {key}=...") from None
     except OmegaConfBaseException as error:
         key = f"{name}.{error.full_key}" if error.full_key else name
-        raise BertclfError(f"{path}: {key}: {error.msg}") from None
+        reason = str(error.msg).strip().splitlines()[0]  # OmegaConf adds lines of its own
+        if "not in '" in reason or "Key '" in reason:
+            known = ", ".join(f.name for f in fields(schema))
+            reason += f" (the keys of {name} are: {known})"
+        raise BertclfError(f"{path}: {key}: {reason}") from None
+    except BertclfError as error:  # a schema's own check: name the file, as above
+        raise BertclfError(f"{path}: {str(error).split(': ', 1)[1]}") from None
+    return parsed
 
 
 def compose_params(
@@ -332,6 +380,7 @@ def compose_params(
             compose_and_dump(
                 tmp, str(config_dir), None, "config", str(config_dir.parent), overrides or []
             )
+            validate_params(load_params(tmp), output)  # a bad value fails now, not hours later
     except (HydraException, OmegaConfBaseException) as error:
         message = " ".join(str(error).split()).split(" Config search path")[0]
         raise BertclfError(f"conf/: cannot compose with {overrides or []}: {message}") from None

@@ -15,6 +15,7 @@ from bertclf.batching import BucketedSequence
 from bertclf.checkpoint import Checkpoint
 from bertclf.config import HeadConfig, TokenizeConfig, TrainConfig
 from bertclf.distribution import configure
+from bertclf.errors import BertclfError
 from bertclf.labels import LabelMap
 from bertclf.layout import ENCODER_CONFIG
 from bertclf.model import build_classifier
@@ -140,6 +141,34 @@ def compile_for_training(
     )
 
 
+class FailOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop training with one line when the loss is not finite: a NaN run must not be saved,
+    locked in dvc.lock, and found out by the stage after it. (Keras' TerminateOnNaN stops
+    quietly, and the stage would save the model.)"""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        self._check((logs or {}).get("loss"), f"epoch {self.epoch + 1}, step {batch + 1}")
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:  # the custom loop's only logs
+        for key in ("loss", "val_loss"):
+            self._check((logs or {}).get(key), f"epoch {epoch + 1} ({key})")
+
+    @staticmethod
+    def _check(loss, where: str) -> None:
+        if loss is not None and not np.isfinite(float(np.asarray(loss))):
+            raise BertclfError(
+                f"train: the loss became {float(np.asarray(loss))} at {where}; nothing was "
+                "saved (lower train.learning_rate, or check the data)"
+            )
+
+
 class EpochSeeds(keras.callbacks.Callback):
     """Reseed every random generator from (seed, epoch) at each epoch start, so that dropout's
     masks in epoch e depend on (seed, e) alone: a run resumed at epoch e draws what an
@@ -227,7 +256,7 @@ def fit(
         restore_best_weights=True,
         verbose=1,
     )
-    callbacks = [EpochSeeds(seed), early_stopping, *callbacks]
+    callbacks = [FailOnNonFiniteLoss(), EpochSeeds(seed), early_stopping, *callbacks]
     initial_epoch = 0
     if checkpoint is not None:
         if checkpoint.state:
