@@ -307,6 +307,29 @@ def test_unreadable_checkpoint_is_set_aside_with_a_warning(tmp_path, monkeypatch
     )
 
 
+def test_a_damaged_checkpoint_file_is_found_before_it_is_read_and_set_aside(
+    tmp_path, monkeypatch, capsys
+):
+    """A state.data file cut in half (a disk error, a partial copy) made every later run fail
+    with TensorFlow's "Read less bytes than requested": its digest now finds it first, and
+    training starts over."""
+    from bertclf import checkpoint as checkpoints
+
+    monkeypatch.setattr(checkpoints, "UNREADABLE", tmp_path / "unreadable")
+    model = small_model()
+    directory = tmp_path / "train-key"
+    checkpoints.Checkpoint(directory).save(1, model, {**EARLY_STOPPING, "best_weights": None})
+    assert checkpoints.Checkpoint(directory).next_epoch == 1  # intact: resumed from
+    (data,) = (directory / "epoch-0001").glob("state.data-*")
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    capsys.readouterr()
+    checkpoint = checkpoints.Checkpoint(directory)
+    assert checkpoint.state is None and checkpoint.next_epoch == 0
+    warning = capsys.readouterr().err.strip()
+    assert f"({data.name} is damaged (its sha256 differs from the one saved))" in warning
+    assert len(warning.splitlines()) == 1 and not (directory / "epoch-0001").exists()
+
+
 # 8. A package's folder holds exactly what its manifest lists, and the manifest is well formed.
 
 

@@ -8,7 +8,9 @@ It holds, all written together (a kill while saving leaves the previous epoch's 
 - `state.index`, `state.data-*`: model weights and optimizer state (Adam moments, step count,
   hence the learning-rate schedule), TensorFlow's checkpoint format;
 - `best_weights.npz`: EarlyStopping's best weights so far (plain arrays, no pickle);
-- `state.json`: the next epoch, whether EarlyStopping stopped, its counter and best value;
+- `state.json`: the next epoch, whether EarlyStopping stopped, its counter and best value, and
+  the sha256 of every other file, so that a damaged one (a disk error, a partial copy) is found
+  before TensorFlow reads it;
 - copies of directories the stage keeps appending to (DVCLive's logs).
 
 The data order and dropout's random masks of epoch e are derived from (seed, e) alone (see
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from bertclf.dependencies import library_modules
+from bertclf.errors import BertclfError
 from bertclf.files import atomic_path, sha256_file
 
 ROOT = Path(".checkpoints")
@@ -51,6 +54,25 @@ def run_key(params: dict, inputs: list[str | Path]) -> str:
     return digest.hexdigest()[:16]
 
 
+def _digests(directory: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(directory)): sha256_file(path)
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name != "state.json"
+    }
+
+
+def _check_digests(saved: Path, expected) -> None:
+    if not isinstance(expected, dict) or not expected:
+        raise ValueError("state.json lists no file digests")
+    for name, digest in expected.items():
+        path = saved / name
+        if not path.is_file():
+            raise ValueError(f"{name} is missing")
+        if sha256_file(path) != digest:
+            raise ValueError(f"{name} is damaged (its sha256 differs from the one saved)")
+
+
 class Checkpoint:
     """The saved states of one run: `DIRECTORY/epoch-NNNN/`, one per epoch saved. A new epoch's
     state is written whole beside the previous one, which is removed only after it, so a valid
@@ -69,6 +91,7 @@ class Checkpoint:
                     raise ValueError("state.json lacks next_epoch or early_stopping")
                 if not (saved / "state.index").is_file():
                     raise ValueError("state.index is missing")
+                _check_digests(saved, state.get("files"))
             except (OSError, ValueError, AttributeError) as error:
                 self._set_aside(saved, error)
                 continue
@@ -124,7 +147,11 @@ class Checkpoint:
             for i, path in enumerate(self.snapshots):
                 if path.is_dir():
                     shutil.copytree(path, tmp / f"snapshot_{i}")
-            state = {"next_epoch": next_epoch, "early_stopping": early_stopping}
+            state = {
+                "next_epoch": next_epoch,
+                "early_stopping": early_stopping,
+                "files": _digests(tmp),
+            }
             (tmp / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
         for older in self.directory.glob("epoch-*"):  # only now: the new state is on disk
             if older.name < saved.name:
@@ -133,18 +160,27 @@ class Checkpoint:
 
     def load_into(self, model) -> tuple[dict, list[np.ndarray] | None]:
         """Restore weights and optimizer state into a compiled model. Returns EarlyStopping's
-        saved state and its best weights."""
+        saved state and its best weights. A state that passed its digests and still cannot
+        be restored is set aside, and the run stops in one line: the next starts over."""
         import tensorflow as tf
 
         model.optimizer.build(model.trainable_variables)  # its slots exist before the read
-        tf.train.Checkpoint(model=model, optimizer=model.optimizer).read(
-            str(self.saved / "state")
-        ).assert_existing_objects_matched()
-        best_file = self.saved / "best_weights.npz"
-        best = None
-        if best_file.is_file():
-            with np.load(best_file, allow_pickle=False) as arrays:
-                best = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+        try:
+            tf.train.Checkpoint(model=model, optimizer=model.optimizer).read(
+                str(self.saved / "state")
+            ).assert_existing_objects_matched()
+            best_file = self.saved / "best_weights.npz"
+            best = None
+            if best_file.is_file():
+                with np.load(best_file, allow_pickle=False) as arrays:
+                    best = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+        except Exception as error:  # TensorFlow's and numpy's errors alike
+            saved = self.saved
+            self._set_aside(saved, error)
+            raise BertclfError(
+                f"{saved}: the checkpoint could not be restored and was set aside; run the "
+                "stage again to train from the start"
+            ) from None
         return self.state["early_stopping"], best
 
     def remove(self) -> None:
