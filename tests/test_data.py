@@ -88,6 +88,25 @@ def test_class_too_small_for_the_splits_is_named(tmp_path):
         prepare_splits(config(path), seed=0)
 
 
+def test_a_split_too_small_for_the_classes_names_the_split_the_key_and_what_works(tmp_path):
+    """The seed's own shape (30 rows, 6 classes of 5): 0.1 of it is 3 validation rows, fewer
+    than the classes. scikit-learn's message spoke of a "test_size" and named no key."""
+    path = tmp_path / "t.csv"
+    labels = [f"c{i % 6}" for i in range(30)]
+    write_table(pd.DataFrame({"text": [f"t{i}" for i in range(30)], "label": labels}), path)
+    with pytest.raises(BertclfError) as caught:
+        prepare_splits(config(path, val_fraction=0.1, test_fraction=0.2), seed=0)
+    assert str(caught.value) == (
+        f"{path}: the validation split would hold 3 of 30 rows (data.val_fraction=0.1) for 6 "
+        "classes; a stratified split needs one row per class: set data.val_fraction to at "
+        "least 0.19"
+    )
+    with pytest.raises(BertclfError, match=r"the test split would hold 3 of 30 rows"):
+        prepare_splits(config(path, val_fraction=0.2, test_fraction=0.1), seed=0)
+    splits, _ = prepare_splits(config(path, val_fraction=0.19, test_fraction=0.2), seed=0)
+    assert splits["val"]["label"].nunique() == 6  # the value it names works
+
+
 def test_cleaning_is_off_by_default_and_keeps_case():
     text = "  Visit <b>HTTP://x.io</b> now, 42 Times!  "
     assert clean_text(text, section("data").clean) == text.strip()

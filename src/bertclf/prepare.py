@@ -6,6 +6,7 @@ column or row.
 """
 
 import html
+import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -227,6 +228,22 @@ def check_class_sizes(table: pd.DataFrame, path: str, needed: int) -> None:
         )
 
 
+def check_split_holds_classes(
+    size: int, classes: int, n: int, name: str, fraction: float, path: str
+) -> None:
+    """A stratified split needs a row of every class: name the split, its key and the
+    smallest fraction that works (scikit-learn says only "test_size = 3 should be ...")."""
+    if size >= classes:
+        return
+    key = "data.val_fraction" if name == "validation" else "data.test_fraction"
+    smallest = math.ceil((classes - 0.5) / n * 100) / 100  # round(f * n) >= classes
+    raise BertclfError(
+        f"{path}: the {name} split would hold {size} of {n} rows ({key}={fraction}) for "
+        f"{classes} classes; a stratified split needs one row per class: set {key} to at "
+        f"least {smallest:.2f}"
+    )
+
+
 def split(
     table: pd.DataFrame, test: pd.DataFrame | None, cfg: DataConfig, seed: int, path: str
 ) -> dict[str, pd.DataFrame]:
@@ -235,24 +252,27 @@ def split(
     With a separate test table, train texts that also appear in it are dropped from train.
     """
     n = len(table)
+    classes = table["label"].nunique()
     if test is None:
         check_class_sizes(table, path, needed=3)
+        test_size = max(1, round(cfg.test_fraction * n))
+        check_split_holds_classes(test_size, classes, n, "test", cfg.test_fraction, path)
         rest, test = train_test_split(
-            table,
-            test_size=max(1, round(cfg.test_fraction * n)),
-            stratify=table["label"],
-            random_state=seed,
+            table, test_size=test_size, stratify=table["label"], random_state=seed
         )
     else:
         check_class_sizes(table, path, needed=2)
         rest = table
     val_size = max(1, round(cfg.val_fraction * n))
-    try:
-        train, val = train_test_split(
-            rest, test_size=val_size, stratify=rest["label"], random_state=seed
+    check_split_holds_classes(val_size, classes, n, "validation", cfg.val_fraction, path)
+    if len(rest) - val_size < classes:
+        raise BertclfError(
+            f"{path}: the training split would hold {len(rest) - val_size} rows for {classes} "
+            "classes; lower data.val_fraction or data.test_fraction, or add rows"
         )
-    except ValueError as error:
-        raise BertclfError(f"{path}: cannot split off validation rows: {error}") from None
+    train, val = train_test_split(
+        rest, test_size=val_size, stratify=rest["label"], random_state=seed
+    )
     splits = {"train": train, "val": val, "test": test}
     return {name: part.sort_index().reset_index(drop=True) for name, part in splits.items()}
 
