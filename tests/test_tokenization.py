@@ -1,9 +1,11 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from helpers import section
+from helpers import ROOT, section
 
 from bertclf.batching import bucketed_batches, pad_batch, padded_length
 from bertclf.model import source_directory
@@ -138,3 +140,61 @@ def test_prediction_batches_are_sorted_by_length():
 
 def test_minilm_package_is_found():
     assert (Path(MINILM) / "model.safetensors").is_file()
+
+
+def long_text(words: int, seed: int = 0) -> str:
+    """Words of every kind the normalizer and pre-tokenizer treat apart: accents, case,
+    punctuation, digits, CJK, and a word of over 100 characters ([UNK])."""
+    vocabulary = ["Café", "naïve", "coffee,", "(tea)", "42", "東京", "Straße", "x" * 120, "ok."]
+    rng = np.random.default_rng(seed)
+    return " ".join(vocabulary[i] for i in rng.integers(0, len(vocabulary), words)) + "\n"
+
+
+@pytest.mark.parametrize("strategy", ["head", "head_tail", "chunks"])
+def test_a_text_cut_to_its_window_gives_the_tokens_of_the_whole_text(strategy, monkeypatch):
+    """The cut before tokenizing changes nothing the model sees: each window's ids equal
+    those of the whole text fitted to the window (chunks: tokenized in pieces, here of 3,000
+    characters so that a short test crosses many piece boundaries)."""
+    from bertclf import tokenization
+
+    monkeypatch.setattr(tokenization, "PIECE_CHARS", 3_000)
+    tokenizer = load_tokenizer(MINILM)
+    cfg = section("tokenize", max_length=32, long_text=strategy, chunk_stride=8)
+    texts = [long_text(n, seed=n) for n in (3, 200, 2_000, 6_000)]
+    encoded = encode(tokenizer, texts, cfg)
+    expected = [
+        fit_to_window(np.asarray(e.ids, dtype=np.int32), cfg) for e in tokenizer.encode_batch(texts)
+    ]
+    windows = [[w.tolist() for w in each] for each in expected]
+    ours = [[] for _ in texts]
+    for i, sequence in zip(encoded.text_index, encoded.sequences, strict=True):
+        ours[i].append(sequence.tolist())
+    assert ours == windows
+    assert encoded.long(32).tolist() == [False, True, True, True]
+    if strategy == "chunks":  # nothing is cut: lengths are whole
+        assert encoded.lengths.tolist() == [len(e.ids) for e in tokenizer.encode_batch(texts)]
+
+
+@pytest.mark.parametrize("strategy", ["head", "chunks"])
+def test_one_big_text_costs_the_memory_of_its_window(strategy, tmp_path):
+    """A 4 MB text took about 560 MB to tokenize whole (140 MB per MB); cut to its window
+    (head) or tokenized in pieces (chunks), it costs little more than a 40 KB one."""
+    peak = "int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) // 1024"
+    script = (
+        "import sys; sys.path.insert(0, 'tests')\n"
+        "from helpers import section\n"
+        "from test_tokenization import MINILM, long_text\n"
+        "from bertclf.tokenization import encode, load_tokenizer\n"
+        "tokenizer = load_tokenizer(MINILM)\n"
+        f"cfg = section('tokenize', long_text='{strategy}')\n"
+        "for words in (5_000, 500_000):  # about 40 KB, then 4 MB: the peak only grows\n"
+        "    encode(tokenizer, [long_text(words)], cfg)\n"
+        f"    print({peak})\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    small, big = map(int, result.stdout.split()[-2:])
+    print(f"{strategy}: peak {small} MB after a 40 KB text, {big} MB after a 4 MB one")
+    assert big - small < 100, (small, big)

@@ -67,11 +67,81 @@ class Encoded:
         return self.lengths > max_length
 
 
+# A BERT word piece covers at most 100 characters of a word (WordPiece's
+# max_input_chars_per_word: a longer word is one [UNK]); with a separator, 101 characters
+# hold at least one token of ordinary text.
+CHARS_PER_TOKEN = 101
+PIECE_CHARS = 100_000  # chunks: a long text is tokenized this many characters at a time
+
+
+def window_budget(tokenize: TokenizeConfig) -> tuple[int, int]:
+    """Characters kept from the start and from the end of a text before tokenizing it (head:
+    none from the end). Tokenizing costs about 140 MB of memory per MB of text, and the
+    window uses only max_length - 2 tokens: two tokens' worth of characters to spare, so
+    that a word cut at the edge lies beyond the tokens kept."""
+    budget = tokenize.max_length - 2
+    if tokenize.long_text == "head_tail":
+        head = round(budget * tokenize.head_fraction)
+        return (head + 2) * CHARS_PER_TOKEN, (budget - head + 2) * CHARS_PER_TOKEN
+    return (budget + 2) * CHARS_PER_TOKEN, 0
+
+
+def cut_to_window(text: str, tokenize: TokenizeConfig) -> str:
+    """The part of `text` that its window can use: head keeps the budget's first characters,
+    head_tail its first and last (joined by a space), chunks everything. The tokens the
+    window keeps are those of the whole text, except where the kept characters hold fewer
+    tokens than the window (long runs of spaces or control characters, or words of over
+    100 characters)."""
+    if tokenize.long_text == "chunks":
+        return text
+    head, tail = window_budget(tokenize)
+    if len(text) <= head + tail:
+        return text
+    return text[:head] + " " + text[len(text) - tail :] if tail else text[:head]
+
+
+def _pieces(text: str) -> list[str]:
+    """`text` in pieces of at most PIECE_CHARS characters, each cut before a whitespace
+    character where there is one: BERT's normalizer works per character and its
+    pre-tokenizer splits at whitespace, so the pieces' tokens are the text's."""
+    pieces, start = [], 0
+    while len(text) - start > PIECE_CHARS:
+        end = start + PIECE_CHARS
+        cut = max(text.rfind(space, start + 1, end) for space in " \n\t\r")
+        cut = cut if cut > start else end
+        pieces.append(text[start:cut])
+        start = cut
+    return [*pieces, text[start:]]
+
+
+def _token_ids(tokenizer: Tokenizer, texts: list[str]) -> list[np.ndarray]:
+    """Each text's token ids, [CLS] ... [SEP]; a text longer than PIECE_CHARS is tokenized a
+    piece at a time, so memory follows the piece, not the text."""
+    ids = [None] * len(texts)
+    short = [i for i, text in enumerate(texts) if len(text) <= PIECE_CHARS]
+    for i, encoding in zip(short, tokenizer.encode_batch([texts[i] for i in short]), strict=True):
+        ids[i] = np.asarray(encoding.ids, dtype=np.int32)
+    if len(short) < len(texts):
+        cls, sep = (
+            np.asarray(tokenizer.encode("").ids[:1]),
+            np.asarray(tokenizer.encode("").ids[-1:]),
+        )
+        for i in sorted(set(range(len(texts))) - set(short)):
+            content = [
+                np.asarray(tokenizer.encode(piece, add_special_tokens=False).ids)
+                for piece in _pieces(texts[i])
+            ]
+            ids[i] = np.concatenate([cls, *content, sep]).astype(np.int32)
+    return ids
+
+
 def encode(tokenizer: Tokenizer, texts: list[str], tokenize: TokenizeConfig) -> Encoded:
-    """Token ids of every text, fitted to `tokenize.max_length` by `tokenize.long_text`."""
+    """Token ids of every text, fitted to `tokenize.max_length` by `tokenize.long_text`. Each
+    text is first cut to what its window can use (`cut_to_window`), so a text of any size
+    costs the memory of its window: a text's length counts its tokens up to that cut."""
     sequences, text_index, lengths = [], [], []
-    for i, encoding in enumerate(tokenizer.encode_batch(list(texts))):
-        ids = np.asarray(encoding.ids, dtype=np.int32)
+    cut = [cut_to_window(text, tokenize) for text in texts]
+    for i, ids in enumerate(_token_ids(tokenizer, cut)):
         windows = fit_to_window(ids, tokenize)
         sequences.extend(windows)
         text_index.extend([i] * len(windows))
