@@ -22,6 +22,8 @@ def main() -> None:
         for name in SPLITS:
             write_split(splits[name], tmp / f"{name}.parquet")
     write_json(PREPARE_REPORT, {k: v for k, v in asdict(report).items() if v is not None})
+    for line in report.rows_read_lines():
+        print(f"prepare: {line}")
     print(
         f"prepare: {report.split_sizes} (dropped {report.empty_texts_dropped} empty, "
         f"{report.duplicates_dropped} duplicate, {report.conflicting_labels_dropped} "

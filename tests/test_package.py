@@ -204,6 +204,12 @@ def test_classifier_takes_a_list_a_series_or_one_string(dag_repo):
         classifier.predict(texts, top_k=3)
     with pytest.raises(BertclfError, match=r"texts\[1\] is not a string: None"):
         classifier.predict(["fine", None])
+    frame = pd.DataFrame({"text": texts.tolist()[:2], "id": [1, 2]})
+    with pytest.raises(BertclfError, match=r"texts is DataFrame of shape 2x2, not one column"):
+        classifier.predict(frame)  # it iterated the column names: one answer, for "text"
+    with pytest.raises(BertclfError, match=r"pass a column, such as df\['text'\]"):
+        classifier.predict_proba(frame[["text"]].to_numpy())
+    assert classifier.predict(frame["text"]).tolist() == classifier.predict(texts)[:2].tolist()
 
 
 FORMAT_CASES = [  # input, output, id column: every format in and out, with and without ids

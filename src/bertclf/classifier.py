@@ -109,6 +109,12 @@ class Classifier:
     def _texts(texts: str | Iterable[str]) -> list[str]:
         if isinstance(texts, str):
             return [texts]
+        if getattr(texts, "ndim", 1) != 1:  # a DataFrame iterates its column names
+            shape = "x".join(map(str, getattr(texts, "shape", ())))
+            raise BertclfError(
+                f"texts is {type(texts).__name__} of shape {shape}, not one column of texts; "
+                "pass a column, such as df['text'], a list or a 1-D array"
+            )
         texts = list(texts)
         for row, text in enumerate(texts):
             if not isinstance(text, str):

@@ -33,7 +33,8 @@ def predict(args: argparse.Namespace) -> None:
     if output_format == ".xlsx":  # what XLSX cannot hold is refused before any prediction
         check_xlsx_output(args, shard, shards, columns)
 
-    selected = read_shard(args, shard, shards)
+    seen = {"rows": 0}
+    selected = read_shard(args, shard, shards, seen)
     classifier = None
     rows = 0
     with (
@@ -70,11 +71,17 @@ def predict(args: argparse.Namespace) -> None:
                 ranked = most_probable(probabilities, classifier.classes_, args.top_k)
                 out["top_labels"] = [json.dumps([label for label, _ in row]) for row in ranked]
                 out["top_probabilities"] = [json.dumps([p for _, p in row]) for row in ranked]
-            writer.write(spreadsheet_safe(out) if args.spreadsheet_safe else out)
+            try:
+                writer.write(spreadsheet_safe(out) if args.spreadsheet_safe else out)
+            except BertclfError as error:  # it names the scratch file's problem, not the file
+                raise BertclfError(f"{args.output}: {error}") from None
             rows += len(out)
             bar.update(len(out))
+    from bertclf.tables import rows_read
+
     part = f" (shard {shard}/{shards})" if shards > 1 else ""
     print(f"wrote {rows} predictions to {args.output}{part}")
+    print(f"{args.input}: read {rows_read(args.input, seen['rows'])}")
 
 
 def load_package(args: argparse.Namespace):
@@ -103,21 +110,25 @@ def package_is_multi_label(model: str) -> bool:
         return False
 
 
-def read_shard(args: argparse.Namespace, shard: int, shards: int):
-    """The input's chunks of this shard, with their texts. The file is opened, and its columns
-    checked, before this returns."""
+def read_shard(args: argparse.Namespace, shard: int, shards: int, seen: dict | None = None):
+    """The input's chunks of this shard, with their texts; `seen["rows"]` counts every row
+    read, this shard's or not. The file is opened, and its columns checked, before this
+    returns; every later chunk is checked too (a JSONL line may lack a key)."""
     from bertclf.tables import read_table_chunks, require_columns, text_cells
 
-    chunks = read_table_chunks(args.input, args.chunk_rows)
+    columns = {"--text-column": args.text_column, "--id-column": args.id_column}
+    chunks = read_table_chunks(args.input, args.chunk_rows, [c for c in columns.values() if c])
     first = next(chunks, None)
     if first is not None:
-        columns = {"--text-column": args.text_column, "--id-column": args.id_column}
         require_columns(first, args.input, columns)
 
     def selected():
         for number, chunk in enumerate(
             itertools.chain([first] if first is not None else [], chunks)
         ):
+            require_columns(chunk, args.input, columns)
+            if seen is not None:
+                seen["rows"] += len(chunk)
             if number % shards == shard:
                 yield chunk, text_cells(chunk, args.text_column, args.input)
 
@@ -224,7 +235,7 @@ def evaluate(args: argparse.Namespace) -> None:
 
     if args.output:
         check_output_path(args.output, args.input)
-    table = read_table(args.input)
+    table = read_table(args.input, columns=[args.text_column, args.label_column])
     require_columns(
         table, args.input, {"--text-column": args.text_column, "--label-column": args.label_column}
     )
@@ -350,7 +361,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output table; format by extension")
     p.add_argument("--text-column", default="text")
     p.add_argument("--id-column", default=None, help="kept in the output")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument(
         "--chunk-rows", type=positive_int, default=1_000, help="rows read (and counted) at a time"
     )
@@ -454,7 +465,7 @@ def parser() -> argparse.ArgumentParser:
         help="multi-label: what joins a text's labels in CSV, TSV and XLSX cells (default |)",
     )
     p.add_argument("--output", default=None, help="write every metric to this JSON file")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     add_package_options(p)
     p.set_defaults(run=evaluate)
 

@@ -18,7 +18,7 @@ from sklearn.model_selection import train_test_split
 
 from bertclf.config import CleanConfig, DataConfig, TaskConfig
 from bertclf.errors import BertclfError
-from bertclf.tables import read_table, require_columns, text_cells
+from bertclf.tables import data_lines, read_table, require_columns, text_cells
 
 _URL = re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)
 _HTML_TAG = re.compile(r"<[^>]+>")
@@ -57,6 +57,7 @@ class PrepareReport:
     """What `prepare` did to the rows it read: written to reports/prepare.json."""
 
     rows_read: dict[str, int] = field(default_factory=dict)
+    lines_read: dict[str, int] = field(default_factory=dict)  # CSV, TSV: after the header
     empty_texts_dropped: int = 0
     duplicates_dropped: int = 0
     conflicting_labels_dropped: int = 0
@@ -70,6 +71,15 @@ class PrepareReport:
     texts_without_labels: dict[str, int] | None = None
     rare_labels_dropped: dict[str, int] | None = None
     labels_absent_from: dict[str, list[str]] | None = None
+
+    def rows_read_lines(self) -> list[str]:
+        """`read 2,499 rows from 2,500 lines after the header of t.csv`, a line per table."""
+        lines = []
+        for path, rows in self.rows_read.items():
+            count = self.lines_read.get(path)
+            of = "" if count is None else f" from {count:,} lines after the header"
+            lines.append(f"read {rows:,} rows{of} of {path}")
+        return lines
 
 
 # Joins a text's labels into the one string `drop_duplicates` compares (multi-label): a
@@ -131,7 +141,8 @@ def load_labelled(
     """Read a labelled table into columns id, text, label (all strings), cleaned, no empty texts.
     Multi-label: `labels` holds each text's labels (a sorted tuple) and `label` their joined
     key, so duplicates and conflicts are found as in a single-label run."""
-    df = read_table(path, cfg.decode_errors)
+    wanted = [c for c in (cfg.text_column, cfg.label_column, cfg.id_column) if c]
+    df = read_table(path, cfg.decode_errors, columns=wanted)
     require_columns(
         df,
         path,
@@ -144,6 +155,9 @@ def load_labelled(
     if df.empty:
         raise BertclfError(f"{path}: the table has no rows")
     report.rows_read[str(path)] = len(df)
+    lines = data_lines(path)
+    if lines is not None:  # CSV, TSV: fewer rows than lines may be rows merged by a quote
+        report.lines_read[str(path)] = lines
     multi_label = task is not None and task.multi_label
     if multi_label:
         sets = [
