@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install params repro tune test test-fast bench bench-serve lint format lock clean
+.PHONY: install params repro tune exps test test-fast bench bench-serve lint format lock clean
 
 install: $(STAMP)
 
@@ -32,6 +32,10 @@ repro: params
 # trial a DVC experiment; ARGS="--trials 30 --timeout 3600 --jobs 1". Resumes when run again.
 tune: install
 	bertclf tune $(ARGS)
+
+# DVC's experiments with their headline metrics and the params that differ between them.
+exps: install
+	bertclf experiments
 
 # Every test, then the 15 slowest.
 test: install

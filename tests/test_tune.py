@@ -116,6 +116,14 @@ def test_tuned_options_reproduce_the_best_trial_through_dvc_exp_run(tuned_repo):
                                sep="\t")["loss"]  # fmt: skip
     dag_losses = pd.read_csv(repo / "reports/train/plots/metrics/eval/loss.tsv", sep="\t")["loss"]
     assert dag_losses.tolist() == pytest.approx(trial_losses.tolist(), abs=1e-5)
+    # `bertclf experiments`: the headline metrics and the params that differ, not dvc exp
+    # show's thousands of columns
+    shown = run(["bertclf", "experiments"], repo).stdout.splitlines()
+    header = shown[0].split()
+    assert header[:4] == ["experiment", "created", "test.accuracy", "test.macro_f1"], header
+    assert "train.learning_rate" in header and "data.path" not in header and len(header) < 30
+    names = [line.split()[0] for line in shown[1:]]
+    assert names[0] == "workspace" and {"small-0", "small-1", "small-2"} <= set(names)
 
 
 def test_an_interrupted_tune_study_resumes_in_two_jobs_sharing_it(dag_repo, tmp_path):

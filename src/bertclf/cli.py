@@ -296,6 +296,23 @@ def metrics(args: argparse.Namespace) -> None:
     print(headline_table(read_json(args.metrics), read_json(args.baseline)))
 
 
+def experiments(args: argparse.Namespace) -> None:
+    import dvc.api
+    import pandas as pd
+    from dvc.exceptions import DvcException
+
+    from bertclf.config import load_params
+    from bertclf.experiments import experiments_table
+
+    try:
+        rows = dvc.api.exp_show()
+    except DvcException as error:
+        raise BertclfError(f"dvc exp show: {' '.join(str(error).split())}") from None
+    table = experiments_table(rows, set(load_params()))
+    with pd.option_context("display.width", 200, "display.max_columns", None):
+        print(table.to_string(index=False, na_rep="-"))
+
+
 def tune(args: argparse.Namespace) -> None:
     from bertclf.tune import tune as run_study
 
@@ -473,6 +490,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default="reports/metrics.json")
     p.add_argument("--baseline", default="reports/baseline.json")
     p.set_defaults(run=metrics)
+
+    p = commands.add_parser(
+        "experiments",
+        help="DVC's experiments: headline metrics and the params that differ (dvc exp show "
+        "lists every column)",
+    )
+    p.set_defaults(run=experiments)
 
     p = commands.add_parser(
         "tune", help="search hyperparameters (Optuna, pruning); every trial a DVC experiment"
