@@ -4,12 +4,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# `dvc plots show`'s page with Vega inline (.dvc/config names it): it draws with no network.
+PLOTS_TEMPLATE := .dvc/plots/offline.html
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
 .PHONY: install params repro tune exps test test-fast bench bench-serve lint format lock clean
 
-install: $(STAMP)
+install: $(STAMP) $(PLOTS_TEMPLATE)
+
+$(PLOTS_TEMPLATE): tools/plots_template.py
+	$(PYTHON) tools/plots_template.py $@
 
 # A new venv whenever the lock changes, so that nothing the lock dropped stays installed.
 $(STAMP): requirements.lock requirements-encoder.txt pyproject.toml

@@ -97,14 +97,15 @@ def main() -> None:
     # Outside the bundle (whose files the manifest covers): give it to users through a channel
     # they trust, and they can check it at load with --expect-sha256.
     write_json(PACKAGE_REPORT, {**parity, "openvino": openvino, "manifest_sha256": manifest_sha256})
+    print(f"package: wrote {PACKAGE}/, manifest sha256 {manifest_sha256}")
     print(
-        f"package: wrote {PACKAGE}/; SavedModel against training on {parity['n']} test texts: "
-        f"token ids identical {parity['token_ids_identical']:.4f}, "
-        f"largest probability difference {parity['max_probability_difference']:.2g}; "
-        f"manifest sha256 {manifest_sha256}"
+        f"package: SavedModel against training on {parity['n']} test texts: token ids "
+        f"identical {parity['token_ids_identical']:.4f}, largest probability difference "
+        f"{parity['max_probability_difference']:.2g}"
     )
     for precision, figures in openvino["precisions"].items():
-        print(f"package: OpenVINO {describe_check(precision, figures)}")
+        first, second = describe_check(precision, figures)
+        print(f"package: OpenVINO {first}\npackage: {second}")
 
 
 if __name__ == "__main__":

@@ -117,6 +117,9 @@ def kill_after_first_checkpoint(args: list[str], repo: Path, timeout: float = 60
     return json.loads(next((repo / ".checkpoints").glob("*/epoch-*/state.json")).read_text())
 
 
+PLOTS_TEMPLATE = ".dvc/plots/offline.html"
+
+
 def copy_project(dest: Path) -> Path:
     """The project's tracked files (no .venv, data/, models/ or DVC cache) in a new git repo."""
     tracked = subprocess.run(
@@ -127,6 +130,9 @@ def copy_project(dest: Path) -> Path:
         if source.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
+    template = ROOT / PLOTS_TEMPLATE  # made by `make install`, as .venv is, not tracked
+    if template.is_file():
+        shutil.copy2(template, dest / PLOTS_TEMPLATE)
     run(["git", "init", "-q", "-b", "main"], dest)
     run(["git", "config", "user.name", "bertclf tests"], dest)
     run(["git", "config", "user.email", "tests@bertclf.invalid"], dest)

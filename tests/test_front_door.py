@@ -117,3 +117,33 @@ def test_default_recipe_page_shows_the_committed_study_and_runs():
     assert recipes.recipes_markdown() in page
     runs = list((ROOT / "docs/results/recipes").glob("*.json"))
     assert len(runs) == 6, runs  # two recipes, three seeds each
+
+
+def test_the_plots_page_template_is_installed_offline_and_checks_its_pins(tmp_path):
+    """`make install` writes the template that .dvc/config names for `dvc plots show`: Vega,
+    Vega-Lite and vega-embed inline, no script from a network; a tarball whose sha512 is not
+    the pinned one is refused."""
+    import configparser
+    import re
+    import subprocess
+    import sys
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / ".dvc/config")
+    template = ROOT / ".dvc" / config["plots"]["html_template"]
+    html = template.read_text(encoding="utf-8")
+    assert "{plot_divs}" in html and re.findall(r"<script[^>]*\bsrc=", html) == []
+    assert "cdn." not in html.split("<script>")[0]  # the page's own markup names no network
+    for library in ("vega 5.20.2", "vega-lite 5.2.0", "vega-embed 6.18.2"):
+        assert f"<script>/* {library} */" in html
+    fake = tmp_path / "vega-5.20.2.tgz"
+    fake.write_bytes(b"not the real one")
+    script = (
+        "import sys; sys.path.insert(0, 'tools'); import plots_template as t\n"
+        f"t.check(__import__('pathlib').Path({str(fake)!r}), t.PINS['vega'][1])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: vega-5.20.2.tgz: sha512 is not the pinned one; not used"

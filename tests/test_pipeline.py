@@ -1,6 +1,7 @@
 """End-to-end: the real `dvc` on the real DAG, with the tiny model, in a temporary git repo."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -115,6 +116,11 @@ def test_dvc_renders_every_plot(dag_repo, tmp_path):
         assert title in html, title
     listed = json.loads(run(["dvc", "plots", "show", "--json"], dag_repo).stdout)
     assert "confusion_normalised" in json.dumps(listed)
+    # the page draws offline: Vega, Vega-Lite and vega-embed inline, no script from a network
+    assert re.findall(r"<script[^>]*\bsrc=", html) == []
+    for library in ("vega 5.20.2", "vega-lite 5.2.0", "vega-embed 6.18.2"):
+        assert f"<script>/* {library} */" in html, library
+    assert "epoch (0 is the first)" in html
 
 
 def test_pngs_are_real_images(dag_repo):

@@ -295,17 +295,18 @@ def write_openvino(
     return summary
 
 
-def describe_check(precision: str, figures: dict) -> str:
-    """One line: how a precision compared with TensorFlow, and whether the package offers it."""
+def describe_check(precision: str, figures: dict) -> list[str]:
+    """How a precision compared with TensorFlow, and whether the package offers it: two lines
+    that fit 120 columns."""
     score = "accuracy" if "accuracy" in figures else "micro_f1"
     status = "offered" if figures["passed"] else "left out"
-    return (
-        f"{precision} ({figures['inference_precision']} inference): {score} "
-        f"{figures[score]:.4f} (TensorFlow {figures['tensorflow_' + score]:.4f}), decisions "
-        f"equal {figures['same_decisions']:.2%} ({figures['same_decisions_where_clear']:.2%} of "
-        f"the {figures['clear_decisions']} clear ones), largest probability difference "
-        f"{figures['max_probability_difference']:.2g}: {status}"
-    )
+    return [
+        f"{precision} ({figures['inference_precision']} inference): {status}; {score} "
+        f"{figures[score]:.4f} (TensorFlow {figures['tensorflow_' + score]:.4f})",
+        f"  decisions equal {figures['same_decisions']:.2%} "
+        f"({figures['same_decisions_where_clear']:.2%} of the {figures['clear_decisions']} clear "
+        f"ones), largest probability difference {figures['max_probability_difference']:.2g}",
+    ]
 
 
 def model_path(package: Path, precision: str) -> Path:
