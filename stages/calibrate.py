@@ -21,6 +21,7 @@ def main() -> None:
     from bertclf.batching import predict_probabilities
     from bertclf.calibration import fit_temperature, scale
     from bertclf.config import TokenizeConfig
+    from bertclf.metrics import few_texts
     from bertclf.model import load_classifier
     from bertclf.thresholds import tune
     from bertclf.tokenization import pool_windows, read_token_cache
@@ -38,7 +39,10 @@ def main() -> None:
     calibration = {"task": label_map.task, "scaling": method, "temperature": temperature}
     if not multi_label:
         write_json(CALIBRATION, {**calibration, "rule": "most probable class"})
-        print(f"calibrate: temperature {temperature} on {len(rows)} validation windows")
+        print(
+            f"calibrate: temperature {temperature} on {len(rows)} validation windows"
+            + few_texts(len(val.texts().ids))
+        )
         return
     texts = val.texts()
     probabilities = pool_windows(
@@ -49,7 +53,7 @@ def main() -> None:
     print(
         f"calibrate: temperatures {temperature}; {len(thresholds.tuned_labels)} of "
         f"{len(spec['classes'])} labels with their own threshold on {len(texts.ids)} validation "
-        f"texts; global threshold {thresholds.global_threshold:.3f}"
+        f"texts; global threshold {thresholds.global_threshold:.3f}{few_texts(len(texts.ids))}"
     )
 
 

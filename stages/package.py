@@ -8,6 +8,7 @@ from bertclf.config import load_params, load_section
 from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, read_json, sha256_file, write_json
 from bertclf.layout import MODEL_CARD, MODEL_CARD_JSON, SOURCE, TOKENIZER, VOCAB
+from bertclf.metrics import few_texts
 from bertclf.model_card import model_card, model_card_fields
 from bertclf.package import copy_files, write_manifest
 from bertclf.paths import (
@@ -101,11 +102,11 @@ def main() -> None:
     print(
         f"package: SavedModel against training on {parity['n']} test texts: token ids "
         f"identical {parity['token_ids_identical']:.4f}, largest probability difference "
-        f"{parity['max_probability_difference']:.2g}"
+        f"{parity['max_probability_difference']:.2g}{few_texts(parity['n'])}"
     )
     for precision, figures in openvino["precisions"].items():
-        first, second = describe_check(precision, figures)
-        print(f"package: OpenVINO {first}\npackage: {second}")
+        first, *more = describe_check(precision, figures)
+        print("\n".join([f"package: OpenVINO {first}", *(f"package: {line}" for line in more)]))
 
 
 if __name__ == "__main__":

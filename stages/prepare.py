@@ -1,5 +1,6 @@
 """Read and validate the raw table(s), clean the texts, drop duplicates, write stratified splits."""
 
+import sys
 from dataclasses import asdict
 
 from bertclf.config import load_section
@@ -24,6 +25,8 @@ def main() -> None:
     write_json(PREPARE_REPORT, {k: v for k, v in asdict(report).items() if v is not None})
     for line in report.rows_read_lines():
         print(f"prepare: {line}")
+    for warning in report.small_splits:
+        print(f"warning: prepare: {warning}", file=sys.stderr)
     print(
         f"prepare: {report.split_sizes} (dropped {report.empty_texts_dropped} empty, "
         f"{report.duplicates_dropped} duplicate, {report.conflicting_labels_dropped} "

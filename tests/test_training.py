@@ -192,3 +192,16 @@ def test_a_non_finite_loss_stops_training_in_one_line_naming_the_step():
     val = BucketedSequence(texts[40:], labels[40:], 8, TOKENIZE)
     with pytest.raises(BertclfError, match=r"the loss became nan at epoch 1, step 2; nothing"):
         fit(model, data, val, train, None, [], seed=0)
+
+
+def test_min_steps_raises_the_epochs_of_a_small_table_only():
+    """The seed's sheet trains 18 texts in 2 steps an epoch: 2 epochs are 4 steps. With
+    min_steps 100 it runs 50 epochs, and early stopping watches from the 50th (index 49); the
+    default data's 250 steps an epoch are left at their 2 epochs."""
+    from bertclf.training import training_epochs
+
+    train = section("train", epochs=2, min_steps=100)
+    assert training_epochs(train, 2) == (50, 49)
+    assert training_epochs(train, 3) == (34, 33)
+    assert training_epochs(train, 250) == (2, 0)
+    assert training_epochs(section("train", epochs=2, min_steps=0), 2) == (2, 0)

@@ -104,6 +104,7 @@ class HeadConfig:
 @dataclass
 class TrainConfig:
     epochs: int
+    min_steps: int
     batch_size: int
     learning_rate: float
     weight_decay: float
@@ -128,6 +129,7 @@ class TrainConfig:
             f"must be one of {', '.join(PRECISIONS)}",
         )
         _require(self.epochs >= 1, "train.epochs", "must be at least 1")
+        _require(self.min_steps >= 0, "train.min_steps", "must be >= 0 (0: no minimum)")
         _require(self.batch_size >= 1, "train.batch_size", "must be at least 1")
         _require(self.learning_rate > 0, "train.learning_rate", "must be positive")
         _require(0 <= self.warmup_fraction < 1, "train.warmup_fraction", "must be in [0, 1)")

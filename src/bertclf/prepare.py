@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 
 from bertclf.config import CleanConfig, DataConfig, TaskConfig
 from bertclf.errors import BertclfError
+from bertclf.metrics import FEW_TEST_TEXTS
 from bertclf.tables import data_lines, read_table, require_columns, text_cells
 
 _URL = re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)
@@ -58,6 +59,7 @@ class PrepareReport:
 
     rows_read: dict[str, int] = field(default_factory=dict)
     lines_read: dict[str, int] = field(default_factory=dict)  # CSV, TSV: after the header
+    small_splits: list[str] = field(default_factory=list)  # warnings: figures on too few texts
     empty_texts_dropped: int = 0
     duplicates_dropped: int = 0
     conflicting_labels_dropped: int = 0
@@ -419,6 +421,7 @@ def prepare_splits(
         splits = {name: part.drop(columns="label") for name, part in splits.items()}
         report.split_sizes = {name: len(part) for name, part in splits.items()}
         multi_label_counts(splits, report)
+        report.small_splits = small_splits(report.split_sizes, {})
         return splits, report
     splits = split(table, test, cfg, seed, cfg.path)
     report.split_sizes = {name: len(part) for name, part in splits.items()}
@@ -426,7 +429,32 @@ def prepare_splits(
         name: {str(k): int(v) for k, v in part["label"].value_counts().sort_index().items()}
         for name, part in splits.items()
     }
+    report.small_splits = small_splits(report.split_sizes, report.class_counts)
     return splits, report
+
+
+FEW_CLASS_TEXTS = 5  # a class's texts in a split, below which its figures are noise
+SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
+
+
+def small_splits(sizes: dict[str, int], class_counts: dict[str, dict[str, int]]) -> list[str]:
+    """One line per split too small to mean much: a test split of fewer than FEW_TEST_TEXTS
+    texts, or a split with fewer than FEW_CLASS_TEXTS texts of some class."""
+    found = []
+    if sizes.get("test", FEW_TEST_TEXTS) < FEW_TEST_TEXTS:
+        found.append(
+            f"the test split holds {sizes['test']} texts (fewer than {FEW_TEST_TEXTS}): one text "
+            f"is {100 / sizes['test']:.1f} points of accuracy"
+        )
+    for split, counts in class_counts.items():
+        few = {label: n for label, n in counts.items() if n < FEW_CLASS_TEXTS}
+        if few:
+            label, n = min(few.items(), key=lambda item: item[1])
+            found.append(
+                f"the {SPLIT_NAMES[split]} split has fewer than {FEW_CLASS_TEXTS} texts of "
+                f"{len(few)} of its {len(counts)} classes ({label!r}: {n})"
+            )
+    return found
 
 
 def write_split(split: pd.DataFrame, path) -> None:

@@ -6,7 +6,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from bertclf.metrics import HEADLINE_KEYS, MULTI_LABEL_HEADLINE_KEYS, standard_error
+from bertclf.metrics import (
+    HEADLINE_KEYS,
+    MULTI_LABEL_HEADLINE_KEYS,
+    lift_within_noise,
+    standard_error,
+)
 
 # The report's comparison with the baseline: the headline metrics, then loss and calibration.
 COMPARED = (*HEADLINE_KEYS[1:], "log_loss", "roc_auc", "ece")
@@ -99,6 +104,7 @@ def render_report(
         "Lower is better for `log_loss` and `ece` (expected calibration error).",
         f"One standard error of test accuracy is about "
         f"{standard_error(test['accuracy'], test['n']):.3f}.",
+        *([f"**Note:** {noise}."] if (noise := lift_within_noise(test, base)) else []),
         "",
         "## Per class (test)",
         "",
@@ -143,6 +149,9 @@ def headline_table(metrics: dict, baseline: dict) -> str:
     if not multi_label:
         error = standard_error(test["accuracy"], test["n"])
         rows.append(f"(one standard error of accuracy: {error:.3f})")
+        noise = lift_within_noise(test, base)
+        if noise:
+            rows.append(f"note: {noise}")
     return "\n".join(rows)
 
 

@@ -274,6 +274,9 @@ def write_openvino(
         compiled = OpenVINOModel(candidate, precision, bfloat16)
         figures = compare(reference, predict(compiled), y_true, thresholds, at_least_one)
         figures["inference_precision"] = compiled.inference_precision
+        if precision == "int8":
+            used = min(config.int8_calibration_texts, len(train_sequences))
+            figures["int8_calibration"] = {"asked": config.int8_calibration_texts, "used": used}
         checks[precision] = figures
         if not figures["passed"]:
             reason = describe_failure(precision, figures)
@@ -296,17 +299,24 @@ def write_openvino(
 
 
 def describe_check(precision: str, figures: dict) -> list[str]:
-    """How a precision compared with TensorFlow, and whether the package offers it: two lines
-    that fit 120 columns."""
+    """How a precision compared with TensorFlow, and whether the package offers it: lines that
+    fit 120 columns behind "package: OpenVINO "."""
     score = "accuracy" if "accuracy" in figures else "micro_f1"
     status = "offered" if figures["passed"] else "left out"
-    return [
+    lines = [
         f"{precision} ({figures['inference_precision']} inference): {status}; {score} "
         f"{figures[score]:.4f} (TensorFlow {figures['tensorflow_' + score]:.4f})",
         f"  decisions equal {figures['same_decisions']:.2%} "
         f"({figures['same_decisions_where_clear']:.2%} of the {figures['clear_decisions']} clear "
         f"ones), largest probability difference {figures['max_probability_difference']:.2g}",
     ]
+    calibration = figures.get("int8_calibration", {})
+    if calibration and calibration["used"] < calibration["asked"]:
+        lines.append(
+            f"  quantized on only {calibration['used']} of the {calibration['asked']} texts "
+            "asked for (package.int8_calibration_texts)"
+        )
+    return lines
 
 
 def model_path(package: Path, precision: str) -> Path:

@@ -4,7 +4,9 @@ decay, early stopping on validation loss with the best weights kept.
 Under MultiWorkerMirroredStrategy, Keras 3.15's `fit` fails (keras-team/keras #20329, #20585):
 there a custom loop (`strategy.run`, `strategy.reduce`) drives the same callbacks."""
 
+import dataclasses
 import json
+import math
 from pathlib import Path
 
 import keras
@@ -234,6 +236,14 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.checkpoint.save(epoch + 1, self.model, state)
 
 
+def training_epochs(train: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
+    """(epochs to run, the first epoch early stopping watches, from 0): train.epochs, raised
+    so that the run takes at least train.min_steps optimizer steps, and not stopped early
+    before them."""
+    needed = math.ceil(train.min_steps / max(steps_per_epoch, 1))
+    return max(train.epochs, needed), max(needed - 1, 0)
+
+
 def fit(
     model,
     train_data: BucketedSequence,
@@ -255,6 +265,7 @@ def fit(
         patience=train.early_stopping_patience,
         restore_best_weights=True,
         verbose=1,
+        start_from_epoch=training_epochs(train, len(train_data))[1],
     )
     callbacks = [FailOnNonFiniteLoss(), EpochSeeds(seed), early_stopping, *callbacks]
     initial_epoch = 0
@@ -415,6 +426,14 @@ def train_classifier(
         tokenize,
         drop_remainder=multi_worker,
     )
+    epochs, _ = training_epochs(train, len(train_data))
+    if epochs > train.epochs:
+        print(
+            f"training: {len(train_data)} steps an epoch; {epochs} epochs instead of "
+            f"{train.epochs}, to take train.min_steps={train.min_steps} steps",
+            flush=True,
+        )
+        train = dataclasses.replace(train, epochs=epochs)  # the schedule spans them all
     encoder_config = json.loads((pretrained / ENCODER_CONFIG).read_text())
     with strategy.scope():
         model = build_classifier(
