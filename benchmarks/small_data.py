@@ -110,7 +110,11 @@ def main() -> None:
     options = argparse.ArgumentParser(description=__doc__)
     options.add_argument("--min-steps", type=int, nargs="+", default=[0, 100, 200])
     options.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    options.add_argument("--table", action="store_true", help="print the committed results")
     args = options.parse_args()
+    if args.table:
+        print(table(json.loads(RESULTS.read_text())["runs"]))
+        return
     import tempfile
 
     tokenizer = load_tokenizer(PRETRAINED)

@@ -132,6 +132,7 @@ def copy_project(dest: Path) -> Path:
             shutil.copy2(source, dest / name)
     template = ROOT / PLOTS_TEMPLATE  # made by `make install`, as .venv is, not tracked
     if template.is_file():
+        (dest / PLOTS_TEMPLATE).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(template, dest / PLOTS_TEMPLATE)
     run(["git", "init", "-q", "-b", "main"], dest)
     run(["git", "config", "user.name", "bertclf tests"], dest)
