@@ -401,6 +401,24 @@ def test_expected_manifest_digest_from_argument_or_environment(bundle, monkeypat
     verify_bundle(bundle)
 
 
+@pytest.mark.parametrize("given", ["", "  ", "abc", "g" * 64, None])
+def test_an_empty_or_malformed_expected_digest_fails_closed(bundle, monkeypatch, given):
+    """`--expect-sha256 ""` and `BERTCLF_PACKAGE_SHA256=` (a deploy script whose variable is
+    unset) loaded the package unchecked; given but not a sha256 is now refused."""
+    if given is None:  # the variable set, but empty
+        monkeypatch.setenv("BERTCLF_PACKAGE_SHA256", "")
+        source, shown = "BERTCLF_PACKAGE_SHA256", "''"
+    else:
+        monkeypatch.delenv("BERTCLF_PACKAGE_SHA256", raising=False)
+        source, shown = "--expect-sha256", repr(given)
+    with pytest.raises(BertclfError) as caught:
+        verify_bundle(bundle, expect_sha256=given)
+    assert str(caught.value) == (
+        f"{source} is {shown}: expected a sha256, 64 hexadecimal digits (leave it unset to "
+        "load without this check)"
+    )
+
+
 def test_metadata_shows_no_absolute_path_of_the_build_machine(tmp_path):
     from bertclf.serve import _without_paths
 
@@ -438,3 +456,18 @@ def test_xlsx_reader_reads_a_larger_sheet_whole(tmp_path):
     start = time.perf_counter()
     pd.testing.assert_frame_equal(read_table(tmp_path / "big.xlsx"), table)
     print(f"2,000-row XLSX read in {time.perf_counter() - start:.2f} s")
+
+
+def test_serve_refuses_a_queue_smaller_than_a_request_and_shows_its_defaults(tmp_path):
+    """--max-queue-texts below --max-texts made every full request 503 with Retry-After
+    forever; it is refused at start, before the package is read. --help shows the defaults."""
+    args = ["bertclf", "serve", "--model", "no-such-package", "--max-texts", "300"]
+    result = run([*args, "--max-queue-texts", "100"], tmp_path, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: --max-queue-texts 100 is below --max-texts 300: a request of 300 texts would "
+        "get 503 forever; give --max-queue-texts at least --max-texts"
+    )
+    shown = " ".join(run(["bertclf", "serve", "--help"], tmp_path).stdout.split())
+    for default in ("(default: 127.0.0.1)", "(default: 8000)", "texts a request (default: 256)"):
+        assert default in shown, default

@@ -414,10 +414,19 @@ def parser() -> argparse.ArgumentParser:
     add_package_options(p)
     p.set_defaults(run=predict)
 
-    p = commands.add_parser("serve", help="serve a package over HTTP (POST /v1/predict)")
-    p.add_argument("--model", required=True, help="package directory (models/package)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p = commands.add_parser(
+        "serve",
+        help="serve a package over HTTP (POST /v1/predict)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,  # --help shows every default
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        default=argparse.SUPPRESS,  # required: no default to show
+        help="package directory (models/package)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--max-texts", type=positive_int, default=256, help="texts a request")
     p.add_argument("--max-chars", type=positive_int, default=10_000, help="characters a text")
     p.add_argument("--max-body-bytes", type=positive_int, default=1_000_000, help="bytes a body")

@@ -6,6 +6,7 @@ SavedModel is a graph that TensorFlow runs): load packages only from sources you
 
 import os
 import platform
+import re
 import shutil
 from pathlib import Path, PurePosixPath
 
@@ -59,13 +60,31 @@ def write_manifest(bundle: Path) -> str:
     return sha256_file(bundle / MANIFEST)
 
 
+def expected_digest(given: str | None) -> str | None:
+    """The digest to check the manifest against: `given`, else BERTCLF_PACKAGE_SHA256, else
+    None (no check). Given but empty or not 64 hex digits is refused: a deploy script whose
+    variable is unset must fail closed, not load unchecked."""
+    source = "--expect-sha256"
+    if given is None:
+        given, source = os.environ.get(EXPECT_SHA256_VARIABLE), EXPECT_SHA256_VARIABLE
+    if given is None:
+        return None
+    digest = given.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise BertclfError(
+            f"{source} is {given!r}: expected a sha256, 64 hexadecimal digits (leave it unset "
+            "to load without this check)"
+        )
+    return digest
+
+
 def read_manifest(bundle: Path, expect_sha256: str | None = None) -> dict:
     """The manifest, checked for shape; with `expect_sha256` (or BERTCLF_PACKAGE_SHA256), its
     digest against the one the user expects."""
     path = bundle / MANIFEST
     if not path.is_file() or path.is_symlink():
         raise BertclfError(f"{bundle}: not a bertclf package (no {MANIFEST})")
-    expect_sha256 = expect_sha256 or os.environ.get(EXPECT_SHA256_VARIABLE) or None
+    expect_sha256 = expected_digest(expect_sha256)
     if expect_sha256 is not None:
         actual = sha256_file(path)
         if actual != expect_sha256.strip().lower():

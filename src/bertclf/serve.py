@@ -25,6 +25,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from bertclf.errors import BertclfError
 from bertclf.layout import MANIFEST, MODEL_CARD_JSON
 
 
@@ -42,6 +43,14 @@ class Limits:
     read_timeout: float  # seconds to send a request's headers and body (408, closed)
     limit_concurrency: int  # connections and requests at once (more: 503)
     timeout_graceful_shutdown: float  # after SIGTERM, before open requests are dropped
+
+    def __post_init__(self) -> None:
+        if self.max_queue_texts < self.max_texts:  # a full request could never be queued
+            raise BertclfError(
+                f"--max-queue-texts {self.max_queue_texts} is below --max-texts "
+                f"{self.max_texts}: a request of {self.max_texts} texts would get 503 forever; "
+                "give --max-queue-texts at least --max-texts"
+            )
 
 
 def _not_blank(text: str) -> str:
