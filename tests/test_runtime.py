@@ -273,7 +273,7 @@ def test_cli_and_server_say_which_runtime_runs(dag_repo, tmp_path):
     port = free_port()
     log = tmp_path / "serve.log"
     server = start_server(dag_repo / PACKAGE, port, log, "--runtime", "tensorflow",
-                          env=command_env())  # fmt: skip
+                          "--no-access-log", env=command_env())  # fmt: skip
     try:
         status, about = request(port, "GET", "/v1/metadata")
         assert status == 200
@@ -281,6 +281,7 @@ def test_cli_and_server_say_which_runtime_runs(dag_repo, tmp_path):
     finally:
         stop_server(server)
     assert "runtime tensorflow, precision f32" in log.read_text()
+    assert "GET /v1/metadata" not in log.read_text()  # --no-access-log
 
 
 @pytest.mark.e2e

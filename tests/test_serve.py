@@ -27,6 +27,7 @@ def server(dag_repo, tmp_path_factory):
     yield port
     stop_server(process)
     assert process.returncode is not None
+    assert '"POST /v1/predict HTTP/1.1" 200' in log.read_text()  # the access log, by default
 
 
 def post(port: int, body) -> tuple[int, object]:

@@ -214,6 +214,7 @@ def serve(args: argparse.Namespace) -> None:
         args.expect_sha256,
         args.runtime,
         args.precision,
+        args.access_log,
     )
 
 
@@ -471,6 +472,12 @@ def parser() -> argparse.ArgumentParser:
         type=positive_seconds,
         default=10.0,
         help="seconds open requests get after SIGTERM",
+    )
+    p.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a line per request on stdout (uvicorn's access log)",
     )
     p.add_argument(
         "--allowed-hosts",

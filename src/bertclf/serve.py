@@ -349,6 +349,7 @@ def serve(
     expect_sha256: str | None = None,
     runtime: str = "auto",
     precision: str = "auto",
+    access_log: bool = True,
 ) -> None:
     import uvicorn
 
@@ -365,6 +366,7 @@ def serve(
         host=host,
         port=port,
         log_level="info",
+        access_log=access_log,
         http=protocol,
         limit_concurrency=limits.limit_concurrency,
         timeout_graceful_shutdown=limits.timeout_graceful_shutdown,
