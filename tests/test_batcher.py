@@ -65,7 +65,7 @@ def test_an_error_reaches_the_requests_of_its_call_and_the_batcher_goes_on():
         send_while_first_call_is_busy(Batcher(classifier, 1), classifier, requests)
     )
     assert first[:, 0].tolist() == [5]
-    assert isinstance(bad, RuntimeError) and "cannot predict 'bad'" in str(bad)
+    assert str(bad) == "RuntimeError: cannot predict 'bad'"  # one line, the server's 500
     assert fine[:, 0].tolist() == [4]
 
 
@@ -126,3 +126,46 @@ def test_a_full_queue_refuses_new_requests():
         worker.cancel()
 
     asyncio.run(scenario())
+
+
+class Panic(BaseException):
+    """What pyo3 raises when a tokenizer panics: a BaseException, not an Exception."""
+
+
+class PanickingClassifier(RecordingClassifier):
+    def predict_proba(self, texts):
+        if "panic" in texts:
+            self.calls.append(list(texts))
+            raise Panic("the tokenizer\npanicked")
+        return super().predict_proba(texts)
+
+
+def test_a_call_that_raises_any_exception_fails_its_requests_and_the_batcher_lives(caplog):
+    """A BaseException in a model call killed the worker: every later request waited for its
+    timeout, and /healthz still said ok. Now that call's requests get one line, the traceback
+    is logged once, and the next requests are answered."""
+    from bertclf.serve import ModelCallFailed
+
+    classifier = PanickingClassifier()
+    batcher = Batcher(classifier, 1)
+
+    async def scenario():
+        worker = batcher.start()
+        first = asyncio.create_task(batcher.predict_proba(["first"]))
+        while not classifier.calls:
+            await asyncio.sleep(0.01)
+        rest = [asyncio.create_task(batcher.predict_proba(t)) for t in (["panic"], ["fine"])]
+        await asyncio.sleep(0.05)
+        classifier.release.set()
+        results = await asyncio.gather(first, *rest, return_exceptions=True)
+        alive = batcher.alive
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        return results, alive
+
+    (first, panicked, fine), alive = asyncio.run(scenario())
+    assert isinstance(panicked, ModelCallFailed)
+    assert str(panicked) == "Panic: the tokenizer panicked"
+    assert first[:, 0].tolist() == [5] and fine[:, 0].tolist() == [4]
+    assert alive and not batcher.alive  # alive through the panic; not once cancelled
+    assert [r.message for r in caplog.records] == ["a model call failed"]

@@ -11,6 +11,7 @@ single client waits for nothing, and under load the model sees larger batches.
 import asyncio
 import collections
 import json
+import logging
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -75,6 +76,18 @@ class QueueFull(Exception):
     """More texts wait for the model than the server accepts."""
 
 
+LOG = logging.getLogger("bertclf.serve")
+
+
+class ModelCallFailed(Exception):
+    """A model call raised: its requests get 500 with this one line."""
+
+
+def _one_line(error: BaseException) -> str:
+    message = " ".join(str(error).split())
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
 class Batcher:
     """Runs the classifier on the texts of every request waiting, in one call, in a thread.
 
@@ -90,6 +103,16 @@ class Batcher:
         self.waiting: collections.deque[tuple[list[str], asyncio.Future]] = collections.deque()
         self.waiting_texts = 0
         self.arrived = asyncio.Event()
+        self.worker: asyncio.Task | None = None
+
+    def start(self) -> asyncio.Task:
+        self.worker = asyncio.create_task(self.run())
+        return self.worker
+
+    @property
+    def alive(self) -> bool:
+        """Whether the worker runs: liveness (/healthz) is the process answering and this."""
+        return self.worker is not None and not self.worker.done()
 
     async def predict_proba(self, texts: list[str]) -> np.ndarray:
         if self.max_queue_texts is not None and (
@@ -131,10 +154,16 @@ class Batcher:
             texts = [text for request, _ in batch for text in request]
             try:
                 probabilities = await asyncio.to_thread(self.classifier.predict_proba, texts)
-            except Exception as error:  # every request of the call gets the error, the loop goes on
+            except asyncio.CancelledError:
+                raise  # the server stops
+            except BaseException as error:  # pyo3's PanicException is a BaseException too
+                # every request of the call gets one line, the traceback is logged once, and
+                # the loop goes on
+                LOG.error("a model call failed", exc_info=error)
+                failed = ModelCallFailed(_one_line(error))
                 for _, done in batch:
                     if not done.done():
-                        done.set_exception(error)
+                        done.set_exception(failed)
                 continue
             start = 0
             for request, done in batch:
@@ -215,7 +244,7 @@ def create_app(
     classes = classifier.classes_.tolist()
 
     async def lifespan(app: FastAPI):
-        worker = asyncio.create_task(batcher.run())
+        worker = batcher.start()
         yield
         worker.cancel()
 
@@ -226,6 +255,8 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz():
+        if not batcher.alive:  # the process answers, but no request would ever be answered
+            return JSONResponse({"status": "the model's worker has stopped"}, status_code=503)
         return {"status": "ok"}
 
     @app.get("/v1/metadata")
@@ -264,6 +295,8 @@ def create_app(
             return _busy("too many texts are waiting for the model")
         except TimeoutError:
             return _busy(f"no answer within the request's deadline of {limits.request_timeout} s")
+        except ModelCallFailed as error:
+            return _error(500, f"the model call failed: {error}")
         if classifier.multi_label:
             decided = classifier.label_map.decode_sets(classifier.decide(probabilities))
             return {
