@@ -85,3 +85,119 @@ def test_unknown_format_version_is_refused(tmp_path):
     (package / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BertclfError, match=r"manifest\.json: format_version 99 is not one"):
         Classifier.load(package)
+
+
+def tampered(tmp_path: Path, change) -> Path:
+    """The format-5 fixture with `change(folder)` applied and its manifest written again, as
+    a hostile package's builder would: the checksums pass, the content is wrong."""
+    from bertclf.package import write_manifest
+
+    bundle = tmp_path / "package"
+    shutil.copytree(FIXTURES / "package_v5", bundle)
+    (bundle / "manifest.json").unlink()
+    change(bundle)
+    write_manifest(bundle)
+    return bundle
+
+
+def edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def five_classes(bundle: Path) -> None:
+    for name in ("model.json", "labels.json"):
+        edit_json(bundle / name, lambda d: d.__setitem__("classes", d["classes"][:5]))
+    edit_json(bundle / "labels.json", lambda d: d["counts"].pop("Sports", None))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda b: edit_json(
+                b / "model.json", lambda d: d["tokenize"].update(max_length="64 tokens")
+            ),
+            r"model\.json: tokenize\.max_length: Value '64 tokens' of type 'str' could not",
+        ),
+        (
+            lambda b: edit_json(b / "model.json", lambda d: d["tokenize"].update(stride=3)),
+            r"model\.json: tokenize\.stride: Key 'stride' not in 'TokenizeConfig' \(the keys",
+        ),
+        (
+            lambda b: edit_json(b / "model.json", lambda d: d.pop("tokenize")),
+            r"model\.json: tokenize is missing or not an object",
+        ),
+        (
+            five_classes,
+            r"the model answers 6 columns, but labels\.json has 5 classes: not a consistent",
+        ),
+        (
+            lambda b: edit_json(b / "model.json", lambda d: d["encoder"].update(vocab_size=100)),
+            r"tokenizer\.json has 30522 tokens, but the model's embedding has 100 rows",
+        ),
+    ],
+    ids=["string max_length", "unknown key", "no tokenize", "6 outputs for 5", "vocabulary"],
+)
+@pytest.mark.parametrize("runtime", ["tensorflow", "openvino"])
+def test_a_package_whose_files_disagree_with_its_model_is_refused_in_one_line(
+    tmp_path, change, message, runtime
+):
+    """They gave TypeError or IndexError, or answered one label for every text."""
+    bundle = tampered(tmp_path, change)
+    with pytest.raises(BertclfError, match=message) as caught:
+        Classifier.load(bundle, runtime=runtime)
+    assert "\n" not in str(caught.value)
+
+
+def test_calibration_files_are_checked_key_by_key():
+    """A NaN threshold answered no label for every text, a missing one raised KeyError at
+    prediction, and "at_least_one": "no" counted as true."""
+    from bertclf.thresholds import Thresholds
+
+    good = {
+        "task": "multi_label",
+        "method": "tuned",
+        "global_threshold": 0.4,
+        "thresholds": {"a": 0.3, "b": 0.6},
+        "tuned_labels": ["a", "b"],
+        "at_least_one": True,
+        "min_val_positives": 5,
+        "temperature": [1.1, 0.9],
+    }
+    assert Thresholds.from_json(good, "c.json").vector(["a", "b"]).tolist() == [
+        pytest.approx(0.3),
+        pytest.approx(0.6),
+    ]
+    for key, value, expected in (
+        ("at_least_one", "no", "expected true or false"),
+        ("thresholds", {"a": float("nan"), "b": 0.6}, "expected an object of label: a number"),
+        ("global_threshold", 1.5, "expected a number from 0 to 1"),
+        ("temperature", [1.0, 0.0], "expected null, or a finite number above 0"),
+        ("method", "best", "expected 'tuned' or 'global'"),
+    ):
+        with pytest.raises(BertclfError, match=f"^c.json: {key} is .*; {expected}"):
+            Thresholds.from_json({**good, key: value}, "c.json")
+    with pytest.raises(BertclfError, match=r"c\.json: thresholds has no threshold for 'c'"):
+        Thresholds.from_json(good, "c.json").check_labels(["a", "b", "c"], "c.json")
+
+
+def test_a_probability_that_is_not_a_number_never_becomes_a_label():
+    from bertclf.config import parse_section
+    from bertclf.labels import LabelMap
+
+    class NaNModel:
+        def predict_on_batch(self, inputs):
+            rows = np.full((len(inputs["input_ids"]), 2), 0.5, dtype=np.float32)
+            rows[inputs["input_ids"][:, 1] == 2023] = np.nan  # the text "this"
+            return rows
+
+    classifier = Classifier.load(FIXTURES / "package_v5", runtime="tensorflow")
+    tokenize = parse_section(
+        "tokenize", json.loads((FIXTURES / "package_v5/model.json").read_text())["tokenize"]
+    )
+    nan = Classifier(NaNModel(), classifier.tokenizer, LabelMap.fit(["x", "y"]), tokenize)
+    assert nan.predict(["fine"]).tolist() in (["x"], ["y"])
+    with pytest.raises(BertclfError, match=r"not a number for texts\[1\]: the package is damaged"):
+        nan.predict(["fine", "this"])

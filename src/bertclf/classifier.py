@@ -8,7 +8,7 @@ import numpy as np
 from bertclf.config import TokenizeConfig
 from bertclf.errors import BertclfError
 from bertclf.labels import SINGLE_LABEL, LabelMap
-from bertclf.layout import CALIBRATION, LABELS
+from bertclf.layout import CALIBRATION, LABELS, MODEL_SPEC
 from bertclf.package import verify_bundle
 from bertclf.thresholds import Thresholds, decide, load_thresholds
 from bertclf.tokenization import Encoded, encode, load_tokenizer, pool_windows
@@ -76,23 +76,38 @@ class Classifier:
         runtime, precision = choose(runtime, precision, offered, bfloat16, path)
         if runtime == "openvino":
             from bertclf.files import read_json
-            from bertclf.layout import MODEL_SPEC
             from bertclf.runtime import OpenVINOModel, model_path
 
             model = OpenVINOModel(model_path(path, precision), precision, bfloat16)
             spec = read_json(path / MODEL_SPEC)
         else:
             model, spec = _load_model(path, manifest["format_version"])
-        tokenize = TokenizeConfig(**spec["tokenize"])
+        tokenize = _tokenize_section(spec, path / MODEL_SPEC)
         label_map = LabelMap.load(path / LABELS)
         if list(label_map.classes) != spec["classes"]:
             raise BertclfError(f"{path}: labels.json and model.json disagree on the classes")
         if label_map.task != spec.get("task", SINGLE_LABEL):
             raise BertclfError(f"{path}: labels.json and model.json disagree on the task")
-        thresholds = load_thresholds(path / CALIBRATION) if label_map.multi_label else None
+        thresholds = None
+        if label_map.multi_label:
+            thresholds = load_thresholds(path / CALIBRATION)
+            thresholds.check_labels(list(label_map.classes), str(path / CALIBRATION))
+        width = getattr(model, "output_width", None)
+        if width is not None and width != len(label_map.classes):
+            raise BertclfError(
+                f"{path}: the model answers {width} columns, but labels.json has "
+                f"{len(label_map.classes)} classes: not a consistent package"
+            )
+        tokenizer = load_tokenizer(path)
+        vocabulary = spec.get("encoder", {}).get("vocab_size")
+        if isinstance(vocabulary, int) and tokenizer.get_vocab_size() > vocabulary:
+            raise BertclfError(
+                f"{path}: tokenizer.json has {tokenizer.get_vocab_size()} tokens, but the "
+                f"model's embedding has {vocabulary} rows (model.json encoder.vocab_size)"
+            )
         return cls(
             model,
-            load_tokenizer(path),
+            tokenizer,
             label_map,
             tokenize,
             batch_size,
@@ -149,6 +164,13 @@ class Classifier:
             self.tokenize,
             progress=progress,
         )
+        finite = np.isfinite(rows).all(axis=1)
+        if not finite.all():  # a NaN must never become a label
+            text = int(encoded.text_index[np.flatnonzero(~finite)[0]])
+            raise BertclfError(
+                f"the model answered a probability that is not a number for texts[{text}]: "
+                "the package is damaged, or was trained on NaN"
+            )
         return pool_windows(
             rows, encoded.text_index, n_texts, self.tokenize.chunk_pooling, self.multi_label
         )
@@ -216,6 +238,18 @@ FORMAT_1_TOKENIZE = {
 }
 
 
+def _tokenize_section(spec: dict, source: Path) -> TokenizeConfig:
+    """model.json's tokenize section, checked as params.yaml's is: one line naming the key."""
+    from bertclf.config import parse_section
+
+    if not isinstance(spec, dict) or not isinstance(spec.get("tokenize"), dict):
+        raise BertclfError(f"{source}: tokenize is missing or not an object")
+    try:
+        return parse_section("tokenize", spec["tokenize"], source)
+    except BertclfError as error:
+        raise BertclfError(str(error).replace("params.yaml: ", "")) from None
+
+
 def _load_model(path: Path, format_version: int):
     """The TensorFlow model of a package, for `predict_on_batch`: the Keras model rebuilt from
     weights.h5 (format 1), or the SavedModel's `token_ids` function (format 2 on). Returns
@@ -228,7 +262,7 @@ def _load_model(path: Path, format_version: int):
         return model, spec
     from bertclf.export import TokenIdsModel
     from bertclf.files import read_json
-    from bertclf.layout import MODEL_SPEC, SAVED_MODEL
+    from bertclf.layout import SAVED_MODEL
     from bertclf.package import check_saved_model_ops
 
     check_saved_model_ops(path / SAVED_MODEL)  # before TensorFlow loads (and can run) the graph

@@ -225,6 +225,9 @@ class TokenIdsModel:
 
     def __init__(self, saved_model: Path):
         self.function = load_saved_model(saved_model, "token_ids")
+        outputs = self.function.structured_outputs
+        shape = outputs["probabilities"].shape if isinstance(outputs, dict) else None
+        self.output_width = shape[-1] if shape is not None and shape.rank else None
 
     def predict_on_batch(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return self.function(

@@ -112,6 +112,8 @@ class OpenVINOModel:
                 model = core.read_model(str(model))
             self.compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
             self.output = self.compiled.output("probabilities")
+            width = self.output.get_partial_shape()[-1]
+            self.output_width = width.get_length() if width.is_static else None
         except RuntimeError as error:  # OpenVINO's, for a file it cannot read or compile
             lines = [line for line in str(error).splitlines() if line.strip()]
             reason = lines[-1].split(" Please check")[0].strip() if lines else "unknown error"

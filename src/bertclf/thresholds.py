@@ -54,12 +54,59 @@ class Thresholds:
 
     @classmethod
     def from_json(cls, data: dict, source: str) -> "Thresholds":
-        """The thresholds of calibration.json (which holds the temperature too)."""
+        """The thresholds of calibration.json (which holds the temperature too), each key
+        checked: a NaN threshold answered no label for every text, and "no" counted as true."""
         names = {field.name for field in fields(cls)}
+        if not isinstance(data, dict):
+            raise BertclfError(f"{source}: not a valid calibration file (not a JSON object)")
         try:
-            return cls(**{key: value for key, value in data.items() if key in names})
+            thresholds = cls(**{key: value for key, value in data.items() if key in names})
         except TypeError as error:
             raise BertclfError(f"{source}: not a valid calibration file ({error})") from None
+
+        def bad(key: str, expected: str):
+            return BertclfError(f"{source}: {key} is {data.get(key)!r}; expected {expected}")
+
+        if not isinstance(thresholds.at_least_one, bool):
+            raise bad("at_least_one", "true or false")
+        if thresholds.method not in ("tuned", "global"):
+            raise bad("method", "'tuned' or 'global'")
+        if not _probability(thresholds.global_threshold):
+            raise bad("global_threshold", "a number from 0 to 1")
+        if not isinstance(thresholds.thresholds, dict) or not all(
+            isinstance(k, str) and _probability(v) for k, v in thresholds.thresholds.items()
+        ):
+            raise bad("thresholds", "an object of label: a number from 0 to 1")
+        temperature = data.get("temperature")
+        values = temperature if isinstance(temperature, list) else [temperature]
+        if temperature is not None and not all(_positive(t) for t in values):
+            raise bad("temperature", "null, or a finite number above 0 (or a list of them)")
+        return thresholds
+
+    def check_labels(self, classes: list[str], source: str) -> None:
+        """One threshold per label of the model, and none for a label it does not have."""
+        missing = [c for c in classes if c not in self.thresholds]
+        extra = sorted(set(self.thresholds) - set(classes))
+        if missing or extra:
+            which = (
+                f"no threshold for {missing[0]!r}" if missing else f"a threshold for {extra[0]!r}"
+            )
+            raise BertclfError(
+                f"{source}: thresholds has {which}, which is not one per label of labels.json"
+            )
+
+
+def _probability(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
+
+
+def _positive(value) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and np.isfinite(value)
+        and value > 0
+    )
 
 
 def tune(
