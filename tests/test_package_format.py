@@ -201,3 +201,54 @@ def test_a_probability_that_is_not_a_number_never_becomes_a_label():
     assert nan.predict(["fine"]).tolist() in (["x"], ["y"])
     with pytest.raises(BertclfError, match=r"not a number for texts\[1\]: the package is damaged"):
         nan.predict(["fine", "this"])
+
+
+def onnx_identity() -> bytes:
+    """A minimal ONNX model (y = Identity(x)), written as protobuf by hand: OpenVINO's
+    read_model runs it even when it is named model.xml."""
+
+    def varint(n: int) -> bytes:
+        out = b""
+        while True:
+            byte, n = n & 0x7F, n >> 7
+            out += bytes([byte | (0x80 if n else 0)])
+            if not n:
+                return out
+
+    def field(number: int, value) -> bytes:
+        if isinstance(value, int):
+            return varint(number << 3) + varint(value)
+        value = value.encode() if isinstance(value, str) else value
+        return varint(number << 3 | 2) + varint(len(value)) + value
+
+    tensor = field(1, field(1, 1) + field(2, field(1, field(1, 2))))  # float, shape [2]
+    graph = (
+        field(1, field(1, "x") + field(2, "y") + field(4, "Identity"))
+        + field(2, "g")
+        + field(11, field(1, "x") + field(2, tensor))
+        + field(12, field(1, "y") + field(2, tensor))
+    )
+    return field(1, 8) + field(8, field(1, "") + field(2, 13)) + field(7, graph)
+
+
+def test_only_an_openvino_ir_of_bertclf_s_interface_is_run(tmp_path):
+    """An ONNX file saved as openvino/model.xml was loaded and run (OpenVINO falls back to its
+    other front ends); an IR with other inputs is not one bertclf wrote either."""
+    import openvino as ov
+
+    (tmp_path / "x.xml").write_bytes(onnx_identity())
+    assert [i.get_any_name() for i in ov.Core().read_model(str(tmp_path / "x.xml")).inputs] == ["x"]
+
+    def onnx_in_place(bundle: Path) -> None:
+        (bundle / "openvino/model.xml").write_bytes(onnx_identity())
+        (bundle / "openvino/model.bin").write_bytes(b"")
+
+    with pytest.raises(BertclfError, match=r"openvino/model\.xml: not an OpenVINO IR file$"):
+        Classifier.load(tampered(tmp_path / "a", onnx_in_place), runtime="openvino")
+
+    def other_ir(bundle: Path) -> None:
+        x = ov.opset13.parameter([2, 3], ov.Type.f32, name="x")
+        ov.save_model(ov.Model([ov.opset13.relu(x)], [x]), bundle / "openvino/model.xml")
+
+    with pytest.raises(BertclfError, match=r"model\.xml: not a model bertclf writes: its inputs"):
+        Classifier.load(tampered(tmp_path / "b", other_ir), runtime="openvino")

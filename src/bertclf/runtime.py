@@ -97,6 +97,35 @@ def automatic_precision(offered: list[str], bfloat16: bool) -> str | None:
     return "f32" if "f32" in offered else None
 
 
+# What bertclf's OpenVINO models take and give: (name, rank) of each input and output.
+IR_INPUTS = {("input_ids", 2), ("attention_mask", 2)}
+IR_OUTPUTS = {("probabilities", 2)}
+
+
+def read_ir(path: Path):
+    """A package's model with OpenVINO's IR front end only (Core.read_model also runs ONNX,
+    TensorFlow or PaddlePaddle files named .xml), refused unless its inputs and outputs are
+    the ones bertclf writes."""
+    from openvino.frontend import FrontEndManager
+
+    frontend = FrontEndManager().load_by_framework("ir")
+    if not frontend.supported(str(path)):
+        raise BertclfError(f"{path}: not an OpenVINO IR file")
+    model = frontend.convert(frontend.load(str(path)))
+
+    def interface(ports) -> set[tuple[str, int]]:
+        return {(p.get_any_name(), p.get_partial_shape().rank.get_length()) for p in ports}
+
+    inputs, outputs = interface(model.inputs), interface(model.outputs)
+    if inputs != IR_INPUTS or outputs != IR_OUTPUTS:
+        found = ", ".join(f"{n} (rank {r})" for n, r in sorted(inputs | outputs))
+        raise BertclfError(
+            f"{path}: not a model bertclf writes: its inputs and outputs are {found}; expected "
+            "input_ids and attention_mask in, probabilities out, each of rank 2"
+        )
+    return model
+
+
 class OpenVINOModel:
     """A package's OpenVINO model, compiled for the CPU in one precision."""
 
@@ -109,7 +138,7 @@ class OpenVINOModel:
         core = ov.Core()
         try:
             if isinstance(model, str | Path):
-                model = core.read_model(str(model))
+                model = read_ir(Path(model))
             self.compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
             self.output = self.compiled.output("probabilities")
             width = self.output.get_partial_shape()[-1]
