@@ -169,3 +169,36 @@ def test_a_call_that_raises_any_exception_fails_its_requests_and_the_batcher_liv
     assert first[:, 0].tolist() == [5] and fine[:, 0].tolist() == [4]
     assert alive and not batcher.alive  # alive through the panic; not once cancelled
     assert [r.message for r in caplog.records] == ["a model call failed"]
+
+
+def test_requests_in_flight_beyond_the_limit_get_503_and_the_rest_go_through():
+    from bertclf.serve import RequestsInFlight
+
+    release = asyncio.Event()
+
+    async def app(scope, receive, send):  # holds each request until released
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    limited = RequestsInFlight(app, limit=2)
+
+    async def one() -> int:
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        await limited({"type": "http"}, None, send)
+        return sent[0]["status"]
+
+    async def scenario():
+        held = [asyncio.create_task(one()) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        refused = await one()  # a third while two are in flight
+        release.set()
+        return refused, await asyncio.gather(*held), await one()
+
+    refused, held, after = asyncio.run(scenario())
+    assert (refused, held, after) == (503, [200, 200], 200)
+    assert limited.active == 0

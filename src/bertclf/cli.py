@@ -465,7 +465,7 @@ def parser() -> argparse.ArgumentParser:
         "--limit-concurrency",
         type=positive_int,
         default=200,
-        help="open connections and requests at once (more: 503)",
+        help="requests in flight at once (more: 503); idle keep-alive connections do not count",
     )
     p.add_argument(
         "--timeout-graceful-shutdown",

@@ -42,7 +42,7 @@ class Limits:
     max_queue_texts: int  # texts waiting for the model (more: 503 with Retry-After)
     request_timeout: float  # seconds from a request's arrival to its answer (503)
     read_timeout: float  # seconds to send a request's headers and body (408, closed)
-    limit_concurrency: int  # connections and requests at once (more: 503)
+    limit_concurrency: int  # requests in flight at once (more: 503); idle connections don't count
     timeout_graceful_shutdown: float  # after SIGTERM, before open requests are dropped
 
     def __post_init__(self) -> None:
@@ -322,6 +322,38 @@ def create_app(
     return app
 
 
+class RequestsInFlight:
+    """ASGI middleware: at most `limit` HTTP requests in flight; more get 503 with
+    Retry-After. uvicorn's own limit_concurrency counts open connections too, so idle
+    keep-alive sockets starved the server: 40 answers out of 37,473 requests with 300 of them."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit, self.active = app, limit, 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if self.active >= self.limit:
+            body = b'{"detail":"too many requests at once"}'
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"retry-after", b"1"),
+                    ],
+                }
+            )
+            return await send({"type": "http.response.body", "body": body})
+        self.active += 1
+        try:
+            return await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
+
+
 class ReadDeadlineProtocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol with a deadline for reading each request: from the
     connection's start, or a request's first byte, to the end of its body. A client that has
@@ -395,12 +427,13 @@ def serve(
     classifier.predict_proba(["warm-up"])  # the first call's one-time set-up, before any request
     protocol = type("Protocol", (ReadDeadlineProtocol,), {"read_timeout": limits.read_timeout})
     uvicorn.run(
-        create_app(package, classifier, limits, allowed_hosts),
+        RequestsInFlight(
+            create_app(package, classifier, limits, allowed_hosts), limits.limit_concurrency
+        ),
         host=host,
         port=port,
         log_level="info",
         access_log=access_log,
         http=protocol,
-        limit_concurrency=limits.limit_concurrency,
         timeout_graceful_shutdown=limits.timeout_graceful_shutdown,
     )
