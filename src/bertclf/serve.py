@@ -172,8 +172,11 @@ class Batcher:
                 start += len(request)
 
 
-def _error(status: int, detail) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
+def _error(status: int, detail, close: bool = False) -> JSONResponse:
+    """`close`: the body was not read to its end; say Connection: close, so that the server
+    closes the socket instead of reading and discarding the rest (2.2 GB in 10 s a client)."""
+    headers = {"Connection": "close"} if close else None
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
 def _busy(detail: str) -> JSONResponse:
@@ -268,11 +271,15 @@ def create_app(
         # A JSON content type needs a CORS preflight, so a web page cannot post here by a form.
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
-            return _error(415, "send the body as JSON, with Content-Type: application/json")
+            return _error(
+                415, "send the body as JSON, with Content-Type: application/json", close=True
+            )
         try:
             body = await _read_body(request, limits.max_body_bytes)
         except BodyTooLarge:
-            return _error(413, f"request body larger than {limits.max_body_bytes} bytes")
+            return _error(
+                413, f"request body larger than {limits.max_body_bytes} bytes", close=True
+            )
         except ClientDisconnect:  # nobody is left to answer
             return _error(400, "the client hung up before the body ended")
         try:
