@@ -180,3 +180,22 @@ def test_an_early_refusal_closes_the_connection_instead_of_reading_the_body(
             answer += chunk
     head = answer.split(b"\r\n\r\n")[0].decode().lower()
     assert head.startswith(f"http/1.1 {status} ") and "connection: close" in head
+
+
+def test_a_body_sent_too_slowly_gets_408_before_the_close(server):
+    """The read deadline closed a slow body's connection with no answer, while the docs
+    promise 408 (headers sent slowly got it)."""
+    import socket
+    import time
+
+    with socket.create_connection(("127.0.0.1", server), timeout=30) as client:
+        started = time.monotonic()
+        client.sendall(
+            b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"texts": ["'
+        )
+        answer = b""
+        while chunk := client.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer[:80]
+    assert 9 < time.monotonic() - started < 20  # the default --read-timeout of 10 s

@@ -403,7 +403,9 @@ class ReadDeadlineProtocol(H11Protocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        if self.conn.our_state is h11.IDLE:  # no response begun: say why before closing
+        # no response begun (IDLE before a request's headers, SEND_RESPONSE while its body is
+        # awaited): say why before closing
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             body = b"request not received in time\n"
             self.transport.write(
                 b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n"
