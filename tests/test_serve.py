@@ -199,3 +199,20 @@ def test_a_body_sent_too_slowly_gets_408_before_the_close(server):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer[:80]
     assert 9 < time.monotonic() - started < 20  # the default --read-timeout of 10 s
+
+
+def test_the_openapi_schema_declares_the_body_the_answers_and_the_limits(server, dag_repo):
+    """It declared no request body and an empty 200 (schemathesis: ST202, ST103), since the
+    handler reads the raw request to keep the documented status codes."""
+    status, schema = request(server, "GET", "/openapi.json")
+    assert status == 200
+    route = schema["paths"]["/v1/predict"]["post"]
+    body = route["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["texts"] and body["additionalProperties"] is False
+    texts = body["properties"]["texts"]
+    assert texts["maxItems"] == 8 and texts["items"]["maxLength"] == 300  # the fixture's limits
+    answer = route["responses"]["200"]["content"]["application/json"]["schema"]
+    prediction = answer["properties"]["predictions"]["items"]
+    labels = json.loads((dag_repo / "models/package/labels.json").read_text())["classes"]
+    assert prediction["properties"]["label"]["enum"] == labels
+    assert {"400", "408", "413", "415", "422", "500", "503"} <= set(route["responses"])

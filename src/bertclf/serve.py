@@ -238,6 +238,63 @@ def metadata(package: Path, classifier, limits: Limits) -> dict:
     }
 
 
+def predict_schema(body_model: type[BaseModel], classifier, limits: Limits) -> dict:
+    """What /openapi.json says of /v1/predict: its body, its answers and their limits. The
+    handler reads and checks the body itself (a FastAPI parameter would answer 422 where the
+    docs promise 413 for too many texts), so the schema is declared, not inferred."""
+    body = body_model.model_json_schema()
+    body["properties"]["texts"]["items"]["pattern"] = r"\S"  # not empty, not only spaces
+    probabilities = {"type": "object", "additionalProperties": {"type": "number"}}
+    if classifier.multi_label:
+        prediction = {
+            "type": "object",
+            "properties": {
+                "labels": {"type": "array", "items": {"type": "string"}},
+                "probabilities": probabilities,
+            },
+            "required": ["labels", "probabilities"],
+        }
+    else:
+        prediction = {
+            "type": "object",
+            "properties": {
+                "label": {"type": "string", "enum": classifier.classes_.tolist()},
+                "probability": {"type": "number", "minimum": 0, "maximum": 1},
+                "probabilities": probabilities,
+            },
+            "required": ["label", "probability", "probabilities"],
+        }
+    answer = {
+        "type": "object",
+        "properties": {"predictions": {"type": "array", "items": prediction}},
+        "required": ["predictions"],
+    }
+    error = {"type": "object", "properties": {"detail": {}}, "required": ["detail"]}
+    reasons = {
+        400: "malformed JSON, or the client hung up mid-body",
+        408: "the request was not received within --read-timeout (text/plain)",
+        413: f"over {limits.max_texts} texts, {limits.max_body_bytes} bytes or "
+        f"{limits.max_request_chars} characters in all",
+        415: "a body that is not Content-Type: application/json",
+        422: "a text that is not a string, is empty, or has over the characters allowed",
+        500: "the model call failed",
+        503: "too many requests or texts waiting, or no answer within --request-timeout",
+    }
+    responses = {200: {"description": "one prediction per text, in order", "content": {
+        "application/json": {"schema": answer}}}}  # fmt: skip
+    for status, reason in reasons.items():
+        responses[status] = {
+            "description": reason,
+            "content": {"application/json": {"schema": error}},
+        }
+    return {
+        "openapi_extra": {
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}}
+        },
+        "responses": responses,
+    }
+
+
 def create_app(
     package: Path, classifier, limits: Limits, allowed_hosts: list[str] | None = None
 ) -> FastAPI:
@@ -266,7 +323,7 @@ def create_app(
     async def get_metadata():
         return about
 
-    @app.post("/v1/predict")
+    @app.post("/v1/predict", **predict_schema(body_model, classifier, limits))
     async def predict(request: Request):
         # A JSON content type needs a CORS preflight, so a web page cannot post here by a form.
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
