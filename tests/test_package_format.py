@@ -252,3 +252,25 @@ def test_only_an_openvino_ir_of_bertclf_s_interface_is_run(tmp_path):
 
     with pytest.raises(BertclfError, match=r"model\.xml: not a model bertclf writes: its inputs"):
         Classifier.load(tampered(tmp_path / "b", other_ir), runtime="openvino")
+
+
+def test_files_swapped_after_their_check_are_not_the_ones_loaded(tmp_path, monkeypatch):
+    """The checksums were checked, then OpenVINO, the tokenizer and the JSON readers opened
+    the files again: a writer swapping openvino/model.xml ran its model in 10 of 40 loads.
+    The loader now reads a private copy of the bytes it checked."""
+    from bertclf import package
+
+    bundle = shutil.copytree(FIXTURES / "package_v5", tmp_path / "package")
+    expected = Classifier.load(bundle, runtime="openvino").predict_proba(["a film about money"])
+    check = package.verify_bundle
+
+    def check_then_swap(*args, **kwargs):
+        manifest = check(*args, **kwargs)
+        (bundle / "openvino/model.xml").write_bytes(onnx_identity())  # the racing writer
+        (bundle / "labels.json").write_text('{"classes": ["x"]}')
+        return manifest
+
+    monkeypatch.setattr(package, "verify_bundle", check_then_swap)
+    loaded = Classifier.load(bundle, runtime="openvino")
+    np.testing.assert_allclose(loaded.predict_proba(["a film about money"]), expected, atol=1e-6)
+    assert loaded.classes_.tolist()[0] == "Cinema"

@@ -9,7 +9,7 @@ from bertclf.config import TokenizeConfig
 from bertclf.errors import BertclfError
 from bertclf.labels import SINGLE_LABEL, LabelMap
 from bertclf.layout import CALIBRATION, LABELS, MODEL_SPEC
-from bertclf.package import verify_bundle
+from bertclf.package import verified_copy
 from bertclf.thresholds import Thresholds, decide, load_thresholds
 from bertclf.tokenization import Encoded, encode, load_tokenizer, pool_windows
 
@@ -65,12 +65,21 @@ class Classifier:
         CPUs with native bfloat16 (avx512_bf16, amx_bf16) and in f32 elsewhere, and TensorFlow
         for earlier packages; int8 runs only when asked for. `runtime` and `precision` say what
         was chosen."""
-        from bertclf.runtime import choose, cpu, native_bfloat16, offered_precisions
-
         path = Path(path)
         if not path.is_dir():
             raise BertclfError(f"{path}: package directory not found")
-        manifest = verify_bundle(path, expect_sha256)
+        with verified_copy(path, expect_sha256) as (copy, manifest):
+            try:  # everything is read from the copy of the bytes that were checked
+                return cls._load_checked(copy, manifest, batch_size, runtime, precision)
+            except BertclfError as error:  # name the user's package, not the private copy
+                raise BertclfError(str(error).replace(str(copy), str(path))) from None
+
+    @classmethod
+    def _load_checked(
+        cls, path: Path, manifest: dict, batch_size: int, runtime: str, precision: str
+    ) -> "Classifier":
+        from bertclf.runtime import choose, cpu, native_bfloat16, offered_precisions
+
         offered = offered_precisions(path)
         bfloat16 = native_bfloat16(cpu()["flags"])
         runtime, precision = choose(runtime, precision, offered, bfloat16, path)

@@ -4,15 +4,19 @@ Loading needs neither training code nor pickle. A package is a program all the s
 SavedModel is a graph that TensorFlow runs): load packages only from sources you trust.
 """
 
+import hashlib
+import json
 import os
 import platform
 import re
 import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from bertclf import __version__
 from bertclf.errors import BertclfError
-from bertclf.files import read_json, sha256_file, write_json
+from bertclf.files import sha256_file, write_json
 from bertclf.layout import MANIFEST
 
 # 1: weights.h5 and model.json. 2: saved_model/ (raw text in, in-graph tokenization; and
@@ -85,15 +89,16 @@ def read_manifest(bundle: Path, expect_sha256: str | None = None) -> dict:
     if not path.is_file() or path.is_symlink():
         raise BertclfError(f"{bundle}: not a bertclf package (no {MANIFEST})")
     expect_sha256 = expected_digest(expect_sha256)
+    raw = path.read_bytes()  # read once: the bytes hashed are the bytes parsed
     if expect_sha256 is not None:
-        actual = sha256_file(path)
+        actual = hashlib.sha256(raw).hexdigest()
         if actual != expect_sha256.strip().lower():
             raise BertclfError(
                 f"{path}: sha256 is {actual}, not the expected {expect_sha256.strip()} "
                 f"(--expect-sha256 or {EXPECT_SHA256_VARIABLE}): not the package you were given"
             )
     try:
-        manifest = read_json(path)
+        manifest = json.loads(raw.decode("utf-8"))
     except (ValueError, OSError) as error:
         raise BertclfError(f"{path}: not valid JSON ({error})") from None
     files = manifest.get("files") if isinstance(manifest, dict) else None
@@ -115,11 +120,14 @@ def read_manifest(bundle: Path, expect_sha256: str | None = None) -> dict:
     return manifest
 
 
-def verify_bundle(bundle: Path, expect_sha256: str | None = None) -> dict:
+def verify_bundle(
+    bundle: Path, expect_sha256: str | None = None, copy_to: Path | None = None
+) -> dict:
     """Refuse a bundle whose files were changed, added or removed, naming the file; anything
     else in it (a directory without listed files, a link, a FIFO) is refused too. This detects
     accidents, not attacks: whoever can change a file can regenerate the manifest, which is why
-    `expect_sha256` checks the manifest itself against a digest from a trusted channel."""
+    `expect_sha256` checks the manifest itself against a digest from a trusted channel. With
+    `copy_to`, each file's checked bytes are written there as they are hashed."""
     manifest = read_manifest(bundle, expect_sha256)
     expected = manifest["files"]
     folders = {parent.as_posix() for name in expected for parent in PurePosixPath(name).parents}
@@ -142,9 +150,46 @@ def verify_bundle(bundle: Path, expect_sha256: str | None = None) -> dict:
     for name, digest in sorted(expected.items()):
         if not (bundle / name).is_file():
             raise BertclfError(f"{bundle / name}: file listed in the manifest is missing")
-        if sha256_file(bundle / name) != digest:
+        if _copy_hashing(bundle / name, None if copy_to is None else copy_to / name) != digest:
             raise BertclfError(f"{bundle / name}: checksum does not match the manifest (changed)")
+    if copy_to is not None:
+        (copy_to / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     return manifest
+
+
+def _copy_hashing(source: Path, target: Path | None) -> str:
+    """The sha256 of `source`, read once (not through a link); with `target`, those very
+    bytes are written there too."""
+    digest = hashlib.sha256()
+    descriptor = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+    with open(descriptor, "rb") as handle:
+        out = None
+        if target is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            out = open(target, "wb")  # noqa: SIM115 (closed below, with the input)
+        try:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+                if out is not None:
+                    out.write(block)
+        finally:
+            if out is not None:
+                out.close()
+    return digest.hexdigest()
+
+
+@contextmanager
+def verified_copy(bundle: Path, expect_sha256: str | None = None):
+    """A private copy of the package (a fresh 0700 directory), written from the very bytes
+    whose checksums were checked, and the manifest: load from it, and a file swapped in the
+    package after its check (a writer racing the loader) is never the one loaded. The copy is
+    removed on leaving."""
+    scratch = Path(tempfile.mkdtemp(prefix="bertclf-package-"))
+    try:
+        manifest = verify_bundle(bundle, expect_sha256, copy_to=scratch)
+        yield scratch, manifest
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def saved_model_ops(saved_model: Path) -> tuple[set[str], set[str]]:
