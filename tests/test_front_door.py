@@ -147,3 +147,18 @@ def test_the_plots_page_template_is_installed_offline_and_checks_its_pins(tmp_pa
     )
     assert result.returncode == 1
     assert result.stderr.strip() == "error: vega-5.20.2.tgz: sha512 is not the pinned one; not used"
+
+
+def test_small_data_page_shows_the_committed_measurement():
+    """docs/small-data.md's table is what benchmarks/small_data.py renders from
+    docs/results/small_data.json, and the default it chose is conf/'s."""
+    import yaml
+
+    spec = importlib.util.spec_from_file_location("small_data", ROOT / "benchmarks/small_data.py")
+    small_data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(small_data)
+    runs = json.loads((ROOT / "docs/results/small_data.json").read_text())["runs"]
+    assert small_data.table(runs) in (ROOT / "docs/small-data.md").read_text()
+    assert {r["min_steps"] for r in runs} == {0, 100} and len(runs) == 12
+    default = yaml.safe_load((ROOT / "conf/train/default.yaml").read_text())["min_steps"]
+    assert default == 100

@@ -66,7 +66,7 @@ def test_fine_tunes_on_a_slice_of_the_default_data(minilm_dir):
     sequences = encode(load_tokenizer(minilm_dir), table["review"].tolist(), tokenize).sequences
     label_map = LabelMap.fit(table["score"])
     labels = label_map.encode(table["score"])
-    train = section("train", epochs=1, batch_size=16, learning_rate=5e-5)
+    train = section("train", epochs=1, min_steps=0, batch_size=16, learning_rate=5e-5)
     train_data = BucketedSequence(sequences[:64], labels[:64], 16, tokenize, seed=0)
     val_data = BucketedSequence(sequences[64:], labels[64:], 16, tokenize)
     config = json.loads((minilm_dir / "config.json").read_text())
