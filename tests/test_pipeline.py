@@ -108,8 +108,8 @@ def test_dvc_renders_every_plot(dag_repo, tmp_path):
     for title in (
         "Confusion matrix (test)",
         "Loss per epoch",
-        "Precision-recall (test)",
-        "ROC (test)",
+        "Precision-recall (test; two classes - positive is the second in labels.json",
+        "ROC (test; two classes - positive is the second in labels.json",
         "Reliability diagram",
         "F1 per class (test)",
     ):

@@ -7,8 +7,8 @@ import pandas as pd
 # (reports/metrics.json:test.accuracy) where two metric files share it.
 HEADLINE_METRICS = (
     "test.accuracy",
-    "test.micro_f1",
     "test.macro_f1",
+    "test.micro_f1",  # multi-label's (single-label's equals its accuracy: not shown twice)
     "test.log_loss",
     "val.loss",
     "train_seconds",
@@ -24,6 +24,8 @@ def experiments_table(rows: list[dict], param_sections: set[str]) -> pd.DataFram
     table = pd.DataFrame({"experiment": names, "created": frame["Created"].fillna("")})
     for key in HEADLINE_METRICS:
         column = _metric_column(frame.columns, key)
+        if key == "test.micro_f1" and "test.accuracy" in table:
+            continue
         if column is not None and frame[column].notna().any():
             table[key] = frame[column]
     by_key: dict[str, list[str]] = {}  # a key in several params files: one column

@@ -148,13 +148,21 @@ def _parquet_columns(path: Path, columns) -> list[str] | None:
     return [name for name in pq.read_schema(path).names if name in set(columns)]
 
 
+def _with_file_columns(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Every column the file has, for require_columns to list when one asked for is missing."""
+    import pyarrow.parquet as pq
+
+    df.attrs["file_columns"] = pq.read_schema(path).names
+    return df
+
+
 def _parquet_chunks(path: Path, rows: int, columns) -> Iterator[pd.DataFrame]:
     import pyarrow.parquet as pq
 
     batches = pq.ParquetFile(path).iter_batches(
         batch_size=rows, columns=_parquet_columns(path, columns)
     )
-    return (batch.to_pandas() for batch in batches)
+    return (_with_file_columns(batch.to_pandas(), path) for batch in batches)
 
 
 @dataclass(frozen=True)
@@ -189,7 +197,9 @@ FORMATS = {
         appender=_XlsxAppender,
     ),
     ".parquet": TableFormat(
-        read=lambda p, d, c: pd.read_parquet(p, columns=_parquet_columns(p, c)),
+        read=lambda p, d, c: _with_file_columns(
+            pd.read_parquet(p, columns=_parquet_columns(p, c)), p
+        ),
         read_chunks=_parquet_chunks,
         write=lambda df, p: df.to_parquet(p, index=False),
         appender=_ParquetAppender,
