@@ -148,6 +148,11 @@ class FailOnNonFiniteLoss(keras.callbacks.Callback):
     locked in dvc.lock, and found out by the stage after it. (Keras' TerminateOnNaN stops
     quietly, and the stage would save the model.)"""
 
+    # Keras runs it off the training thread, so that a step need not wait for the previous
+    # one's loss; its error reaches `fit` at the next step or the epoch's end, before any
+    # other callback's on_epoch_end (a checkpoint) sees the NaN epoch.
+    async_safe = True
+
     def __init__(self):
         super().__init__()
         self.epoch = 0
