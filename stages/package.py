@@ -33,6 +33,7 @@ def main() -> None:
     # the sections that define the model (as listed for this stage in dvc.yaml)
     params = {key: load_params()[key] for key in MODEL_PARAMS}
     package = load_section("package")
+    clean = load_section("data").clean
     batch_size = load_section("evaluate").batch_size
     data_hashes = {p.name: sha256_file(p) for p in sorted(PREPARED.glob("*.parquet"))}
     calibration = read_json(CALIBRATION)
@@ -66,6 +67,7 @@ def main() -> None:
             thresholds,
             calibration.get("at_least_one", True),
             calibration.get("temperature"),
+            clean,
         )
         model = calibrated(model, calibration, spec["task"] == "multi_label")  # as exported
         parity = check_parity(
@@ -90,7 +92,9 @@ def main() -> None:
             calibration.get("at_least_one", True),
         )
         tokenizer_files = [PRETRAINED / TOKENIZER, PRETRAINED / VOCAB]
-        copy_files([TRAINED / MODEL_SPEC, LABELS, CALIBRATION, *tokenizer_files], tmp)
+        copy_files([LABELS, CALIBRATION, *tokenizer_files], tmp)
+        # the cleaning training saw, which every prediction path applies too
+        write_json(tmp / MODEL_SPEC, {**read_json(TRAINED / MODEL_SPEC), "clean": vars(clean)})
         card_facts = (*card_facts, calibration, openvino)
         (tmp / MODEL_CARD).write_text(model_card(*card_facts), encoding="utf-8")
         write_json(tmp / MODEL_CARD_JSON, model_card_fields(*card_facts))
@@ -100,8 +104,9 @@ def main() -> None:
     write_json(PACKAGE_REPORT, {**parity, "openvino": openvino, "manifest_sha256": manifest_sha256})
     print(f"package: wrote {PACKAGE}/, manifest sha256 {manifest_sha256}")
     print(
-        f"package: SavedModel against training on {parity['n']} test texts: token ids "
-        f"identical {parity['token_ids_identical']:.4f}, largest probability difference "
+        f"package: SavedModel against training on {parity['n']} test texts and "
+        f"{parity['stress_texts']} stress texts: token ids identical on all, largest "
+        "probability difference "
         f"{parity['max_probability_difference']:.2g}{few_texts(parity['n'])}"
     )
     for precision, figures in openvino["precisions"].items():

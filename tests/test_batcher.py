@@ -107,6 +107,19 @@ def test_no_call_exceeds_the_batch_limit_and_large_requests_are_split():
     assert [len(r) for r in results] == [1, 255, 256, 600]
 
 
+def test_requests_take_turns_so_a_small_one_waits_one_call_behind_a_large_one():
+    """Head-of-line blocking: a one-text request waited behind every part of a large request
+    sent before it (10.9 s behind 256 texts). Now the requests waiting take turns, a part
+    each, and a request alone still fills whole calls."""
+    classifier = RecordingClassifier()
+    requests = [["b"] * 12, ["s"]]
+    large, small = asyncio.run(
+        send_while_first_call_is_busy(Batcher(classifier, 4), classifier, requests)
+    )[1:]
+    assert classifier.calls == [["first"], ["b"] * 4, ["s"], ["b"] * 4, ["b"] * 4]
+    assert len(large) == 12 and small[:, 0].tolist() == [1]
+
+
 def test_a_full_queue_refuses_new_requests():
     classifier = RecordingClassifier()
 

@@ -4,9 +4,10 @@ import pandas as pd
 import pytest
 from helpers import section
 
+from bertclf.cleaning import clean_text
 from bertclf.config import DataConfig
 from bertclf.errors import BertclfError
-from bertclf.prepare import clean_text, prepare_splits
+from bertclf.prepare import prepare_splits
 from bertclf.tables import read_table, write_table
 
 TABLE = pd.DataFrame(

@@ -2,6 +2,7 @@
 bundle's checks, the Python API and the batch CLI."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,6 @@ AWKWARD_TEXTS = [
     "\u4e2d\u6587\u6c49\u5b57 \u65e5\u672c\u8a9e \u0627\u0644\u0639\u0631\u0628\u064a\u0629",
     "emoji \U0001f600\U0001f44d\U0001f3fd and \ufffd replacement",
     "x" * 150 + " " + "\u00e9" * 120,
-    "   ",
     "word " * 400,
 ]
 
@@ -41,7 +41,7 @@ def package(dag_repo):
 def test_package_stage_checked_its_saved_model_on_every_test_text(dag_repo):
     report = json.loads((dag_repo / "reports/package.json").read_text())
     assert report["n"] == len(pd.read_parquet(dag_repo / "data/prepared/test.parquet"))
-    assert report["token_ids_identical"] >= 0.999
+    assert report["token_ids_identical"] == 1.0 and report["stress_texts"] >= 15
     assert report["max_probability_difference"] <= 1e-4
     assert report["labels_identical"] >= 0.999
 
@@ -82,7 +82,14 @@ def test_parity_check_fails_when_tokenizer_or_model_differ(dag_repo, tmp_path):
     tokenizer = load_tokenizer(package(dag_repo))
     texts = pd.read_parquet(dag_repo / "data/prepared/test.parquet")["text"].head(60).tolist()
     vocab = (package(dag_repo) / "vocab.txt").read_text(encoding="utf-8").splitlines()
-    cased = RawTextClassifier(trained, vocab, False, tokenize, classes)
+    from tokenizers.normalizers import BertNormalizer
+
+    from bertclf.export import character_table
+
+    cased_tokenizer = load_tokenizer(package(dag_repo))
+    cased_tokenizer.normalizer = BertNormalizer(lowercase=False, strip_accents=False)
+    cased = RawTextClassifier(trained, vocab, character_table(cased_tokenizer), 100, tokenize,
+                              classes)  # fmt: skip
     tf.saved_model.save(cased, str(tmp_path / "cased"), signatures={"serving_default": cased.serve})
     with pytest.raises(BertclfError, match="other token ids than training's on"):
         check_parity(cased, tmp_path / "cased", trained, tokenizer, texts, 32)
@@ -169,7 +176,7 @@ def test_bundle_holds_no_pickle_and_lists_every_file(dag_repo):
     manifest = json.loads((bundle / "manifest.json").read_text())
     files = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
     assert set(manifest["files"]) == files - {"manifest.json"}
-    assert manifest["format_version"] == 6
+    assert manifest["format_version"] == 7
     assert "tensorflow-text" in manifest["libraries"]
     assert not [name for name in files if name.endswith((".pkl", ".pickle", ".joblib", ".h5"))]
     for name in files:
@@ -204,6 +211,8 @@ def test_classifier_takes_a_list_a_series_or_one_string(dag_repo):
         classifier.predict(texts, top_k=3)
     with pytest.raises(BertclfError, match=r"texts\[1\] is not a string: None"):
         classifier.predict(["fine", None])
+    with pytest.raises(BertclfError, match=r"texts\[2\] is empty or only whitespace"):
+        classifier.predict(["fine", "good", " \n"])  # as the server's 422 and the CLI
     frame = pd.DataFrame({"text": texts.tolist()[:2], "id": [1, 2]})
     with pytest.raises(BertclfError, match=r"texts is DataFrame of shape 2x2, not one column"):
         classifier.predict(frame)  # it iterated the column names: one answer, for "text"
@@ -266,14 +275,25 @@ def test_predict_cli_on_the_test_split_gives_the_test_accuracy(dag_repo, tmp_pat
     assert abs(accuracy - expected) * len(test) <= 1  # within one text
 
 
-def test_predict_cli_keeps_an_existing_output_when_a_later_chunk_is_bad(dag_repo, tmp_path):
-    rows = ["good coffee"] * 30 + [12.5] + ["fine"] * 5  # row 31 is not text
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (12.5, "is not text: 12.5"),
+        # the one rule of the CLI, the API and the server: nothing to classify is refused
+        (" \t", "is empty or only whitespace: nothing to classify; remove or fill such rows"),
+    ],
+    ids=["not text", "whitespace"],
+)
+def test_predict_cli_keeps_an_existing_output_when_a_later_chunk_is_bad(
+    dag_repo, tmp_path, bad, message
+):
+    rows = ["good coffee"] * 30 + [bad] + ["fine"] * 5  # row 31 is bad
     pd.DataFrame({"text": rows}).to_json(tmp_path / "in.jsonl", orient="records", lines=True)
     (tmp_path / "out.csv").write_text("earlier results\n")
     args = ["bertclf", "predict", "--model", str(package(dag_repo)), "--input", "in.jsonl"]
     result = run([*args, "--output", "out.csv", "--chunk-rows", "10"], tmp_path, check=False)
     assert result.returncode == 2
-    assert result.stderr.strip().endswith("in.jsonl: row 31 of column 'text' is not text: 12.5")
+    assert result.stderr.strip().endswith(f"in.jsonl: row 31 of column 'text' {message}")
     assert "Traceback" not in result.stderr
     assert (tmp_path / "out.csv").read_text() == "earlier results\n"
     assert not list(tmp_path.glob(".out.csv*"))  # no scratch file left behind
@@ -324,18 +344,38 @@ def test_package_uses_only_the_ops_on_the_allowlist(dag_repo):
     from bertclf.package import saved_model_ops
     from bertclf.saved_model_ops import CHECKPOINT_OPS, PACKAGE_OPS
 
-    reachable, everything = saved_model_ops(package(dag_repo) / "saved_model")
-    assert everything - PACKAGE_OPS - CHECKPOINT_OPS == set()
-    assert reachable & CHECKPOINT_OPS == set()
-    assert "FastWordpieceTokenizeWithOffsets" in reachable  # the scan sees into functions
+    found = saved_model_ops(package(dag_repo) / "saved_model")
+    assert (found["reachable"] | found["other"]) - PACKAGE_OPS == set()
+    assert found["saver"] - PACKAGE_OPS == CHECKPOINT_OPS  # the saver's functions, found
+    assert "FastWordpieceTokenizeWithOffsets" in found["reachable"]  # it sees into functions
+    assert found["restoring_objects"] == set()
 
 
-def write_file_graph(bundle, marker):
-    """The package's graph swapped for one that reads a file and writes it elsewhere when
-    called, with the manifest regenerated: the manifest alone cannot catch this."""
+def swapped_graph(bundle, marker, attack):
+    """The package's graph swapped for a hostile one, with the manifest regenerated (the
+    manifest alone cannot catch this). Each attack writes `marker` (a file, or a checkpoint
+    with that prefix) in its own way:
+    - "signature": the signature reads labels.json and writes it to `marker` when called;
+    - "restore": an object restores itself with its own function, which writes a checkpoint,
+      and `tf.saved_model.load` runs that function while it restores the variables;
+    - "unreached": a function no signature reaches writes a checkpoint (the ops that save
+      and restore variables, outside the functions TensorFlow's saver writes)."""
     import tensorflow as tf
+    from tensorflow.python.trackable import base
 
     from bertclf.package import write_manifest
+
+    def write_checkpoint():
+        tf.raw_ops.SaveV2(prefix=str(marker), tensor_names=["x"], shape_and_slices=[""],
+                          tensors=[tf.constant(b"attacker's bytes")])  # fmt: skip
+
+    class RestoresItself(base.Trackable):
+        def _serialize_to_tensors(self):
+            return {"x": tf.constant(1.0)}
+
+        def _restore_from_tensors(self, restored_tensors):
+            write_checkpoint()
+            return tf.no_op()
 
     class Swapped(tf.Module):
         @tf.function(
@@ -345,10 +385,15 @@ def write_file_graph(bundle, marker):
             ]
         )
         def token_ids(self, input_ids, attention_mask):
-            tf.io.write_file(str(marker), tf.io.read_file(str(bundle / "labels.json")))
+            if attack == "signature":
+                tf.io.write_file(str(marker), tf.io.read_file(str(bundle / "labels.json")))
             return {"probabilities": tf.zeros([tf.shape(input_ids)[0], 2])}
 
     module = Swapped()
+    if attack == "restore":
+        module.state = RestoresItself()
+    if attack == "unreached":
+        module.unreached = tf.function(write_checkpoint, input_signature=[])
     shutil.rmtree(bundle / "saved_model")
     signatures = {"serving_default": module.token_ids, "token_ids": module.token_ids}
     tf.saved_model.save(module, str(bundle / "saved_model"), signatures=signatures)
@@ -361,7 +406,7 @@ def test_a_graph_that_reads_and_writes_files_is_refused_naming_the_op(dag_repo, 
 
     bundle = shutil.copytree(package(dag_repo), tmp_path / "package")
     marker = tmp_path / "written_by_the_graph"
-    write_file_graph(bundle, marker)
+    swapped_graph(bundle, marker, "signature")
     expected = f"{bundle}/saved_model: ops 'ReadFile', 'WriteFile' are not ones a bertclf package"
     with pytest.raises(BertclfError, match=expected):
         Classifier.load(bundle, runtime="tensorflow")
@@ -379,6 +424,28 @@ def test_a_graph_that_reads_and_writes_files_is_refused_naming_the_op(dag_repo, 
     assert not marker.exists()
 
 
+@pytest.mark.parametrize(
+    "attack, message",
+    [
+        ("restore", "object 'state' restores its state with its own function, which TensorFlow"),
+        ("unreached", "op 'SaveV2' is not one a bertclf package uses"),
+    ],
+)
+def test_a_graph_that_writes_checkpoints_outside_the_saver_is_refused(
+    dag_repo, tmp_path, attack, message
+):
+    """Loading a SavedModel restores its variables, and runs an object's own restore function
+    to do it: the checkpoint ops are allowed only where TensorFlow's saver put them."""
+    from bertclf import Classifier
+
+    bundle = shutil.copytree(package(dag_repo), tmp_path / "package")
+    marker = tmp_path / "owned"
+    swapped_graph(bundle, marker, attack)
+    with pytest.raises(BertclfError, match=f"^{re.escape(str(bundle))}/saved_model: {message}"):
+        Classifier.load(bundle, runtime="tensorflow")
+    assert list(tmp_path.glob("owned*")) == []
+
+
 def test_manifest_digest_is_reported_and_checked_at_load(dag_repo, tmp_path):
     from bertclf import Classifier
     from bertclf.files import sha256_file
@@ -392,3 +459,80 @@ def test_manifest_digest_is_reported_and_checked_at_load(dag_repo, tmp_path):
     assert result.returncode == 2
     assert "not the package you were given" in result.stderr
     assert not (tmp_path / "out.csv").exists()
+
+
+def cleaning_package(dag_repo, tmp_path):
+    """The shared build's package as the package stage writes it for data.clean removing URLs
+    and HTML (as conf/data/news_sample.yaml does): its SavedModel exported again with that
+    cleaning, and model.json recording it. The OpenVINO models take token ids: unchanged."""
+    from bertclf.config import CleanConfig
+    from bertclf.export import export_saved_model
+    from bertclf.model import load_classifier
+    from bertclf.package import write_manifest
+
+    clean = CleanConfig(remove_urls=True, remove_html=True, remove_punctuation=False,
+                        remove_digits=False, remove_stopwords=False, lowercase=False)  # fmt: skip
+    bundle = shutil.copytree(package(dag_repo), tmp_path / "package")
+    trained, spec = load_classifier(dag_repo / "models/trained")
+    calibration = json.loads((bundle / "calibration.json").read_text())
+    shutil.rmtree(bundle / "saved_model")
+    from bertclf.config import TokenizeConfig
+
+    tokenize = TokenizeConfig(**spec["tokenize"])
+    export_saved_model(trained, bundle, tokenize, spec["classes"], bundle / "saved_model",
+                       temperature=calibration.get("temperature"), clean=clean)  # fmt: skip
+    model_spec = json.loads((bundle / "model.json").read_text())
+    (bundle / "model.json").write_text(json.dumps({**model_spec, "clean": vars(clean)}))
+    (bundle / "manifest.json").unlink()
+    write_manifest(bundle)
+    return bundle
+
+
+def test_a_package_cleans_texts_as_training_did_through_every_interface(dag_repo, tmp_path):
+    """data.clean was applied in prepare only: the API, the CLI, the server and the SavedModel
+    predicted on text unlike what the model was trained on. The package records the cleaning,
+    and a text with URLs and HTML now gets the probabilities of its cleaned text everywhere."""
+    import tensorflow as tf
+    from helpers import free_port, request, start_server, stop_server
+
+    from bertclf import Classifier
+    from bertclf.cleaning import clean_text
+    from bertclf.export import load_saved_model
+
+    model_json = json.loads((package(dag_repo) / "model.json").read_text())
+    assert model_json["clean"] == {  # the stage records data.clean (the default data's: off)
+        "remove_urls": False, "remove_html": False, "remove_punctuation": False,
+        "remove_digits": False, "remove_stopwords": False, "lowercase": False,
+    }  # fmt: skip
+    bundle = cleaning_package(dag_repo, tmp_path)
+    dirty = "Great <b>coffee</b> &amp; tea &#x2615; see https://example.com/a?b=1 or www.x.io"
+    cleaned = "Great coffee & tea \u2615 see or"
+    texts = [dirty, cleaned]
+    raw = Classifier.load(package(dag_repo)).predict_proba(texts)  # no cleaning recorded
+    assert not np.allclose(raw[0], raw[1], atol=1e-6)  # the texts' ids differ
+    for runtime in ("openvino", "tensorflow"):
+        classifier = Classifier.load(bundle, runtime=runtime)
+        assert clean_text(dirty, classifier.clean) == cleaned
+        probabilities = classifier.predict_proba(texts)
+        np.testing.assert_array_equal(probabilities[0], probabilities[1])
+    exported = load_saved_model(bundle / "saved_model")(text=tf.constant(texts))
+    graph = exported["probabilities"].numpy()
+    np.testing.assert_allclose(graph[0], graph[1], atol=1e-7)
+    np.testing.assert_allclose(graph, probabilities, atol=1e-4)
+
+    pd.DataFrame({"text": texts}).to_csv(tmp_path / "in.csv", index=False)
+    args = ["bertclf", "predict", "--model", str(bundle), "--input", "in.csv"]
+    run([*args, "--output", "out.csv", "--quiet"], tmp_path)
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert out["text"].tolist() == texts  # the user's texts, as given
+    assert out["probability"][0] == out["probability"][1]
+
+    port = free_port()
+    server = start_server(bundle, port, tmp_path / "serve.log", env=command_env())
+    try:
+        status, answer = request(port, "POST", "/v1/predict", json.dumps({"texts": texts}).encode())
+    finally:
+        stop_server(server)
+    assert status == 200
+    first, second = answer["predictions"]
+    assert first["probabilities"] == second["probabilities"]

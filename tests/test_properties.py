@@ -10,10 +10,10 @@ from helpers import section
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bertclf.cleaning import clean_text
 from bertclf.config import CleanConfig
 from bertclf.labels import LabelMap
 from bertclf.model import source_directory
-from bertclf.prepare import clean_text
 from bertclf.tables import read_table, write_table
 from bertclf.tokenization import encode, load_tokenizer, read_token_cache, write_token_cache
 

@@ -1,11 +1,13 @@
 """Inference on a packaged model, in the manner of a scikit-learn classifier."""
 
+import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from bertclf.config import TokenizeConfig
+from bertclf.cleaning import clean_text, cleans
+from bertclf.config import CleanConfig, TokenizeConfig
 from bertclf.errors import BertclfError
 from bertclf.labels import SINGLE_LABEL, LabelMap
 from bertclf.layout import CALIBRATION, LABELS, MODEL_SPEC
@@ -32,8 +34,10 @@ class Classifier:
         thresholds: Thresholds | None = None,
         runtime: str = "tensorflow",
         precision: str = "f32",
+        clean: CleanConfig | None = None,
     ):
         self.model = model
+        self.clean = clean  # the cleaning the package was trained with (data.clean)
         self.runtime = runtime  # what runs the model: tensorflow or openvino
         self.precision = precision  # f32, bf16 or int8
         self.tokenizer = tokenizer
@@ -92,6 +96,7 @@ class Classifier:
         else:
             model, spec = _load_model(path, manifest["format_version"])
         tokenize = _tokenize_section(spec, path / MODEL_SPEC)
+        clean = _clean_section(spec, path / MODEL_SPEC)
         label_map = LabelMap.load(path / LABELS)
         if list(label_map.classes) != spec["classes"]:
             raise BertclfError(f"{path}: labels.json and model.json disagree on the classes")
@@ -123,6 +128,7 @@ class Classifier:
             thresholds,
             runtime,
             precision,
+            clean,
         )
 
     def describe(self) -> str:
@@ -143,6 +149,8 @@ class Classifier:
         for row, text in enumerate(texts):
             if not isinstance(text, str):
                 raise BertclfError(f"texts[{row}] is not a string: {text!r}")
+            if not text.strip():  # the one rule of the API, the CLI and the server
+                raise BertclfError(f"texts[{row}] is empty or only whitespace: nothing to classify")
         return texts
 
     def predict_proba(
@@ -154,8 +162,11 @@ class Classifier:
         return self.predict_encoded(self.encode(texts), batch_size, progress)
 
     def encode(self, texts: str | Iterable[str]) -> Encoded:
-        """The texts' token ids, fitted to the window as in training."""
-        return encode(self.tokenizer, self._texts(texts), self.tokenize)
+        """The texts' token ids, cleaned and fitted to the window as in training."""
+        texts = self._texts(texts)
+        if cleans(self.clean):
+            texts = [clean_text(text, self.clean) for text in texts]
+        return encode(self.tokenizer, texts, self.tokenize)
 
     def predict_encoded(
         self, encoded: Encoded, batch_size: int | None = None, progress: bool = False
@@ -257,6 +268,24 @@ def _tokenize_section(spec: dict, source: Path) -> TokenizeConfig:
         return parse_section("tokenize", spec["tokenize"], source)
     except BertclfError as error:
         raise BertclfError(str(error).replace("params.yaml: ", "")) from None
+
+
+def _clean_section(spec: dict, source: Path) -> CleanConfig | None:
+    """model.json's clean section (format 7 on): the data.clean steps training applied, which
+    every prediction applies too; None in earlier packages (they did not record it)."""
+    if "clean" not in spec:
+        return None
+    steps = {field.name for field in dataclasses.fields(CleanConfig)}
+    clean = spec["clean"]
+    if (
+        not isinstance(clean, dict)
+        or set(clean) != steps
+        or not all(isinstance(value, bool) for value in clean.values())
+    ):
+        raise BertclfError(
+            f"{source}: clean must map each of {', '.join(sorted(steps))} to true or false"
+        )
+    return CleanConfig(**clean)
 
 
 def _load_model(path: Path, format_version: int):

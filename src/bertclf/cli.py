@@ -114,7 +114,7 @@ def read_shard(args: argparse.Namespace, shard: int, shards: int, seen: dict | N
     """The input's chunks of this shard, with their texts; `seen["rows"]` counts every row
     read, this shard's or not. The file is opened, and its columns checked, before this
     returns; every later chunk is checked too (a JSONL line may lack a key)."""
-    from bertclf.tables import read_table_chunks, require_columns, text_cells
+    from bertclf.tables import read_table_chunks, refuse_blank_texts, require_columns, text_cells
 
     columns = {"--text-column": args.text_column, "--id-column": args.id_column}
     chunks = read_table_chunks(args.input, args.chunk_rows, [c for c in columns.values() if c])
@@ -130,7 +130,9 @@ def read_shard(args: argparse.Namespace, shard: int, shards: int, seen: dict | N
             if seen is not None:
                 seen["rows"] += len(chunk)
             if number % shards == shard:
-                yield chunk, text_cells(chunk, args.text_column, args.input)
+                texts = text_cells(chunk, args.text_column, args.input)
+                refuse_blank_texts(texts, args.text_column, args.input)
+                yield chunk, texts
 
     return selected()
 
@@ -201,6 +203,7 @@ def serve(args: argparse.Namespace) -> None:
         max_queue_texts=args.max_queue_texts,
         request_timeout=args.request_timeout,
         read_timeout=args.read_timeout,
+        write_timeout=args.write_timeout,
         limit_concurrency=args.limit_concurrency,
         timeout_graceful_shutdown=args.timeout_graceful_shutdown,
     )
@@ -232,7 +235,7 @@ def parse_shard(value: str) -> tuple[int, int]:
 def evaluate(args: argparse.Namespace) -> None:
     from bertclf.files import write_json
     from bertclf.labels import LabelMap
-    from bertclf.tables import read_table, require_columns, text_cells
+    from bertclf.tables import read_table, refuse_blank_texts, require_columns, text_cells
 
     if args.output:
         check_output_path(args.output, args.input)
@@ -240,7 +243,9 @@ def evaluate(args: argparse.Namespace) -> None:
     require_columns(
         table, args.input, {"--text-column": args.text_column, "--label-column": args.label_column}
     )
-    texts = text_cells(table, args.text_column, args.input).tolist()
+    texts = text_cells(table, args.text_column, args.input)
+    refuse_blank_texts(texts, args.text_column, args.input)
+    texts = texts.tolist()
     label_map = LabelMap.load(Path(args.model) / LABELS)
     try:
         if label_map.multi_label:
@@ -460,6 +465,12 @@ def parser() -> argparse.ArgumentParser:
         type=positive_seconds,
         default=10.0,
         help="seconds a client has to send a request's headers and body (more: 408, closed)",
+    )
+    p.add_argument(
+        "--write-timeout",
+        type=positive_seconds,
+        default=10.0,
+        help="seconds a client may leave an answer unread once the socket is full (closed)",
     )
     p.add_argument(
         "--limit-concurrency",

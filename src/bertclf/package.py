@@ -27,9 +27,11 @@ from bertclf.layout import MANIFEST
 # 5: openvino/ (the token_ids function as OpenVINO models, f32 and int8, and checks.json: which
 # precisions passed their check against TensorFlow, on which CPU). 6: calibration.json holds the
 # temperature (`scaling`, `temperature`), which the SavedModel and OpenVINO models apply (format-5
-# readers refuse a multi-label calibration.json with keys they do not know).
-FORMAT_VERSION = 6
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+# readers refuse a multi-label calibration.json with keys they do not know). 7: the SavedModel
+# tokenizes through a character table read from the Hugging Face tokenizer, then
+# FastWordpieceTokenizer, instead of FastBertTokenizer (new ops in its graph).
+FORMAT_VERSION = 7
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 EXPECT_SHA256_VARIABLE = "BERTCLF_PACKAGE_SHA256"
 
 
@@ -192,10 +194,15 @@ def verified_copy(bundle: Path, expect_sha256: str | None = None):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def saved_model_ops(saved_model: Path) -> tuple[set[str], set[str]]:
+def saved_model_ops(saved_model: Path) -> dict[str, set[str]]:
     """The op types of a SavedModel, read from saved_model.pb without loading (so without
-    running) anything: those its signatures can reach, through every function they call, and
-    all of them (the functions that save and restore the variables included)."""
+    running) anything, by where they are: "reachable", those its signatures reach through every
+    function they call; "saver", those in the functions TensorFlow's saver wrote, the ones
+    the saver_def's save and restore nodes call (and what those call); "other", all the rest.
+
+    Also "restoring_objects": objects that restore themselves with their own functions (a
+    custom `_restore_from_tensors`, or a registered saver). `tf.saved_model.load` runs those
+    while it restores the variables, before any check of ours could run the model."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
@@ -203,37 +210,80 @@ def saved_model_ops(saved_model: Path) -> tuple[set[str], set[str]]:
         proto.ParseFromString((saved_model / "saved_model.pb").read_bytes())
     except Exception as error:  # protobuf's DecodeError, or a missing file
         raise BertclfError(f"{saved_model}/saved_model.pb: not a SavedModel ({error})") from None
-    everything, reachable = set(), set()
+    found = {"reachable": set(), "saver": set(), "other": set(), "restoring_objects": set()}
     for graph in proto.meta_graphs:
         functions = {f.signature.name: f.node_def for f in graph.graph_def.library.function}
         nodes = {node.name: [node] for node in graph.graph_def.node}
-        everything.update(node.op for node in graph.graph_def.node)
-        everything.update(node.op for body in functions.values() for node in body)
-        to_visit = [
+        found["other"].update(node.op for node in graph.graph_def.node)
+
+        saver = graph.saver_def
+        saver_nodes = [nodes.get(name.split(":")[0], []) for name in
+                       (saver.save_tensor_name, saver.restore_op_name) if name]  # fmt: skip
+        saver_functions = _called(functions, saver_nodes)
+        signature_nodes = [
             nodes.get(tensor.name.split(":")[0], [])
             for signature in graph.signature_def.values()
             for tensor in [*signature.inputs.values(), *signature.outputs.values()]
         ]
-        seen = set()
-        while to_visit:
-            for node in to_visit.pop():
-                reachable.add(node.op)
-                for attr in node.attr.values():
-                    for name in [attr.func.name, *(f.name for f in attr.list.func)]:
-                        if name and name not in seen:
-                            seen.add(name)
-                            to_visit.append(functions.get(name, []))
-    return reachable, everything
+        for nodes_list in signature_nodes:
+            found["reachable"].update(node.op for node in nodes_list)
+        for name in _called(functions, signature_nodes):
+            found["reachable"].update(node.op for node in functions.get(name, []))
+        for name, body in functions.items():
+            found["saver" if name in saver_functions else "other"].update(n.op for n in body)
+        for index, obj in enumerate(graph.object_graph_def.nodes):
+            custom = [s for s in obj.saveable_objects.values()
+                      if s.save_function or s.restore_function]  # fmt: skip
+            if custom or obj.registered_saver:
+                found["restoring_objects"].add(_object_path(graph.object_graph_def, index))
+    return found
+
+
+def _called(functions: dict, roots: list[list]) -> set[str]:
+    """The names of the functions that `roots` (lists of nodes) call, directly or through
+    others; `functions` maps a name to its nodes."""
+    seen, to_visit = set(), list(roots)
+    while to_visit:
+        for node in to_visit.pop():
+            for attr in node.attr.values():
+                for name in [attr.func.name, *(f.name for f in attr.list.func)]:
+                    if name and name not in seen:
+                        seen.add(name)
+                        to_visit.append(functions.get(name, []))
+    return seen
+
+
+def _object_path(object_graph, index: int) -> str:
+    """The attribute path of an object of a SavedModel's object graph, such as 'model.evil'."""
+    parents = {child.node_id: (i, child.local_name)
+               for i, node in enumerate(object_graph.nodes) for child in node.children}  # fmt: skip
+    names, seen = [], set()
+    while index in parents and index not in seen:
+        seen.add(index)
+        index, name = parents[index]
+        names.append(name)
+    return ".".join(reversed(names)) or "the root object"
 
 
 def check_saved_model_ops(saved_model: Path) -> None:
-    """Refuse a SavedModel with an op that packages written by bertclf do not use (in the
-    functions its signatures reach, ops that read or write files are refused too): a graph is
-    a program, and one that was swapped could read or write files when it runs."""
+    """Refuse a SavedModel with an op that packages written by bertclf do not use: a graph is a
+    program, and one that was swapped could read or write files when it runs. Ops that read
+    or write files are allowed only in the functions TensorFlow's saver wrote, found by the
+    saver_def's nodes that call them, and objects that restore themselves with their own
+    functions are refused, since loading runs those."""
     from bertclf.saved_model_ops import CHECKPOINT_OPS, PACKAGE_OPS
 
-    reachable, everything = saved_model_ops(saved_model)
-    unknown = sorted((everything - PACKAGE_OPS - CHECKPOINT_OPS) | (reachable & CHECKPOINT_OPS))
+    found = saved_model_ops(saved_model)
+    if found["restoring_objects"]:
+        names = ", ".join(f"'{name}'" for name in sorted(found["restoring_objects"]))
+        raise BertclfError(
+            f"{saved_model}: object {names} restores its state with its own function, which "
+            "TensorFlow would run at load; a bertclf package has none"
+        )
+    unknown = sorted(
+        (found["reachable"] | found["other"]) - PACKAGE_OPS
+        | (found["saver"] - PACKAGE_OPS - CHECKPOINT_OPS)
+    )
     if unknown:
         names = ", ".join(f"'{op}'" for op in unknown)
         raise BertclfError(

@@ -5,10 +5,7 @@ Nothing here imports TensorFlow: bad input fails fast, with one line naming the 
 column or row.
 """
 
-import html
 import math
-import re
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,41 +13,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from bertclf.config import CleanConfig, DataConfig, TaskConfig
+from bertclf.cleaning import clean_text
+from bertclf.config import DataConfig, TaskConfig
 from bertclf.errors import BertclfError
 from bertclf.metrics import FEW_TEST_TEXTS
 from bertclf.tables import data_lines, read_table, require_columns, text_cells
-
-_URL = re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)
-_HTML_TAG = re.compile(r"<[^>]+>")
-_DIGITS = re.compile(r"\d+")
-_SPACES = re.compile(r"\s+")
-
-
-def clean_text(text: str, options: CleanConfig) -> str:
-    """Apply the configured cleaning steps. With every option off, only outer whitespace goes."""
-    if options.remove_html:
-        text = html.unescape(_HTML_TAG.sub(" ", text))
-    if options.remove_urls:
-        text = _URL.sub(" ", text)
-    if options.remove_punctuation:
-        text = "".join(" " if unicodedata.category(c).startswith("P") else c for c in text)
-    if options.remove_digits:
-        text = _DIGITS.sub(" ", text)
-    if options.lowercase:
-        text = text.lower()
-    if options.remove_stopwords:
-        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-        text = " ".join(w for w in text.split() if w.lower() not in ENGLISH_STOP_WORDS)
-    if (
-        options.remove_html
-        or options.remove_urls
-        or options.remove_punctuation
-        or options.remove_digits
-    ):
-        text = _SPACES.sub(" ", text)
-    return text.strip()
 
 
 @dataclass

@@ -4,7 +4,10 @@ against at load (`package.check_saved_model_ops`).
 Collected from packages exported with every head pooling, with and without hidden layers, and
 every long-text strategy and pooling, single- and multi-label (Sigmoid, and the thresholds'
 Any, LogicalAnd, LogicalNot and OneHot), before and after the move to Keras 3 and KerasHub
-(Einsum, Pow, Slice, VarIsInitializedOp), and temperature scaling (Log1p); the tests fail
+(Einsum, Pow, Slice, VarIsInitializedOp), temperature scaling (Log1p), and format 7's
+tokenizer and cleaning (the character table: HashTableV2, LookupTableImportV2 and
+LookupTableFindV2 on tensors held in the graph; UnicodeDecode, UnicodeEncode, StringSplitV2,
+Substr, UnsortedSegmentJoin and arithmetic); the tests fail
 when a package they build uses an op that is not here, so the list follows the code. Add an op
 only when bertclf's own export needs it, never one that reads or writes files, runs code or
 reaches the network.
@@ -12,6 +15,7 @@ reaches the network.
 
 PACKAGE_OPS = frozenset(
     {
+        "Add",
         "AddV2",
         "All",
         "Any",
@@ -20,11 +24,14 @@ PACKAGE_OPS = frozenset(
         "AssignVariableOp",
         "BatchMatMulV2",
         "BiasAdd",
+        "BitwiseOr",
+        "BroadcastArgs",
         "BroadcastTo",
         "Cast",
         "ConcatV2",
         "Const",
         "Cumsum",
+        "DenseBincount",
         "DisableCopyOnRead",
         "Einsum",
         "Equal",
@@ -36,6 +43,7 @@ PACKAGE_OPS = frozenset(
         "GatherV2",
         "Greater",
         "GreaterEqual",
+        "HashTableV2",
         "Identity",
         "If",
         "Less",
@@ -45,6 +53,8 @@ PACKAGE_OPS = frozenset(
         "LogicalAnd",
         "LogicalNot",
         "LogicalOr",
+        "LookupTableFindV2",
+        "LookupTableImportV2",
         "MatMul",
         "Max",
         "Maximum",
@@ -53,6 +63,7 @@ PACKAGE_OPS = frozenset(
         "Mul",
         "Neg",
         "NoOp",
+        "NotEqual",
         "OneHot",
         "OnesLike",
         "Pack",
@@ -88,11 +99,17 @@ PACKAGE_OPS = frozenset(
         "StopGradient",
         "StridedSlice",
         "StringJoin",
+        "StringLength",
+        "StringSplitV2",
         "Sub",
+        "Substr",
         "Sum",
         "Tanh",
         "Tile",
         "Transpose",
+        "UnicodeDecode",
+        "UnicodeEncode",
+        "UnsortedSegmentJoin",
         "UnsortedSegmentMax",
         "UnsortedSegmentSum",
         "VarHandleOp",
@@ -103,5 +120,6 @@ PACKAGE_OPS = frozenset(
 )
 
 # Variables are saved and restored through these; they touch files, so they are allowed only in
-# the functions that save and restore checkpoints, never in one a signature reaches.
+# the two functions TensorFlow's saver writes (those the saver_def's save and restore nodes
+# call), never in one a signature reaches or any other.
 CHECKPOINT_OPS = frozenset({"MergeV2Checkpoints", "RestoreV2", "SaveV2"})

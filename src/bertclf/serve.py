@@ -42,6 +42,7 @@ class Limits:
     max_queue_texts: int  # texts waiting for the model (more: 503 with Retry-After)
     request_timeout: float  # seconds from a request's arrival to its answer (503)
     read_timeout: float  # seconds to send a request's headers and body (408, closed)
+    write_timeout: float  # seconds a client may leave an answer unread (closed)
     limit_concurrency: int  # requests in flight at once (more: 503); idle connections don't count
     timeout_graceful_shutdown: float  # after SIGTERM, before open requests are dropped
 
@@ -91,16 +92,21 @@ def _one_line(error: BaseException) -> str:
 class Batcher:
     """Runs the classifier on the texts of every request waiting, in one call, in a thread.
 
-    A call holds at most `max_batch_texts` texts: a larger request is split across calls, and
-    a request that does not fit waits for the next one. Requests whose caller stopped waiting
-    (cancelled: out of time, or gone) are skipped. At most `max_queue_texts` texts wait.
+    A call holds at most `max_batch_texts` texts: a larger request is split into parts of that
+    size, and the requests waiting take turns, a part each, so that a small request waits for
+    at most one call behind a large one (head-of-line blocking: a one-text request waited
+    10.9 s behind a 256-text one). A request that does not fit waits for the next call.
+    Requests whose caller stopped waiting (cancelled: out of time, or gone) are skipped. At
+    most `max_queue_texts` texts wait.
     """
 
     def __init__(self, classifier, max_batch_texts: int, max_queue_texts: int | None = None):
         self.classifier = classifier
         self.max_batch_texts = max_batch_texts
         self.max_queue_texts = max_queue_texts
-        self.waiting: collections.deque[tuple[list[str], asyncio.Future]] = collections.deque()
+        # per request waiting, its parts not yet run, in turn order
+        self.waiting: collections.deque[collections.deque[tuple[list[str], asyncio.Future]]]
+        self.waiting = collections.deque()
         self.waiting_texts = 0
         self.arrived = asyncio.Event()
         self.worker: asyncio.Task | None = None
@@ -120,25 +126,35 @@ class Batcher:
         ):
             raise QueueFull
         loop = asyncio.get_running_loop()
-        parts = []
-        for start in range(0, len(texts), self.max_batch_texts):
-            part = (texts[start : start + self.max_batch_texts], loop.create_future())
-            self.waiting.append(part)
-            parts.append(part[1])
+        parts = collections.deque(
+            (texts[start : start + self.max_batch_texts], loop.create_future())
+            for start in range(0, len(texts), self.max_batch_texts)
+        )
+        futures = [done for _, done in parts]
+        self.waiting.append(parts)
         self.waiting_texts += len(texts)
         self.arrived.set()
         try:
-            return np.concatenate(await asyncio.gather(*parts))
+            return np.concatenate(await asyncio.gather(*futures))
         finally:  # out of time or cancelled: parts not yet run are skipped
-            for part in parts:
-                part.cancel()
+            for done in futures:
+                done.cancel()
 
     def _next_batch(self) -> list[tuple[list[str], asyncio.Future]]:
+        """The parts of the next call: the waiting requests' next parts, in turns, while they
+        fit. A request with parts left goes to the back of the turns."""
         batch, size = [], 0
-        while self.waiting and size + len(self.waiting[0][0]) <= self.max_batch_texts:
-            texts, done = self.waiting.popleft()
+        while self.waiting:
+            parts = self.waiting[0]
+            texts, done = parts[0]
+            if not done.done() and size + len(texts) > self.max_batch_texts:
+                break
+            parts.popleft()
             self.waiting_texts -= len(texts)
-            if not done.done():
+            self.waiting.popleft()
+            if parts:
+                self.waiting.append(parts)
+            if not done.done():  # a cancelled part is dropped
                 batch.append((texts, done))
                 size += len(texts)
         return batch
@@ -207,6 +223,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise BodyTooLarge
     return bytes(body)
+
+
+async def _until_disconnected(request: Request) -> None:
+    """Returns when the client hangs up: once the body is read, the next message uvicorn
+    gives a request is http.disconnect (the socket closed, or cut at a deadline)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _without_paths(value):
@@ -351,10 +374,18 @@ def create_app(
                 f"too much text: at most {limits.max_request_chars} characters in all a "
                 "request's texts; send fewer texts a request",
             )
+        work = asyncio.ensure_future(
+            asyncio.wait_for(batcher.predict_proba(texts), limits.request_timeout)
+        )
+        hangup = asyncio.ensure_future(_until_disconnected(request))
+        await asyncio.wait({work, hangup}, return_when=asyncio.FIRST_COMPLETED)
+        hangup.cancel()
+        if not work.done():  # nobody is left to answer: its texts leave the queue unrun
+            work.cancel()
+            LOG.info("a client hung up before its answer: its %d texts are dropped", len(texts))
+            return _error(400, "the client hung up before its answer")
         try:
-            probabilities = await asyncio.wait_for(
-                batcher.predict_proba(texts), limits.request_timeout
-            )
+            probabilities = work.result()
         except QueueFull:
             return _busy("too many texts are waiting for the model")
         except TimeoutError:
@@ -423,12 +454,53 @@ class ReadDeadlineProtocol(H11Protocol):
     connection's start, or a request's first byte, to the end of its body. A client that has
     not sent a whole request by then gets 408 and the connection is closed.
 
-    uvicorn has no such timeout (its keep-alive timer starts only after a response), so idle
+    And one for writing: a client that leaves an answer unread for `write_timeout` seconds,
+    while the socket's buffers are full, is cut off.
+
+    uvicorn has neither (its keep-alive timer starts only after a response), so idle
     connections and clients that send headers or a body slowly would hold a connection, and
-    keep a graceful shutdown waiting, for ever. `read_timeout` is set on a subclass."""
+    keep a graceful shutdown waiting, for ever; clients that pipelined requests and read
+    nothing held their requests in flight for ever (198 of them starved every good client).
+    `read_timeout` and `write_timeout` are set on a subclass."""
 
     read_timeout: float
+    write_timeout: float
     _deadline: asyncio.TimerHandle | None = None
+    _write_deadline: asyncio.TimerHandle | None = None
+
+    def shutdown(self) -> None:
+        """SIGTERM: a connection still sending its request gets 503 and is closed, and one
+        that does not read its answer is cut, at once. Left to the end of the graceful period,
+        uvicorn would cancel their requests and log a traceback for each."""
+        if self.flow.write_paused:
+            self.transport.abort()
+        elif self.conn.their_state == h11.SEND_BODY and self.conn.our_state == h11.SEND_RESPONSE:
+            body = b"the server is shutting down\n"
+            self.transport.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            self.transport.close()
+        else:
+            super().shutdown()
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is full: the client is not reading. Its deadline starts."""
+        super().pause_writing()
+        if self._write_deadline is None:
+            self._write_deadline = self.loop.call_later(self.write_timeout, self._write_timed_out)
+
+    def resume_writing(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+        super().resume_writing()
+
+    def _write_timed_out(self) -> None:
+        """Cut the connection, dropping what it could not send: close() would wait to flush.
+        uvicorn then tells the request it was disconnected, and its send returns."""
+        self._write_deadline = None
+        self.transport.abort()
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -440,6 +512,9 @@ class ReadDeadlineProtocol(H11Protocol):
 
     def connection_lost(self, exc) -> None:
         self._cancel_deadline()
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
         super().connection_lost(exc)
 
     def _watch_reading(self) -> None:
@@ -482,7 +557,10 @@ def serve(
     precision: str = "auto",
     access_log: bool = True,
 ) -> None:
+    import copy
+
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from bertclf.classifier import Classifier
 
@@ -491,7 +569,11 @@ def serve(
     )
     print(f"{package}: {classifier.describe()}", flush=True)
     classifier.predict_proba(["warm-up"])  # the first call's one-time set-up, before any request
-    protocol = type("Protocol", (ReadDeadlineProtocol,), {"read_timeout": limits.read_timeout})
+    # bertclf's own lines (a failed model call, a client gone) as uvicorn's are written
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["loggers"]["bertclf"] = {"handlers": ["default"], "level": "INFO"}
+    deadlines = {"read_timeout": limits.read_timeout, "write_timeout": limits.write_timeout}
+    protocol = type("Protocol", (ReadDeadlineProtocol,), deadlines)
     uvicorn.run(
         RequestsInFlight(
             create_app(package, classifier, limits, allowed_hosts), limits.limit_concurrency
@@ -501,5 +583,6 @@ def serve(
         log_level="info",
         access_log=access_log,
         http=protocol,
+        log_config=log_config,
         timeout_graceful_shutdown=limits.timeout_graceful_shutdown,
     )

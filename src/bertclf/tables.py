@@ -359,6 +359,18 @@ def text_cells(df: pd.DataFrame, column: str, path: str | Path) -> pd.Series:
     return texts
 
 
+def refuse_blank_texts(texts: pd.Series, column: str, path: str | Path) -> None:
+    """Prediction's rule, as the API's and the server's: a text that is empty or only
+    whitespace has nothing to classify, and is refused, naming its row (a missing cell too)."""
+    blank = texts.str.strip() == ""
+    if blank.any():
+        row = int(blank.to_numpy().nonzero()[0][0])
+        raise BertclfError(
+            f"{path}: row {texts.index[row] + 1} of column '{column}' is empty or only "
+            "whitespace: nothing to classify; remove or fill such rows"
+        )
+
+
 def _is_missing(value) -> bool:
     """None or NaN; a list or an array (a Parquet list column) is not missing but not text."""
     try:

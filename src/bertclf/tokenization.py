@@ -22,6 +22,7 @@ def load_tokenizer(model_dir: str | Path) -> Tokenizer:
     texts to the window by the configured strategy.
 
     Some shipped tokenizer.json files have padding and truncation baked in: both are reset here.
+    Special tokens written in a text are read as text.
     """
     path = Path(model_dir) / TOKENIZER
     if not path.is_file():
@@ -29,6 +30,9 @@ def load_tokenizer(model_dir: str | Path) -> Tokenizer:
     tokenizer = Tokenizer.from_file(str(path))
     tokenizer.no_padding()
     tokenizer.no_truncation()
+    # "[SEP]" typed in a text is text, as the in-graph tokenizer reads it: a text cannot end a
+    # sequence early or pose as a special token
+    tokenizer.encode_special_tokens = True
     return tokenizer
 
 
