@@ -107,17 +107,30 @@ def test_no_call_exceeds_the_batch_limit_and_large_requests_are_split():
     assert [len(r) for r in results] == [1, 255, 256, 600]
 
 
-def test_requests_take_turns_so_a_small_one_waits_one_call_behind_a_large_one():
-    """Head-of-line blocking: a one-text request waited behind every part of a large request
-    sent before it (10.9 s behind 256 texts). Now the requests waiting take turns, a part
-    each, and a request alone still fills whole calls."""
+def test_waiting_requests_share_each_call_so_a_small_one_is_in_the_next_call():
+    """Head-of-line blocking: a one-text request waited behind every text of a large request
+    sent before it (10.9 s behind 256 texts). Now each call is shared among the requests
+    waiting, the small one's unused share going to the large one, and a request alone still
+    fills whole calls."""
     classifier = RecordingClassifier()
-    requests = [["b"] * 12, ["s"]]
-    large, small = asyncio.run(
+    requests = [["b"] * 12, ["s"], ["c"] * 3]
+    large, small, medium = asyncio.run(
         send_while_first_call_is_busy(Batcher(classifier, 4), classifier, requests)
     )[1:]
-    assert classifier.calls == [["first"], ["b"] * 4, ["s"], ["b"] * 4, ["b"] * 4]
-    assert len(large) == 12 and small[:, 0].tolist() == [1]
+    # shares of 4: s 1 (4/3), c 1 (3/2), b the 2 left; then c 2 and b 2; then b alone
+    assert classifier.calls == [
+        ["first"], ["b", "b", "s", "c"], ["b", "b", "c", "c"], ["b"] * 4, ["b"] * 4
+    ]  # fmt: skip
+    assert len(large) == 12 and small[:, 0].tolist() == [1] and len(medium) == 3
+
+
+def test_with_more_requests_than_a_call_holds_the_oldest_go_first():
+    """By size alone, a large request would wait for ever behind a stream of small ones."""
+    classifier = RecordingClassifier()
+    requests = [["b"] * 3, ["s"], ["t"]]
+    asyncio.run(send_while_first_call_is_busy(Batcher(classifier, 2), classifier, requests))
+    # a call of 2: b and s, the oldest; then b and t share it; then b alone
+    assert classifier.calls == [["first"], ["b", "s"], ["b", "t"], ["b"]]
 
 
 def test_a_full_queue_refuses_new_requests():

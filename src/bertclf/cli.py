@@ -439,8 +439,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-batch-texts",
         type=positive_int,
-        default=256,
-        help="texts of concurrent requests merged into one model call (1: no merging)",
+        default=16,
+        help="texts in one model call, shared among the requests waiting (1: no merging)",
     )
     p.add_argument(
         "--max-request-chars",

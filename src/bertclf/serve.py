@@ -9,11 +9,10 @@ single client waits for nothing, and under load the model sees larger batches.
 """
 
 import asyncio
-import collections
 import json
 import logging
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -37,7 +36,7 @@ class Limits:
     max_texts: int  # texts in one request (more: 413)
     max_chars: int  # characters in one text (more: 422)
     max_body_bytes: int  # request body (more: 413)
-    max_batch_texts: int  # texts merged into one model call; 1 turns merging off
+    max_batch_texts: int  # texts in one model call, shared by the requests waiting; 1: no merging
     max_request_chars: int  # characters of all a request's texts: its cost (413)
     max_queue_texts: int  # texts waiting for the model (more: 503 with Retry-After)
     request_timeout: float  # seconds from a request's arrival to its answer (503)
@@ -89,25 +88,38 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
+@dataclass
+class _Request:
+    """A request waiting in the batcher: its texts, the next one not yet in a model call, and
+    the answers so far."""
+
+    texts: list[str]
+    done: asyncio.Future
+    next: int = 0
+    answers: list = field(default_factory=list)
+
+    @property
+    def left(self) -> int:
+        return len(self.texts) - self.next
+
+
 class Batcher:
     """Runs the classifier on the texts of every request waiting, in one call, in a thread.
 
-    A call holds at most `max_batch_texts` texts: a larger request is split into parts of that
-    size, and the requests waiting take turns, a part each, so that a small request waits for
-    at most one call behind a large one (head-of-line blocking: a one-text request waited
-    10.9 s behind a 256-text one). A request that does not fit waits for the next call.
-    Requests whose caller stopped waiting (cancelled: out of time, or gone) are skipped. At
-    most `max_queue_texts` texts wait.
+    A call holds at most `max_batch_texts` texts, shared equally among the requests waiting
+    (a share a short request leaves goes to the others), so a small request is answered by
+    the next call however large the requests beside it: a one-text request waited 10.9 s
+    behind a 256-text one, when each call took one request's texts in the order they came.
+    Requests whose caller stopped waiting (cancelled: out of time, or gone) are dropped with
+    their texts not yet run. At most `max_queue_texts` texts wait.
     """
 
     def __init__(self, classifier, max_batch_texts: int, max_queue_texts: int | None = None):
         self.classifier = classifier
         self.max_batch_texts = max_batch_texts
         self.max_queue_texts = max_queue_texts
-        # per request waiting, its parts not yet run, in turn order
-        self.waiting: collections.deque[collections.deque[tuple[list[str], asyncio.Future]]]
-        self.waiting = collections.deque()
-        self.waiting_texts = 0
+        self.waiting: list[_Request] = []  # in the order they came
+        self.waiting_texts = 0  # texts not yet in a model call
         self.arrived = asyncio.Event()
         self.worker: asyncio.Task | None = None
 
@@ -125,38 +137,45 @@ class Batcher:
             self.waiting_texts + len(texts) > self.max_queue_texts
         ):
             raise QueueFull
-        loop = asyncio.get_running_loop()
-        parts = collections.deque(
-            (texts[start : start + self.max_batch_texts], loop.create_future())
-            for start in range(0, len(texts), self.max_batch_texts)
-        )
-        futures = [done for _, done in parts]
-        self.waiting.append(parts)
+        request = _Request(texts, asyncio.get_running_loop().create_future())
+        self.waiting.append(request)
         self.waiting_texts += len(texts)
         self.arrived.set()
         try:
-            return np.concatenate(await asyncio.gather(*futures))
-        finally:  # out of time or cancelled: parts not yet run are skipped
-            for done in futures:
-                done.cancel()
+            return await request.done
+        finally:  # out of time or cancelled: its texts not yet run are dropped
+            request.done.cancel()
 
-    def _next_batch(self) -> list[tuple[list[str], asyncio.Future]]:
-        """The parts of the next call: the waiting requests' next parts, in turns, while they
-        fit. A request with parts left goes to the back of the turns."""
-        batch, size = [], 0
-        while self.waiting:
-            parts = self.waiting[0]
-            texts, done = parts[0]
-            if not done.done() and size + len(texts) > self.max_batch_texts:
-                break
-            parts.popleft()
-            self.waiting_texts -= len(texts)
-            self.waiting.popleft()
-            if parts:
-                self.waiting.append(parts)
-            if not done.done():  # a cancelled part is dropped
-                batch.append((texts, done))
-                size += len(texts)
+    def _drop_cancelled(self) -> None:
+        for request in [r for r in self.waiting if r.done.done()]:
+            self.waiting.remove(request)
+            self.waiting_texts -= request.left
+
+    def _next_batch(self) -> list[tuple[_Request, int, int]]:
+        """The next call's slices (request, start, end): each waiting request gets an equal
+        share of what is left of the call, the requests with the fewest texts first, so that
+        a share one does not need goes to the others; the slices keep the requests' order.
+        With more requests than the call holds texts, the oldest get a text each (by size,
+        a large request could wait for ever behind a stream of small ones)."""
+        self._drop_cancelled()
+        waiting, budget = self.waiting, self.max_batch_texts
+        if len(waiting) > budget:
+            takes = {id(request): 1 for request in waiting[:budget]}
+        else:
+            takes = {}
+            for position, request in enumerate(sorted(waiting, key=lambda r: r.left)):
+                share = budget // (len(waiting) - position)  # >= 1 while budget >= requests
+                takes[id(request)] = min(request.left, share)
+                budget -= takes[id(request)]
+        batch = []
+        for request in list(waiting):
+            take = takes.get(id(request), 0)
+            if take:
+                batch.append((request, request.next, request.next + take))
+                request.next += take
+                self.waiting_texts -= take
+            if not request.left:
+                self.waiting.remove(request)  # every text is in a call: it waits for answers
         return batch
 
     async def run(self) -> None:
@@ -167,7 +186,7 @@ class Batcher:
             batch = self._next_batch()
             if not batch:
                 continue
-            texts = [text for request, _ in batch for text in request]
+            texts = [text for request, start, end in batch for text in request.texts[start:end]]
             try:
                 probabilities = await asyncio.to_thread(self.classifier.predict_proba, texts)
             except asyncio.CancelledError:
@@ -177,15 +196,17 @@ class Batcher:
                 # the loop goes on
                 LOG.error("a model call failed", exc_info=error)
                 failed = ModelCallFailed(_one_line(error))
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(failed)
+                for request, _, _ in batch:
+                    if not request.done.done():
+                        request.done.set_exception(failed)
+                self._drop_cancelled()  # those requests' texts not yet run go too
                 continue
-            start = 0
-            for request, done in batch:
-                if not done.done():  # cancelled while the model ran
-                    done.set_result(probabilities[start : start + len(request)])
-                start += len(request)
+            row = 0
+            for request, start, end in batch:
+                request.answers.append(probabilities[row : row + end - start])
+                row += end - start
+                if end == len(request.texts) and not request.done.done():
+                    request.done.set_result(np.concatenate(request.answers))
 
 
 def _error(status: int, detail, close: bool = False) -> JSONResponse:
