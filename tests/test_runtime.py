@@ -235,7 +235,7 @@ def test_tiny_build_offers_openvino_f32_and_auto_runs_it(dag_repo):
     report = json.loads((dag_repo / "reports/package.json").read_text())
     assert report["openvino"]["offered"] == ["f32"]
     assert report["openvino"]["precisions"]["f32"]["passed"]
-    texts = ["Wonderful coffee, I buy it every month.", "Arrived stale and broken.", ""]
+    texts = ["Wonderful coffee, I buy it every month.", "Arrived stale and broken.", "\u2026"]
     automatic = Classifier.load(dag_repo / PACKAGE)
     tensorflow = Classifier.load(dag_repo / PACKAGE, runtime="tensorflow")
     assert (automatic.runtime, automatic.precision) == ("openvino", "f32")
