@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bertclf.cleaning import clean_text, cleans
+from bertclf.cleaning import clean_texts
 from bertclf.config import CleanConfig, TokenizeConfig
 from bertclf.errors import BertclfError
 from bertclf.labels import SINGLE_LABEL, LabelMap
@@ -163,10 +163,7 @@ class Classifier:
 
     def encode(self, texts: str | Iterable[str]) -> Encoded:
         """The texts' token ids, cleaned and fitted to the window as in training."""
-        texts = self._texts(texts)
-        if cleans(self.clean):
-            texts = [clean_text(text, self.clean) for text in texts]
-        return encode(self.tokenizer, texts, self.tokenize)
+        return encode(self.tokenizer, clean_texts(self._texts(texts), self.clean), self.tokenize)
 
     def predict_encoded(
         self, encoded: Encoded, batch_size: int | None = None, progress: bool = False

@@ -57,6 +57,11 @@ def clean_text(text: str, options: CleanConfig) -> str:
     return text.strip()
 
 
+def clean_texts(texts: list[str], options: CleanConfig | None) -> list[str]:
+    """`clean_text` on each text, or the texts as they are when no step is on."""
+    return [clean_text(text, options) for text in texts] if cleans(options) else texts
+
+
 def cleans(options: CleanConfig | None) -> bool:
     """Whether any step is on (with none, only outer whitespace goes, which no tokenizer sees)."""
     return options is not None and any(vars(options).values())
@@ -102,42 +107,48 @@ def cleaning_tables() -> dict:
     import tensorflow as tf
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    def table(keys, values, key_dtype, default):
-        initializer = tf.lookup.KeyValueTensorInitializer(
-            tf.constant(keys, key_dtype), tf.constant(values, tf.string)
-        )
-        return tf.lookup.StaticHashTable(initializer, default_value=default)
-
     named = html.entities.html5
     lower = [(c, chr(c).lower()) for c in range(sys.maxunicode + 1)
              if not 0xD800 <= c <= 0xDFFF and chr(c).lower() != chr(c)]  # fmt: skip
     invalid = sorted(html._invalid_charrefs.items())  # noqa: SLF001 (facts of the standard)
     dropped = sorted(html._invalid_codepoints)  # noqa: SLF001
     return {
-        "named": table(list(named), list(named.values()), tf.string, _MISSING),
-        "invalid": table(
-            np.array([k for k, _ in invalid], np.int64), [v for _, v in invalid], tf.int64, _MISSING
+        "named": string_table(list(named), list(named.values()), tf.string),
+        "invalid": string_table(
+            np.array([k for k, _ in invalid], np.int64), [v for _, v in invalid], tf.int64
         ),  # fmt: skip
-        "dropped": table(np.array(dropped, np.int64), [""] * len(dropped), tf.int64, _MISSING),
-        "lower": table(
-            np.array([k for k, _ in lower], np.int32), [v for _, v in lower], tf.int32, _MISSING
+        "dropped": string_table(np.array(dropped, np.int64), [""] * len(dropped), tf.int64),
+        "lower": string_table(
+            np.array([k for k, _ in lower], np.int32), [v for _, v in lower], tf.int32
         ),  # fmt: skip
-        "stop": table(
-            sorted(ENGLISH_STOP_WORDS), [""] * len(ENGLISH_STOP_WORDS), tf.string, _MISSING
+        "stop": string_table(
+            sorted(ENGLISH_STOP_WORDS), [""] * len(ENGLISH_STOP_WORDS), tf.string
         ),  # fmt: skip
     }
 
 
-_MISSING = b"\xff"  # a lookup's "not there": a lone byte that no UTF-8 value is
+MISSING = b"\xff"  # a lookup's "not there": a lone byte that no UTF-8 value is
 
 
-def _lower_in_graph(text, tables: dict):
+def string_table(keys, values, key_dtype):
+    """A lookup table of strings, MISSING for a key it does not hold."""
     import tensorflow as tf
 
-    chars = tf.strings.unicode_split(text, "UTF-8")
-    codes = tf.strings.unicode_decode(text, "UTF-8")
-    lowered = tables["lower"].lookup(codes.flat_values)
-    flat = tf.where(lowered == _MISSING, chars.flat_values, lowered)
+    initializer = tf.lookup.KeyValueTensorInitializer(
+        tf.constant(keys, key_dtype), tf.constant(values, tf.string)
+    )
+    return tf.lookup.StaticHashTable(initializer, default_value=MISSING)
+
+
+def map_characters(text, table):
+    """Each character of each text replaced by what `table` (code point to string) holds for
+    it, kept where it holds nothing."""
+    import tensorflow as tf
+
+    chars = tf.strings.unicode_split(text, "UTF-8", errors="replace")
+    codes = tf.strings.unicode_decode(text, "UTF-8", errors="replace")
+    mapped = table.lookup(codes.flat_values)
+    flat = tf.where(mapped == MISSING, chars.flat_values, mapped)
     return tf.strings.reduce_join(chars.with_flat_values(flat), axis=-1)
 
 
@@ -171,17 +182,17 @@ def _unescape_in_graph(text, tables: dict):
     out_of_range = too_long | ((number >= 0xD800) & (number <= 0xDFFF)) | (number > 0x10FFFF)
     safe = tf.cast(tf.where(out_of_range, tf.constant(0x20, tf.int64), number), tf.int32)
     encoded = tf.strings.unicode_encode(tf.expand_dims(safe, 1), "UTF-8")
-    dropped = tables["dropped"].lookup(number) != _MISSING
+    dropped = tables["dropped"].lookup(number) != MISSING
     numeric = tf.where(out_of_range, "\ufffd", tf.where(dropped, "", encoded))
     invalid = tables["invalid"].lookup(number)
-    numeric = tf.where(invalid != _MISSING, invalid, numeric)
+    numeric = tf.where(invalid != MISSING, invalid, numeric)
     # named: the whole name, else the longest prefix of at least two characters that is one
     length = tf.strings.length(body, unit="UTF8_CHAR")
     named = tables["named"].lookup(body)
-    found = named != _MISSING
+    found = named != MISSING
     for size in range(32, 1, -1):
         prefix = tables["named"].lookup(tf.strings.substr(body, 0, size, unit="UTF8_CHAR"))
-        hit = ~found & (prefix != _MISSING) & (size < length)
+        hit = ~found & (prefix != MISSING) & (size < length)
         start = tf.minimum(size, length)
         rest = tf.strings.substr(body, start, length - start, unit="UTF8_CHAR")
         named = tf.where(hit, prefix + rest, named)
@@ -213,11 +224,12 @@ def clean_in_graph(text, options: CleanConfig, tables: dict):
     if options.remove_digits:
         text = tf.strings.regex_replace(text, classes["digit"] + "+", " ")
     if options.lowercase:
-        text = _lower_in_graph(text, tables)
+        text = map_characters(text, tables["lower"])
     if options.remove_stopwords:  # split as str.split() does (regex_split would end at NUL)
         words = tf.strings.split(tf.strings.regex_replace(text, space + "+", " "), sep=" ")
         flat = words.flat_values
-        drop = (tables["stop"].lookup(_lower_in_graph(flat, tables)) != _MISSING) | (flat == "")
+        lowered = map_characters(flat, tables["lower"])
+        drop = (tables["stop"].lookup(lowered) != MISSING) | (flat == "")
         words = tf.ragged.boolean_mask(words, words.with_flat_values(~drop))
         text = tf.strings.reduce_join(words, axis=-1, separator=" ")
     if (

@@ -21,7 +21,6 @@ with the chunks' log-probabilities pooled per text).
 Loading it needs `import tensorflow_text` first: that registers the tokenizer's ops.
 """
 
-import json
 from pathlib import Path
 
 import keras
@@ -29,15 +28,19 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from bertclf.cleaning import clean_in_graph, clean_text, cleaning_tables, cleans
+from bertclf.cleaning import (
+    clean_in_graph,
+    clean_texts,
+    cleaning_tables,
+    cleans,
+    map_characters,
+    string_table,
+)
 from bertclf.config import CleanConfig, TokenizeConfig
 from bertclf.errors import BertclfError
 from bertclf.layout import VOCAB
 
 MAX_PROBABILITY_DIFFERENCE = 1e-4
-# What a character the encoder's tokenizer leaves alone maps to in the graph's table: a lone
-# byte that is not UTF-8, so never what a character becomes.
-UNCHANGED = b"\xff"
 # Texts every package's check runs beside the test split: the forms where an in-graph tokenizer
 # and the Hugging Face one most easily part (compatibility forms, marks, scripts, controls).
 STRESS_TEXTS = [
@@ -111,12 +114,7 @@ class RawTextClassifier(tf.Module):
             self.thresholds = tf.constant(np.asarray(thresholds, dtype=np.float32))
         self.at_least_one = at_least_one
         codes, becomes = table
-        self.table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(codes, tf.int32), tf.constant(becomes.tolist(), tf.string)
-            ),
-            default_value=UNCHANGED,
-        )
+        self.table = string_table(codes, becomes.tolist(), tf.int32)
         self.max_word_chars = max_word_chars
         # words come split: WordPiece only. A word of max_word_chars characters may take four
         # bytes each; a longer one is [UNK] before it gets here, as the Hugging Face one counts
@@ -141,11 +139,7 @@ class RawTextClassifier(tf.Module):
         max_word_chars characters is [UNK], and the words are cut into word pieces."""
         if self.clean is not None:  # data.clean, as training's texts were
             text = clean_in_graph(text, self.clean, self.cleaning_tables)
-        chars = tf.strings.unicode_split(text, "UTF-8", errors="replace")
-        codes = tf.strings.unicode_decode(text, "UTF-8", errors="replace")
-        mapped = self.table.lookup(codes.flat_values)
-        chars = chars.with_flat_values(tf.where(mapped == UNCHANGED, chars.flat_values, mapped))
-        words = tf.strings.split(tf.strings.reduce_join(chars, axis=1), sep=" ")
+        words = tf.strings.split(map_characters(text, self.table), sep=" ")
         words = tf.ragged.boolean_mask(words, words != "")
         long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > self.max_word_chars
         words = words.with_flat_values(tf.where(long, "[UNK]", words.flat_values))
@@ -262,12 +256,11 @@ def export_saved_model(
 
     vocab = (tokenizer_dir / VOCAB).read_text(encoding="utf-8").splitlines()
     tokenizer = load_tokenizer(tokenizer_dir)
-    wordpiece = json.loads(tokenizer.to_str())["model"]
     module = RawTextClassifier(
         model,
         vocab,
         character_table(tokenizer),
-        wordpiece.get("max_input_chars_per_word", 100),
+        tokenizer.model.max_input_chars_per_word,
         tokenize,
         classes,
         thresholds,
@@ -347,8 +340,7 @@ def check_parity(
     n_checked = len(texts)
     texts = [*texts, *STRESS_TEXTS]
     tokenize = module.tokenize
-    cleaned = texts if module.clean is None else [clean_text(t, module.clean) for t in texts]
-    encoded = encode(tokenizer, cleaned, tokenize)
+    encoded = encode(tokenizer, clean_texts(texts, module.clean), tokenize)
     reference = pool_windows(
         predict_probabilities(model, encoded.sequences, batch_size, tokenize),
         encoded.text_index,

@@ -496,12 +496,7 @@ class ReadDeadlineProtocol(H11Protocol):
         if self.flow.write_paused:
             self.transport.abort()
         elif self.conn.their_state == h11.SEND_BODY and self.conn.our_state == h11.SEND_RESPONSE:
-            body = b"the server is shutting down\n"
-            self.transport.write(
-                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-                b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-            )
-            self.transport.close()
+            self._answer_and_close(b"503 Service Unavailable", b"the server is shutting down\n")
         else:
             super().shutdown()
 
@@ -512,10 +507,13 @@ class ReadDeadlineProtocol(H11Protocol):
             self._write_deadline = self.loop.call_later(self.write_timeout, self._write_timed_out)
 
     def resume_writing(self) -> None:
+        self._cancel_write_deadline()
+        super().resume_writing()
+
+    def _cancel_write_deadline(self) -> None:
         if self._write_deadline is not None:
             self._write_deadline.cancel()
             self._write_deadline = None
-        super().resume_writing()
 
     def _write_timed_out(self) -> None:
         """Cut the connection, dropping what it could not send: close() would wait to flush.
@@ -533,9 +531,7 @@ class ReadDeadlineProtocol(H11Protocol):
 
     def connection_lost(self, exc) -> None:
         self._cancel_deadline()
-        if self._write_deadline is not None:
-            self._write_deadline.cancel()
-            self._write_deadline = None
+        self._cancel_write_deadline()
         super().connection_lost(exc)
 
     def _watch_reading(self) -> None:
@@ -559,11 +555,16 @@ class ReadDeadlineProtocol(H11Protocol):
         # no response begun (IDLE before a request's headers, SEND_RESPONSE while its body is
         # awaited): say why before closing
         if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            body = b"request not received in time\n"
-            self.transport.write(
-                b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n"
-                b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-            )
+            self._answer_and_close(b"408 Request Timeout", b"request not received in time\n")
+        self.transport.close()
+
+    def _answer_and_close(self, status: bytes, body: bytes) -> None:
+        """A plain-text answer written straight to the socket (no request cycle is ready to
+        send one), then the connection closed once it is flushed."""
+        self.transport.write(
+            b"HTTP/1.1 %s\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body)
+        )
         self.transport.close()
 
 
