@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import run, start, stop
+from helpers import ROOT, run, start, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -91,9 +91,8 @@ def test_tune_trials_and_the_pruned_one_are_dvc_experiments(tuned_repo):
     assert len(rates) == 3, rates
     assert run(["git", "status", "--porcelain", "dvc.yaml"], repo).stdout == ""  # untouched
     # the study reads the training and validation caches, never the test split
-    for max_length in (64, 128):
-        folder = repo / f".tune/tokenized/max_length={max_length}"
-        assert not (folder / "test.parquet").exists()
+    folders = list((repo / ".tune/tokenized").glob("max_length=*"))
+    assert not [f for f in folders if (f / "test.parquet").exists()]
 
 
 def test_tuned_options_reproduce_the_best_trial_through_dvc_exp_run(tuned_repo):
@@ -153,3 +152,37 @@ def test_an_interrupted_tune_study_resumes_in_two_jobs_sharing_it(dag_repo, tmp_
     rates = {shown[f"resume-{n}"][f".tune/trials/resume-{n}/params.yaml"]["train.learning_rate"]
              for n in finished}  # fmt: skip
     assert len(rates) == 3, rates  # neither process drew an earlier trial's values again
+
+
+def test_token_caches_of_settings_that_cut_windows_another_way_are_not_shared(
+    tmp_path, monkeypatch
+):
+    """The study's token cache is keyed on the whole tokenize configuration: chunks after head
+    at the same max_length tokenizes again instead of reusing head's windows."""
+    import dataclasses
+    import shutil
+
+    from bertclf.config import load_params, parse_section
+    from bertclf.labels import LabelMap
+    from bertclf.model import source_directory
+    from bertclf.tune import token_caches
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(ROOT / "params.yaml", "params.yaml")
+    Path("models/pretrained").mkdir(parents=True)
+    encoder = source_directory(load_params()["model"]["pretrained"])
+    shutil.copy(encoder / "tokenizer.json", "models/pretrained/tokenizer.json")
+    Path("data/prepared").mkdir(parents=True)
+    texts = ["a long review " * 40, "short", "another long one " * 40, "fine"]
+    frame = pd.DataFrame({"id": list("abcd"), "text": texts, "label": ["x", "y", "x", "y"]})
+    for split in ("train", "val"):
+        frame.to_parquet(f"data/prepared/{split}.parquet")
+    LabelMap.fit(frame["label"]).save("models/labels.json")
+    base = parse_section("tokenize", load_params()["tokenize"])
+    head = dataclasses.replace(base, max_length=32, chunk_stride=8, long_text="head")
+    chunks = dataclasses.replace(head, long_text="chunks")
+    head_train, _ = token_caches(head)
+    chunks_train, _ = token_caches(chunks)
+    assert len(head_train.sequences) == 4
+    assert len(chunks_train.sequences) > 4  # the long texts in several windows
+    assert len(token_caches(head)[0].sequences) == 4  # and head's cache is still its own

@@ -349,7 +349,7 @@ def params(args: argparse.Namespace) -> None:
 
 def add_package_options(p: argparse.ArgumentParser) -> None:
     """--expect-sha256, --runtime and --precision: how the package is loaded."""
-    from bertclf.runtime import CHOICES, RUNTIMES
+    from bertclf.choices import PRECISION_CHOICES, RUNTIMES
 
     p.add_argument(
         "--runtime",
@@ -360,7 +360,7 @@ def add_package_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--precision",
-        choices=CHOICES,
+        choices=PRECISION_CHOICES,
         default="auto",
         help="OpenVINO's precision (default auto: bf16 on CPUs with native bfloat16, else f32; "
         "int8 only when asked)",

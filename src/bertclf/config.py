@@ -14,16 +14,20 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from bertclf.choices import (
+    CALIBRATION_METHODS,
+    DISTRIBUTIONS,
+    LONG_TEXT,
+    MONITORS,
+    OPENVINO_PRECISIONS,
+    POOLINGS,
+    TASKS,
+    TRAINING_PRECISIONS,
+)
 from bertclf.errors import BertclfError
 from bertclf.files import atomic_path
 
 PARAMS_FILE = "params.yaml"
-POOLINGS = ("mean", "cls", "pooler")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-LONG_TEXT = ("head", "head_tail", "chunks")
-DISTRIBUTIONS = ("auto", "one_device", "mirrored", "multi_worker")
-TASKS = ("single_label", "multi_label")
-MONITORS = ("val_loss", "val_micro_f1")
 
 
 def _require(condition: bool, key: str, message: str) -> None:
@@ -124,9 +128,9 @@ class TrainConfig:
         )
         _require(self.threads >= 0, "train.threads", "must be >= 0 (0: all cores)")
         _require(
-            self.precision in PRECISIONS,
+            self.precision in TRAINING_PRECISIONS,
             "train.precision",
-            f"must be one of {', '.join(PRECISIONS)}",
+            f"must be one of {', '.join(TRAINING_PRECISIONS)}",
         )
         _require(self.epochs >= 1, "train.epochs", "must be at least 1")
         _require(self.min_steps >= 0, "train.min_steps", "must be >= 0 (0: no minimum)")
@@ -211,9 +215,11 @@ class CalibrateConfig:
     method: str
 
     def __post_init__(self) -> None:
-        from bertclf.calibration import METHODS
-
-        _require(self.method in METHODS, "calibrate.method", f"must be one of {', '.join(METHODS)}")
+        _require(
+            self.method in CALIBRATION_METHODS,
+            "calibrate.method",
+            f"must be one of {', '.join(CALIBRATION_METHODS)}",
+        )
 
 
 @dataclass
@@ -225,13 +231,11 @@ class PackageConfig:
     strict: bool
 
     def __post_init__(self) -> None:
-        from bertclf.runtime import PRECISIONS as RUNTIME_PRECISIONS
-
         for precision in self.precisions:
             _require(
-                precision in RUNTIME_PRECISIONS,
+                precision in OPENVINO_PRECISIONS,
                 "package.precisions",
-                f"lists {precision!r}: expected some of {', '.join(RUNTIME_PRECISIONS)}",
+                f"lists {precision!r}: expected some of {', '.join(OPENVINO_PRECISIONS)}",
             )
         _require(
             len(set(self.precisions)) == len(self.precisions),

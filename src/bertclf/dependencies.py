@@ -13,9 +13,10 @@ from pathlib import Path
 
 LIBRARY = Path(__file__).resolve().parent
 # Modules no stage lists: changing them must not re-run a stage, since they do not decide any
-# output. __init__: the version string and environment defaults; config: validating params
-# (their values are DVC params); errors: messages; files: atomic writes and checksums.
-NOT_DEPENDENCIES = frozenset({"__init__", "config", "errors", "files"})
+# output. __init__: the version string and environment defaults; config and choices: validating
+# params and the words they accept (their values are DVC params); errors: messages; files:
+# atomic writes and checksums.
+NOT_DEPENDENCIES = frozenset({"__init__", "choices", "config", "errors", "files"})
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -16,11 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bertclf.choices import OPENVINO_PRECISIONS, PRECISION_CHOICES, RUNTIMES
 from bertclf.errors import BertclfError
 
-RUNTIMES = ("auto", "tensorflow", "openvino")
-PRECISIONS = ("f32", "bf16", "int8")
-CHOICES = ("auto", *PRECISIONS)
 OPENVINO_DIR = "openvino"
 MODEL_FILES = {"f32": "model", "bf16": "model", "int8": "model_int8"}  # .xml and .bin
 CHECKS = "checks.json"  # in openvino/: each precision's check against TensorFlow, and the CPU
@@ -62,8 +60,9 @@ def choose(
     the package's check passed, in float32 otherwise; int8 only when asked for."""
     if runtime not in RUNTIMES:
         raise BertclfError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
-    if precision not in CHOICES:
-        raise BertclfError(f"precision {precision!r}: expected one of {', '.join(CHOICES)}")
+    if precision not in PRECISION_CHOICES:
+        expected = ", ".join(PRECISION_CHOICES)
+        raise BertclfError(f"precision {precision!r}: expected one of {expected}")
     automatic = automatic_precision(offered, bfloat16)
     if runtime == "auto":
         runtime = "openvino" if automatic or (offered and precision != "auto") else "tensorflow"
@@ -365,4 +364,4 @@ def offered_precisions(package: Path) -> list[str]:
         offered = read_json(checks)["offered"]
     except (ValueError, KeyError, TypeError) as error:
         raise BertclfError(f"{checks}: not the checks bertclf writes ({error!r})") from None
-    return [p for p in PRECISIONS if p in offered]
+    return [p for p in OPENVINO_PRECISIONS if p in offered]

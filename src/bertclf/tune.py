@@ -1,7 +1,7 @@
 """`bertclf tune`: an Optuna study over a search space declared in conf/tune/, on the DAG's
 cached outputs, every finished trial a DVC experiment.
 
-Trials train in-process on `data/tokenized` (another `tokenize.max_length` is tokenized once
+Trials train in-process on `data/tokenized` (other tokenize settings are tokenized once each
 into `.tune/tokenized/`), `models/pretrained` and `models/labels.json`; the test split is never
 read. Each trial reports its validation loss after every epoch to the pruner. The study lives
 in `.tune/<space>.db` (SQLite, ignored by git), so an interrupted study resumes where it
@@ -71,9 +71,22 @@ def with_values(params: dict, values: dict) -> dict:
     return params
 
 
+def token_cache_folder(tokenize) -> Path:
+    """Where a study keeps the token caches of tokenize settings other than the DAG's: one
+    folder per whole tokenize configuration (its JSON's sha256), so that settings that cut
+    windows another way (long_text, head_fraction, chunk_stride) never share a cache."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    settings = json.dumps(asdict(tokenize), sort_keys=True)
+    digest = hashlib.sha256(settings.encode("utf-8")).hexdigest()[:16]
+    return TUNE_DIR / "tokenized" / f"max_length={tokenize.max_length}-{digest}"
+
+
 def token_caches(tokenize) -> tuple:
     """The train and validation token caches for these tokenize settings: the DAG's own when
-    they are the DAG's, else tokenized once into .tune/tokenized/max_length=N/."""
+    they are the DAG's, else tokenized once into `token_cache_folder(tokenize)`."""
     from bertclf.labels import LabelMap
     from bertclf.tokenization import encode, load_tokenizer, read_token_cache, write_encoded_cache
 
@@ -81,8 +94,10 @@ def token_caches(tokenize) -> tuple:
     if tokenize == base:
         folder = TOKENIZED
     else:
-        folder = TUNE_DIR / "tokenized" / f"max_length={tokenize.max_length}"
+        folder = token_cache_folder(tokenize)
         if not all((folder / f"{s}.parquet").is_file() for s in ("train", "val")):
+            import json
+
             import pandas as pd
 
             from bertclf.files import atomic_path
@@ -91,6 +106,7 @@ def token_caches(tokenize) -> tuple:
             folder.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(folder, replace_directory=True) as tmp:
                 tmp.mkdir()
+                (tmp / "tokenize.json").write_text(json.dumps(vars(tokenize), indent=2) + "\n")
                 for split in ("train", "val"):
                     frame = pd.read_parquet(PREPARED / f"{split}.parquet")
                     encoded = encode(tokenizer, frame["text"].tolist(), tokenize)

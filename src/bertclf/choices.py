@@ -1,0 +1,14 @@
+"""The words params.yaml, a package and the CLI accept: listed once, importing nothing, so
+that the schema (`config`) and the modules that act on each word share one list without the
+schema reaching up into them."""
+
+TASKS = ("single_label", "multi_label")
+POOLINGS = ("mean", "cls", "pooler")
+TRAINING_PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # Keras' policies
+LONG_TEXT = ("head", "head_tail", "chunks")
+DISTRIBUTIONS = ("auto", "one_device", "mirrored", "multi_worker")
+MONITORS = ("val_loss", "val_micro_f1")
+CALIBRATION_METHODS = ("temperature", "none")
+OPENVINO_PRECISIONS = ("f32", "bf16", "int8")  # a package's OpenVINO models
+PRECISION_CHOICES = ("auto", *OPENVINO_PRECISIONS)  # what --precision takes
+RUNTIMES = ("auto", "tensorflow", "openvino")
