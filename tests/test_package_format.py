@@ -1,11 +1,7 @@
-"""Packages keep loading: packages written by earlier bertclf versions (format_version 1 to 6),
-kept here as fixtures, load with this one and predict what they predicted when written.
-
-Format 1 holds Keras 2 weights of transformers' TFBertModel, which load into KerasHub's
-BertBackbone variable by variable: the two BERT implementations differ slightly (KerasHub's
-GELU is the tanh approximation), hence 5e-3. Formats 2 to 4 run their own SavedModel graph, on
-TensorFlow: they hold no OpenVINO model, so `auto` runs TensorFlow. Format 5 holds OpenVINO
-models (and no temperature)."""
+"""Packages keep loading under the format policy (docs/package.md): packages of the formats
+this bertclf reads (the current one and the one before it), kept here as fixtures, load and
+predict what they predicted when written; older ones are refused in one line that says to
+rebuild them."""
 
 import json
 import shutil
@@ -18,7 +14,7 @@ from bertclf import Classifier
 from bertclf.errors import BertclfError
 
 FIXTURES = Path(__file__).parent / "fixtures"
-PACKAGE = FIXTURES / "package_v1"
+PACKAGE = FIXTURES / "package_v7"
 
 
 def recorded(name: str) -> dict:
@@ -30,65 +26,6 @@ def recorded(name: str) -> dict:
         if key in expected:
             expected[key] = [expected[key][i] for i in kept]
     return expected
-
-
-EXPECTED = recorded("package_v1_expected.json")
-
-
-def test_format_1_package_from_an_earlier_version_loads_and_predicts_the_same():
-    classifier = Classifier.load(PACKAGE)
-    assert classifier.classes_.tolist() == EXPECTED["classes"]
-    probabilities = classifier.predict_proba(EXPECTED["texts"])
-    np.testing.assert_allclose(probabilities, EXPECTED["probabilities"], atol=5e-3)
-    recorded = np.argmax(EXPECTED["probabilities"], 1)
-    assert classifier.predict(EXPECTED["texts"]).tolist() == classifier.classes_[recorded].tolist()
-
-
-def test_format_2_package_from_an_earlier_version_loads_and_predicts_the_same():
-    expected = recorded("package_v2_expected.json")
-    classifier = Classifier.load(FIXTURES / "package_v2")
-    assert not classifier.multi_label and classifier.thresholds is None
-    assert classifier.classes_.tolist() == expected["classes"]
-    probabilities = classifier.predict_proba(expected["texts"])
-    np.testing.assert_allclose(probabilities, expected["probabilities"], atol=1e-5)
-    labels = classifier.predict(expected["texts"])
-    assert labels.tolist() == [
-        expected["classes"][i] for i in np.argmax(expected["probabilities"], 1)
-    ]
-
-
-def test_format_3_package_from_before_keras_3_loads_and_predicts_the_same():
-    expected = recorded("package_v3_expected.json")
-    classifier = Classifier.load(FIXTURES / "package_v3")
-    assert not classifier.multi_label
-    assert classifier.classes_.tolist() == expected["classes"]
-    probabilities = classifier.predict_proba(expected["texts"])
-    np.testing.assert_allclose(probabilities, expected["probabilities"], atol=1e-5)
-    assert classifier.predict(expected["texts"]).tolist() == expected["labels"]
-
-
-def test_format_4_package_without_openvino_runs_on_tensorflow_as_before():
-    expected = recorded("package_v4_expected.json")
-    classifier = Classifier.load(FIXTURES / "package_v4")
-    assert (classifier.runtime, classifier.precision) == ("tensorflow", "f32")
-    assert classifier.classes_.tolist() == expected["classes"]
-    probabilities = classifier.predict_proba(expected["texts"])
-    np.testing.assert_allclose(probabilities, expected["probabilities"], atol=1e-6)
-    assert classifier.predict(expected["texts"]).tolist() == expected["labels"]
-    with pytest.raises(BertclfError, match="no OpenVINO model in this package"):
-        Classifier.load(FIXTURES / "package_v4", runtime="openvino")
-    with pytest.raises(BertclfError, match="TensorFlow runs packages in f32 only"):
-        Classifier.load(FIXTURES / "package_v4", precision="bf16")
-
-
-def test_format_5_package_runs_on_openvino_and_tensorflow_as_before():
-    expected = recorded("package_v5_expected.json")
-    for runtime, precision, tolerance in (("tensorflow", "f32", 1e-6), ("openvino", "f32", 1e-5)):
-        classifier = Classifier.load(FIXTURES / "package_v5", runtime=runtime, precision=precision)
-        assert (classifier.runtime, classifier.precision) == (runtime, precision)
-        probabilities = classifier.predict_proba(expected["texts"])
-        np.testing.assert_allclose(probabilities, expected["probabilities"], atol=tolerance)
-        assert classifier.predict(expected["texts"]).tolist() == expected["labels"]
 
 
 def test_format_6_package_tokenizes_in_its_own_graph_as_before():
@@ -103,6 +40,33 @@ def test_format_6_package_tokenizes_in_its_own_graph_as_before():
         assert classifier.predict(expected["texts"]).tolist() == expected["labels"]
 
 
+def test_format_7_package_cleans_and_tokenizes_in_its_own_graph_as_before():
+    """Format 7 (the current one) with data.clean's remove_urls and remove_html: every runtime
+    predicts what it did when written, the cleaning applied."""
+    expected = recorded("package_v7_expected.json")
+    for runtime, precision, tolerance in (("tensorflow", "f32", 1e-6), ("openvino", "f32", 1e-5)):
+        classifier = Classifier.load(PACKAGE, runtime=runtime, precision=precision)
+        assert classifier.clean.remove_urls and classifier.clean.remove_html
+        probabilities = classifier.predict_proba(expected["texts"])
+        np.testing.assert_allclose(probabilities, expected["probabilities"], atol=tolerance)
+        assert classifier.predict(expected["texts"]).tolist() == expected["labels"]
+
+
+def test_a_package_of_a_format_before_the_readable_ones_is_refused_with_what_to_do(tmp_path):
+    from bertclf.package import READABLE_VERSIONS
+
+    package = shutil.copytree(FIXTURES / "package_v6", tmp_path / "package")
+    manifest = json.loads((package / "manifest.json").read_text())
+    manifest["format_version"] = READABLE_VERSIONS[0] - 1
+    (package / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BertclfError) as refused:
+        Classifier.load(package)
+    message = str(refused.value)
+    assert f"format_version {READABLE_VERSIONS[0] - 1} is not one this bertclf" in message
+    assert "(6, 7)" in message and "rebuild the package with `dvc repro`" in message
+    assert "\n" not in message
+
+
 def test_unknown_format_version_is_refused(tmp_path):
     package = shutil.copytree(PACKAGE, tmp_path / "package")
     manifest = json.loads((package / "manifest.json").read_text())
@@ -113,12 +77,12 @@ def test_unknown_format_version_is_refused(tmp_path):
 
 
 def tampered(tmp_path: Path, change) -> Path:
-    """The format-5 fixture with `change(folder)` applied and its manifest written again, as
+    """The format-6 fixture with `change(folder)` applied and its manifest written again, as
     a hostile package's builder would: the checksums pass, the content is wrong."""
     from bertclf.package import write_manifest
 
     bundle = tmp_path / "package"
-    shutil.copytree(FIXTURES / "package_v5", bundle)
+    shutil.copytree(FIXTURES / "package_v6", bundle)
     (bundle / "manifest.json").unlink()
     change(bundle)
     write_manifest(bundle)
@@ -218,9 +182,9 @@ def test_a_probability_that_is_not_a_number_never_becomes_a_label():
             rows[inputs["input_ids"][:, 1] == 2023] = np.nan  # the text "this"
             return rows
 
-    classifier = Classifier.load(FIXTURES / "package_v5", runtime="tensorflow")
+    classifier = Classifier.load(FIXTURES / "package_v6", runtime="tensorflow")
     tokenize = parse_section(
-        "tokenize", json.loads((FIXTURES / "package_v5/model.json").read_text())["tokenize"]
+        "tokenize", json.loads((FIXTURES / "package_v6/model.json").read_text())["tokenize"]
     )
     nan = Classifier(NaNModel(), classifier.tokenizer, LabelMap.fit(["x", "y"]), tokenize)
     assert nan.predict(["fine"]).tolist() in (["x"], ["y"])
@@ -285,7 +249,7 @@ def test_files_swapped_after_their_check_are_not_the_ones_loaded(tmp_path, monke
     The loader now reads a private copy of the bytes it checked."""
     from bertclf import package
 
-    bundle = shutil.copytree(FIXTURES / "package_v5", tmp_path / "package")
+    bundle = shutil.copytree(FIXTURES / "package_v6", tmp_path / "package")
     expected = Classifier.load(bundle, runtime="openvino").predict_proba(["a film about money"])
     check = package.verify_bundle
 

@@ -65,10 +65,10 @@ class Classifier:
         manifest's digest as its builder published it, to know it is the one you were given.
 
         `runtime` is "tensorflow", "openvino" or "auto"; `precision` "f32", "bf16", "int8" or
-        "auto". `auto` runs OpenVINO when the package holds its model (format 5 on), in bf16 on
-        CPUs with native bfloat16 (avx512_bf16, amx_bf16) and in f32 elsewhere, and TensorFlow
-        for earlier packages; int8 runs only when asked for. `runtime` and `precision` say what
-        was chosen."""
+        "auto". `auto` runs OpenVINO when the package holds its models, in bf16 on CPUs with
+        native bfloat16 (avx512_bf16, amx_bf16) and in f32 elsewhere, and TensorFlow for a
+        package built without them; int8 runs only when asked for. `runtime` and `precision`
+        say what was chosen."""
         path = Path(path)
         if not path.is_dir():
             raise BertclfError(f"{path}: package directory not found")
@@ -94,7 +94,7 @@ class Classifier:
             model = OpenVINOModel(model_path(path, precision), precision, bfloat16)
             spec = read_json(path / MODEL_SPEC)
         else:
-            model, spec = _load_model(path, manifest["format_version"])
+            model, spec = _load_model(path)
         tokenize = _tokenize_section(spec, path / MODEL_SPEC)
         clean = _clean_section(spec, path / MODEL_SPEC)
         label_map = LabelMap.load(path / LABELS)
@@ -245,16 +245,6 @@ def most_probable(
     ]
 
 
-# Format 1 recorded only the tokenize keys of its day (max_length, bucket_multiple); the others
-# did not exist and behaved as these values do.
-FORMAT_1_TOKENIZE = {
-    "long_text": "head",
-    "head_fraction": 0.25,
-    "chunk_stride": 32,
-    "chunk_pooling": "mean",
-}
-
-
 def _tokenize_section(spec: dict, source: Path) -> TokenizeConfig:
     """model.json's tokenize section, checked as params.yaml's is: one line naming the key."""
     from bertclf.config import parse_section
@@ -285,16 +275,9 @@ def _clean_section(spec: dict, source: Path) -> CleanConfig | None:
     return CleanConfig(**clean)
 
 
-def _load_model(path: Path, format_version: int):
-    """The TensorFlow model of a package, for `predict_on_batch`: the Keras model rebuilt from
-    weights.h5 (format 1), or the SavedModel's `token_ids` function (format 2 on). Returns
-    (model, spec)."""
-    from bertclf.model import load_classifier
-
-    if format_version == 1:
-        model, spec = load_classifier(path)
-        spec["tokenize"] = {**FORMAT_1_TOKENIZE, **spec["tokenize"]}
-        return model, spec
+def _load_model(path: Path):
+    """The TensorFlow model of a package, for `predict_on_batch`: the SavedModel's `token_ids`
+    function. Returns (model, spec)."""
     from bertclf.export import TokenIdsModel
     from bertclf.files import read_json
     from bertclf.layout import SAVED_MODEL

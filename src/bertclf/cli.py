@@ -264,7 +264,7 @@ def evaluate(args: argparse.Namespace) -> None:
             message if message.startswith(args.input) else f"{args.input}: {message}"
         ) from None
 
-    from bertclf.metrics import (  # imports TensorFlow: after the input is checked
+    from bertclf.metrics import (  # scikit-learn, slow to import: after the input is checked
         HEADLINE_KEYS,
         MULTI_LABEL_HEADLINE_KEYS,
         multi_label_split_metrics,

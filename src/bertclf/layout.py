@@ -14,7 +14,6 @@ TOKENIZER_FILES = (TOKENIZER, VOCAB, "tokenizer_config.json", "special_tokens_ma
 # models/trained, and a package
 MODEL_SPEC = "model.json"  # encoder config, head, classes, tokenize, task
 WEIGHTS = "model.weights.h5"  # models/trained (Keras 3)
-LEGACY_WEIGHTS = "weights.h5"  # packages of format 1 (Keras 2: variables mapped on load)
 
 # a package
 SAVED_MODEL = "saved_model"

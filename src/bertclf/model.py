@@ -19,7 +19,6 @@ from bertclf.files import sha256_file
 from bertclf.layout import (
     BACKBONE_WEIGHTS,
     ENCODER_CONFIG,
-    LEGACY_WEIGHTS,
     MODEL_SPEC,
     SAFETENSORS,
     TF_WEIGHTS,
@@ -179,7 +178,7 @@ def load_backbone(directory: Path, encoder_config: dict | None = None):
     elif (directory / BACKBONE_WEIGHTS).is_file():
         backbone.load_weights(str(directory / BACKBONE_WEIGHTS))
     elif (directory / TF_WEIGHTS).is_file():
-        load_tf_bert_weights(backbone, None, directory / TF_WEIGHTS)
+        load_tf_bert_weights(backbone, directory / TF_WEIGHTS)
     else:
         raise BertclfError(f"{directory}: holds no encoder weights")
     return backbone
@@ -270,20 +269,15 @@ def save_classifier(
 
 
 def load_classifier(model_dir: Path):
-    """Rebuild the classifier from model.json and its weights: model.weights.h5 (Keras 3), or
-    weights.h5 written by bertclf's earlier Keras 2 model (format-1 packages), whose variables
-    are mapped one by one. Returns (model, spec)."""
+    """Rebuild the classifier from model.json and model.weights.h5. Returns (model, spec)."""
     spec = json.loads((model_dir / MODEL_SPEC).read_text(encoding="utf-8"))
     head = HeadConfig(**spec["head"])
     spec.setdefault("task", "single_label")  # models trained before multi-label did not say
     multi_label = spec["task"] == "multi_label"
     model = build_classifier(spec["encoder"], head, len(spec["classes"]), multi_label=multi_label)
-    if (model_dir / WEIGHTS).is_file():
-        model.load_weights(str(model_dir / WEIGHTS))
-    elif (model_dir / LEGACY_WEIGHTS).is_file():
-        load_tf_bert_weights(model.get_layer("encoder"), model, model_dir / LEGACY_WEIGHTS)
-    else:
-        raise BertclfError(f"{model_dir}: holds neither {WEIGHTS} nor {LEGACY_WEIGHTS}")
+    if not (model_dir / WEIGHTS).is_file():
+        raise BertclfError(f"{model_dir}: holds no {WEIGHTS}")
+    model.load_weights(str(model_dir / WEIGHTS))
     return model, spec
 
 
@@ -323,18 +317,13 @@ def _backbone_path(tf_name: str) -> str | None:
     return f"transformer_layer_{index}/{_TF_BERT_LAYER_NAMES[layer]}/{variable}"
 
 
-def load_tf_bert_weights(backbone, model, h5_path: Path) -> None:
-    """Load an HDF5 weights file written by transformers' TFBertModel (tf_model.h5), or by a
-    Keras 2 model holding one (bertclf's weights.h5 before Keras 3), into `backbone` and, if
-    given, the head layers of `model` (matched by layer name). Attention kernels change shape
-    only: (hidden, hidden) -> (hidden, heads, head size) and back for the output projection."""
+def load_tf_bert_weights(backbone, h5_path: Path) -> None:
+    """Load an HDF5 weights file written by transformers' TFBertModel (tf_model.h5) into
+    `backbone`. Attention kernels change shape only: (hidden, hidden) -> (hidden, heads, head
+    size) and back for the output projection."""
     import h5py
 
     targets = {v.path.removeprefix(f"{backbone.name}/"): v for v in backbone.weights}
-    if model is not None:
-        for layer in model.layers:
-            if layer is not backbone:
-                targets.update({f"head:{layer.name}/{v.name}": v for v in layer.weights})
     loaded = set()
     with h5py.File(h5_path, "r") as weights:
         arrays = {}
@@ -345,11 +334,8 @@ def load_tf_bert_weights(backbone, model, h5_path: Path) -> None:
         )
     for name, array in arrays.items():
         path = _backbone_path(name)
-        if path is None:  # a head layer: "probabilities/probabilities/kernel:0"
-            layer, variable = name.removesuffix(":0").split("/")[-2:]
-            path = f"head:{layer}/{variable}"
-        if path not in targets:
-            raise BertclfError(f"{h5_path}: variable {name} has no place in the model")
+        if path is None or path not in targets:
+            raise BertclfError(f"{h5_path}: variable {name} has no place in the encoder")
         target = targets[path]
         target.assign(np.reshape(array, target.shape))
         loaded.add(path)

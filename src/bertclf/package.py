@@ -19,6 +19,7 @@ from bertclf.errors import BertclfError
 from bertclf.files import sha256_file, write_json
 from bertclf.layout import MANIFEST
 
+# Formats 1 to 5 are no longer read (the policy below).
 # 1: weights.h5 and model.json. 2: saved_model/ (raw text in, in-graph tokenization; and
 # token ids in, which the Python API calls) and model.json. 3: calibration.json (the decision
 # rule: multi-label thresholds), the task in model.json, and a multi-label SavedModel's
@@ -31,7 +32,9 @@ from bertclf.layout import MANIFEST
 # tokenizes through a character table read from the Hugging Face tokenizer, then
 # FastWordpieceTokenizer, instead of FastBertTokenizer (new ops in its graph).
 FORMAT_VERSION = 7
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
+# The policy (docs/package.md): a bertclf reads the format it writes and the one before it; an
+# older package is refused in one line and rebuilt with `dvc repro`.
+READABLE_VERSIONS = (6, 7)
 EXPECT_SHA256_VARIABLE = "BERTCLF_PACKAGE_SHA256"
 
 
@@ -112,9 +115,11 @@ def read_manifest(bundle: Path, expect_sha256: str | None = None) -> dict:
         )
     version = manifest.get("format_version")
     if type(version) is not int or version not in READABLE_VERSIONS:
+        older = type(version) is int and version < READABLE_VERSIONS[0]
         raise BertclfError(
             f"{path}: format_version {version!r} is not one this bertclf ({__version__}) reads "
             f"({', '.join(map(str, READABLE_VERSIONS))})"
+            + ("; rebuild the package with `dvc repro`" if older else "")
         )
     for name in files:
         if name.startswith("/") or ".." in name.split("/") or name == MANIFEST:

@@ -38,9 +38,5 @@ def prepared_split(name: str) -> Path:
     return PREPARED / f"{name}.parquet"
 
 
-def tokenized_split(name: str) -> Path:
-    return TOKENIZED / f"{name}.parquet"
-
-
 def fold_metrics(fold: int) -> Path:
     return REPORTS / "cv" / f"fold_{fold}.json"

@@ -1,6 +1,7 @@
-"""Tokenization, the unpadded token cache, and per-batch padding (dynamic length).
+"""Tokenization, fitting long texts to the window, window pooling, and the unpadded token cache.
 
-TensorFlow-free: the cache is Parquet (list<int32> per text), never a pickle.
+TensorFlow-free: the cache is Parquet (list<int32> per text), never a pickle. Padding is per
+batch, to each batch's own length (`batching`).
 """
 
 from dataclasses import dataclass

@@ -1,5 +1,6 @@
 """The training loop: Keras `fit` over length-bucketed batches, AdamW with warmup and linear
-decay, early stopping on validation loss with the best weights kept.
+decay, early stopping on task.early_stopping_monitor (validation loss, or micro-F1) with the
+best weights kept.
 
 Under MultiWorkerMirroredStrategy, Keras 3.15's `fit` fails (keras-team/keras #20329, #20585):
 there a custom loop (`strategy.run`, `strategy.reduce`) drives the same callbacks."""
