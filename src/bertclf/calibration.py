@@ -14,10 +14,8 @@ computed the same way here (numpy) and in the graph (`export`).
 
 import numpy as np
 
-from bertclf.choices import CALIBRATION_METHODS
 from bertclf.errors import BertclfError
 
-METHODS = CALIBRATION_METHODS
 BOUNDS = (0.05, 20.0)  # the temperatures searched
 SOFTMAX_FLOOR = 1e-30  # log of a probability that underflowed to 0
 SIGMOID_EPSILON = 1e-7  # sigmoid probabilities kept inside (eps, 1 - eps) before the logit
