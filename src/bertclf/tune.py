@@ -164,6 +164,14 @@ def run_trial(trial, space_name: str, space: dict, save_lock) -> float:
         )
     live.log_params({**values, "trial": trial.number, "study": space_name})
     pruning = pruning_callback(trial, monitor)
+
+    class EpochLogger(DVCLiveCallback):
+        """DVCLive's per-epoch logging without its `live.end()` at the end of training: that
+        end saves the DVC experiment, which this trial does below, under the save lock."""
+
+        def on_train_end(self, logs=None):
+            pass
+
     train_classifier(
         PRETRAINED,
         LabelMap.load(LABELS),
@@ -173,7 +181,7 @@ def run_trial(trial, space_name: str, space: dict, save_lock) -> float:
         head,
         tokenize,
         params["seed"],
-        callbacks=[DVCLiveCallback(live=live), pruning],
+        callbacks=[EpochLogger(live=live), pruning],
         monitor=monitor,
     )
     losses = pruning.values or [math.inf]
