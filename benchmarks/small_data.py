@@ -71,7 +71,7 @@ def cache(tokenizer, frame: pd.DataFrame, label_map: LabelMap, tokenize) -> Toke
 
 
 def run_one(data, seed: int, min_steps: int, tokenizer) -> dict:
-    from bertclf.batching import predict_probabilities
+    from bertclf.prediction import predict_probabilities
     from bertclf.training import train_classifier
 
     splits, _ = prepare_splits(data, seed, section("task"))

@@ -18,13 +18,13 @@ def main() -> None:
     label_map = LabelMap.load(LABELS)
     multi_label = label_map.multi_label
 
-    from bertclf.batching import predict_probabilities
     from bertclf.calibration import fit_temperature, scale
     from bertclf.config import TokenizeConfig
     from bertclf.metrics import few_texts
     from bertclf.model import load_classifier
+    from bertclf.prediction import pool_windows, predict_probabilities
     from bertclf.thresholds import tune
-    from bertclf.tokenization import pool_windows, read_token_cache
+    from bertclf.tokenization import read_token_cache
 
     model, spec = load_classifier(TRAINED)
     tokenize = TokenizeConfig(**spec["tokenize"])

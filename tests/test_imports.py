@@ -66,6 +66,7 @@ def test_modules_without_tensorflow_do_not_import_it():
         "import sys\n"
         "import bertclf.tables, bertclf.prepare, bertclf.labels, bertclf.metrics\n"
         "import bertclf.config, bertclf.cleaning, bertclf.tokenization, bertclf.cli\n"
+        "import bertclf.package_reader\n"
         "args = ['predict', '--model', 'm', '--input', 'a.csv', '--output', 'b.csv']\n"
         "bertclf.cli.parser().parse_args(args)\n"
         "loaded = sorted(m for m in ('tensorflow', 'keras', 'torch') if m in sys.modules)\n"

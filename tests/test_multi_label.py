@@ -12,10 +12,10 @@ from bertclf.cv import assign_folds
 from bertclf.errors import BertclfError
 from bertclf.labels import LabelMap
 from bertclf.metrics import multi_label_metrics, multi_label_split_metrics
+from bertclf.prediction import pool_windows
 from bertclf.prepare import label_set, prepare_splits
 from bertclf.tables import write_table
 from bertclf.thresholds import best_threshold, decide, tune
-from bertclf.tokenization import pool_windows
 
 REUTERS = SHARED / "fixtures" / "reuters21578_modapte_test.jsonl"
 TOPICS = ["earn", "acq", "grain", "wheat", "crude"]

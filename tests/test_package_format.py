@@ -263,3 +263,32 @@ def test_files_swapped_after_their_check_are_not_the_ones_loaded(tmp_path, monke
     loaded = Classifier.load(bundle, runtime="openvino")
     np.testing.assert_allclose(loaded.predict_proba(["a film about money"]), expected, atol=1e-6)
     assert loaded.classes_.tolist()[0] == "Cinema"
+
+
+def test_open_package_reads_every_file_once_from_a_checked_copy_that_it_removes():
+    from bertclf.package_reader import open_package
+
+    with open_package(PACKAGE) as package:
+        copy = package.path
+        assert copy != PACKAGE and (copy / "saved_model/saved_model.pb").is_file()
+        assert package.source == PACKAGE and package.format_version == 7
+        assert list(package.label_map.classes) == package.spec["classes"]
+        assert package.tokenize.max_length == 64 and package.clean.remove_urls
+        assert package.offered == ("f32", "bf16", "int8")
+        assert package.card["encoder"]["name"] == "tiny"
+        assert package.tokenizer.get_vocab_size() > 1000
+    assert not copy.exists()
+
+
+def test_a_package_whose_files_disagree_is_refused_naming_the_package_not_the_copy(tmp_path):
+    from bertclf.files import write_json
+    from bertclf.package import write_manifest
+    from bertclf.package_reader import open_package
+
+    package = shutil.copytree(PACKAGE, tmp_path / "package")
+    spec = json.loads((package / "model.json").read_text())
+    write_json(package / "model.json", {**spec, "classes": spec["classes"][::-1]})
+    write_manifest(package)  # consistent checksums: the files themselves disagree
+    with pytest.raises(BertclfError) as error, open_package(package):
+        pass
+    assert str(error.value) == f"{package}: labels.json and model.json disagree on the classes"

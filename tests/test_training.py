@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from helpers import section
 
-from bertclf.batching import BucketedSequence, predict_probabilities
+from bertclf.batching import BucketedSequence
+from bertclf.prediction import predict_probabilities
 
 TOKENIZE = section("tokenize", max_length=64, bucket_multiple=16)
 

@@ -1,12 +1,11 @@
-"""Batches of unpadded token ids: bucketed by length, padded per batch, and batched prediction.
+"""Batches of unpadded token ids: bucketed by length and padded per batch.
 
-Training, evaluation and inference all batch this way; nothing here trains.
+Training, evaluation and inference all batch this way; nothing here trains or predicts.
 """
 
 import numpy as np
 
 from bertclf.config import TokenizeConfig
-from bertclf.tokenization import TokenCache, pool_windows
 
 
 def padded_length(length: int, multiple: int, max_length: int) -> int:
@@ -164,38 +163,3 @@ class BucketedSequence:
         local = context.num_replicas_in_sync // context.num_input_pipelines
         first = context.input_pipeline_id * local
         return self.dataset(context.num_replicas_in_sync, range(first, first + local))
-
-
-def predict_probabilities(
-    model,
-    sequences: list[np.ndarray],
-    batch_size: int,
-    tokenize: TokenizeConfig,
-    progress: bool = False,
-) -> np.ndarray:
-    """Class probabilities in input order; texts are sorted by length so padding is minimal."""
-    from tqdm import tqdm
-
-    batches = BucketedSequence(sequences, None, batch_size, tokenize)
-    with tqdm(total=len(sequences), unit="text", disable=not progress) as bar:
-        parts = []
-        for i in range(len(batches)):
-            parts.append(np.asarray(model.predict_on_batch(batches[i])))
-            bar.update(len(batches.batches[i]))
-    probabilities = np.concatenate(parts)
-    result = np.empty_like(probabilities)
-    result[batches.order()] = probabilities
-    return result
-
-
-def predict_texts(
-    model, cache: TokenCache, batch_size: int, tokenize: TokenizeConfig, multi_label: bool = False
-) -> tuple[TokenCache, np.ndarray]:
-    """Probabilities per text of a token cache, the windows of a text pooled (chunks).
-    Returns the texts' rows of the cache (id, label, length) and the probabilities."""
-    rows = predict_probabilities(model, cache.sequences, batch_size, tokenize)
-    texts = cache.texts()
-    pooled = pool_windows(
-        rows, cache.text_index(), len(texts.ids), tokenize.chunk_pooling, multi_label
-    )
-    return texts, pooled

@@ -1,6 +1,5 @@
 """Inference on a packaged model, in the manner of a scikit-learn classifier."""
 
-import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -9,11 +8,10 @@ import numpy as np
 from bertclf.cleaning import clean_texts
 from bertclf.config import CleanConfig, TokenizeConfig
 from bertclf.errors import BertclfError
-from bertclf.labels import SINGLE_LABEL, LabelMap
-from bertclf.layout import CALIBRATION, LABELS, MODEL_SPEC
-from bertclf.package import verified_copy
-from bertclf.thresholds import Thresholds, decide, load_thresholds
-from bertclf.tokenization import Encoded, encode, load_tokenizer, pool_windows
+from bertclf.labels import LabelMap
+from bertclf.package_reader import Package, open_package
+from bertclf.thresholds import Thresholds, decide
+from bertclf.tokenization import Encoded, encode
 
 
 class Classifier:
@@ -47,6 +45,7 @@ class Classifier:
         self.classes_ = np.asarray(label_map.classes)
         self.multi_label = label_map.multi_label
         self.thresholds = thresholds  # multi-label: the rule calibration.json holds
+        self.package: Package | None = None  # the package's files, when loaded from one
         if self.multi_label and thresholds is None:
             raise BertclfError("a multi-label classifier needs its thresholds (calibration.json)")
 
@@ -69,67 +68,52 @@ class Classifier:
         native bfloat16 (avx512_bf16, amx_bf16) and in f32 elsewhere, and TensorFlow for a
         package built without them; int8 runs only when asked for. `runtime` and `precision`
         say what was chosen."""
-        path = Path(path)
-        if not path.is_dir():
-            raise BertclfError(f"{path}: package directory not found")
-        with verified_copy(path, expect_sha256) as (copy, manifest):
-            try:  # everything is read from the copy of the bytes that were checked
-                return cls._load_checked(copy, manifest, batch_size, runtime, precision)
-            except BertclfError as error:  # name the user's package, not the private copy
-                raise BertclfError(str(error).replace(str(copy), str(path))) from None
+        with open_package(path, expect_sha256) as package:
+            return cls.from_package(package, batch_size, runtime, precision)
 
     @classmethod
-    def _load_checked(
-        cls, path: Path, manifest: dict, batch_size: int, runtime: str, precision: str
+    def from_package(
+        cls, package: Package, batch_size: int = 64, runtime: str = "auto", precision: str = "auto"
     ) -> "Classifier":
-        from bertclf.runtime import choose, cpu, native_bfloat16, offered_precisions
+        """The classifier of a package `open_package` read (inside its `with`, while the
+        checked copy exists)."""
+        from bertclf.runtime import choose, cpu, native_bfloat16
 
-        offered = offered_precisions(path)
         bfloat16 = native_bfloat16(cpu()["flags"])
-        runtime, precision = choose(runtime, precision, offered, bfloat16, path)
+        runtime, precision = choose(
+            runtime, precision, list(package.offered), bfloat16, package.path
+        )
         if runtime == "openvino":
-            from bertclf.files import read_json
             from bertclf.runtime import OpenVINOModel, model_path
 
-            model = OpenVINOModel(model_path(path, precision), precision, bfloat16)
-            spec = read_json(path / MODEL_SPEC)
+            model = OpenVINOModel(model_path(package.path, precision), precision, bfloat16)
         else:
-            model, spec = _load_model(path)
-        tokenize = _tokenize_section(spec, path / MODEL_SPEC)
-        clean = _clean_section(spec, path / MODEL_SPEC)
-        label_map = LabelMap.load(path / LABELS)
-        if list(label_map.classes) != spec["classes"]:
-            raise BertclfError(f"{path}: labels.json and model.json disagree on the classes")
-        if label_map.task != spec.get("task", SINGLE_LABEL):
-            raise BertclfError(f"{path}: labels.json and model.json disagree on the task")
-        thresholds = None
-        if label_map.multi_label:
-            thresholds = load_thresholds(path / CALIBRATION)
-            thresholds.check_labels(list(label_map.classes), str(path / CALIBRATION))
+            from bertclf.export import TokenIdsModel
+            from bertclf.layout import SAVED_MODEL
+            from bertclf.package import check_saved_model_ops
+
+            check_saved_model_ops(package.path / SAVED_MODEL)  # before TensorFlow loads the graph
+            model = TokenIdsModel(package.path / SAVED_MODEL)
+        classes = package.label_map.classes
         width = getattr(model, "output_width", None)
-        if width is not None and width != len(label_map.classes):
+        if width is not None and width != len(classes):
             raise BertclfError(
-                f"{path}: the model answers {width} columns, but labels.json has "
-                f"{len(label_map.classes)} classes: not a consistent package"
+                f"{package.path}: the model answers {width} columns, but labels.json has "
+                f"{len(classes)} classes: not a consistent package"
             )
-        tokenizer = load_tokenizer(path)
-        vocabulary = spec.get("encoder", {}).get("vocab_size")
-        if isinstance(vocabulary, int) and tokenizer.get_vocab_size() > vocabulary:
-            raise BertclfError(
-                f"{path}: tokenizer.json has {tokenizer.get_vocab_size()} tokens, but the "
-                f"model's embedding has {vocabulary} rows (model.json encoder.vocab_size)"
-            )
-        return cls(
+        classifier = cls(
             model,
-            tokenizer,
-            label_map,
-            tokenize,
+            package.tokenizer,
+            package.label_map,
+            package.tokenize,
             batch_size,
-            thresholds,
+            package.thresholds,
             runtime,
             precision,
-            clean,
+            package.clean,
         )
+        classifier.package = package
+        return classifier
 
     def describe(self) -> str:
         """What runs the model, for a program's first line: `runtime openvino, precision bf16`."""
@@ -169,7 +153,7 @@ class Classifier:
         self, encoded: Encoded, batch_size: int | None = None, progress: bool = False
     ) -> np.ndarray:
         """`predict_proba` on texts already encoded with `encode` (one row per text)."""
-        from bertclf.batching import predict_probabilities
+        from bertclf.prediction import pool_windows, predict_probabilities
 
         n_texts = len(encoded.lengths)
         if not n_texts:
@@ -243,45 +227,3 @@ def most_probable(
         [(str(classes[j]), float(row[j])) for j in cols]
         for row, cols in zip(probabilities, columns, strict=True)
     ]
-
-
-def _tokenize_section(spec: dict, source: Path) -> TokenizeConfig:
-    """model.json's tokenize section, checked as params.yaml's is: one line naming the key."""
-    from bertclf.config import parse_section
-
-    if not isinstance(spec, dict) or not isinstance(spec.get("tokenize"), dict):
-        raise BertclfError(f"{source}: tokenize is missing or not an object")
-    try:
-        return parse_section("tokenize", spec["tokenize"], source)
-    except BertclfError as error:
-        raise BertclfError(str(error).replace("params.yaml: ", "")) from None
-
-
-def _clean_section(spec: dict, source: Path) -> CleanConfig | None:
-    """model.json's clean section (format 7 on): the data.clean steps training applied, which
-    every prediction applies too; None in earlier packages (they did not record it)."""
-    if "clean" not in spec:
-        return None
-    steps = {field.name for field in dataclasses.fields(CleanConfig)}
-    clean = spec["clean"]
-    if (
-        not isinstance(clean, dict)
-        or set(clean) != steps
-        or not all(isinstance(value, bool) for value in clean.values())
-    ):
-        raise BertclfError(
-            f"{source}: clean must map each of {', '.join(sorted(steps))} to true or false"
-        )
-    return CleanConfig(**clean)
-
-
-def _load_model(path: Path):
-    """The TensorFlow model of a package, for `predict_on_batch`: the SavedModel's `token_ids`
-    function. Returns (model, spec)."""
-    from bertclf.export import TokenIdsModel
-    from bertclf.files import read_json
-    from bertclf.layout import SAVED_MODEL
-    from bertclf.package import check_saved_model_ops
-
-    check_saved_model_ops(path / SAVED_MODEL)  # before TensorFlow loads (and can run) the graph
-    return TokenIdsModel(path / SAVED_MODEL), read_json(path / MODEL_SPEC)

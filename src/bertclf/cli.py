@@ -6,25 +6,35 @@ import json
 from pathlib import Path
 
 from bertclf.errors import BertclfError, exits_cleanly
-from bertclf.layout import LABELS
 
 
 def predict(args: argparse.Namespace) -> None:
     """Stream the input in chunks of --chunk-rows; with --shard I/N keep every N-th chunk from
     the I-th, so N jobs together cover the file once."""
+    from bertclf.package_reader import open_package
+    from bertclf.tables import table_format
+
+    parse_shard(args.shard)
+    check_output_path(args.output, args.input)
+    output_format = table_format(args.output)  # an unknown output type is refused before any work
+    if args.spreadsheet_safe and output_format not in (".csv", ".tsv"):
+        raise BertclfError(f"{args.output}: --spreadsheet-safe is for CSV and TSV output")
+    with open_package(args.model, args.expect_sha256) as package:
+        write_predictions(args, package, output_format)
+
+
+def write_predictions(args: argparse.Namespace, package, output_format: str) -> None:
+    """`bertclf predict` with the package read: the input checked, then the model loaded and
+    the predictions written chunk by chunk."""
     import pandas as pd
     from tqdm import tqdm
 
     from bertclf.classifier import most_probable
     from bertclf.files import atomic_path
-    from bertclf.tables import TableWriter, spreadsheet_safe, table_format
+    from bertclf.tables import TableWriter, spreadsheet_safe
 
     shard, shards = parse_shard(args.shard)
-    check_output_path(args.output, args.input)
-    output_format = table_format(args.output)  # an unknown output type is refused before any work
-    if args.spreadsheet_safe and output_format not in (".csv", ".tsv"):
-        raise BertclfError(f"{args.output}: --spreadsheet-safe is for CSV and TSV output")
-    multi_label = package_is_multi_label(args.model)
+    multi_label = package.label_map.multi_label
     columns = [c for c in (args.id_column, args.text_column) if c]
     columns += ["labels", "label_probabilities"] if multi_label else ["label", "probability"]
     if args.top_k:
@@ -45,7 +55,7 @@ def predict(args: argparse.Namespace) -> None:
         for chunk, texts in selected:
             texts = texts.tolist()
             if classifier is None:
-                classifier = load_package(args)  # TensorFlow: after the input is checked
+                classifier = load_package(args, package)  # after the input is checked
             probabilities = classifier.predict_proba(texts, batch_size=args.batch_size)
             out = pd.DataFrame(index=chunk.index)
             if args.id_column:
@@ -84,30 +94,14 @@ def predict(args: argparse.Namespace) -> None:
     print(f"{args.input}: read {rows_read(args.input, seen['rows'])}")
 
 
-def load_package(args: argparse.Namespace):
-    """The package of --model, loaded as --runtime and --precision say; the first line of the
-    output says what runs it."""
+def load_package(args: argparse.Namespace, package):
+    """The classifier of the package `open_package` read from --model, run as --runtime and
+    --precision say; the first line of the output says what runs it."""
     from bertclf.classifier import Classifier
 
-    classifier = Classifier.load(
-        args.model,
-        expect_sha256=args.expect_sha256,
-        runtime=args.runtime,
-        precision=args.precision,
-    )
+    classifier = Classifier.from_package(package, runtime=args.runtime, precision=args.precision)
     print(f"{args.model}: {classifier.describe()}", flush=True)
     return classifier
-
-
-def package_is_multi_label(model: str) -> bool:
-    """Whether a package's labels.json says multi-label (what the output columns are). A
-    package that cannot be read here is refused, with its reason, when it is loaded."""
-    from bertclf.labels import LabelMap
-
-    try:
-        return LabelMap.load(Path(model) / LABELS).multi_label
-    except BertclfError:
-        return False
 
 
 def read_shard(args: argparse.Namespace, shard: int, shards: int, seen: dict | None = None):
@@ -234,7 +228,7 @@ def parse_shard(value: str) -> tuple[int, int]:
 
 def evaluate(args: argparse.Namespace) -> None:
     from bertclf.files import write_json
-    from bertclf.labels import LabelMap
+    from bertclf.package_reader import open_package
     from bertclf.tables import read_table, refuse_blank_texts, require_columns, text_cells
 
     if args.output:
@@ -246,23 +240,10 @@ def evaluate(args: argparse.Namespace) -> None:
     texts = text_cells(table, args.text_column, args.input)
     refuse_blank_texts(texts, args.text_column, args.input)
     texts = texts.tolist()
-    label_map = LabelMap.load(Path(args.model) / LABELS)
-    try:
-        if label_map.multi_label:
-            from bertclf.prepare import label_set
-
-            sets = [
-                label_set(v, row, args.input, args.label_column, args.label_separator)
-                for row, v in enumerate(table[args.label_column])
-            ]
-            y_true = label_map.encode_sets(sets)
-        else:
-            y_true = label_map.encode(table[args.label_column].astype(str).str.strip())
-    except BertclfError as error:
-        message = str(error)
-        raise BertclfError(
-            message if message.startswith(args.input) else f"{args.input}: {message}"
-        ) from None
+    with open_package(args.model, args.expect_sha256) as package:
+        label_map = package.label_map
+        y_true = true_labels(args, table, label_map)
+        classifier = load_package(args, package)
 
     from bertclf.metrics import (  # scikit-learn, slow to import: after the input is checked
         HEADLINE_KEYS,
@@ -271,7 +252,6 @@ def evaluate(args: argparse.Namespace) -> None:
         split_metrics,
     )
 
-    classifier = load_package(args)
     encoded = classifier.encode(texts)  # once: for the predictions and the texts' lengths
     probabilities = classifier.predict_encoded(encoded, args.batch_size, progress=True)
     classes = list(classifier.classes_)
@@ -290,6 +270,26 @@ def evaluate(args: argparse.Namespace) -> None:
         write_json(args.output, metrics)
     for key in keys:
         print(f"{key:>16}: {metrics[key]:.4f}" if key != "n" else f"{key:>16}: {metrics[key]}")
+
+
+def true_labels(args: argparse.Namespace, table, label_map):
+    """The label column of `bertclf evaluate`'s input, encoded as the package's label map
+    encodes (multi-label: a 0/1 column per label); an unknown label names its row."""
+    try:
+        if label_map.multi_label:
+            from bertclf.prepare import label_set
+
+            sets = [
+                label_set(v, row, args.input, args.label_column, args.label_separator)
+                for row, v in enumerate(table[args.label_column])
+            ]
+            return label_map.encode_sets(sets)
+        return label_map.encode(table[args.label_column].astype(str).str.strip())
+    except BertclfError as error:
+        message = str(error)
+        raise BertclfError(
+            message if message.startswith(args.input) else f"{args.input}: {message}"
+        ) from None
 
 
 def metrics(args: argparse.Namespace) -> None:

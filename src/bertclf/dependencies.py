@@ -15,8 +15,9 @@ LIBRARY = Path(__file__).resolve().parent
 # Modules no stage lists: changing them must not re-run a stage, since they do not decide any
 # output. __init__: the version string and environment defaults; config and choices: validating
 # params and the words they accept (their values are DVC params); errors: messages; files:
-# atomic writes and checksums.
-NOT_DEPENDENCIES = frozenset({"__init__", "choices", "config", "errors", "files"})
+# atomic writes and checksums; paths: where the stages read and write, which dvc.yaml names
+# itself (a moved path changes dvc.yaml, and a test keeps the two equal).
+NOT_DEPENDENCIES = frozenset({"__init__", "choices", "config", "errors", "files", "paths"})
 
 
 def imported_modules(path: Path) -> set[str]:

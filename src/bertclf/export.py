@@ -177,7 +177,7 @@ class RawTextClassifier(tf.Module):
 
     def pool(self, probabilities: tf.Tensor, text_of: tf.Tensor, n_texts: tf.Tensor) -> tf.Tensor:
         """One row per text: the mean or maximum of its windows' log-probabilities, renormalised;
-        multi-label: of each label's probability (as `tokenization.pool_windows`)."""
+        multi-label: of each label's probability (as `prediction.pool_windows`)."""
         if self.tokenize.long_text != "chunks":
             return probabilities
         if self.multi_label:
@@ -333,9 +333,9 @@ def check_parity(
     Keras model, as `evaluate` predicts), on `texts` and STRESS_TEXTS: the share of texts
     whose in-graph token ids are identical, and the largest probability difference. Raises if
     any text gets other ids, or a difference exceeds 1e-4."""
-    from bertclf.batching import predict_probabilities
+    from bertclf.prediction import pool_windows, predict_probabilities
     from bertclf.thresholds import decide
-    from bertclf.tokenization import encode, pool_windows
+    from bertclf.tokenization import encode
 
     n_checked = len(texts)
     texts = [*texts, *STRESS_TEXTS]

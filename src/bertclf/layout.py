@@ -22,3 +22,5 @@ MODEL_CARD = "MODEL_CARD.md"
 MODEL_CARD_JSON = "model_card.json"
 MANIFEST = "manifest.json"
 CALIBRATION = "calibration.json"  # the decision rule (multi-label: thresholds); format 3 on
+OPENVINO_DIR = "openvino"  # the OpenVINO models (format 5 on)
+CHECKS = "checks.json"  # in openvino/: each precision's check against TensorFlow, and the CPU

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bertclf.choices import OPENVINO_PRECISIONS, PRECISION_CHOICES, RUNTIMES
+from bertclf.choices import PRECISION_CHOICES, RUNTIMES
 from bertclf.errors import BertclfError
+from bertclf.layout import CHECKS, OPENVINO_DIR
 
-OPENVINO_DIR = "openvino"
 MODEL_FILES = {"f32": "model", "bf16": "model", "int8": "model_int8"}  # .xml and .bin
-CHECKS = "checks.json"  # in openvino/: each precision's check against TensorFlow, and the CPU
 NATIVE_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
 # The parity gate: labels equal to TensorFlow's where TensorFlow is not near a tie, and the
 # accuracy (multi-label: micro-F1) within half a point or one text of TensorFlow's.
@@ -281,8 +280,8 @@ def write_openvino(
     call differs) and write the models that pass under bundle/openvino/, with checks.json.
     f32 failing is a conversion bug and raises; bf16 or int8 failing is left out with the
     reason (raises too when `config.strict`). Returns what checks.json holds."""
-    from bertclf.batching import predict_texts
     from bertclf.files import write_json
+    from bertclf.prediction import predict_texts
 
     def predict(runtime_model) -> np.ndarray:
         return predict_texts(runtime_model, test, batch_size, tokenize, thresholds is not None)[1]
@@ -351,17 +350,3 @@ def describe_check(precision: str, figures: dict) -> list[str]:
 
 def model_path(package: Path, precision: str) -> Path:
     return package / OPENVINO_DIR / f"{MODEL_FILES[precision]}.xml"
-
-
-def offered_precisions(package: Path) -> list[str]:
-    """The OpenVINO precisions a package offers: written, and checked against TensorFlow."""
-    from bertclf.files import read_json
-
-    checks = package / OPENVINO_DIR / CHECKS
-    if not checks.is_file():
-        return []
-    try:
-        offered = read_json(checks)["offered"]
-    except (ValueError, KeyError, TypeError) as error:
-        raise BertclfError(f"{checks}: not the checks bertclf writes ({error!r})") from None
-    return [p for p in OPENVINO_PRECISIONS if p in offered]

@@ -9,7 +9,6 @@ single client waits for nothing, and under load the model sees larger batches.
 """
 
 import asyncio
-import json
 import logging
 import re
 from dataclasses import asdict, dataclass, field
@@ -26,7 +25,6 @@ from starlette.requests import ClientDisconnect
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from bertclf.errors import BertclfError
-from bertclf.layout import MANIFEST, MODEL_CARD_JSON
 
 
 @dataclass(frozen=True)
@@ -266,18 +264,16 @@ def _without_paths(value):
     return value
 
 
-def metadata(package: Path, classifier, limits: Limits) -> dict:
-    manifest = json.loads((package / MANIFEST).read_text(encoding="utf-8"))
-    card = package / MODEL_CARD_JSON
+def metadata(classifier, limits: Limits) -> dict:
+    """What /v1/metadata answers: read from the package's checked files at load."""
+    package = classifier.package
     return {
         "task": classifier.label_map.task,
         "labels": classifier.classes_.tolist(),
-        "model_card": _without_paths(json.loads(card.read_text(encoding="utf-8")))
-        if card.is_file()
-        else None,
-        "format_version": manifest["format_version"],
+        "model_card": _without_paths(package.card) if package.card is not None else None,
+        "format_version": package.format_version,
         "runtime": {"name": classifier.runtime, "precision": classifier.precision},
-        "versions": manifest["libraries"],
+        "versions": package.libraries,
         "limits": asdict(limits),
     }
 
@@ -339,12 +335,10 @@ def predict_schema(body_model: type[BaseModel], classifier, limits: Limits) -> d
     }
 
 
-def create_app(
-    package: Path, classifier, limits: Limits, allowed_hosts: list[str] | None = None
-) -> FastAPI:
+def create_app(classifier, limits: Limits, allowed_hosts: list[str] | None = None) -> FastAPI:
     batcher = Batcher(classifier, limits.max_batch_texts, limits.max_queue_texts)
     body_model = request_model(limits)
-    about = metadata(package, classifier, limits)
+    about = metadata(classifier, limits)
     classes = classifier.classes_.tolist()
 
     async def lifespan(app: FastAPI):
@@ -597,9 +591,7 @@ def serve(
     deadlines = {"read_timeout": limits.read_timeout, "write_timeout": limits.write_timeout}
     protocol = type("Protocol", (ReadDeadlineProtocol,), deadlines)
     uvicorn.run(
-        RequestsInFlight(
-            create_app(package, classifier, limits, allowed_hosts), limits.limit_concurrency
-        ),
+        RequestsInFlight(create_app(classifier, limits, allowed_hosts), limits.limit_concurrency),
         host=host,
         port=port,
         log_level="info",

@@ -1,4 +1,4 @@
-"""Tokenization, fitting long texts to the window, window pooling, and the unpadded token cache.
+"""Tokenization, fitting long texts to the window, and the unpadded token cache.
 
 TensorFlow-free: the cache is Parquet (list<int32> per text), never a pickle. Padding is per
 batch, to each batch's own length (`batching`).
@@ -152,40 +152,6 @@ def encode(tokenizer: Tokenizer, texts: list[str], tokenize: TokenizeConfig) -> 
         text_index.extend([i] * len(windows))
         lengths.append(len(ids))
     return Encoded(sequences, np.asarray(text_index, dtype=np.int64), np.asarray(lengths))
-
-
-def pool_windows(
-    probabilities: np.ndarray,
-    text_index: np.ndarray,
-    n_texts: int,
-    how: str = "mean",
-    multi_label: bool = False,
-) -> np.ndarray:
-    """One row of probabilities per text from one row per sequence. Single-label: the mean
-    (equal to averaging the logits) or the maximum of the windows' log-probabilities,
-    renormalised. Multi-label: each label's own probability, its mean or maximum over the
-    windows (a label mentioned in one window of a long story stays on)."""
-    if len(text_index) == n_texts:
-        return probabilities  # one sequence per text
-    if multi_label:
-        values = probabilities.astype(np.float64)
-        pooled = np.full((n_texts, probabilities.shape[1]), -np.inf if how == "max" else 0.0)
-        if how == "max":
-            np.maximum.at(pooled, text_index, values)
-        else:
-            np.add.at(pooled, text_index, values)
-            pooled /= np.bincount(text_index, minlength=n_texts)[:, None]
-        return pooled.astype(probabilities.dtype)
-    log_p = np.log(np.clip(probabilities.astype(np.float64), 1e-30, None))
-    pooled = np.full((n_texts, probabilities.shape[1]), -np.inf if how == "max" else 0.0)
-    if how == "max":
-        np.maximum.at(pooled, text_index, log_p)
-    else:
-        np.add.at(pooled, text_index, log_p)
-        pooled /= np.bincount(text_index, minlength=n_texts)[:, None]
-    pooled -= pooled.max(axis=1, keepdims=True)
-    result = np.exp(pooled)
-    return (result / result.sum(axis=1, keepdims=True)).astype(probabilities.dtype)
 
 
 def write_token_cache(
