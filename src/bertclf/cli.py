@@ -10,88 +10,88 @@ from bertclf.errors import BertclfError, exits_cleanly
 
 def predict(args: argparse.Namespace) -> None:
     """Stream the input in chunks of --chunk-rows; with --shard I/N keep every N-th chunk from
-    the I-th, so N jobs together cover the file once."""
-    from bertclf.package_reader import open_package
-    from bertclf.tables import table_format
+    the I-th, so N jobs together cover the file once. The input is checked before the package
+    is read, and each chunk before it is predicted."""
+    from contextlib import ExitStack
 
-    parse_shard(args.shard)
+    from tqdm import tqdm
+
+    from bertclf.files import atomic_path
+    from bertclf.package_reader import open_package
+    from bertclf.tables import TableWriter, rows_read, spreadsheet_safe, table_format
+
+    shard, shards = parse_shard(args.shard)
     check_output_path(args.output, args.input)
     output_format = table_format(args.output)  # an unknown output type is refused before any work
     if args.spreadsheet_safe and output_format not in (".csv", ".tsv"):
         raise BertclfError(f"{args.output}: --spreadsheet-safe is for CSV and TSV output")
-    with open_package(args.model, args.expect_sha256) as package:
-        write_predictions(args, package, output_format)
-
-
-def write_predictions(args: argparse.Namespace, package, output_format: str) -> None:
-    """`bertclf predict` with the package read: the input checked, then the model loaded and
-    the predictions written chunk by chunk."""
-    import pandas as pd
-    from tqdm import tqdm
-
-    from bertclf.classifier import most_probable
-    from bertclf.files import atomic_path
-    from bertclf.tables import TableWriter, spreadsheet_safe
-
-    shard, shards = parse_shard(args.shard)
-    multi_label = package.label_map.multi_label
-    columns = [c for c in (args.id_column, args.text_column) if c]
-    columns += ["labels", "label_probabilities"] if multi_label else ["label", "probability"]
-    if args.top_k:
-        columns += ["top_labels", "top_probabilities"]
-
     if output_format == ".xlsx":  # what XLSX cannot hold is refused before any prediction
-        check_xlsx_output(args, shard, shards, columns)
+        check_xlsx_output(args, shard, shards, [c for c in (args.id_column, args.text_column) if c])
 
     seen = {"rows": 0}
     selected = read_shard(args, shard, shards, seen)
-    classifier = None
-    rows = 0
-    with (
-        atomic_path(args.output) as tmp,
-        TableWriter(tmp, columns) as writer,
-        tqdm(unit="row", desc="predict", disable=args.quiet) as bar,
-    ):
+    classifier, writer, rows = None, None, 0
+    with ExitStack() as stack:
+        tmp = stack.enter_context(atomic_path(args.output))
+        bar = stack.enter_context(tqdm(unit="row", desc="predict", disable=args.quiet))
         for chunk, texts in selected:
-            texts = texts.tolist()
-            if classifier is None:
-                classifier = load_package(args, package)  # after the input is checked
-            probabilities = classifier.predict_proba(texts, batch_size=args.batch_size)
-            out = pd.DataFrame(index=chunk.index)
-            if args.id_column:
-                out[args.id_column] = chunk[args.id_column]
-            out[args.text_column] = texts
-            if multi_label:
-                decided = classifier.decide(probabilities, args.threshold)
-                labels = classifier.label_map.decode_sets(decided)
-                as_lists = output_format in (".jsonl", ".parquet")
-                out["labels"] = (
-                    labels if as_lists else [args.label_separator.join(x) for x in labels]
-                )
-                out["label_probabilities"] = [
-                    json.dumps(
-                        {c: float(p) for c, p in zip(classifier.classes_[d], row[d], strict=True)}
-                    )
-                    for d, row in zip(decided, probabilities, strict=True)
-                ]
-            else:
-                out["label"] = classifier.classes_[probabilities.argmax(axis=1)]
-                out["probability"] = probabilities.max(axis=1)
-            if args.top_k:
-                ranked = most_probable(probabilities, classifier.classes_, args.top_k)
-                out["top_labels"] = [json.dumps([label for label, _ in row]) for row in ranked]
-                out["top_probabilities"] = [json.dumps([p for _, p in row]) for row in ranked]
+            if classifier is None:  # the package, once the first chunk is checked
+                package = stack.enter_context(open_package(args.model, args.expect_sha256))
+                classifier = load_package(args, package)
+                columns = output_columns(args, classifier.multi_label)
+                writer = stack.enter_context(TableWriter(tmp, columns))
+            out = prediction_frame(args, classifier, chunk, texts.tolist(), output_format)
             try:
                 writer.write(spreadsheet_safe(out) if args.spreadsheet_safe else out)
             except BertclfError as error:  # it names the scratch file's problem, not the file
                 raise BertclfError(f"{args.output}: {error}") from None
             rows += len(out)
             bar.update(len(out))
-    from bertclf.tables import rows_read
-
+        if writer is None:  # no rows: the header alone, its columns by the package's task
+            with open_package(args.model, args.expect_sha256) as package:
+                multi_label = package.label_map.multi_label
+            stack.enter_context(TableWriter(tmp, output_columns(args, multi_label)))
     part = f" (shard {shard}/{shards})" if shards > 1 else ""
     print(f"wrote {rows} predictions to {args.output}{part}")
     print(f"{args.input}: read {rows_read(args.input, seen['rows'])}")
+
+
+def output_columns(args: argparse.Namespace, multi_label: bool) -> list[str]:
+    columns = [c for c in (args.id_column, args.text_column) if c]
+    columns += ["labels", "label_probabilities"] if multi_label else ["label", "probability"]
+    if args.top_k:
+        columns += ["top_labels", "top_probabilities"]
+    return columns
+
+
+def prediction_frame(args: argparse.Namespace, classifier, chunk, texts: list[str], output_format):
+    """One chunk's rows of `bertclf predict`'s output."""
+    import pandas as pd
+
+    from bertclf.classifier import most_probable
+
+    probabilities = classifier.predict_proba(texts, batch_size=args.batch_size)
+    out = pd.DataFrame(index=chunk.index)
+    if args.id_column:
+        out[args.id_column] = chunk[args.id_column]
+    out[args.text_column] = texts
+    if classifier.multi_label:
+        decided = classifier.decide(probabilities, args.threshold)
+        labels = classifier.label_map.decode_sets(decided)
+        as_lists = output_format in (".jsonl", ".parquet")
+        out["labels"] = labels if as_lists else [args.label_separator.join(x) for x in labels]
+        out["label_probabilities"] = [
+            json.dumps({c: float(p) for c, p in zip(classifier.classes_[d], row[d], strict=True)})
+            for d, row in zip(decided, probabilities, strict=True)
+        ]
+    else:
+        out["label"] = classifier.classes_[probabilities.argmax(axis=1)]
+        out["probability"] = probabilities.max(axis=1)
+    if args.top_k:
+        ranked = most_probable(probabilities, classifier.classes_, args.top_k)
+        out["top_labels"] = [json.dumps([label for label, _ in row]) for row in ranked]
+        out["top_probabilities"] = [json.dumps([p for _, p in row]) for row in ranked]
+    return out
 
 
 def load_package(args: argparse.Namespace, package):
