@@ -71,7 +71,7 @@ def cache(tokenizer, frame: pd.DataFrame, label_map: LabelMap, tokenize) -> Toke
 
 
 def run_one(data, seed: int, min_steps: int, tokenizer) -> dict:
-    from bertclf.prediction import predict_probabilities
+    from bertclf.prediction import predict_logits
     from bertclf.training import train_classifier
 
     splits, _ = prepare_splits(data, seed, section("task"))
@@ -91,8 +91,8 @@ def run_one(data, seed: int, min_steps: int, tokenizer) -> dict:
     )
     seconds = time.perf_counter() - start
     test = cache(tokenizer, splits["test"], label_map, tokenize)
-    probabilities = predict_probabilities(model, test.sequences, 64, tokenize)
-    accuracy = float((probabilities.argmax(axis=1) == test.labels).mean())
+    logits = predict_logits(model, test.sequences, 64, tokenize)
+    accuracy = float((logits.argmax(axis=1) == test.labels).mean())
     baseline = fit_baseline(splits["train"], label_map, 10.0, seed)
     truth = label_map.encode(splits["test"]["label"])
     base = baseline_probabilities(baseline, splits["test"]["text"], len(label_map.classes))

@@ -18,11 +18,11 @@ def main() -> None:
     label_map = LabelMap.load(LABELS)
     multi_label = label_map.multi_label
 
-    from bertclf.calibration import fit_temperature, scale
+    from bertclf.calibration import fit_temperature
     from bertclf.config import TokenizeConfig
     from bertclf.metrics import few_texts
     from bertclf.model import load_classifier
-    from bertclf.prediction import pool_windows, predict_probabilities
+    from bertclf.prediction import pool_windows, predict_logits, scale
     from bertclf.thresholds import tune
     from bertclf.tokenization import read_token_cache
 
@@ -31,11 +31,11 @@ def main() -> None:
     val = read_token_cache(TOKENIZED / "val.parquet")
     # one row per window, each with its text's label (as in training): the temperature is fitted
     # and applied on windows, before chunk pooling, as the package applies it
-    rows = predict_probabilities(model, val.sequences, evaluate.batch_size, tokenize)
+    rows = predict_logits(model, val.sequences, evaluate.batch_size, tokenize)
     temperature = None
     if method == "temperature":
         temperature = fit_temperature(rows, val.labels, multi_label)
-        rows = scale(rows, temperature, multi_label)
+        rows = scale(rows, temperature)
     calibration = {"task": label_map.task, "scaling": method, "temperature": temperature}
     if not multi_label:
         write_json(CALIBRATION, {**calibration, "rule": "most probable class"})

@@ -27,11 +27,10 @@ def main() -> None:
     evaluate = load_section("evaluate")
     calibration = read_json(CALIBRATION)
 
-    from bertclf.calibration import scale
     from bertclf.config import TokenizeConfig
     from bertclf.metrics import probability_scores
     from bertclf.model import load_classifier
-    from bertclf.prediction import pool_windows, predict_probabilities
+    from bertclf.prediction import pool_windows, predict_logits, scale
     from bertclf.tokenization import read_token_cache
 
     model, spec = load_classifier(TRAINED)
@@ -43,7 +42,7 @@ def main() -> None:
         cache = read_token_cache(TOKENIZED / f"{split}.parquet")
         texts = cache.texts()
         start = time.perf_counter()
-        rows = predict_probabilities(model, cache.sequences, evaluate.batch_size, tokenize)
+        rows = predict_logits(model, cache.sequences, evaluate.batch_size, tokenize)
         seconds[split] = time.perf_counter() - start
 
         def per_text(window_rows, cache=cache, texts=texts):
@@ -53,7 +52,7 @@ def main() -> None:
 
         # the package answers temperature-scaled probabilities; the model's own are kept to
         # report what the temperature changed
-        scaled = rows if temperature is None else scale(rows, temperature, multi_label)
+        scaled = scale(rows, temperature)
         long = texts.text_lengths > tokenize.max_length
         scored[split] = (texts.labels, per_text(scaled), long)
         before[split] = per_text(rows)

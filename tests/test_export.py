@@ -52,17 +52,47 @@ def test_in_graph_windows_equal_the_training_windows(strategy):
     assert sequences == [s.tolist() for s in expected.sequences]
 
 
+@pytest.mark.parametrize("multi_label", [False, True])
 @pytest.mark.parametrize("pooling", ["mean", "max"])
-def test_in_graph_pooling_equals_pool_windows(pooling):
+def test_each_prediction_rule_in_the_graph_equals_its_numpy_form(pooling, multi_label):
+    """Scaling, probabilities, window pooling and the decision, each written twice (numpy and
+    TensorFlow ops side by side in prediction.py and thresholds.py), agree on the windows of
+    real texts, with logits large enough that a probability underflows."""
+    from bertclf.prediction import (
+        pool_windows_in_graph,
+        probabilities,
+        probabilities_in_graph,
+        scale,
+        scale_in_graph,
+    )
+    from bertclf.thresholds import decide, decide_in_graph
+
     tokenize = section(
         "tokenize", max_length=16, long_text="chunks", chunk_stride=4, chunk_pooling=pooling
     )
-    module, _, text_of = graph_windows(tokenize, ["word " * 40, "short", "word " * 20])
-    rng = np.random.default_rng(0)
-    probabilities = rng.dirichlet(np.ones(3), size=len(text_of)).astype(np.float32)
-    pooled = module.pool(tf.constant(probabilities), tf.constant(text_of), 3).numpy()
-    expected = pool_windows(probabilities, text_of, 3, pooling)
+    _, _, text_of = graph_windows(tokenize, ["word " * 40, "short", "word " * 20])
+    logits = np.random.default_rng(0).normal(0, 4, (len(text_of), 3)).astype(np.float32)
+    logits[0] = [120.0, -120.0, 0.0]  # exp(-240) is 0 in float32
+    temperature = np.array([0.5, 2.0, 1.0], np.float32) if multi_label else np.float32(1.7)
+    scaled = scale(logits, temperature)
+    in_graph = scale_in_graph(tf.constant(logits), tf.constant(temperature)).numpy()
+    np.testing.assert_allclose(in_graph, scaled, rtol=1e-6)
+    np.testing.assert_allclose(
+        probabilities_in_graph(tf.constant(scaled), multi_label).numpy(),
+        probabilities(scaled, multi_label),
+        atol=1e-6,
+    )
+    pooled = pool_windows_in_graph(tf.constant(scaled), tf.constant(text_of), 3, pooling,
+                                   multi_label).numpy()  # fmt: skip
+    expected = pool_windows(scaled, text_of, 3, pooling, multi_label)
+    assert np.isfinite(expected).all()
     np.testing.assert_allclose(pooled, expected, atol=1e-6)
+    thresholds = np.array([0.5, 0.9, 0.99], np.float32)
+    for at_least_one in (False, True):
+        np.testing.assert_array_equal(
+            decide_in_graph(tf.constant(expected), tf.constant(thresholds), at_least_one).numpy(),
+            decide(expected.copy(), thresholds, at_least_one),
+        )
 
 
 def test_stress_texts_get_the_training_ids_in_the_graph():

@@ -230,13 +230,18 @@ def test_at_least_one_gives_a_silent_text_its_most_probable_label():
 
 
 def test_windows_are_pooled_per_label():
-    windows = np.array([[0.9, 0.1], [0.1, 0.3], [0.5, 0.5]], dtype=np.float32)
+    windows = np.array([[0.9, 0.1], [0.1, 0.3], [0.5, 0.5]])
+    logits = np.log(windows / (1 - windows))
     text_index = np.array([0, 0, 1])
     np.testing.assert_allclose(
-        pool_windows(windows, text_index, 2, "mean", multi_label=True), [[0.5, 0.2], [0.5, 0.5]]
+        pool_windows(logits, text_index, 2, "mean", multi_label=True),
+        [[0.5, 0.2], [0.5, 0.5]],
+        rtol=1e-6,
     )
     np.testing.assert_allclose(
-        pool_windows(windows, text_index, 2, "max", multi_label=True), [[0.9, 0.3], [0.5, 0.5]]
+        pool_windows(logits, text_index, 2, "max", multi_label=True),
+        [[0.9, 0.3], [0.5, 0.5]],
+        rtol=1e-6,
     )
 
 
@@ -292,11 +297,12 @@ def test_weighted_binary_crossentropy_and_micro_f1_metric():
 
     y = np.array([[1.0, 0.0]], dtype=np.float32)
     p = np.array([[0.8, 0.3]], dtype=np.float32)
-    loss = weighted_binary_crossentropy(np.array([4.0, 1.0]))(tf.constant(y), tf.constant(p))
+    logits = np.log(p / (1 - p))
+    loss = weighted_binary_crossentropy(np.array([4.0, 1.0]))(tf.constant(y), tf.constant(logits))
     expected = -(4 * np.log(0.8) + np.log(0.7)) / 2
     assert float(loss[0]) == pytest.approx(expected, rel=1e-5)
     metric = MicroF1()
-    metric.update_state(tf.constant(Y, tf.float32), tf.constant(P, tf.float32))
+    metric.update_state(tf.constant(Y, tf.float32), tf.constant(P - 0.5, tf.float32))  # logits
     assert float(metric.result()) == pytest.approx(0.8)
 
 

@@ -28,21 +28,10 @@ def recorded(name: str) -> dict:
     return expected
 
 
-def test_format_6_package_tokenizes_in_its_own_graph_as_before():
-    """Format 6's SavedModel tokenizes with FastBertTokenizer (FastBertNormalize is still on
-    the allowlist for it) and records no cleaning: it predicts as it did."""
-    expected = recorded("package_v6_expected.json")
-    for runtime, precision, tolerance in (("tensorflow", "f32", 1e-6), ("openvino", "f32", 1e-5)):
-        classifier = Classifier.load(FIXTURES / "package_v6", runtime=runtime, precision=precision)
-        assert classifier.clean is None
-        probabilities = classifier.predict_proba(expected["texts"])
-        np.testing.assert_allclose(probabilities, expected["probabilities"], atol=tolerance)
-        assert classifier.predict(expected["texts"]).tolist() == expected["labels"]
-
-
 def test_format_7_package_cleans_and_tokenizes_in_its_own_graph_as_before():
-    """Format 7 (the current one) with data.clean's remove_urls and remove_html: every runtime
-    predicts what it did when written, the cleaning applied."""
+    """Format 7 (the one before the current) with data.clean's remove_urls and remove_html:
+    every runtime predicts what it did when written, the cleaning applied, its probabilities
+    read as logits (`package_reader.LogitsOfFormat7`)."""
     expected = recorded("package_v7_expected.json")
     for runtime, precision, tolerance in (("tensorflow", "f32", 1e-6), ("openvino", "f32", 1e-5)):
         classifier = Classifier.load(PACKAGE, runtime=runtime, precision=precision)
@@ -55,7 +44,7 @@ def test_format_7_package_cleans_and_tokenizes_in_its_own_graph_as_before():
 def test_a_package_of_a_format_before_the_readable_ones_is_refused_with_what_to_do(tmp_path):
     from bertclf.package import READABLE_VERSIONS
 
-    package = shutil.copytree(FIXTURES / "package_v6", tmp_path / "package")
+    package = shutil.copytree(PACKAGE, tmp_path / "package")
     manifest = json.loads((package / "manifest.json").read_text())
     manifest["format_version"] = READABLE_VERSIONS[0] - 1
     (package / "manifest.json").write_text(json.dumps(manifest))
@@ -63,7 +52,7 @@ def test_a_package_of_a_format_before_the_readable_ones_is_refused_with_what_to_
         Classifier.load(package)
     message = str(refused.value)
     assert f"format_version {READABLE_VERSIONS[0] - 1} is not one this bertclf" in message
-    assert "(6, 7)" in message and "rebuild the package with `dvc repro`" in message
+    assert "(7, 8)" in message and "rebuild the package with `dvc repro`" in message
     assert "\n" not in message
 
 
@@ -77,16 +66,23 @@ def test_unknown_format_version_is_refused(tmp_path):
 
 
 def tampered(tmp_path: Path, change) -> Path:
-    """The format-6 fixture with `change(folder)` applied and its manifest written again, as
+    """The format-7 fixture with `change(folder)` applied and its manifest written again, as
     a hostile package's builder would: the checksums pass, the content is wrong."""
-    from bertclf.package import write_manifest
 
     bundle = tmp_path / "package"
-    shutil.copytree(FIXTURES / "package_v6", bundle)
+    shutil.copytree(PACKAGE, bundle)
     (bundle / "manifest.json").unlink()
     change(bundle)
-    write_manifest(bundle)
+    rewrite_manifest(bundle)
     return bundle
+
+
+def rewrite_manifest(bundle: Path) -> None:
+    """The manifest of the bundle's files as they now are, of the fixture's format (7)."""
+    from bertclf.package import write_manifest
+
+    write_manifest(bundle)
+    edit_json(bundle / "manifest.json", lambda m: m.__setitem__("format_version", 7))
 
 
 def edit_json(path: Path, change) -> None:
@@ -182,9 +178,9 @@ def test_a_probability_that_is_not_a_number_never_becomes_a_label():
             rows[inputs["input_ids"][:, 1] == 2023] = np.nan  # the text "this"
             return rows
 
-    classifier = Classifier.load(FIXTURES / "package_v6", runtime="tensorflow")
+    classifier = Classifier.load(PACKAGE, runtime="tensorflow")
     tokenize = parse_section(
-        "tokenize", json.loads((FIXTURES / "package_v6/model.json").read_text())["tokenize"]
+        "tokenize", json.loads((PACKAGE / "model.json").read_text())["tokenize"]
     )
     nan = Classifier(NaNModel(), classifier.tokenizer, LabelMap.fit(["x", "y"]), tokenize)
     assert nan.predict(["fine"]).tolist() in (["x"], ["y"])
@@ -249,7 +245,7 @@ def test_files_swapped_after_their_check_are_not_the_ones_loaded(tmp_path, monke
     The loader now reads a private copy of the bytes it checked."""
     from bertclf import package
 
-    bundle = shutil.copytree(FIXTURES / "package_v6", tmp_path / "package")
+    bundle = shutil.copytree(PACKAGE, tmp_path / "package")
     expected = Classifier.load(bundle, runtime="openvino").predict_proba(["a film about money"])
     check = package.verify_bundle
 
@@ -282,13 +278,12 @@ def test_open_package_reads_every_file_once_from_a_checked_copy_that_it_removes(
 
 def test_a_package_whose_files_disagree_is_refused_naming_the_package_not_the_copy(tmp_path):
     from bertclf.files import write_json
-    from bertclf.package import write_manifest
     from bertclf.package_reader import open_package
 
     package = shutil.copytree(PACKAGE, tmp_path / "package")
     spec = json.loads((package / "model.json").read_text())
     write_json(package / "model.json", {**spec, "classes": spec["classes"][::-1]})
-    write_manifest(package)  # consistent checksums: the files themselves disagree
+    rewrite_manifest(package)  # consistent checksums: the files themselves disagree
     with pytest.raises(BertclfError) as error, open_package(package):
         pass
     assert str(error.value) == f"{package}: labels.json and model.json disagree on the classes"

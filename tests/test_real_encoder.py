@@ -28,7 +28,8 @@ def test_the_copied_encoder_embeds_meaningfully(minilm_dir):
     from bertclf.tokenization import encode, load_tokenizer
 
     assert not (minilm_dir / "tf_model.h5").exists()
-    encoder = load_backbone(minilm_dir)
+    encoder = load_backbone(minilm_dir)  # built once, from the preset, with our arguments
+    assert encoder.name == "encoder" and encoder.dropout == 0.1
     tokenizer = load_tokenizer(minilm_dir)
     texts = [
         "This coffee tastes wonderful.",
@@ -57,7 +58,7 @@ def test_fine_tunes_on_a_slice_of_the_default_data(minilm_dir):
     from bertclf.batching import BucketedSequence
     from bertclf.labels import LabelMap
     from bertclf.model import build_classifier
-    from bertclf.prediction import predict_probabilities
+    from bertclf.prediction import predict_logits, probabilities
     from bertclf.tokenization import encode, load_tokenizer
     from bertclf.training import compile_for_training, fit
 
@@ -75,5 +76,6 @@ def test_fine_tunes_on_a_slice_of_the_default_data(minilm_dir):
     compile_for_training(model, train, len(train_data))
     history = fit(model, train_data, val_data, train, None, [], seed=0)
     assert np.isfinite(history.history["loss"][0])
-    probabilities = predict_probabilities(model, sequences[64:], 16, tokenize)
-    assert probabilities.shape == (32, 2) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+    logits = predict_logits(model, sequences[64:], 16, tokenize)
+    assert logits.shape == (32, 2) and np.isfinite(logits).all()
+    assert np.allclose(probabilities(logits, False).sum(1), 1, atol=1e-5)

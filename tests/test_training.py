@@ -5,7 +5,7 @@ import pytest
 from helpers import section
 
 from bertclf.batching import BucketedSequence
-from bertclf.prediction import predict_probabilities
+from bertclf.prediction import predict_logits
 
 TOKENIZE = section("tokenize", max_length=64, bucket_multiple=16)
 
@@ -84,7 +84,7 @@ def test_prediction_order_is_restored_after_sorting():
         np.array([101, i, *rng.integers(1000, 2000, rng.integers(0, 60)), 5000 + i])
         for i in range(37)
     ]
-    out = predict_probabilities(
+    out = predict_logits(
         EchoModel(), texts, 4, section("tokenize", max_length=64, bucket_multiple=16)
     )
     assert out[:, 0].tolist() == list(range(37))

@@ -9,7 +9,7 @@ from bertclf.cleaning import clean_texts
 from bertclf.config import CleanConfig, TokenizeConfig
 from bertclf.errors import BertclfError
 from bertclf.labels import LabelMap
-from bertclf.package_reader import Package, open_package
+from bertclf.package_reader import LogitsOfFormat7, Package, open_package
 from bertclf.thresholds import Thresholds, decide
 from bertclf.tokenization import Encoded, encode
 
@@ -83,17 +83,20 @@ class Classifier:
         runtime, precision = choose(
             runtime, precision, list(package.offered), bfloat16, package.path
         )
+        output = "probabilities" if package.format_version == 7 else "logits"
         if runtime == "openvino":
             from bertclf.runtime import OpenVINOModel, model_path
 
-            model = OpenVINOModel(model_path(package.path, precision), precision, bfloat16)
+            model = OpenVINOModel(model_path(package.path, precision), precision, bfloat16, output)
         else:
             from bertclf.export import TokenIdsModel
             from bertclf.layout import SAVED_MODEL
             from bertclf.package import check_saved_model_ops
 
             check_saved_model_ops(package.path / SAVED_MODEL)  # before TensorFlow loads the graph
-            model = TokenIdsModel(package.path / SAVED_MODEL)
+            model = TokenIdsModel(package.path / SAVED_MODEL, output)
+        if output == "probabilities":
+            model = LogitsOfFormat7(model, package.label_map.multi_label)
         classes = package.label_map.classes
         width = getattr(model, "output_width", None)
         if width is not None and width != len(classes):
@@ -153,12 +156,12 @@ class Classifier:
         self, encoded: Encoded, batch_size: int | None = None, progress: bool = False
     ) -> np.ndarray:
         """`predict_proba` on texts already encoded with `encode` (one row per text)."""
-        from bertclf.prediction import pool_windows, predict_probabilities
+        from bertclf.prediction import pool_windows, predict_logits
 
         n_texts = len(encoded.lengths)
         if not n_texts:
             return np.zeros((0, len(self.classes_)), dtype=np.float32)
-        rows = predict_probabilities(
+        rows = predict_logits(
             self.model,
             encoded.sequences,
             batch_size or self.batch_size,

@@ -5,18 +5,20 @@ column per class, in labels.json order) and `label`; a multi-label model returns
 `probabilities` (one sigmoid per label) and `predicted` (bool, one column per label: the
 thresholds of calibration.json applied, and at least one label per text if it says so).
 
-`token_ids` takes `input_ids` and `attention_mask` (int32, padded) and returns `probabilities`:
-the Python API tokenizes with the Hugging Face tokenizer and calls it on length-sorted batches.
+`token_ids` takes `input_ids` and `attention_mask` (int32, padded) and returns `probabilities`
+and `logits` (format 8 on), one row per window: the Python API tokenizes with the Hugging Face
+tokenizer, calls it on length-sorted batches and pools a long text's windows from the logits.
 
-Both answer temperature-scaled probabilities when calibration.json holds a temperature (as
-`calibration.scale` computes them), so every runtime converted from `token_ids` does too.
+Both divide the model's logits by the temperature when calibration.json holds one, so every
+runtime converted from `token_ids` does too. Scaling, pooling and the multi-label decision are
+the rules of `prediction` and `thresholds`, whose TensorFlow forms are composed here.
 
 `serving_default` tokenizes as the encoder's Hugging Face tokenizer does: each character
 becomes what that tokenizer's normalizer and pre-tokenizer make of it (a table read from the
 tokenizer at export), the text is split into words on spaces, and tensorflow-text's
 FastWordpieceTokenizer cuts the words into pieces of the encoder's vocabulary. It fits texts to
 the window exactly as `tokenization.fit_to_window` does in training (head, head_tail or chunks,
-with the chunks' log-probabilities pooled per text).
+with the chunks pooled per text as `prediction.pool_windows` pools them).
 
 Loading it needs `import tensorflow_text` first: that registers the tokenizer's ops.
 """
@@ -39,6 +41,12 @@ from bertclf.cleaning import (
 from bertclf.config import CleanConfig, TokenizeConfig
 from bertclf.errors import BertclfError
 from bertclf.layout import VOCAB
+from bertclf.prediction import (
+    pool_windows_in_graph,
+    probabilities_in_graph,
+    scale_in_graph,
+)
+from bertclf.thresholds import decide_in_graph
 
 MAX_PROBABILITY_DIFFERENCE = 1e-4
 # Texts every package's check runs beside the test split: the forms where an in-graph tokenizer
@@ -175,22 +183,6 @@ class RawTextClassifier(tf.Module):
         sep = tf.fill(rows, self.sep_id)[:, None]
         return tf.concat([cls, ids, sep], axis=1), text_of
 
-    def pool(self, probabilities: tf.Tensor, text_of: tf.Tensor, n_texts: tf.Tensor) -> tf.Tensor:
-        """One row per text: the mean or maximum of its windows' log-probabilities, renormalised;
-        multi-label: of each label's probability (as `prediction.pool_windows`)."""
-        if self.tokenize.long_text != "chunks":
-            return probabilities
-        if self.multi_label:
-            if self.tokenize.chunk_pooling == "max":
-                return tf.math.unsorted_segment_max(probabilities, text_of, n_texts)
-            return tf.math.unsorted_segment_mean(probabilities, text_of, n_texts)
-        log_p = tf.math.log(tf.maximum(probabilities, 1e-30))
-        if self.tokenize.chunk_pooling == "max":
-            pooled = tf.math.unsorted_segment_max(log_p, text_of, n_texts)
-        else:
-            pooled = tf.math.unsorted_segment_mean(log_p, text_of, n_texts)
-        return tf.nn.softmax(pooled, axis=1)
-
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve(self, text):
         sequences, text_of = self.windows(self.wordpiece_ids(text))
@@ -198,22 +190,18 @@ class RawTextClassifier(tf.Module):
             "input_ids": sequences.to_tensor(0),
             "attention_mask": tf.ones_like(sequences).to_tensor(0),
         }
-        probabilities = self.scale(self.model(inputs, training=False))
-        probabilities = self.pool(probabilities, text_of, tf.size(text, out_type=tf.int64))
+        logits = scale_in_graph(self.model(inputs, training=False), self.temperature)
+        n_texts = tf.size(text, out_type=tf.int64)
+        if self.tokenize.long_text == "chunks":
+            how = self.tokenize.chunk_pooling
+            probabilities = pool_windows_in_graph(logits, text_of, n_texts, how, self.multi_label)
+        else:
+            probabilities = probabilities_in_graph(logits, self.multi_label)
         if self.multi_label:
-            return {"probabilities": probabilities, "predicted": self.decide(probabilities)}
+            predicted = decide_in_graph(probabilities, self.thresholds, self.at_least_one)
+            return {"probabilities": probabilities, "predicted": predicted}
         label = tf.gather(self.classes, tf.argmax(probabilities, axis=1))
         return {"probabilities": probabilities, "label": label}
-
-    def decide(self, probabilities: tf.Tensor) -> tf.Tensor:
-        """As `thresholds.decide`: each label at or above its threshold; with at_least_one, the
-        most probable label of a text that reaches none."""
-        predicted = probabilities >= self.thresholds
-        if not self.at_least_one:
-            return predicted
-        top = tf.one_hot(tf.argmax(probabilities, axis=1), tf.shape(probabilities)[1]) > 0
-        none = ~tf.reduce_any(predicted, axis=1, keepdims=True)
-        return predicted | (top & none)
 
     @tf.function(
         input_signature=[
@@ -223,20 +211,11 @@ class RawTextClassifier(tf.Module):
     )
     def from_token_ids(self, input_ids, attention_mask):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        return {"probabilities": self.scale(self.model(inputs, training=False))}
-
-    def scale(self, probabilities: tf.Tensor) -> tf.Tensor:
-        """Temperature scaling, as `calibration.scale`: the logits recovered from the
-        probabilities, divided by the temperature."""
-        from bertclf.calibration import SIGMOID_EPSILON, SOFTMAX_FLOOR
-
-        if self.temperature is None:
-            return probabilities
-        if self.multi_label:
-            p = tf.clip_by_value(probabilities, SIGMOID_EPSILON, 1 - SIGMOID_EPSILON)
-            return tf.sigmoid((tf.math.log(p) - tf.math.log1p(-p)) / self.temperature)
-        logits = tf.math.log(tf.maximum(probabilities, SOFTMAX_FLOOR)) / self.temperature
-        return tf.nn.softmax(logits, axis=1)
+        logits = scale_in_graph(self.model(inputs, training=False), self.temperature)
+        return {
+            "probabilities": probabilities_in_graph(logits, self.multi_label),
+            "logits": logits,
+        }
 
 
 def export_saved_model(
@@ -288,19 +267,23 @@ def load_saved_model(path: Path, signature: str = "serving_default"):
 
 class TokenIdsModel:
     """The SavedModel's `token_ids` function where a Keras model's `predict_on_batch` is
-    expected: a graph already built for any batch shape, so no shape is traced at run time."""
+    expected: a graph already built for any batch shape, so no shape is traced at run time.
+    It answers the function's `output` (`logits`; format 7 has `probabilities` only)."""
 
-    def __init__(self, saved_model: Path):
+    def __init__(self, saved_model: Path, output: str = "logits"):
         self.function = load_saved_model(saved_model, "token_ids")
+        self.output = output
         outputs = self.function.structured_outputs
-        shape = outputs["probabilities"].shape if isinstance(outputs, dict) else None
+        if not isinstance(outputs, dict) or output not in outputs:
+            raise BertclfError(f"{saved_model}: its token_ids function has no {output} output")
+        shape = outputs[output].shape
         self.output_width = shape[-1] if shape is not None and shape.rank else None
 
     def predict_on_batch(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return self.function(
             input_ids=tf.constant(inputs["input_ids"]),
             attention_mask=tf.constant(inputs["attention_mask"]),
-        )["probabilities"].numpy()
+        )[self.output].numpy()
 
 
 def saved_model_outputs(
@@ -333,7 +316,7 @@ def check_parity(
     Keras model, as `evaluate` predicts), on `texts` and STRESS_TEXTS: the share of texts
     whose in-graph token ids are identical, and the largest probability difference. Raises if
     any text gets other ids, or a difference exceeds 1e-4."""
-    from bertclf.prediction import pool_windows, predict_probabilities
+    from bertclf.prediction import pool_windows, predict_logits
     from bertclf.thresholds import decide
     from bertclf.tokenization import encode
 
@@ -342,7 +325,7 @@ def check_parity(
     tokenize = module.tokenize
     encoded = encode(tokenizer, clean_texts(texts, module.clean), tokenize)
     reference = pool_windows(
-        predict_probabilities(model, encoded.sequences, batch_size, tokenize),
+        predict_logits(model, encoded.sequences, batch_size, tokenize),
         encoded.text_index,
         len(texts),
         tokenize.chunk_pooling,

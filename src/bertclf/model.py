@@ -169,13 +169,14 @@ def load_backbone(directory: Path, encoder_config: dict | None = None):
     `resolve_pretrained`) or `tf_model.h5` (written by transformers' TFBertModel)."""
     if encoder_config is None:
         encoder_config = json.loads((directory / ENCODER_CONFIG).read_text(encoding="utf-8"))
-    backbone = build_backbone(encoder_config)
-    if (directory / SAFETENSORS).is_file():
+    if (directory / SAFETENSORS).is_file():  # built once, with our arguments over the preset's
         import keras_hub
 
-        pretrained = keras_hub.models.BertBackbone.from_preset(str(directory))
-        backbone.set_weights(pretrained.get_weights())
-    elif (directory / BACKBONE_WEIGHTS).is_file():
+        return keras_hub.models.BertBackbone.from_preset(
+            str(directory), **backbone_arguments(encoder_config), name="encoder"
+        )
+    backbone = build_backbone(encoder_config)
+    if (directory / BACKBONE_WEIGHTS).is_file():
         backbone.load_weights(str(directory / BACKBONE_WEIGHTS))
     elif (directory / TF_WEIGHTS).is_file():
         load_tf_bert_weights(backbone, directory / TF_WEIGHTS)
@@ -193,7 +194,8 @@ def build_classifier(
     output_bias=None,
 ):
     """Encoder plus head, Keras functional API. Inputs: input_ids, attention_mask (int32).
-    The output is a softmax over the classes, or (multi-label) one sigmoid per label.
+    The output is logits: one per class (a softmax makes them probabilities), or (multi-label)
+    one per label (a sigmoid each); `prediction` turns them into probabilities.
     `encoder_weights` is a directory that `load_backbone` reads (else a random encoder);
     `output_bias` initialises the output layer's bias (else zeros)."""
     if encoder_weights is not None:
@@ -221,18 +223,17 @@ def build_classifier(
         x = keras.layers.Dropout(head.dropout, name=f"head_dropout_{i}")(x)
         x = keras.layers.Dense(size, activation="relu", name=f"head_dense_{i}")(x)
     x = keras.layers.Dropout(head.dropout, name="head_dropout_out")(x)
-    # float32 softmax (sigmoid) even under a mixed-precision policy
-    probabilities = keras.layers.Dense(
+    # float32 logits even under a mixed-precision policy; the losses take them from_logits
+    logits = keras.layers.Dense(
         num_classes,
-        activation="sigmoid" if multi_label else "softmax",
         bias_initializer="zeros"
         if output_bias is None
         else keras.initializers.Constant(output_bias),
         dtype="float32",
-        name="probabilities",
+        name="logits",
     )(x)
     inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-    return keras.Model(inputs, probabilities, name="bertclf")
+    return keras.Model(inputs, logits, name="bertclf")
 
 
 class MeanPool(keras.layers.Layer):

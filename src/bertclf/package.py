@@ -19,7 +19,7 @@ from bertclf.errors import BertclfError
 from bertclf.files import sha256_file, write_json
 from bertclf.layout import MANIFEST
 
-# Formats 1 to 5 are no longer read (the policy below).
+# Formats 1 to 6 are no longer read (the policy below).
 # 1: weights.h5 and model.json. 2: saved_model/ (raw text in, in-graph tokenization; and
 # token ids in, which the Python API calls) and model.json. 3: calibration.json (the decision
 # rule: multi-label thresholds), the task in model.json, and a multi-label SavedModel's
@@ -30,11 +30,13 @@ from bertclf.layout import MANIFEST
 # temperature (`scaling`, `temperature`), which the SavedModel and OpenVINO models apply (format-5
 # readers refuse a multi-label calibration.json with keys they do not know). 7: the SavedModel
 # tokenizes through a character table read from the Hugging Face tokenizer, then
-# FastWordpieceTokenizer, instead of FastBertTokenizer (new ops in its graph).
-FORMAT_VERSION = 7
+# FastWordpieceTokenizer, instead of FastBertTokenizer (new ops in its graph). 8: the classifier
+# answers logits: `token_ids` (and the OpenVINO models) answer `logits` (temperature-scaled)
+# beside `probabilities`, and the Python side pools a long text's windows from them.
+FORMAT_VERSION = 8
 # The policy (docs/package.md): a bertclf reads the format it writes and the one before it; an
 # older package is refused in one line and rebuilt with `dvc repro`.
-READABLE_VERSIONS = (6, 7)
+READABLE_VERSIONS = (7, 8)
 EXPECT_SHA256_VARIABLE = "BERTCLF_PACKAGE_SHA256"
 
 

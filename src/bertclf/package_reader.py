@@ -142,3 +142,27 @@ def offered_precisions(package: Path) -> tuple[str, ...]:
     except (ValueError, KeyError, TypeError) as error:
         raise BertclfError(f"{checks}: not the checks bertclf writes ({error!r})") from None
     return tuple(p for p in OPENVINO_PRECISIONS if p in offered)
+
+
+class LogitsOfFormat7:
+    """A format-7 package's model, which answers probabilities only, answering logits as
+    format 8's do: log p for a softmax (the constant lost in the softmax cancels), log p -
+    log(1 - p) for a sigmoid, with the floors that recovering them needs. It goes when format 7
+    leaves the readable two."""
+
+    SOFTMAX_FLOOR = 1e-30
+    SIGMOID_EPSILON = 1e-7
+
+    def __init__(self, model, multi_label: bool):
+        self.model = model
+        self.multi_label = multi_label
+        self.output_width = getattr(model, "output_width", None)
+
+    def predict_on_batch(self, inputs):
+        import numpy as np
+
+        p = np.asarray(self.model.predict_on_batch(inputs), dtype=np.float64)
+        if self.multi_label:
+            p = np.clip(p, self.SIGMOID_EPSILON, 1 - self.SIGMOID_EPSILON)
+            return (np.log(p) - np.log1p(-p)).astype(np.float32)
+        return np.log(np.maximum(p, self.SOFTMAX_FLOOR)).astype(np.float32)

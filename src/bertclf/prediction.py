@@ -1,5 +1,13 @@
-"""Prediction on token ids: batched model calls in input order, and the windows of a long text
-pooled into one row per text.
+"""Prediction on token ids: batched model calls in input order, and the rules that turn the
+model's logits into probabilities, each written twice side by side: in numpy (training's
+evaluation, calibration and the Classifier) and in TensorFlow ops (the package's SavedModel).
+Tests check each pair against each other.
+
+The classifier's last layer answers logits, one row per window (a text cut into chunks has
+several); a temperature divides them (`scale`), and `pool_windows` turns a text's windows into
+one row of probabilities: single-label, the mean (equal to averaging the logits) or the maximum
+of the windows' log-probabilities, renormalised; multi-label, each label's own probability,
+its mean or maximum over the windows (a label mentioned in one window of a long story stays on).
 
 Training never imports this module (`dvc.yaml`: `train` does not depend on it), so editing a
 prediction rule re-runs only the stages that predict (`calibrate`, `evaluate`, `package`,
@@ -13,48 +21,88 @@ from bertclf.config import TokenizeConfig
 from bertclf.tokenization import TokenCache
 
 
+def scale(logits: np.ndarray, temperature=None) -> np.ndarray:
+    """The logits divided by the temperature (a number, or one per label); as they are
+    without one."""
+    logits = np.asarray(logits, dtype=np.float32)
+    if temperature is None:
+        return logits
+    return logits / np.asarray(temperature, dtype=np.float32)
+
+
+def scale_in_graph(logits, temperature):
+    """`scale` in TensorFlow ops (`temperature` a constant, or None)."""
+    return logits if temperature is None else logits / temperature
+
+
+def log_probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
+    """Single-label: the log-softmax of each row; multi-label: each label's log-sigmoid.
+    Float64, computed without overflow and without any floor."""
+    z = np.asarray(logits, dtype=np.float64)
+    if multi_label:
+        return -np.logaddexp(0.0, -z)
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
+    """Softmax over the classes, or a sigmoid per label (float32)."""
+    return np.exp(log_probabilities(logits, multi_label)).astype(np.float32)
+
+
+def probabilities_in_graph(logits, multi_label: bool):
+    """`probabilities` in TensorFlow ops."""
+    import tensorflow as tf
+
+    return tf.sigmoid(logits) if multi_label else tf.nn.softmax(logits, axis=1)
+
+
 def pool_windows(
-    probabilities: np.ndarray,
+    logits: np.ndarray,
     text_index: np.ndarray,
     n_texts: int,
     how: str = "mean",
     multi_label: bool = False,
 ) -> np.ndarray:
-    """One row of probabilities per text from one row per sequence. Single-label: the mean
-    (equal to averaging the logits) or the maximum of the windows' log-probabilities,
-    renormalised. Multi-label: each label's own probability, its mean or maximum over the
-    windows (a label mentioned in one window of a long story stays on)."""
-    if len(text_index) == n_texts:
-        return probabilities  # one sequence per text
+    """One row of probabilities per text from one row of logits per window (the module's
+    docstring says how). `text_index[i]` is the text of window i."""
+    logits = np.asarray(logits)
+    if len(text_index) == n_texts:  # one window per text
+        return probabilities(logits, multi_label)
+    values = log_probabilities(logits, multi_label)
     if multi_label:
-        values = probabilities.astype(np.float64)
-        pooled = np.full((n_texts, probabilities.shape[1]), -np.inf if how == "max" else 0.0)
-        if how == "max":
-            np.maximum.at(pooled, text_index, values)
-        else:
-            np.add.at(pooled, text_index, values)
-            pooled /= np.bincount(text_index, minlength=n_texts)[:, None]
-        return pooled.astype(probabilities.dtype)
-    log_p = np.log(np.clip(probabilities.astype(np.float64), 1e-30, None))
-    pooled = np.full((n_texts, probabilities.shape[1]), -np.inf if how == "max" else 0.0)
+        values = np.exp(values)  # each label's probability is pooled
+    pooled = np.full((n_texts, logits.shape[1]), -np.inf if how == "max" else 0.0)
     if how == "max":
-        np.maximum.at(pooled, text_index, log_p)
+        np.maximum.at(pooled, text_index, values)
     else:
-        np.add.at(pooled, text_index, log_p)
+        np.add.at(pooled, text_index, values)
         pooled /= np.bincount(text_index, minlength=n_texts)[:, None]
-    pooled -= pooled.max(axis=1, keepdims=True)
-    result = np.exp(pooled)
-    return (result / result.sum(axis=1, keepdims=True)).astype(probabilities.dtype)
+    if multi_label:
+        return pooled.astype(np.float32)
+    return probabilities(pooled, multi_label=False)  # renormalised
 
 
-def predict_probabilities(
+def pool_windows_in_graph(logits, text_index, n_texts, how: str, multi_label: bool):
+    """`pool_windows` in TensorFlow ops (`text_index` int64, windows in text order)."""
+    import tensorflow as tf
+
+    segment = tf.math.unsorted_segment_max if how == "max" else tf.math.unsorted_segment_mean
+    if multi_label:
+        return segment(tf.sigmoid(logits), text_index, n_texts)
+    pooled = segment(tf.nn.log_softmax(logits, axis=1), text_index, n_texts)
+    return tf.nn.softmax(pooled, axis=1)
+
+
+def predict_logits(
     model,
     sequences: list[np.ndarray],
     batch_size: int,
     tokenize: TokenizeConfig,
     progress: bool = False,
 ) -> np.ndarray:
-    """Class probabilities in input order; texts are sorted by length so padding is minimal."""
+    """The model's logits, one row per sequence in input order; sequences are sorted by length
+    so padding is minimal."""
     from tqdm import tqdm
 
     batches = BucketedSequence(sequences, None, batch_size, tokenize)
@@ -63,9 +111,9 @@ def predict_probabilities(
         for i in range(len(batches)):
             parts.append(np.asarray(model.predict_on_batch(batches[i])))
             bar.update(len(batches.batches[i]))
-    probabilities = np.concatenate(parts)
-    result = np.empty_like(probabilities)
-    result[batches.order()] = probabilities
+    logits = np.concatenate(parts)
+    result = np.empty_like(logits)
+    result[batches.order()] = logits
     return result
 
 
@@ -74,9 +122,20 @@ def predict_texts(
 ) -> tuple[TokenCache, np.ndarray]:
     """Probabilities per text of a token cache, the windows of a text pooled (chunks).
     Returns the texts' rows of the cache (id, label, length) and the probabilities."""
-    rows = predict_probabilities(model, cache.sequences, batch_size, tokenize)
+    rows = predict_logits(model, cache.sequences, batch_size, tokenize)
     texts = cache.texts()
     pooled = pool_windows(
         rows, cache.text_index(), len(texts.ids), tokenize.chunk_pooling, multi_label
     )
     return texts, pooled
+
+
+class Scaled:
+    """A model whose `predict_on_batch` answers its logits divided by a temperature."""
+
+    def __init__(self, model, temperature):
+        self.model = model
+        self.temperature = temperature
+
+    def predict_on_batch(self, inputs) -> np.ndarray:
+        return scale(np.asarray(self.model.predict_on_batch(inputs)), self.temperature)

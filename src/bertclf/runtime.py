@@ -95,9 +95,10 @@ def automatic_precision(offered: list[str], bfloat16: bool) -> str | None:
     return "f32" if "f32" in offered else None
 
 
-# What bertclf's OpenVINO models take and give: (name, rank) of each input and output.
+# What bertclf's OpenVINO models take and give: (name, rank) of each input and output; format
+# 7's give probabilities only.
 IR_INPUTS = {("input_ids", 2), ("attention_mask", 2)}
-IR_OUTPUTS = {("probabilities", 2)}
+IR_OUTPUTS = ({("probabilities", 2), ("logits", 2)}, {("probabilities", 2)})
 
 
 def read_ir(path: Path):
@@ -111,23 +112,34 @@ def read_ir(path: Path):
         raise BertclfError(f"{path}: not an OpenVINO IR file")
     model = frontend.convert(frontend.load(str(path)))
 
+    known = {name for name, _ in IR_INPUTS | IR_OUTPUTS[0]}
+
     def interface(ports) -> set[tuple[str, int]]:
-        return {(p.get_any_name(), p.get_partial_shape().rank.get_length()) for p in ports}
+        """(name, rank) of each port; a port holding several tensor names (an output that
+        another op reads too) goes by the one bertclf gave it."""
+        return {
+            (
+                min(p.get_names() & known or {p.get_any_name()}),
+                p.get_partial_shape().rank.get_length(),
+            )
+            for p in ports
+        }
 
     inputs, outputs = interface(model.inputs), interface(model.outputs)
-    if inputs != IR_INPUTS or outputs != IR_OUTPUTS:
+    if inputs != IR_INPUTS or outputs not in IR_OUTPUTS:
         found = ", ".join(f"{n} (rank {r})" for n, r in sorted(inputs | outputs))
         raise BertclfError(
             f"{path}: not a model bertclf writes: its inputs and outputs are {found}; expected "
-            "input_ids and attention_mask in, probabilities out, each of rank 2"
+            "input_ids and attention_mask in, probabilities and logits out, each of rank 2"
         )
     return model
 
 
 class OpenVINOModel:
-    """A package's OpenVINO model, compiled for the CPU in one precision."""
+    """A package's OpenVINO model, compiled for the CPU in one precision; `predict_on_batch`
+    answers its `output` (`logits`; format 7's models have `probabilities` only)."""
 
-    def __init__(self, model, precision: str, bfloat16: bool | None = None):
+    def __init__(self, model, precision: str, bfloat16: bool | None = None, output: str = "logits"):
         import openvino as ov
 
         if bfloat16 is None:
@@ -138,7 +150,7 @@ class OpenVINOModel:
             if isinstance(model, str | Path):
                 model = read_ir(Path(model))
             self.compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
-            self.output = self.compiled.output("probabilities")
+            self.output = self.compiled.output(output)
             width = self.output.get_partial_shape()[-1]
             self.output_width = width.get_length() if width.is_static else None
         except RuntimeError as error:  # OpenVINO's, for a file it cannot read or compile

@@ -37,7 +37,6 @@ PACKAGE_OPS = frozenset(
         "Equal",
         "Erfc",
         "ExpandDims",
-        "FastBertNormalize",
         "FastWordpieceTokenizeWithOffsets",
         "Fill",
         "GatherV2",

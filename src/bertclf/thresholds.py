@@ -156,5 +156,17 @@ def decide(
     return predicted
 
 
+def decide_in_graph(probabilities, thresholds, at_least_one: bool):
+    """`decide` in TensorFlow ops (`thresholds` a constant, one per label)."""
+    import tensorflow as tf
+
+    predicted = probabilities >= thresholds
+    if not at_least_one:
+        return predicted
+    top = tf.one_hot(tf.argmax(probabilities, axis=1), tf.shape(probabilities)[1]) > 0
+    none = ~tf.reduce_any(predicted, axis=1, keepdims=True)
+    return predicted | (top & none)
+
+
 def load_thresholds(path) -> Thresholds:
     return Thresholds.from_json(read_json(path), str(path))

@@ -26,21 +26,33 @@ from bertclf.tokenization import TokenCache
 
 
 def weighted_binary_crossentropy(positive_weights: np.ndarray):
-    """Binary cross-entropy averaged over the labels, each label's positive term weighted."""
+    """Binary cross-entropy from logits, averaged over the labels, each label's positive term
+    weighted (log-sigmoids: no clipping)."""
     weights = tf.constant(positive_weights, dtype=tf.float32)
 
-    def loss(y_true, probabilities):
-        p = tf.clip_by_value(probabilities, keras.config.epsilon(), 1 - keras.config.epsilon())
-        y = tf.cast(y_true, p.dtype)
-        terms = weights * y * tf.math.log(p) + (1 - y) * tf.math.log(1 - p)
+    def loss(y_true, logits):
+        z = tf.cast(logits, tf.float32)
+        y = tf.cast(y_true, tf.float32)
+        terms = weights * y * tf.math.log_sigmoid(z) + (1 - y) * tf.math.log_sigmoid(-z)
         return -tf.reduce_mean(terms, axis=-1)
 
     return loss
 
 
+def sparse_categorical_crossentropy(y_true, logits):
+    """Keras' loss of each text, from logits (the custom loop needs it per text)."""
+    return keras.losses.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
+
+
+def binary_crossentropy(y_true, logits):
+    """Keras' loss of each text (the mean over its labels), from logits."""
+    return keras.losses.binary_crossentropy(y_true, logits, from_logits=True)
+
+
 class MicroF1(keras.metrics.Metric):
-    """Micro-averaged F1 of `probability >= 0.5` over every (text, label) pair. (Keras' F1Score
-    needs the label count in the targets' static shape, which a Sequence's batches lack.)"""
+    """Micro-averaged F1 of `probability >= 0.5` (a logit >= 0) over every (text, label) pair.
+    (Keras' F1Score needs the label count in the targets' static shape, which a Sequence's
+    batches lack.)"""
 
     def __init__(self, name: str = "micro_f1", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -51,7 +63,7 @@ class MicroF1(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         truth = tf.cast(y_true, tf.float32) > 0.5
-        predicted = tf.cast(y_pred, tf.float32) >= 0.5
+        predicted = tf.cast(y_pred, tf.float32) >= 0.0  # logits
         for kind, hits in (
             ("tp", truth & predicted),
             ("fp", ~truth & predicted),
@@ -121,10 +133,8 @@ def loss_and_metric(label_map: LabelMap | None, train: TrainConfig):
     if label_map is not None and label_map.multi_label:
         if train.class_weights:
             return weighted_binary_crossentropy(label_map.positive_weights()), MicroF1()
-        return keras.losses.binary_crossentropy, MicroF1()
-    return keras.losses.sparse_categorical_crossentropy, keras.metrics.SparseCategoricalAccuracy(
-        name="accuracy"
-    )
+        return binary_crossentropy, MicroF1()
+    return sparse_categorical_crossentropy, keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
 
 def compile_for_training(
@@ -324,8 +334,8 @@ def custom_fit(
 
     def step(inputs, labels, global_size, training):
         with tf.GradientTape() as tape:
-            probabilities = model(inputs, training=training)
-            per_text = model.loss(labels, probabilities)
+            logits = model(inputs, training=training)
+            per_text = model.loss(labels, logits)
             if weights is not None and training:  # as fit: class weights in training only
                 per_text *= tf.gather(weights, tf.cast(labels, tf.int32))
             total = tf.reduce_sum(per_text)
@@ -334,7 +344,7 @@ def custom_fit(
             variables = model.trainable_variables
             gradients = tape.gradient(scaled, variables)
             model.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        return tf.concat([[total], metric_counts(labels, probabilities, multi_label)], axis=0)
+        return tf.concat([[total], metric_counts(labels, logits, multi_label)], axis=0)
 
     @tf.function(reduce_retracing=True)
     def run(inputs, labels, global_size, training):
@@ -369,14 +379,14 @@ def custom_fit(
     return history
 
 
-def metric_counts(labels, probabilities, multi_label: bool):
+def metric_counts(labels, logits, multi_label: bool):
     """What the training metric sums over texts: correct predictions (accuracy), or true
-    positives, false positives and misses at 0.5 (micro-F1)."""
+    positives, false positives and misses at probability 0.5, a logit of 0 (micro-F1)."""
     if not multi_label:
-        predicted = tf.cast(tf.argmax(probabilities, axis=1), tf.int64)
+        predicted = tf.cast(tf.argmax(logits, axis=1), tf.int64)
         return [tf.reduce_sum(tf.cast(predicted == tf.cast(labels, tf.int64), tf.float32))]
     truth = tf.cast(labels, tf.float32) > 0.5
-    predicted = tf.cast(probabilities, tf.float32) >= 0.5
+    predicted = tf.cast(logits, tf.float32) >= 0.0
     return [
         tf.reduce_sum(tf.cast(hits, tf.float32))
         for hits in (truth & predicted, ~truth & predicted, truth & ~predicted)
