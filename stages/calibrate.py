@@ -22,7 +22,8 @@ def main() -> None:
     from bertclf.config import TokenizeConfig
     from bertclf.metrics import few_texts
     from bertclf.model import load_classifier
-    from bertclf.prediction import pool_windows, predict_logits, scale
+    from bertclf.prediction import predict_logits
+    from bertclf.preprocessor import Preprocessor
     from bertclf.thresholds import tune
     from bertclf.tokenization import read_token_cache
 
@@ -35,7 +36,6 @@ def main() -> None:
     temperature = None
     if method == "temperature":
         temperature = fit_temperature(rows, val.labels, multi_label)
-        rows = scale(rows, temperature)
     calibration = {"task": label_map.task, "scaling": method, "temperature": temperature}
     if not multi_label:
         write_json(CALIBRATION, {**calibration, "rule": "most probable class"})
@@ -45,9 +45,8 @@ def main() -> None:
         )
         return
     texts = val.texts()
-    probabilities = pool_windows(
-        rows, val.text_index(), len(texts.ids), tokenize.chunk_pooling, multi_label
-    )
+    answers = Preprocessor(None, tokenize, multi_label=multi_label, temperature=temperature)
+    probabilities = answers.answer(rows, val.text_index(), len(texts.ids))
     thresholds = tune(texts.labels, probabilities, spec["classes"], task)
     write_json(CALIBRATION, {**calibration, **thresholds.to_json()})
     print(

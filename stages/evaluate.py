@@ -30,32 +30,28 @@ def main() -> None:
     from bertclf.config import TokenizeConfig
     from bertclf.metrics import probability_scores
     from bertclf.model import load_classifier
-    from bertclf.prediction import pool_windows, predict_logits, scale
+    from bertclf.prediction import predict_logits
+    from bertclf.preprocessor import Preprocessor
     from bertclf.tokenization import read_token_cache
 
     model, spec = load_classifier(TRAINED)
     classes, tokenize = spec["classes"], TokenizeConfig(**spec["tokenize"])
     multi_label = spec["task"] == "multi_label"
     temperature = calibration.get("temperature")
+    answers = Preprocessor(None, tokenize, multi_label=multi_label, temperature=temperature)
     scored, before, seconds = {}, {}, {}
     for split in ("test", "val"):
         cache = read_token_cache(TOKENIZED / f"{split}.parquet")
         texts = cache.texts()
+        windows = (cache.text_index(), len(texts.ids))
         start = time.perf_counter()
         rows = predict_logits(model, cache.sequences, evaluate.batch_size, tokenize)
         seconds[split] = time.perf_counter() - start
-
-        def per_text(window_rows, cache=cache, texts=texts):
-            return pool_windows(
-                window_rows, cache.text_index(), len(texts.ids), tokenize.chunk_pooling, multi_label
-            )
-
         # the package answers temperature-scaled probabilities; the model's own are kept to
         # report what the temperature changed
-        scaled = scale(rows, temperature)
         long = texts.text_lengths > tokenize.max_length
-        scored[split] = (texts.labels, per_text(scaled), long)
-        before[split] = per_text(rows)
+        scored[split] = (texts.labels, answers.answer(rows, *windows), long)
+        before[split] = answers.with_temperature(None).answer(rows, *windows)
     test_frame = pd.read_parquet(PREPARED / "test.parquet")
     if multi_label:
         metrics, errors = multi_label_reports(

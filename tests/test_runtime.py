@@ -178,13 +178,14 @@ def token_cache(n: int, seed: int) -> TokenCache:
 
 
 def write(function, model, bundle: Path, precisions: list[str], strict: bool = False) -> dict:
+    from bertclf.preprocessor import Preprocessor
     from bertclf.runtime import write_openvino
 
     config = SimpleNamespace(precisions=precisions, int8_calibration_texts=40, strict=strict)
-    tokenize = section("tokenize", max_length=64, bucket_multiple=16)
+    preprocessor = Preprocessor(None, section("tokenize", max_length=64, bucket_multiple=16))
     return write_openvino(
         function, model, bundle, config, token_cache(120, 1), token_cache(60, 2).sequences,
-        tokenize, 32, 0,
+        preprocessor, 32, 0,
     )  # fmt: skip
 
 

@@ -59,11 +59,3 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray, multi_label: bool):
             )
         )
     return temperatures
-
-
-def calibrated(model, calibration: dict):
-    """`model`, its logits divided by calibration.json's temperature if it holds one."""
-    from bertclf.prediction import Scaled
-
-    temperature = calibration.get("temperature")
-    return model if temperature is None else Scaled(model, temperature)

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bertclf.cleaning import clean_texts
 from bertclf.config import CleanConfig, TokenizeConfig
 from bertclf.errors import BertclfError
 from bertclf.labels import LabelMap
 from bertclf.package_reader import LogitsOfFormat7, Package, open_package
-from bertclf.thresholds import Thresholds, decide
-from bertclf.tokenization import Encoded, encode
+from bertclf.preprocessor import Preprocessor
+from bertclf.thresholds import Thresholds
+from bertclf.tokenization import Encoded
 
 
 class Classifier:
@@ -48,6 +48,16 @@ class Classifier:
         self.package: Package | None = None  # the package's files, when loaded from one
         if self.multi_label and thresholds is None:
             raise BertclfError("a multi-label classifier needs its thresholds (calibration.json)")
+        # the package's models hold the temperature: the logits they answer are scaled already
+        self.preprocessor = Preprocessor(
+            tokenizer,
+            tokenize,
+            clean,
+            self.multi_label,
+            temperature=None,
+            thresholds=thresholds.vector(list(label_map.classes)) if thresholds else None,
+            at_least_one=thresholds.at_least_one if thresholds else True,
+        )
 
     @classmethod
     def load(
@@ -150,13 +160,13 @@ class Classifier:
 
     def encode(self, texts: str | Iterable[str]) -> Encoded:
         """The texts' token ids, cleaned and fitted to the window as in training."""
-        return encode(self.tokenizer, clean_texts(self._texts(texts), self.clean), self.tokenize)
+        return self.preprocessor.encode(self._texts(texts))
 
     def predict_encoded(
         self, encoded: Encoded, batch_size: int | None = None, progress: bool = False
     ) -> np.ndarray:
         """`predict_proba` on texts already encoded with `encode` (one row per text)."""
-        from bertclf.prediction import pool_windows, predict_logits
+        from bertclf.prediction import predict_logits
 
         n_texts = len(encoded.lengths)
         if not n_texts:
@@ -175,9 +185,7 @@ class Classifier:
                 f"the model answered a probability that is not a number for texts[{text}]: "
                 "the package is damaged, or was trained on NaN"
             )
-        return pool_windows(
-            rows, encoded.text_index, n_texts, self.tokenize.chunk_pooling, self.multi_label
-        )
+        return self.preprocessor.answer(rows, encoded.text_index, n_texts)
 
     def predict(
         self,
@@ -205,8 +213,7 @@ class Classifier:
             raise BertclfError("decide() is for multi-label models; this one is single-label")
         if threshold is not None and not 0 < threshold < 1:
             raise BertclfError(f"threshold={threshold}: expected a number between 0 and 1")
-        limits = self.thresholds.vector(list(self.classes_)) if threshold is None else threshold
-        return decide(probabilities, limits, self.thresholds.at_least_one)
+        return self.preprocessor.decide(probabilities, threshold)
 
     def top_k(
         self, texts: str | Iterable[str], k: int = 3, batch_size: int | None = None

@@ -32,21 +32,15 @@ import tensorflow_text as tf_text
 
 from bertclf.cleaning import (
     clean_in_graph,
-    clean_texts,
     cleaning_tables,
     cleans,
     map_characters,
     string_table,
 )
-from bertclf.config import CleanConfig, TokenizeConfig
 from bertclf.errors import BertclfError
 from bertclf.layout import VOCAB
-from bertclf.prediction import (
-    pool_windows_in_graph,
-    probabilities_in_graph,
-    scale_in_graph,
-)
-from bertclf.thresholds import decide_in_graph
+from bertclf.prediction import probabilities_in_graph, scale_in_graph
+from bertclf.preprocessor import Preprocessor
 
 MAX_PROBABILITY_DIFFERENCE = 1e-4
 # Texts every package's check runs beside the test split: the forms where an in-graph tokenizer
@@ -96,31 +90,32 @@ def character_table(tokenizer) -> tuple[np.ndarray, np.ndarray]:
 
 
 class RawTextClassifier(tf.Module):
+    """The package's SavedModel: the model between the graph forms of its preprocessor's rules
+    (the cleaning, the character table and WordPiece, the window, the temperature, the
+    pooling and the decision)."""
+
     def __init__(
         self,
         model,
         vocab: list[str],
         table: tuple[np.ndarray, np.ndarray],
         max_word_chars: int,
-        tokenize: TokenizeConfig,
+        preprocessor: Preprocessor,
         classes: list[str],
-        thresholds: np.ndarray | None = None,
-        at_least_one: bool = True,
-        temperature=None,
-        clean: CleanConfig | None = None,
     ):
         super().__init__()
         self.model = model
-        self.clean = clean if cleans(clean) else None
+        self.preprocessor = preprocessor
+        self.tokenize = preprocessor.tokenize
+        self.clean = preprocessor.clean if cleans(preprocessor.clean) else None
         if self.clean is not None:
             self.cleaning_tables = cleaning_tables()
         self.temperature = None
-        if temperature is not None:
-            self.temperature = tf.constant(np.asarray(temperature, dtype=np.float32))
-        self.multi_label = thresholds is not None
+        if preprocessor.temperature is not None:
+            self.temperature = tf.constant(np.asarray(preprocessor.temperature, dtype=np.float32))
+        self.multi_label = preprocessor.multi_label
         if self.multi_label:
-            self.thresholds = tf.constant(np.asarray(thresholds, dtype=np.float32))
-        self.at_least_one = at_least_one
+            self.thresholds = tf.constant(np.asarray(preprocessor.thresholds, dtype=np.float32))
         codes, becomes = table
         self.table = string_table(codes, becomes.tolist(), tf.int32)
         self.max_word_chars = max_word_chars
@@ -137,7 +132,6 @@ class RawTextClassifier(tf.Module):
         )
         self.cls_id = vocab.index("[CLS]")
         self.sep_id = vocab.index("[SEP]")
-        self.tokenize = tokenize
         self.classes = tf.constant(classes)
 
     def wordpiece_ids(self, text: tf.Tensor) -> tf.RaggedTensor:
@@ -155,33 +149,7 @@ class RawTextClassifier(tf.Module):
 
     def windows(self, content: tf.RaggedTensor) -> tuple[tf.RaggedTensor, tf.Tensor]:
         """The sequences the model sees ([CLS] ... [SEP]) and the text each comes from."""
-        cfg = self.tokenize
-        budget = cfg.max_length - 2
-        n = content.row_lengths()
-        if cfg.long_text == "chunks":
-            step = budget - cfg.chunk_stride
-            limit = tf.where(n > budget, n - cfg.chunk_stride, 1)
-            starts = tf.ragged.range(tf.zeros_like(n), limit, step)
-            text_of = starts.value_rowids()
-            first = starts.flat_values
-            last = tf.minimum(first + budget, tf.gather(n, text_of))
-            positions = tf.ragged.range(first, last)
-        elif cfg.long_text == "head_tail":
-            head = round(budget * cfg.head_fraction)
-            text_of = tf.range(tf.size(n, out_type=tf.int64))
-            tail_start = tf.where(n > budget, n - (budget - head), tf.minimum(n, head))
-            positions = tf.concat(
-                [tf.ragged.range(tf.minimum(n, head)), tf.ragged.range(tail_start, n)], axis=1
-            )
-        else:  # head
-            text_of = tf.range(tf.size(n, out_type=tf.int64))
-            positions = tf.ragged.range(tf.minimum(n, budget))
-        offsets = tf.gather(content.row_starts(), text_of)
-        ids = tf.gather(content.flat_values, positions + offsets[:, None])
-        rows = tf.shape(ids.row_lengths(), out_type=tf.int64)
-        cls = tf.fill(rows, self.cls_id)[:, None]
-        sep = tf.fill(rows, self.sep_id)[:, None]
-        return tf.concat([cls, ids, sep], axis=1), text_of
+        return self.preprocessor.windows_in_graph(content, self.cls_id, self.sep_id)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve(self, text):
@@ -190,15 +158,13 @@ class RawTextClassifier(tf.Module):
             "input_ids": sequences.to_tensor(0),
             "attention_mask": tf.ones_like(sequences).to_tensor(0),
         }
-        logits = scale_in_graph(self.model(inputs, training=False), self.temperature)
+        logits = self.model(inputs, training=False)
         n_texts = tf.size(text, out_type=tf.int64)
-        if self.tokenize.long_text == "chunks":
-            how = self.tokenize.chunk_pooling
-            probabilities = pool_windows_in_graph(logits, text_of, n_texts, how, self.multi_label)
-        else:
-            probabilities = probabilities_in_graph(logits, self.multi_label)
+        probabilities = self.preprocessor.answer_in_graph(
+            logits, text_of, n_texts, self.temperature
+        )
         if self.multi_label:
-            predicted = decide_in_graph(probabilities, self.thresholds, self.at_least_one)
+            predicted = self.preprocessor.decide_in_graph(probabilities, self.thresholds)
             return {"probabilities": probabilities, "predicted": predicted}
         label = tf.gather(self.classes, tf.argmax(probabilities, axis=1))
         return {"probabilities": probabilities, "label": label}
@@ -219,33 +185,18 @@ class RawTextClassifier(tf.Module):
 
 
 def export_saved_model(
-    model,
-    tokenizer_dir: Path,
-    tokenize: TokenizeConfig,
-    classes: list[str],
-    out: Path,
-    thresholds: np.ndarray | None = None,
-    at_least_one: bool = True,
-    temperature=None,
-    clean: CleanConfig | None = None,
+    model, tokenizer_dir: Path, preprocessor: Preprocessor, classes: list[str], out: Path
 ) -> RawTextClassifier:
-    """`thresholds` (one per label) makes a multi-label SavedModel; `temperature` (a number, or
-    one per label) scales its probabilities; `clean` (data.clean) cleans its texts first."""
-    from bertclf.tokenization import load_tokenizer
-
+    """The raw-text SavedModel of `model` and its preprocessor (multi-label when the
+    preprocessor's task is; its temperature and cleaning applied in the graph)."""
     vocab = (tokenizer_dir / VOCAB).read_text(encoding="utf-8").splitlines()
-    tokenizer = load_tokenizer(tokenizer_dir)
     module = RawTextClassifier(
         model,
         vocab,
-        character_table(tokenizer),
-        tokenizer.model.max_input_chars_per_word,
-        tokenize,
+        character_table(preprocessor.tokenizer),
+        preprocessor.tokenizer.model.max_input_chars_per_word,
+        preprocessor,
         classes,
-        thresholds,
-        at_least_one,
-        temperature,
-        clean,
     )
     # Keras' ExportArchive saves the variables the functions read, once each and under their own
     # names, so TensorFlow's session loader (saved_model_cli run, TF Serving) restores them too;
@@ -305,32 +256,21 @@ def saved_model_outputs(
 
 
 def check_parity(
-    module: RawTextClassifier,
-    saved_model: Path,
-    model,
-    tokenizer,
-    texts: list[str],
-    batch_size: int,
+    module: RawTextClassifier, saved_model: Path, model, texts: list[str], batch_size: int
 ) -> dict:
     """The exported SavedModel against the training path (the Hugging Face tokenizer and the
-    Keras model, as `evaluate` predicts), on `texts` and STRESS_TEXTS: the share of texts
-    whose in-graph token ids are identical, and the largest probability difference. Raises if
-    any text gets other ids, or a difference exceeds 1e-4."""
-    from bertclf.prediction import pool_windows, predict_logits
-    from bertclf.thresholds import decide
-    from bertclf.tokenization import encode
+    Keras model, its logits turned into answers by the numpy forms of the preprocessor's
+    rules, as `evaluate` predicts), on `texts` and STRESS_TEXTS: the share of texts whose
+    in-graph token ids are identical, and the largest probability difference. Raises if any
+    text gets other ids, or a difference exceeds 1e-4."""
+    from bertclf.prediction import predict_logits
 
     n_checked = len(texts)
     texts = [*texts, *STRESS_TEXTS]
-    tokenize = module.tokenize
-    encoded = encode(tokenizer, clean_texts(texts, module.clean), tokenize)
-    reference = pool_windows(
-        predict_logits(model, encoded.sequences, batch_size, tokenize),
-        encoded.text_index,
-        len(texts),
-        tokenize.chunk_pooling,
-        module.multi_label,
-    )
+    preprocessor = module.preprocessor
+    encoded = preprocessor.encode(texts)
+    logits = predict_logits(model, encoded.sequences, batch_size, preprocessor.tokenize)
+    reference = preprocessor.answer(logits, encoded.text_index, len(texts))
     graph_sequences, graph_text_of = module.windows(module.wordpiece_ids(tf.constant(texts)))
     identical = np.ones(len(texts), dtype=bool)
     if len(graph_text_of) != len(encoded.text_index):
@@ -344,7 +284,7 @@ def check_parity(
     exported = outputs["probabilities"]
     difference = np.abs(exported - reference).max(axis=1)
     if module.multi_label:  # the exported decisions against thresholds.decide on training's
-        expected = decide(reference, module.thresholds.numpy(), module.at_least_one)
+        expected = preprocessor.decide(reference)
         same_labels = (outputs["predicted"] == expected).all(axis=1)
     else:
         same_labels = exported.argmax(1) == reference.argmax(1)

@@ -128,14 +128,3 @@ def predict_texts(
         rows, cache.text_index(), len(texts.ids), tokenize.chunk_pooling, multi_label
     )
     return texts, pooled
-
-
-class Scaled:
-    """A model whose `predict_on_batch` answers its logits divided by a temperature."""
-
-    def __init__(self, model, temperature):
-        self.model = model
-        self.temperature = temperature
-
-    def predict_on_batch(self, inputs) -> np.ndarray:
-        return scale(np.asarray(self.model.predict_on_batch(inputs)), self.temperature)

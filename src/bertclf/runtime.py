@@ -281,29 +281,33 @@ def write_openvino(
     config,
     test,
     train_sequences: list[np.ndarray],
-    tokenize,
+    preprocessor,
     batch_size: int,
     seed: int,
-    thresholds: np.ndarray | None = None,
-    at_least_one: bool = True,
 ) -> dict:
     """Convert `function` (the package's `token_ids`), check each of `config.precisions`
     against the Keras `model` on the `test` token cache (the same batches, so only the model
-    call differs) and write the models that pass under bundle/openvino/, with checks.json.
-    f32 failing is a conversion bug and raises; bf16 or int8 failing is left out with the
-    reason (raises too when `config.strict`). Returns what checks.json holds."""
+    call differs; the answers as `preprocessor` gives them) and write the models that pass
+    under bundle/openvino/, with checks.json. f32 failing is a conversion bug and raises; bf16
+    or int8 failing is left out with the reason (raises too when `config.strict`). Returns
+    what checks.json holds."""
     from bertclf.files import write_json
-    from bertclf.prediction import predict_texts
+    from bertclf.prediction import predict_logits
 
-    def predict(runtime_model) -> np.ndarray:
-        return predict_texts(runtime_model, test, batch_size, tokenize, thresholds is not None)[1]
+    tokenize = preprocessor.tokenize
+    texts = test.texts()
+    thresholds, at_least_one = preprocessor.thresholds, preprocessor.at_least_one
+
+    def predict(runtime_model, answers) -> np.ndarray:
+        logits = predict_logits(runtime_model, test.sequences, batch_size, tokenize)
+        return answers.answer(logits, test.text_index(), len(texts.ids))
 
     machine = cpu()
     bfloat16 = native_bfloat16(machine["flags"])
     checks = {}
     if config.precisions:
         converted = convert(function)
-        reference, y_true = predict(model), test.texts().labels
+        reference, y_true = predict(model, preprocessor), texts.labels
     for precision in config.precisions:
         if precision == "int8":
             sample = calibration_batches(
@@ -313,7 +317,8 @@ def write_openvino(
         else:
             candidate = converted
         compiled = OpenVINOModel(candidate, precision, bfloat16)
-        figures = compare(reference, predict(compiled), y_true, thresholds, at_least_one)
+        scaled = preprocessor.with_temperature(None)  # the converted function holds it
+        figures = compare(reference, predict(compiled, scaled), y_true, thresholds, at_least_one)
         figures["inference_precision"] = compiled.inference_precision
         if precision == "int8":
             used = min(config.int8_calibration_texts, len(train_sequences))

@@ -1,7 +1,9 @@
-"""Tokenization, fitting long texts to the window, and the unpadded token cache.
+"""Tokenization, fitting long texts to the window (in numpy, and in TensorFlow ops for the
+package's SavedModel, side by side), and the unpadded token cache.
 
-TensorFlow-free: the cache is Parquet (list<int32> per text), never a pickle. Padding is per
-batch, to each batch's own length (`batching`).
+TensorFlow-free at import (the graph form imports it itself): the cache is Parquet
+(list<int32> per text), never a pickle. Padding is per batch, to each batch's own length
+(`batching`).
 """
 
 from dataclasses import dataclass
@@ -57,6 +59,40 @@ def fit_to_window(ids: np.ndarray, tokenize: TokenizeConfig) -> list[np.ndarray]
         starts = range(0, len(content) - tokenize.chunk_stride, step)
         return [np.concatenate([cls, content[s : s + budget], sep]) for s in starts]
     return [np.concatenate([cls, *parts, sep])]
+
+
+def fit_to_window_in_graph(content, tokenize: TokenizeConfig, cls_id: int, sep_id: int):
+    """`fit_to_window` in TensorFlow ops, for a batch: `content` holds each text's word-piece
+    ids without [CLS] and [SEP] (a RaggedTensor, int64 row partitions). Returns the sequences
+    the model sees ([CLS] ... [SEP], ragged) and the text each comes from."""
+    import tensorflow as tf
+
+    budget = tokenize.max_length - 2
+    n = content.row_lengths()
+    if tokenize.long_text == "chunks":
+        step = budget - tokenize.chunk_stride
+        limit = tf.where(n > budget, n - tokenize.chunk_stride, 1)
+        starts = tf.ragged.range(tf.zeros_like(n), limit, step)
+        text_of = starts.value_rowids()
+        first = starts.flat_values
+        last = tf.minimum(first + budget, tf.gather(n, text_of))
+        positions = tf.ragged.range(first, last)
+    elif tokenize.long_text == "head_tail":
+        head = round(budget * tokenize.head_fraction)
+        text_of = tf.range(tf.size(n, out_type=tf.int64))
+        tail_start = tf.where(n > budget, n - (budget - head), tf.minimum(n, head))
+        positions = tf.concat(
+            [tf.ragged.range(tf.minimum(n, head)), tf.ragged.range(tail_start, n)], axis=1
+        )
+    else:  # head
+        text_of = tf.range(tf.size(n, out_type=tf.int64))
+        positions = tf.ragged.range(tf.minimum(n, budget))
+    offsets = tf.gather(content.row_starts(), text_of)
+    ids = tf.gather(content.flat_values, positions + offsets[:, None])
+    rows = tf.shape(ids.row_lengths(), out_type=tf.int64)
+    cls = tf.fill(rows, cls_id)[:, None]
+    sep = tf.fill(rows, sep_id)[:, None]
+    return tf.concat([cls, ids, sep], axis=1), text_of
 
 
 @dataclass

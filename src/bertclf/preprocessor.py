@@ -1,0 +1,90 @@
+"""The preprocessor: everything between a text and the model, and between the model's logits
+and an answer, that a model was trained with, in one object.
+
+It owns the tokenizer, how a text is fitted to the window (`TokenizeConfig`), the cleaning
+training applied (`data.clean`), the temperature, and the task's rules for a long text's
+windows and for the decision. Each rule is written twice, side by side in the module that
+owns it: in numpy (evaluation, calibration and the `Classifier`) and in TensorFlow ops (the
+package's raw-text SavedModel, `export.RawTextClassifier`, composes this object):
+
+| rule | numpy | TensorFlow | module |
+| --- | --- | --- | --- |
+| fit a text to the window | `fit_to_window` | `fit_to_window_in_graph` | tokenization |
+| temperature | `scale` | `scale_in_graph` | prediction |
+| pool a text's windows | `pool_windows` | `pool_windows_in_graph` | prediction |
+| multi-label decision | `decide` | `decide_in_graph` | thresholds |
+
+The cleaning has both forms in `cleaning` (`clean_text`, `clean_in_graph`). Tests check each
+pair against each other (tests/test_export.py, tests/test_cleaning.py). Training imports none
+of the prediction rules: it needs only the tokenization, so DVC re-runs training for an edit to
+what fits texts to the window, and only the stages that predict for the rest.
+"""
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from bertclf.cleaning import clean_texts
+from bertclf.config import CleanConfig, TokenizeConfig
+from bertclf.prediction import (
+    pool_windows,
+    pool_windows_in_graph,
+    probabilities,
+    probabilities_in_graph,
+    scale,
+    scale_in_graph,
+)
+from bertclf.thresholds import decide, decide_in_graph
+from bertclf.tokenization import Encoded, encode, fit_to_window_in_graph
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    tokenizer: object  # tokenizers.Tokenizer; None where only logits are turned into answers
+    tokenize: TokenizeConfig
+    clean: CleanConfig | None = None  # data.clean, as training applied it
+    multi_label: bool = False
+    temperature: object = None  # a number, one per label, or None
+    thresholds: np.ndarray | None = None  # multi-label: one per label
+    at_least_one: bool = True  # multi-label: a text that reaches no threshold gets its top label
+
+    def with_temperature(self, temperature) -> "Preprocessor":
+        return replace(self, temperature=temperature)
+
+    # texts to the model's inputs
+
+    def encode(self, texts: list[str]) -> Encoded:
+        """The texts cleaned as in training, tokenized and fitted to the window."""
+        return encode(self.tokenizer, clean_texts(texts, self.clean), self.tokenize)
+
+    def windows_in_graph(self, content, cls_id: int, sep_id: int):
+        """`fit_to_window` for a batch of word-piece ids in the graph: (sequences, text_of)."""
+        return fit_to_window_in_graph(content, self.tokenize, cls_id, sep_id)
+
+    # the model's logits (one row per window) to answers (one row per text)
+
+    def answer(self, window_logits: np.ndarray, text_index: np.ndarray, n_texts: int):
+        """Probabilities per text: the logits scaled by the temperature, a long text's windows
+        pooled as `tokenize.chunk_pooling` says."""
+        logits = scale(window_logits, self.temperature)
+        if self.tokenize.long_text != "chunks":
+            return probabilities(logits, self.multi_label)
+        how = self.tokenize.chunk_pooling
+        return pool_windows(logits, text_index, n_texts, how, self.multi_label)
+
+    def answer_in_graph(self, window_logits, text_of, n_texts, temperature=None):
+        """`answer` in TensorFlow ops (`temperature` the graph's constant)."""
+        logits = scale_in_graph(window_logits, temperature)
+        if self.tokenize.long_text != "chunks":
+            return probabilities_in_graph(logits, self.multi_label)
+        how = self.tokenize.chunk_pooling
+        return pool_windows_in_graph(logits, text_of, n_texts, how, self.multi_label)
+
+    def decide(self, probabilities_: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """Multi-label: which labels each text gets, by the thresholds (or one `threshold`)."""
+        limits = self.thresholds if threshold is None else threshold
+        return decide(probabilities_, limits, self.at_least_one)
+
+    def decide_in_graph(self, probabilities_, thresholds):
+        """`decide` in TensorFlow ops (`thresholds` the graph's constant)."""
+        return decide_in_graph(probabilities_, thresholds, self.at_least_one)
