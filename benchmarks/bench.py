@@ -24,9 +24,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tools"))
 
-from helpers import machine, section  # noqa: E402  (params with conf/'s defaults)
+from harness import machine, section  # noqa: E402  (params with conf/'s defaults)
 
 import bertclf  # noqa: E402,F401  (sets KERAS_BACKEND before Keras loads)
 

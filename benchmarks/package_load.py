@@ -14,8 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "reports/package_load.json"
-sys.path.insert(0, str(ROOT / "tests"))
-from helpers import machine  # noqa: E402
+sys.path.insert(0, str(ROOT / "tools"))
+from harness import machine  # noqa: E402
 
 
 def seconds(function, repeats: int = 3) -> float:

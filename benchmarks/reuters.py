@@ -23,7 +23,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "reports/multi_label_reuters.json"
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tools"))
 KEYS = ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy")
 
 
@@ -41,7 +41,7 @@ def changed_params(params: dict, defaults: dict, prefix: str = "") -> dict:
 
 
 def record(args: argparse.Namespace) -> None:
-    from helpers import machine
+    from harness import machine
 
     run = Path(args.run)
     log = Path(args.log).read_text(encoding="utf-8", errors="replace")

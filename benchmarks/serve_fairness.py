@@ -24,8 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs/results/serve_fairness.json"
-sys.path.insert(0, str(ROOT / "tests"))
-from helpers import command_env, free_port, load, machine, start_server, stop_server  # noqa: E402
+sys.path.insert(0, str(ROOT / "tools"))
+from harness import command_env, free_port, load, machine, start_server, stop_server  # noqa: E402
 
 
 def one_run(model: Path, options: list[str], texts: list[str], args, env: dict) -> dict:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "reports/serve_bench.json"
-sys.path.insert(0, str(ROOT / "tests"))
-from helpers import abuse, free_port, load, machine, start_server, stop_server  # noqa: E402
+sys.path.insert(0, str(ROOT / "tools"))
+from harness import abuse, free_port, load, machine, start_server, stop_server  # noqa: E402
 
 
 def main() -> None:

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from helpers import NEWS_SAMPLE, machine, section  # noqa: E402
+sys.path.insert(0, str(ROOT / "tools"))
+from harness import NEWS_SAMPLE, machine, section  # noqa: E402
 
 from bertclf.baseline import baseline_probabilities, fit_baseline  # noqa: E402
 from bertclf.labels import LabelMap  # noqa: E402
