@@ -36,7 +36,7 @@ def main() -> None:
     temperature = None
     if method == "temperature":
         temperature = fit_temperature(rows, val.labels, multi_label)
-    calibration = {"task": label_map.task, "scaling": method, "temperature": temperature}
+    calibration = {"scaling": method, "temperature": temperature}
     if not multi_label:
         write_json(CALIBRATION, {**calibration, "rule": "most probable class"})
         print(

@@ -10,10 +10,12 @@ import pandas as pd
 from bertclf.config import load_section
 from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, read_json, write_json
+from bertclf.labels import LabelMap
 from bertclf.paths import (
     CALIBRATION,
     CONFUSION_PNG,
     ERRORS,
+    LABELS,
     METRICS,
     PLOTS,
     PREPARED,
@@ -26,6 +28,7 @@ from bertclf.paths import (
 def main() -> None:
     evaluate = load_section("evaluate")
     calibration = read_json(CALIBRATION)
+    multi_label = LabelMap.load(LABELS).multi_label  # the task, as labels.json alone says
 
     from bertclf.config import TokenizeConfig
     from bertclf.metrics import probability_scores
@@ -36,7 +39,6 @@ def main() -> None:
 
     model, spec = load_classifier(TRAINED)
     classes, tokenize = spec["classes"], TokenizeConfig(**spec["tokenize"])
-    multi_label = spec["task"] == "multi_label"
     temperature = calibration.get("temperature")
     answers = Preprocessor(None, tokenize, multi_label=multi_label, temperature=temperature)
     scored, before, seconds = {}, {}, {}

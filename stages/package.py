@@ -7,6 +7,7 @@ import pandas as pd
 from bertclf.config import load_params, load_section
 from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, read_json, sha256_file, write_json
+from bertclf.labels import LabelMap
 from bertclf.layout import MODEL_CARD, MODEL_CARD_JSON, SOURCE, TOKENIZER, VOCAB
 from bertclf.metrics import few_texts
 from bertclf.model_card import model_card, model_card_fields
@@ -49,8 +50,9 @@ def main() -> None:
     from bertclf.tokenization import read_token_cache
 
     model, spec = load_classifier(TRAINED)
+    multi_label = LabelMap.load(LABELS).multi_label  # the task, as labels.json alone says
     thresholds, at_least_one = None, calibration.get("at_least_one", True)
-    if spec["task"] == "multi_label":
+    if multi_label:
         from bertclf.thresholds import Thresholds
 
         rule = Thresholds.from_json(calibration, str(CALIBRATION))
@@ -59,7 +61,7 @@ def main() -> None:
         load_tokenizer(PRETRAINED),
         TokenizeConfig(**spec["tokenize"]),
         clean,
-        spec["task"] == "multi_label",
+        multi_label,
         calibration.get("temperature"),
         thresholds,
         at_least_one,

@@ -76,9 +76,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
 
     with atomic_path(out, replace_directory=True) as tmp:
-        save_classifier(
-            model, tmp, encoder_config, head, list(label_map.classes), tokenize, label_map.task
-        )
+        save_classifier(model, tmp, encoder_config, head, list(label_map.classes), tokenize)
     # Wall clock of this run's fit (a resumed run counts from its first epoch), apart from
     # DVCLive's metrics so that those stay exactly repeatable.
     write_json(time_file, {"train_seconds": round(seconds, 1), "first_epoch": first_epoch})

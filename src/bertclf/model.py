@@ -190,12 +190,11 @@ def build_classifier(
     head: HeadConfig,
     num_classes: int,
     encoder_weights: Path | None = None,
-    multi_label: bool = False,
     output_bias=None,
 ):
     """Encoder plus head, Keras functional API. Inputs: input_ids, attention_mask (int32).
-    The output is logits: one per class (a softmax makes them probabilities), or (multi-label)
-    one per label (a sigmoid each); `prediction` turns them into probabilities.
+    The output is logits, one per class: a softmax (multi-label: a sigmoid per label) makes
+    them probabilities (`prediction`), so the model is the same for every task.
     `encoder_weights` is a directory that `load_backbone` reads (else a random encoder);
     `output_bias` initialises the output layer's bias (else zeros)."""
     if encoder_weights is not None:
@@ -254,9 +253,9 @@ def save_classifier(
     head: HeadConfig,
     classes: list[str],
     tokenize: TokenizeConfig,
-    task: str = "single_label",
 ) -> None:
-    """model.weights.h5 (HDF5, no pickle) plus model.json, enough to rebuild the model."""
+    """model.weights.h5 (HDF5, no pickle) plus model.json, enough to rebuild the model (the
+    task is labels.json's, stored there only)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_weights(str(out_dir / WEIGHTS))
     spec = {
@@ -264,7 +263,6 @@ def save_classifier(
         "head": vars(head),
         "classes": classes,
         "tokenize": vars(tokenize),
-        "task": task,
     }
     (out_dir / MODEL_SPEC).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
 
@@ -273,9 +271,7 @@ def load_classifier(model_dir: Path):
     """Rebuild the classifier from model.json and model.weights.h5. Returns (model, spec)."""
     spec = json.loads((model_dir / MODEL_SPEC).read_text(encoding="utf-8"))
     head = HeadConfig(**spec["head"])
-    spec.setdefault("task", "single_label")  # models trained before multi-label did not say
-    multi_label = spec["task"] == "multi_label"
-    model = build_classifier(spec["encoder"], head, len(spec["classes"]), multi_label=multi_label)
+    model = build_classifier(spec["encoder"], head, len(spec["classes"]))
     if not (model_dir / WEIGHTS).is_file():
         raise BertclfError(f"{model_dir}: holds no {WEIGHTS}")
     model.load_weights(str(model_dir / WEIGHTS))

@@ -16,7 +16,7 @@ from bertclf.choices import OPENVINO_PRECISIONS
 from bertclf.config import CleanConfig, TokenizeConfig
 from bertclf.errors import BertclfError
 from bertclf.files import read_json
-from bertclf.labels import SINGLE_LABEL, LabelMap
+from bertclf.labels import LabelMap
 from bertclf.layout import CALIBRATION, CHECKS, LABELS, MODEL_CARD_JSON, MODEL_SPEC, OPENVINO_DIR
 from bertclf.thresholds import Thresholds, load_thresholds
 
@@ -73,7 +73,7 @@ def read_files(path: Path, source: Path, manifest: dict) -> Package:
     label_map = LabelMap.load(path / LABELS)
     if list(label_map.classes) != spec.get("classes"):
         raise BertclfError(f"{path}: labels.json and model.json disagree on the classes")
-    if label_map.task != spec.get("task", SINGLE_LABEL):
+    if label_map.task != spec.get("task", label_map.task):  # format 7's model.json held it too
         raise BertclfError(f"{path}: labels.json and model.json disagree on the task")
     thresholds = None
     if label_map.multi_label:

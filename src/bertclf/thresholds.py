@@ -36,9 +36,9 @@ def best_threshold(y_true: np.ndarray, scores: np.ndarray) -> tuple[float, float
 
 @dataclass
 class Thresholds:
-    """What `calibrate` writes to models/calibration.json for a multi-label model."""
+    """What `calibrate` writes to models/calibration.json for a multi-label model (format 7's
+    also held the task, which labels.json alone holds now: read and ignored)."""
 
-    task: str
     method: str  # "tuned" or "global"
     global_threshold: float
     thresholds: dict[str, float]  # every label, in the label map's order
@@ -117,7 +117,6 @@ def tune(
     if task.threshold != "tuned":
         value = float(task.threshold)
         return Thresholds(
-            "multi_label",
             "global",
             value,
             dict.fromkeys(classes, value),
@@ -134,7 +133,6 @@ def tune(
         else:
             thresholds[name] = global_threshold
     return Thresholds(
-        "multi_label",
         "tuned",
         global_threshold,
         thresholds,

@@ -457,7 +457,6 @@ def train_classifier(
             head,
             len(label_map.classes),
             pretrained,
-            label_map.multi_label,
             output_bias=label_map.prior_logits() if label_map.multi_label else None,
         )
         compile_for_training(model, train, len(train_data), label_map)
