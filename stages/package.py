@@ -11,6 +11,7 @@ from bertclf.labels import LabelMap
 from bertclf.layout import MODEL_CARD, MODEL_CARD_JSON, SOURCE, TOKENIZER, VOCAB
 from bertclf.metrics import few_texts
 from bertclf.model_card import model_card, model_card_fields
+from bertclf.openvino_build import describe_check
 from bertclf.package import copy_files, write_manifest
 from bertclf.paths import (
     CALIBRATION,
@@ -23,7 +24,6 @@ from bertclf.paths import (
     TOKENIZED,
     TRAINED,
 )
-from bertclf.runtime import describe_check
 from bertclf.tokenization import load_tokenizer
 
 MODEL_PARAMS = ("data", "model", "head", "train", "tokenize", "seed", "task")
@@ -45,8 +45,8 @@ def main() -> None:
     from bertclf.export import check_parity, export_saved_model
     from bertclf.layout import MODEL_SPEC, SAVED_MODEL
     from bertclf.model import load_classifier
+    from bertclf.openvino_build import write_openvino
     from bertclf.preprocessor import Preprocessor
-    from bertclf.runtime import write_openvino
     from bertclf.tokenization import read_token_cache
 
     model, spec = load_classifier(TRAINED)

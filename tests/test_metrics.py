@@ -134,7 +134,7 @@ def test_small_splits_are_named_in_one_line_each():
 
 
 def test_int8_says_when_it_was_quantized_on_fewer_texts_than_asked():
-    from bertclf.runtime import describe_check
+    from bertclf.openvino_build import describe_check
 
     figures = {
         "passed": True,

@@ -22,7 +22,8 @@ from helpers import (
 )
 
 from bertclf.errors import BertclfError
-from bertclf.runtime import choose, compare, native_bfloat16
+from bertclf.openvino_build import compare
+from bertclf.runtime import choose, native_bfloat16
 from bertclf.tokenization import TokenCache
 
 PACKAGE = Path("models/package")
@@ -178,8 +179,8 @@ def token_cache(n: int, seed: int) -> TokenCache:
 
 
 def write(function, model, bundle: Path, precisions: list[str], strict: bool = False) -> dict:
+    from bertclf.openvino_build import write_openvino
     from bertclf.preprocessor import Preprocessor
-    from bertclf.runtime import write_openvino
 
     config = SimpleNamespace(precisions=precisions, int8_calibration_texts=40, strict=strict)
     preprocessor = Preprocessor(None, section("tokenize", max_length=64, bucket_multiple=16))
