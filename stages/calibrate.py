@@ -20,10 +20,10 @@ def main() -> None:
 
     from bertclf.calibration import fit_temperature
     from bertclf.config import TokenizeConfig
-    from bertclf.metrics import few_texts
     from bertclf.model import load_classifier
     from bertclf.prediction import predict_logits
     from bertclf.preprocessor import Preprocessor
+    from bertclf.small_data import few_texts
     from bertclf.thresholds import tune
     from bertclf.tokenization import read_token_cache
 

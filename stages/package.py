@@ -9,7 +9,6 @@ from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, read_json, sha256_file, write_json
 from bertclf.labels import LabelMap
 from bertclf.layout import MODEL_CARD, MODEL_CARD_JSON, SOURCE, TOKENIZER, VOCAB
-from bertclf.metrics import few_texts
 from bertclf.model_card import model_card, model_card_fields
 from bertclf.openvino_build import describe_check
 from bertclf.package import copy_files, write_manifest
@@ -24,6 +23,7 @@ from bertclf.paths import (
     TOKENIZED,
     TRAINED,
 )
+from bertclf.small_data import few_texts
 from bertclf.tokenization import load_tokenizer
 
 MODEL_PARAMS = ("data", "model", "head", "train", "tokenize", "seed", "task")

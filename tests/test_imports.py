@@ -2,6 +2,7 @@
 imports it (imports inside functions counted, as the DAG's dependency walk counts them), and
 the modules that need no TensorFlow do not load it."""
 
+import re
 import subprocess
 import sys
 
@@ -76,3 +77,30 @@ def test_modules_without_tensorflow_do_not_import_it():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def module_map() -> list[set[str]]:
+    """The layers of docs/development.md's module map, top first: the modules each row names."""
+    text = (ROOT / "docs/development.md").read_text(encoding="utf-8")
+    table = text.split("# The module map")[1].split("Where a change goes")[0]
+    rows = [line.split("|")[2] for line in table.splitlines() if line.startswith("| ")][1:]
+    return [set(re.findall(r"`(\w+)`", row)) for row in rows]
+
+
+def test_every_module_imports_only_from_its_layer_or_those_above_it():
+    """The module map in docs/development.md is the layout: every module is in it once, and
+    none reaches down a layer (imports inside functions count, as DVC's dependency walk
+    counts them)."""
+    layers = module_map()
+    layer = {name: i for i, names in enumerate(layers) for name in names}
+    modules = {path.stem for path in LIBRARY.glob("*.py")} - {"__init__"}
+    assert sum(len(names) for names in layers) == len(layer), "a module named twice"
+    assert set(layer) == modules, set(layer) ^ modules
+    downward = [
+        f"{path.stem} -> {name}"
+        for path in sorted(LIBRARY.glob("*.py"))
+        if path.stem != "__init__"
+        for name in imported_modules(path)
+        if layer[name] > layer[path.stem]
+    ]
+    assert not downward, downward

@@ -27,19 +27,6 @@ def standard_error(accuracy: float, n: int) -> float:
     return (accuracy * (1 - accuracy) / max(n, 1)) ** 0.5
 
 
-# Below these, a figure is measured on too few texts to mean much: one text of 30 is 3.3
-# points of accuracy. prepare, calibrate, package and `bertclf metrics` say so in their lines.
-FEW_TEST_TEXTS = 30
-FEW_FIT_TEXTS = 100  # a temperature, or the package's check against training
-
-
-def few_texts(n: int, needed: int = FEW_FIT_TEXTS) -> str:
-    """ " (only 6 texts: fewer than the 100 this needs to mean much)", or "" when enough."""
-    return (
-        f" (only {n} texts: fewer than the {needed} this needs to mean much)" if n < needed else ""
-    )
-
-
 def lift_within_noise(test: dict, base: dict) -> str | None:
     """Single-label: a sentence when the model's accuracy lift over the baseline is within two
     standard errors of their difference (binomial, as if independent), else None."""

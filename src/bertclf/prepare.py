@@ -16,7 +16,7 @@ from sklearn.model_selection import train_test_split
 from bertclf.cleaning import clean_text
 from bertclf.config import DataConfig, TaskConfig
 from bertclf.errors import BertclfError
-from bertclf.metrics import FEW_TEST_TEXTS
+from bertclf.small_data import FEW_TEST_TEXTS
 from bertclf.tables import data_lines, read_table, require_columns, text_cells
 
 
