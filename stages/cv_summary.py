@@ -4,7 +4,9 @@ from bertclf.config import load_section
 from bertclf.cv import summarise
 from bertclf.errors import exits_cleanly
 from bertclf.files import read_json, write_json
-from bertclf.paths import CV_SUMMARY, fold_metrics
+from bertclf.labels import LabelMap
+from bertclf.paths import CV_SUMMARY, LABELS, fold_metrics
+from bertclf.tasks import task_of
 
 
 @exits_cleanly
@@ -14,7 +16,7 @@ def main() -> None:
     summary = summarise([read_json(fold_metrics(fold)) for fold in cv.folds])
     write_json(CV_SUMMARY, summary)
     if cv.folds:
-        key = "accuracy" if "accuracy" in summary["mean"] else "micro_f1"  # multi-label
+        key = task_of(LabelMap.load(LABELS)).headline_metric
         mean, std = summary["mean"][key], summary["std"][key]
         print(f"cv_summary: {key} {mean:.4f} ± {std:.4f} over {len(cv.folds)} folds")
     else:

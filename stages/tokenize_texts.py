@@ -10,6 +10,7 @@ from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, write_json
 from bertclf.labels import LabelMap
 from bertclf.paths import LABELS, PREPARED, PRETRAINED, SPLITS, TOKENIZE_REPORT, TOKENIZED
+from bertclf.tasks import task_of
 from bertclf.tokenization import encode, load_tokenizer, write_encoded_cache
 
 
@@ -17,7 +18,7 @@ from bertclf.tokenization import encode, load_tokenizer, write_encoded_cache
 def main() -> None:
     tokenize = load_section("tokenize")
     tokenizer = load_tokenizer(PRETRAINED)
-    label_map = LabelMap.load(LABELS)
+    task = task_of(LabelMap.load(LABELS))
 
     report = {"max_length": tokenize.max_length, "long_text": tokenize.long_text}
     with atomic_path(TOKENIZED, replace_directory=True) as tmp:
@@ -26,10 +27,7 @@ def main() -> None:
             frame = pd.read_parquet(PREPARED / f"{name}.parquet")
             encoded = encode(tokenizer, frame["text"].tolist(), tokenize)
             n_long = encoded.long(tokenize.max_length).sum()
-            if label_map.multi_label:
-                label_ids = label_map.encode_sets(frame["labels"])
-            else:
-                label_ids = label_map.encode(frame["label"])
+            label_ids = task.targets(frame)
             write_encoded_cache(tmp / f"{name}.parquet", frame["id"].tolist(), encoded, label_ids)
             report[name] = {
                 "texts": len(frame),

@@ -31,6 +31,7 @@ def main() -> None:
 
     from bertclf.checkpoint import Checkpoint
     from bertclf.labels import LabelMap
+    from bertclf.tasks import task_of
     from bertclf.metrics import split_metrics
     from bertclf.tokenization import read_token_cache
     from bertclf.prediction import predict_texts
@@ -77,13 +78,12 @@ def main() -> None:
         metrics = multi_label_split_metrics(
             texts.labels, probabilities, decided, classes, thresholds, long
         )
-        headline = f"micro F1 {metrics['micro_f1']:.4f}"
     else:
         metrics = split_metrics(texts.labels, probabilities, classes, long)
-        headline = f"accuracy {metrics['accuracy']:.4f}"
     write_json(fold_metrics(fold), metrics)
     checkpoint.remove()
-    print(f"train_fold {fold}: {headline} on {metrics['n']} held-out texts")
+    key = task_of(label_map).headline_metric
+    print(f"train_fold {fold}: {key} {metrics[key]:.4f} on {metrics['n']} held-out texts")
 
 
 if __name__ == "__main__":

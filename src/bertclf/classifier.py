@@ -10,6 +10,7 @@ from bertclf.errors import BertclfError
 from bertclf.labels import LabelMap
 from bertclf.package_reader import LogitsOfFormat7, Package, open_package
 from bertclf.preprocessor import Preprocessor
+from bertclf.tasks import task_of
 from bertclf.thresholds import Thresholds
 from bertclf.tokenization import Encoded
 
@@ -44,6 +45,7 @@ class Classifier:
         self.batch_size = batch_size
         self.classes_ = np.asarray(label_map.classes)
         self.multi_label = label_map.multi_label
+        self.task = task_of(label_map)  # what differs between tasks at the front doors
         self.thresholds = thresholds  # multi-label: the rule calibration.json holds
         self.package: Package | None = None  # the package's files, when loaded from one
         if self.multi_label and thresholds is None:

@@ -38,7 +38,7 @@ def predict(args: argparse.Namespace) -> None:
             if classifier is None:  # the package, once the first chunk is checked
                 package = stack.enter_context(open_package(args.model, args.expect_sha256))
                 classifier = load_package(args, package)
-                columns = output_columns(args, classifier.multi_label)
+                columns = output_columns(args, classifier.task)
                 writer = stack.enter_context(TableWriter(tmp, columns))
             out = prediction_frame(args, classifier, chunk, texts.tolist(), output_format)
             try:
@@ -48,17 +48,18 @@ def predict(args: argparse.Namespace) -> None:
             rows += len(out)
             bar.update(len(out))
         if writer is None:  # no rows: the header alone, its columns by the package's task
+            from bertclf.tasks import task_of
+
             with open_package(args.model, args.expect_sha256) as package:
-                multi_label = package.label_map.multi_label
-            stack.enter_context(TableWriter(tmp, output_columns(args, multi_label)))
+                task = task_of(package.label_map)
+            stack.enter_context(TableWriter(tmp, output_columns(args, task)))
     part = f" (shard {shard}/{shards})" if shards > 1 else ""
     print(f"wrote {rows} predictions to {args.output}{part}")
     print(f"{args.input}: read {rows_read(args.input, seen['rows'])}")
 
 
-def output_columns(args: argparse.Namespace, multi_label: bool) -> list[str]:
-    columns = [c for c in (args.id_column, args.text_column) if c]
-    columns += ["labels", "label_probabilities"] if multi_label else ["label", "probability"]
+def output_columns(args: argparse.Namespace, task) -> list[str]:
+    columns = [c for c in (args.id_column, args.text_column) if c] + task.output_columns()
     if args.top_k:
         columns += ["top_labels", "top_probabilities"]
     return columns
@@ -75,18 +76,14 @@ def prediction_frame(args: argparse.Namespace, classifier, chunk, texts: list[st
     if args.id_column:
         out[args.id_column] = chunk[args.id_column]
     out[args.text_column] = texts
-    if classifier.multi_label:
-        decided = classifier.decide(probabilities, args.threshold)
-        labels = classifier.label_map.decode_sets(decided)
-        as_lists = output_format in (".jsonl", ".parquet")
-        out["labels"] = labels if as_lists else [args.label_separator.join(x) for x in labels]
-        out["label_probabilities"] = [
-            json.dumps({c: float(p) for c, p in zip(classifier.classes_[d], row[d], strict=True)})
-            for d, row in zip(decided, probabilities, strict=True)
-        ]
-    else:
-        out["label"] = classifier.classes_[probabilities.argmax(axis=1)]
-        out["probability"] = probabilities.max(axis=1)
+    rows = classifier.task.output_rows(
+        lambda p: classifier.decide(p, args.threshold),
+        probabilities,
+        as_lists=output_format in (".jsonl", ".parquet"),
+        separator=args.label_separator,
+    )
+    for column, values in rows.items():
+        out[column] = values
     if args.top_k:
         ranked = most_probable(probabilities, classifier.classes_, args.top_k)
         out["top_labels"] = [json.dumps([label for label, _ in row]) for row in ranked]
@@ -275,16 +272,11 @@ def evaluate(args: argparse.Namespace) -> None:
 def true_labels(args: argparse.Namespace, table, label_map):
     """The label column of `bertclf evaluate`'s input, encoded as the package's label map
     encodes (multi-label: a 0/1 column per label); an unknown label names its row."""
-    try:
-        if label_map.multi_label:
-            from bertclf.prepare import label_set
+    from bertclf.tasks import task_of
 
-            sets = [
-                label_set(v, row, args.input, args.label_column, args.label_separator)
-                for row, v in enumerate(table[args.label_column])
-            ]
-            return label_map.encode_sets(sets)
-        return label_map.encode(table[args.label_column].astype(str).str.strip())
+    values, column = table[args.label_column], args.label_column
+    try:
+        return task_of(label_map).column_targets(values, args.input, column, args.label_separator)
     except BertclfError as error:
         message = str(error)
         raise BertclfError(

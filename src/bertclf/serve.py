@@ -284,26 +284,7 @@ def predict_schema(body_model: type[BaseModel], classifier, limits: Limits) -> d
     docs promise 413 for too many texts), so the schema is declared, not inferred."""
     body = body_model.model_json_schema()
     body["properties"]["texts"]["items"]["pattern"] = r"\S"  # not empty, not only spaces
-    probabilities = {"type": "object", "additionalProperties": {"type": "number"}}
-    if classifier.multi_label:
-        prediction = {
-            "type": "object",
-            "properties": {
-                "labels": {"type": "array", "items": {"type": "string"}},
-                "probabilities": probabilities,
-            },
-            "required": ["labels", "probabilities"],
-        }
-    else:
-        prediction = {
-            "type": "object",
-            "properties": {
-                "label": {"type": "string", "enum": classifier.classes_.tolist()},
-                "probability": {"type": "number", "minimum": 0, "maximum": 1},
-                "probabilities": probabilities,
-            },
-            "required": ["label", "probability", "probabilities"],
-        }
+    prediction = classifier.task.answer_schema()
     answer = {
         "type": "object",
         "properties": {"predictions": {"type": "array", "items": prediction}},
@@ -339,7 +320,6 @@ def create_app(classifier, limits: Limits, allowed_hosts: list[str] | None = Non
     batcher = Batcher(classifier, limits.max_batch_texts, limits.max_queue_texts)
     body_model = request_model(limits)
     about = metadata(classifier, limits)
-    classes = classifier.classes_.tolist()
 
     async def lifespan(app: FastAPI):
         worker = batcher.start()
@@ -407,27 +387,7 @@ def create_app(classifier, limits: Limits, allowed_hosts: list[str] | None = Non
             return _busy(f"no answer within the request's deadline of {limits.request_timeout} s")
         except ModelCallFailed as error:
             return _error(500, f"the model call failed: {error}")
-        if classifier.multi_label:
-            decided = classifier.label_map.decode_sets(classifier.decide(probabilities))
-            return {
-                "predictions": [
-                    {
-                        "labels": labels,
-                        "probabilities": dict(zip(classes, map(float, row), strict=True)),
-                    }
-                    for labels, row in zip(decided, probabilities, strict=True)
-                ]
-            }
-        return {
-            "predictions": [
-                {
-                    "label": classes[int(row.argmax())],
-                    "probability": float(row.max()),
-                    "probabilities": dict(zip(classes, map(float, row), strict=True)),
-                }
-                for row in probabilities
-            ]
-        }
+        return {"predictions": classifier.task.answers(classifier.decide, probabilities)}
 
     return app
 

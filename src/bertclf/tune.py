@@ -88,6 +88,7 @@ def token_caches(tokenize) -> tuple:
     """The train and validation token caches for these tokenize settings: the DAG's own when
     they are the DAG's, else tokenized once into `token_cache_folder(tokenize)`."""
     from bertclf.labels import LabelMap
+    from bertclf.tasks import task_of
     from bertclf.tokenization import encode, load_tokenizer, read_token_cache, write_encoded_cache
 
     base = parse_section("tokenize", load_params()["tokenize"])
@@ -102,7 +103,7 @@ def token_caches(tokenize) -> tuple:
 
             from bertclf.files import atomic_path
 
-            tokenizer, label_map = load_tokenizer(PRETRAINED), LabelMap.load(LABELS)
+            tokenizer, task = load_tokenizer(PRETRAINED), task_of(LabelMap.load(LABELS))
             folder.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(folder, replace_directory=True) as tmp:
                 tmp.mkdir()
@@ -110,13 +111,8 @@ def token_caches(tokenize) -> tuple:
                 for split in ("train", "val"):
                     frame = pd.read_parquet(PREPARED / f"{split}.parquet")
                     encoded = encode(tokenizer, frame["text"].tolist(), tokenize)
-                    labels = (
-                        label_map.encode_sets(frame["labels"])
-                        if label_map.multi_label
-                        else label_map.encode(frame["label"])
-                    )
                     write_encoded_cache(
-                        tmp / f"{split}.parquet", frame["id"].tolist(), encoded, labels
+                        tmp / f"{split}.parquet", frame["id"].tolist(), encoded, task.targets(frame)
                     )
     return tuple(read_token_cache(folder / f"{s}.parquet") for s in ("train", "val"))
 

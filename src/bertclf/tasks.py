@@ -1,0 +1,147 @@
+"""The task a model does, chosen once from labels.json: one class per task behind one
+interface, for what differs between tasks at the front doors and in the data: the targets of
+a prepared split, the headline metric, the batch CLI's output columns and rows, and the
+server's answer and its schema.
+
+`task_of(label_map)` is the one place that turns labels.json's task into behaviour. The rules
+that turn logits into answers are the `Preprocessor`'s (its `multi_label`); training's loss,
+the metrics, plots and reports still keep a single-label and a multi-label form each in their
+own modules (docs/development.md, "Where a change goes").
+"""
+
+import json
+
+import numpy as np
+
+from bertclf.labels import MULTI_LABEL, SINGLE_LABEL, LabelMap
+
+
+class Task:
+    name: str
+    multi_label: bool
+    headline_metric: str  # the one figure a line reports (cv_summary, train_fold, baseline)
+
+    def __init__(self, label_map: LabelMap):
+        self.label_map = label_map
+        self.classes = np.asarray(label_map.classes)
+
+    def targets(self, frame) -> np.ndarray:
+        """The training targets of a prepared split (its `label` or `labels` column)."""
+        raise NotImplementedError
+
+    def column_targets(self, values, source: str, column: str, separator: str) -> np.ndarray:
+        """The targets of a user's label column (`bertclf evaluate`), as labels.json encodes
+        them; an unknown label names its row."""
+        raise NotImplementedError
+
+    def output_columns(self) -> list[str]:
+        """`bertclf predict`'s columns for each text, after its id and text."""
+        raise NotImplementedError
+
+    def output_rows(self, decide, probabilities, as_lists: bool, separator: str) -> dict:
+        """Those columns' values for a chunk of texts (`decide(probabilities)` decides)."""
+        raise NotImplementedError
+
+    def answers(self, decide, probabilities) -> list[dict]:
+        """What the server answers for each text."""
+        raise NotImplementedError
+
+    def answer_schema(self) -> dict:
+        """The JSON schema of one of those answers."""
+        raise NotImplementedError
+
+    def as_dict(self, row) -> dict[str, float]:
+        return dict(zip(self.classes.tolist(), map(float, row), strict=True))
+
+
+class SingleLabel(Task):
+    name, multi_label, headline_metric = SINGLE_LABEL, False, "accuracy"
+
+    def targets(self, frame) -> np.ndarray:
+        return self.label_map.encode(frame["label"])
+
+    def column_targets(self, values, source: str, column: str, separator: str) -> np.ndarray:
+        return self.label_map.encode(values.astype(str).str.strip())
+
+    def output_columns(self) -> list[str]:
+        return ["label", "probability"]
+
+    def output_rows(self, decide, probabilities, as_lists: bool, separator: str) -> dict:
+        return {
+            "label": self.classes[probabilities.argmax(axis=1)],
+            "probability": probabilities.max(axis=1),
+        }
+
+    def answers(self, decide, probabilities) -> list[dict]:
+        return [
+            {
+                "label": str(self.classes[int(row.argmax())]),
+                "probability": float(row.max()),
+                "probabilities": self.as_dict(row),
+            }
+            for row in probabilities
+        ]
+
+    def answer_schema(self) -> dict:
+        return {
+            "type": "object",
+            "properties": {
+                "label": {"type": "string", "enum": self.classes.tolist()},
+                "probability": {"type": "number", "minimum": 0, "maximum": 1},
+                "probabilities": PROBABILITIES_SCHEMA,
+            },
+            "required": ["label", "probability", "probabilities"],
+        }
+
+
+class MultiLabel(Task):
+    name, multi_label, headline_metric = MULTI_LABEL, True, "micro_f1"
+
+    def targets(self, frame) -> np.ndarray:
+        return self.label_map.encode_sets(frame["labels"])
+
+    def column_targets(self, values, source: str, column: str, separator: str) -> np.ndarray:
+        from bertclf.prepare import label_set
+
+        sets = [label_set(v, row, source, column, separator) for row, v in enumerate(values)]
+        return self.label_map.encode_sets(sets)
+
+    def output_columns(self) -> list[str]:
+        return ["labels", "label_probabilities"]
+
+    def output_rows(self, decide, probabilities, as_lists: bool, separator: str) -> dict:
+        decided = decide(probabilities)
+        labels = self.label_map.decode_sets(decided)
+        return {
+            "labels": labels if as_lists else [separator.join(x) for x in labels],
+            "label_probabilities": [
+                json.dumps({c: float(p) for c, p in zip(self.classes[d], row[d], strict=True)})
+                for d, row in zip(decided, probabilities, strict=True)
+            ],
+        }
+
+    def answers(self, decide, probabilities) -> list[dict]:
+        decided = self.label_map.decode_sets(decide(probabilities))
+        return [
+            {"labels": labels, "probabilities": self.as_dict(row)}
+            for labels, row in zip(decided, probabilities, strict=True)
+        ]
+
+    def answer_schema(self) -> dict:
+        return {
+            "type": "object",
+            "properties": {
+                "labels": {"type": "array", "items": {"type": "string"}},
+                "probabilities": PROBABILITIES_SCHEMA,
+            },
+            "required": ["labels", "probabilities"],
+        }
+
+
+PROBABILITIES_SCHEMA = {"type": "object", "additionalProperties": {"type": "number"}}
+TASKS = {task.name: task for task in (SingleLabel, MultiLabel)}
+
+
+def task_of(label_map: LabelMap) -> Task:
+    """The task labels.json names (a single-label map names none)."""
+    return TASKS[label_map.task](label_map)
