@@ -38,7 +38,9 @@ def main() -> None:
     batch_size = load_section("evaluate").batch_size
     data_hashes = {p.name: sha256_file(p) for p in sorted(PREPARED.glob("*.parquet"))}
     calibration = read_json(CALIBRATION)
-    card_facts = (params, read_json(METRICS), read_json(PRETRAINED / SOURCE), data_hashes)
+    multi_label = LabelMap.load(LABELS).multi_label  # the task, as labels.json alone says
+    card_facts = (multi_label, params, read_json(METRICS), read_json(PRETRAINED / SOURCE))
+    card_facts = (*card_facts, data_hashes)
     test_texts = pd.read_parquet(PREPARED / "test.parquet")["text"].tolist()
 
     from bertclf.config import TokenizeConfig
@@ -50,7 +52,6 @@ def main() -> None:
     from bertclf.tokenization import read_token_cache
 
     model, spec = load_classifier(TRAINED)
-    multi_label = LabelMap.load(LABELS).multi_label  # the task, as labels.json alone says
     thresholds, at_least_one = None, calibration.get("at_least_one", True)
     if multi_label:
         from bertclf.thresholds import Thresholds

@@ -5,7 +5,8 @@ import pandas as pd
 from bertclf.config import load_params
 from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, read_json
-from bertclf.paths import REPORT, REPORTS, TRAINING_CURVES_PNG
+from bertclf.labels import LabelMap
+from bertclf.paths import LABELS, REPORT, REPORTS, TRAINING_CURVES_PNG
 from bertclf.report import render_report, training_curves_png
 
 
@@ -15,6 +16,7 @@ def main() -> None:
     with atomic_path(TRAINING_CURVES_PNG) as tmp:
         training_curves_png(REPORTS / "train", tmp)
     report = render_report(
+        LabelMap.load(LABELS).multi_label,  # the task, as labels.json alone says
         params,
         read_json(REPORTS / "prepare.json"),
         read_json(REPORTS / "metrics.json"),

@@ -6,6 +6,7 @@ from bertclf.metrics import HEADLINE_KEYS, MULTI_LABEL_HEADLINE_KEYS, standard_e
 
 
 def model_card(
+    multi_label: bool,
     params: dict,
     metrics: dict,
     encoder: dict,
@@ -13,7 +14,7 @@ def model_card(
     calibration: dict | None = None,
     openvino: dict | None = None,
 ) -> str:
-    if "per_label" in metrics["test"]:
+    if multi_label:
         card = multi_label_card(params, metrics, encoder, data_hashes, calibration or {})
     else:
         card = single_label_card(params, metrics, encoder, data_hashes)
@@ -146,6 +147,7 @@ def _long_texts(tokenize: dict) -> str:
 
 
 def model_card_fields(
+    multi_label: bool,
     params: dict,
     metrics: dict,
     encoder: dict,
@@ -154,7 +156,6 @@ def model_card_fields(
     openvino: dict | None = None,
 ) -> dict:
     """The model card's facts as JSON (model_card.json), for programs such as `bertclf serve`."""
-    multi_label = "per_label" in metrics["test"]
     keys = MULTI_LABEL_HEADLINE_KEYS if multi_label else HEADLINE_KEYS
     return {
         "task": "multi_label" if multi_label else "single_label",

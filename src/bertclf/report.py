@@ -27,6 +27,7 @@ MULTI_LABEL_COMPARED = (
 
 
 def is_multi_label(metrics: dict) -> bool:
+    """Whether a metrics file (`bertclf metrics` reads one of any run) is a multi-label run's."""
     return "per_label" in metrics["test"]
 
 
@@ -56,6 +57,7 @@ def _number(value) -> str:
 
 
 def render_report(
+    multi_label: bool,
     params: dict,
     prepare: dict,
     metrics: dict,
@@ -63,7 +65,7 @@ def render_report(
     errors: pd.DataFrame,
     images: dict[str, str],
 ) -> str:
-    if is_multi_label(metrics):
+    if multi_label:
         return render_multi_label_report(params, prepare, metrics, baseline, errors, images)
     test, base = metrics["test"], baseline["test"]
     lines = ["# Evaluation report", "", "## Data", ""]
