@@ -36,15 +36,17 @@ def test_a_model_trained_with_chunks_predicts_with_chunks(dag_repo, tmp_path):
         test = pd.read_parquet(dag_repo / "data/prepared/test.parquet")
         encoded = encode(classifier.tokenizer, test["text"].tolist(), classifier.tokenize)
         texts = test["text"][encoded.long(64)].head(8).tolist()
-        # by hand: every window through the model, log-probabilities averaged per text
+        # by hand: every window through the model (its logits), log-probabilities averaged per
+        # text
         by_hand = []
         for text in texts:
             windows = encode(classifier.tokenizer, [text], classifier.tokenize).sequences
             assert len(windows) > 1
-            p = np.stack(
+            z = np.stack(
                 [classifier.model.predict_on_batch(pad_batch([w], 1, 64))[0] for w in windows]
-            )
-            mean = np.exp(np.log(p).mean(axis=0))
+            ).astype(np.float64)
+            log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+            mean = np.exp(log_p.mean(axis=0))
             by_hand.append(mean / mean.sum())
         predicted = classifier.predict_proba(texts)
         np.testing.assert_allclose(predicted, np.array(by_hand), atol=1e-5)
@@ -57,7 +59,8 @@ def test_a_model_trained_with_chunks_predicts_with_chunks(dag_repo, tmp_path):
         exported = serve(text=tf.constant(texts))["probabilities"].numpy()
         np.testing.assert_allclose(exported, predicted, atol=1e-4)
         # reading the same texts by their head gives other numbers: the strategy matters
-        classifier.tokenize = dataclasses.replace(classifier.tokenize, long_text="head")
+        head = dataclasses.replace(classifier.tokenize, long_text="head")
+        classifier.preprocessor = dataclasses.replace(classifier.preprocessor, tokenize=head)
         assert np.abs(classifier.predict_proba(texts) - predicted).max() > 1e-4
 
         out = tmp_path / "metrics.json"

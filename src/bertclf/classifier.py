@@ -36,12 +36,9 @@ class Classifier:
         clean: CleanConfig | None = None,
     ):
         self.model = model
-        self.clean = clean  # the cleaning the package was trained with (data.clean)
         self.runtime = runtime  # what runs the model: tensorflow or openvino
         self.precision = precision  # f32, bf16 or int8
-        self.tokenizer = tokenizer
         self.label_map = label_map
-        self.tokenize = tokenize
         self.batch_size = batch_size
         self.classes_ = np.asarray(label_map.classes)
         self.multi_label = label_map.multi_label
@@ -60,6 +57,20 @@ class Classifier:
             thresholds=thresholds.vector(list(label_map.classes)) if thresholds else None,
             at_least_one=thresholds.at_least_one if thresholds else True,
         )
+
+    @property
+    def tokenizer(self):
+        return self.preprocessor.tokenizer
+
+    @property
+    def tokenize(self) -> TokenizeConfig:
+        """How texts are fitted to the window, as the model was trained."""
+        return self.preprocessor.tokenize
+
+    @property
+    def clean(self) -> CleanConfig | None:
+        """The cleaning the package was trained with (data.clean)."""
+        return self.preprocessor.clean
 
     @classmethod
     def load(
