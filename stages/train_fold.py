@@ -35,6 +35,7 @@ def main() -> None:
     from bertclf.metrics import split_metrics
     from bertclf.tokenization import read_token_cache
     from bertclf.prediction import predict_texts
+    from bertclf.preprocessor import Preprocessor
     from bertclf.training import train_classifier
 
     label_map = LabelMap.load(LABELS)
@@ -60,18 +61,15 @@ def main() -> None:
         monitor=task.early_stopping_monitor,
     )
     multi_label = label_map.multi_label
-    texts, probabilities = predict_texts(
-        model, cache.subset(held_out), train.batch_size, tokenize, multi_label
-    )
+    answers = Preprocessor(None, tokenize, multi_label=multi_label)
+    texts, probabilities = predict_texts(model, cache.subset(held_out), train.batch_size, answers)
     classes = list(label_map.classes)
     long = texts.text_lengths > tokenize.max_length
     if multi_label:  # thresholds chosen on validation, as the calibrate stage chooses them
         from bertclf.metrics import multi_label_split_metrics
         from bertclf.thresholds import decide, tune
 
-        val_texts, val_probabilities = predict_texts(
-            model, val, train.batch_size, tokenize, multi_label
-        )
+        val_texts, val_probabilities = predict_texts(model, val, train.batch_size, answers)
         rule = tune(val_texts.labels, val_probabilities, classes, task)
         thresholds = rule.vector(classes)
         decided = decide(probabilities, thresholds, rule.at_least_one)

@@ -106,15 +106,13 @@ class RawTextClassifier(tf.Module):
         super().__init__()
         self.model = model
         self.preprocessor = preprocessor
-        self.tokenize = preprocessor.tokenize
         self.clean = preprocessor.clean if cleans(preprocessor.clean) else None
         if self.clean is not None:
             self.cleaning_tables = cleaning_tables()
         self.temperature = None
         if preprocessor.temperature is not None:
             self.temperature = tf.constant(np.asarray(preprocessor.temperature, dtype=np.float32))
-        self.multi_label = preprocessor.multi_label
-        if self.multi_label:
+        if preprocessor.multi_label:
             self.thresholds = tf.constant(np.asarray(preprocessor.thresholds, dtype=np.float32))
         codes, becomes = table
         self.table = string_table(codes, becomes.tolist(), tf.int32)
@@ -163,7 +161,7 @@ class RawTextClassifier(tf.Module):
         probabilities = self.preprocessor.answer_in_graph(
             logits, text_of, n_texts, self.temperature
         )
-        if self.multi_label:
+        if self.preprocessor.multi_label:
             predicted = self.preprocessor.decide_in_graph(probabilities, self.thresholds)
             return {"probabilities": probabilities, "predicted": predicted}
         label = tf.gather(self.classes, tf.argmax(probabilities, axis=1))
@@ -179,7 +177,7 @@ class RawTextClassifier(tf.Module):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         logits = scale_in_graph(self.model(inputs, training=False), self.temperature)
         return {
-            "probabilities": probabilities_in_graph(logits, self.multi_label),
+            "probabilities": probabilities_in_graph(logits, self.preprocessor.multi_label),
             "logits": logits,
         }
 
@@ -283,7 +281,7 @@ def check_parity(
     outputs = saved_model_outputs(load_saved_model(saved_model), texts, encoded.lengths, batch_size)
     exported = outputs["probabilities"]
     difference = np.abs(exported - reference).max(axis=1)
-    if module.multi_label:  # the exported decisions against thresholds.decide on training's
+    if preprocessor.multi_label:  # the exported decisions against thresholds.decide on training's
         expected = preprocessor.decide(reference)
         same_labels = (outputs["predicted"] == expected).all(axis=1)
     else:

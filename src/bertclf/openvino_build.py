@@ -142,22 +142,20 @@ def write_openvino(
     or int8 failing is left out with the reason (raises too when `config.strict`). Returns
     what checks.json holds."""
     from bertclf.files import write_json
-    from bertclf.prediction import predict_logits
+    from bertclf.prediction import predict_texts
 
     tokenize = preprocessor.tokenize
-    texts = test.texts()
     thresholds, at_least_one = preprocessor.thresholds, preprocessor.at_least_one
 
     def predict(runtime_model, answers) -> np.ndarray:
-        logits = predict_logits(runtime_model, test.sequences, batch_size, tokenize)
-        return answers.answer(logits, test.text_index(), len(texts.ids))
+        return predict_texts(runtime_model, test, batch_size, answers)[1]
 
     machine = cpu()
     bfloat16 = native_bfloat16(machine["flags"])
     checks = {}
     if config.precisions:
         converted = convert(function)
-        reference, y_true = predict(model, preprocessor), texts.labels
+        reference, y_true = predict(model, preprocessor), test.texts().labels
     for precision in config.precisions:
         if precision == "int8":
             sample = calibration_batches(

@@ -118,13 +118,11 @@ def predict_logits(
 
 
 def predict_texts(
-    model, cache: TokenCache, batch_size: int, tokenize: TokenizeConfig, multi_label: bool = False
+    model, cache: TokenCache, batch_size: int, answers
 ) -> tuple[TokenCache, np.ndarray]:
-    """Probabilities per text of a token cache, the windows of a text pooled (chunks).
-    Returns the texts' rows of the cache (id, label, length) and the probabilities."""
-    rows = predict_logits(model, cache.sequences, batch_size, tokenize)
+    """Probabilities per text of a token cache, as `answers` (a `Preprocessor`) turns the
+    model's logits into them. Returns the texts' rows of the cache (id, label, length) and the
+    probabilities."""
+    rows = predict_logits(model, cache.sequences, batch_size, answers.tokenize)
     texts = cache.texts()
-    pooled = pool_windows(
-        rows, cache.text_index(), len(texts.ids), tokenize.chunk_pooling, multi_label
-    )
-    return texts, pooled
+    return texts, answers.answer(rows, cache.text_index(), len(texts.ids))

@@ -29,7 +29,6 @@ from bertclf.config import CleanConfig, TokenizeConfig
 from bertclf.prediction import (
     pool_windows,
     pool_windows_in_graph,
-    probabilities,
     probabilities_in_graph,
     scale,
     scale_in_graph,
@@ -67,9 +66,7 @@ class Preprocessor:
         """Probabilities per text: the logits scaled by the temperature, a long text's windows
         pooled as `tokenize.chunk_pooling` says."""
         logits = scale(window_logits, self.temperature)
-        if self.tokenize.long_text != "chunks":
-            return probabilities(logits, self.multi_label)
-        how = self.tokenize.chunk_pooling
+        how = self.tokenize.chunk_pooling  # a text of one window is its own answer
         return pool_windows(logits, text_index, n_texts, how, self.multi_label)
 
     def answer_in_graph(self, window_logits, text_of, n_texts, temperature=None):
