@@ -11,6 +11,7 @@ from bertclf.errors import exits_cleanly
 from bertclf.files import write_json
 from bertclf.labels import LabelMap
 from bertclf.paths import BASELINE, LABELS, PREPARED, TOKENIZED
+from bertclf.tasks import task_of
 from bertclf.tokenization import read_token_cache
 
 
@@ -19,60 +20,40 @@ def main() -> None:
     baseline = load_section("baseline")
     seed = load_section("seed")
     tokenize = load_section("tokenize")
-    task = load_section("task")
+    task_config = load_section("task")
 
-    label_map = LabelMap.load(LABELS)
+    from bertclf.baseline import baseline_probabilities, fit_baseline
+    from bertclf.metrics import metrics_of
+    from bertclf.preprocessor import Preprocessor
+    from bertclf.thresholds import fit_rule
+
+    task = task_of(LabelMap.load(LABELS))
+    classes = task.classes.tolist()
     train = pd.read_parquet(PREPARED / "train.parquet")
-    frames, long = {}, {}
+    pipeline = fit_baseline(
+        train["text"], task.targets(train), baseline.C, seed, per_label=task.multi_label
+    )
+    truth, scores, long = {}, {}, {}
     for split in ("test", "val"):
-        frames[split] = pd.read_parquet(PREPARED / f"{split}.parquet")
+        frame = pd.read_parquet(PREPARED / f"{split}.parquet")
+        truth[split] = task.targets(frame)
+        scores[split] = baseline_probabilities(pipeline, frame["text"], len(classes))
         # split by the encoder's window, like the model's metrics, to compare on long texts
         texts = read_token_cache(TOKENIZED / f"{split}.parquet").texts()
-        lengths = pd.Series(texts.text_lengths, index=texts.ids).loc[frames[split]["id"]]
+        lengths = pd.Series(texts.text_lengths, index=texts.ids).loc[frame["id"]]
         long[split] = lengths.to_numpy() > tokenize.max_length
-    if label_map.multi_label:
-        metrics = multi_label_baseline(train, frames, long, label_map, baseline, task, seed)
-    else:
-        metrics = single_label_baseline(train, frames, long, label_map, baseline, seed)
-    write_json(BASELINE, metrics)
-    headline = "micro_f1" if label_map.multi_label else "accuracy"
-    print(
-        f"baseline: test {headline} {metrics['test'][headline]:.4f}, "
-        f"macro F1 {metrics['test']['macro_f1']:.4f}"
-    )
-
-
-def single_label_baseline(train, frames, long, label_map, baseline, seed) -> dict:
-    from bertclf.baseline import baseline_probabilities, fit_baseline
-    from bertclf.metrics import split_metrics
-
-    pipeline = fit_baseline(train, label_map, baseline.C, seed)
-    metrics = {}
-    for split, frame in frames.items():
-        probabilities = baseline_probabilities(pipeline, frame["text"], len(label_map.classes))
-        y_true = label_map.encode(frame["label"])
-        metrics[split] = split_metrics(y_true, probabilities, list(label_map.classes), long[split])
-    return metrics
-
-
-def multi_label_baseline(train, frames, long, label_map, baseline, task, seed) -> dict:
-    from bertclf.baseline import fit_multi_label_baseline
-    from bertclf.metrics import multi_label_split_metrics
-    from bertclf.thresholds import decide, tune
-
-    classes = list(label_map.classes)
-    pipeline = fit_multi_label_baseline(train, label_map, baseline.C, seed)
-    truth = {split: label_map.encode_sets(frame["labels"]) for split, frame in frames.items()}
-    scores = {split: pipeline.predict_proba(frame["text"]) for split, frame in frames.items()}
-    rule = tune(truth["val"], scores["val"], classes, task)
-    thresholds = rule.vector(classes)
-    metrics = {}
+    # decided as the model is (a multi-label baseline's thresholds chosen on validation)
+    rule = fit_rule(task.multi_label, classes, task_config, lambda: (truth["val"], scores["val"]))
+    answers = Preprocessor(None, tokenize, multi_label=task.multi_label).with_rule(rule, classes)
+    scoring, metrics = metrics_of(task.name), {}
     for split in ("test", "val"):
-        decided = decide(scores[split], thresholds, rule.at_least_one)
-        metrics[split] = multi_label_split_metrics(
-            truth[split], scores[split], decided, classes, thresholds, long[split]
+        decided = answers.decide(scores[split])
+        metrics[split] = scoring.split(
+            truth[split], scores[split], decided, classes, long[split], answers.thresholds
         )
-    return metrics
+    write_json(BASELINE, metrics)
+    test, key = metrics["test"], task.headline_metric
+    print(f"baseline: test {key} {test[key]:.4f}, macro F1 {test['macro_f1']:.4f}")
 
 
 if __name__ == "__main__":

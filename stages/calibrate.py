@@ -24,7 +24,7 @@ def main() -> None:
     from bertclf.prediction import predict_logits
     from bertclf.preprocessor import Preprocessor
     from bertclf.small_data import few_texts
-    from bertclf.thresholds import tune
+    from bertclf.thresholds import fit_rule
     from bertclf.tokenization import read_token_cache
 
     model, spec = load_classifier(TRAINED)
@@ -36,23 +36,17 @@ def main() -> None:
     temperature = None
     if method == "temperature":
         temperature = fit_temperature(rows, val.labels, multi_label)
-    calibration = {"scaling": method, "temperature": temperature}
-    if not multi_label:
-        write_json(CALIBRATION, {**calibration, "rule": "most probable class"})
-        print(
-            f"calibrate: temperature {temperature} on {len(rows)} validation windows"
-            + few_texts(len(val.texts().ids))
-        )
-        return
-    texts = val.texts()
     answers = Preprocessor(None, tokenize, multi_label=multi_label, temperature=temperature)
-    probabilities = answers.answer(rows, val.text_index(), len(texts.ids))
-    thresholds = tune(texts.labels, probabilities, spec["classes"], task)
-    write_json(CALIBRATION, {**calibration, **thresholds.to_json()})
+    texts = val.texts()
+
+    def validation():  # the calibrated probabilities, a long text's windows pooled
+        return texts.labels, answers.answer(rows, val.text_index(), len(texts.ids))
+
+    rule = fit_rule(multi_label, spec["classes"], task, validation)
+    write_json(CALIBRATION, {"scaling": method, "temperature": temperature, **rule.to_json()})
     print(
-        f"calibrate: temperatures {temperature}; {len(thresholds.tuned_labels)} of "
-        f"{len(spec['classes'])} labels with their own threshold on {len(texts.ids)} validation "
-        f"texts; global threshold {thresholds.global_threshold:.3f}{few_texts(len(texts.ids))}"
+        f"calibrate: temperature {temperature} on {len(rows)} validation windows; decision: "
+        f"{rule.describe()}{few_texts(len(texts.ids))}"
     )
 
 

@@ -24,6 +24,7 @@ from bertclf.paths import (
     TRAINED,
 )
 from bertclf.small_data import few_texts
+from bertclf.tasks import task_of
 from bertclf.tokenization import load_tokenizer
 
 MODEL_PARAMS = ("data", "model", "head", "train", "tokenize", "seed", "task")
@@ -38,8 +39,8 @@ def main() -> None:
     batch_size = load_section("evaluate").batch_size
     data_hashes = {p.name: sha256_file(p) for p in sorted(PREPARED.glob("*.parquet"))}
     calibration = read_json(CALIBRATION)
-    multi_label = LabelMap.load(LABELS).multi_label  # the task, as labels.json alone says
-    card_facts = (multi_label, params, read_json(METRICS), read_json(PRETRAINED / SOURCE))
+    task = task_of(LabelMap.load(LABELS))  # the task, as labels.json alone says
+    card_facts = (task.name, params, read_json(METRICS), read_json(PRETRAINED / SOURCE))
     card_facts = (*card_facts, data_hashes)
     test_texts = pd.read_parquet(PREPARED / "test.parquet")["text"].tolist()
 
@@ -49,24 +50,18 @@ def main() -> None:
     from bertclf.model import load_classifier
     from bertclf.openvino_build import write_openvino
     from bertclf.preprocessor import Preprocessor
+    from bertclf.thresholds import read_rule
     from bertclf.tokenization import read_token_cache
 
     model, spec = load_classifier(TRAINED)
-    thresholds, at_least_one = None, calibration.get("at_least_one", True)
-    if multi_label:
-        from bertclf.thresholds import Thresholds
-
-        rule = Thresholds.from_json(calibration, str(CALIBRATION))
-        thresholds = rule.vector(spec["classes"])
+    rule = read_rule(task.multi_label, calibration, str(CALIBRATION))
     preprocessor = Preprocessor(
         load_tokenizer(PRETRAINED),
         TokenizeConfig(**spec["tokenize"]),
         clean,
-        multi_label,
+        task.multi_label,
         calibration.get("temperature"),
-        thresholds,
-        at_least_one,
-    )
+    ).with_rule(rule, spec["classes"])
     with atomic_path(PACKAGE, replace_directory=True) as tmp:
         tmp.mkdir()
         saved_model = tmp / SAVED_MODEL

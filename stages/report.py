@@ -8,6 +8,7 @@ from bertclf.files import atomic_path, read_json
 from bertclf.labels import LabelMap
 from bertclf.paths import LABELS, REPORT, REPORTS, TRAINING_CURVES_PNG
 from bertclf.report import render_report, training_curves_png
+from bertclf.tasks import task_of
 
 
 @exits_cleanly
@@ -16,7 +17,7 @@ def main() -> None:
     with atomic_path(TRAINING_CURVES_PNG) as tmp:
         training_curves_png(REPORTS / "train", tmp)
     report = render_report(
-        LabelMap.load(LABELS).multi_label,  # the task, as labels.json alone says
+        task_of(LabelMap.load(LABELS)).name,  # the task, as labels.json alone says
         params,
         read_json(REPORTS / "prepare.json"),
         read_json(REPORTS / "metrics.json"),

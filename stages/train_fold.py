@@ -20,7 +20,7 @@ def main() -> None:
     head = load_section("head")
     tokenize = load_section("tokenize")
     seed = load_section("seed")
-    task = load_section("task")
+    task_config = load_section("task")
     if train.distribution == "multi_worker":
         raise BertclfError(
             "train_fold: train.distribution=multi_worker is for the train stage; "
@@ -32,7 +32,8 @@ def main() -> None:
     from bertclf.checkpoint import Checkpoint
     from bertclf.labels import LabelMap
     from bertclf.tasks import task_of
-    from bertclf.metrics import split_metrics
+    from bertclf.metrics import metrics_of
+    from bertclf.thresholds import fit_rule
     from bertclf.tokenization import read_token_cache
     from bertclf.prediction import predict_texts
     from bertclf.preprocessor import Preprocessor
@@ -43,7 +44,7 @@ def main() -> None:
     folds = pd.read_parquet(FOLDS).set_index("id")["fold"]
     held_out = folds.reindex(cache.ids).to_numpy() == fold
     params = {"train": train, "head": head, "tokenize": tokenize, "seed": seed, "fold": fold}
-    params["monitor"] = task.early_stopping_monitor
+    params["monitor"] = task_config.early_stopping_monitor
     checkpoint = Checkpoint.for_run(
         f"train_fold_{fold}", params, [PRETRAINED, LABELS, TOKENIZED, FOLDS, __file__]
     )
@@ -58,29 +59,32 @@ def main() -> None:
         tokenize,
         seed,
         checkpoint=checkpoint,
-        monitor=task.early_stopping_monitor,
+        monitor=task_config.early_stopping_monitor,
     )
-    multi_label = label_map.multi_label
-    answers = Preprocessor(None, tokenize, multi_label=multi_label)
-    texts, probabilities = predict_texts(model, cache.subset(held_out), train.batch_size, answers)
+    task = task_of(label_map)
     classes = list(label_map.classes)
-    long = texts.text_lengths > tokenize.max_length
-    if multi_label:  # thresholds chosen on validation, as the calibrate stage chooses them
-        from bertclf.metrics import multi_label_split_metrics
-        from bertclf.thresholds import decide, tune
+    answers = Preprocessor(None, tokenize, multi_label=task.multi_label)
+    texts, probabilities = predict_texts(model, cache.subset(held_out), train.batch_size, answers)
 
+    def validation():
         val_texts, val_probabilities = predict_texts(model, val, train.batch_size, answers)
-        rule = tune(val_texts.labels, val_probabilities, classes, task)
-        thresholds = rule.vector(classes)
-        decided = decide(probabilities, thresholds, rule.at_least_one)
-        metrics = multi_label_split_metrics(
-            texts.labels, probabilities, decided, classes, thresholds, long
-        )
-    else:
-        metrics = split_metrics(texts.labels, probabilities, classes, long)
+        return val_texts.labels, val_probabilities
+
+    # the decision rule chosen on validation, as the calibrate stage chooses it
+    rule = fit_rule(task.multi_label, classes, task_config, validation)
+    answers = answers.with_rule(rule, classes)
+    long = texts.text_lengths > tokenize.max_length
+    metrics = metrics_of(task.name).split(
+        texts.labels,
+        probabilities,
+        answers.decide(probabilities),
+        classes,
+        long,
+        answers.thresholds,
+    )
     write_json(fold_metrics(fold), metrics)
     checkpoint.remove()
-    key = task_of(label_map).headline_metric
+    key = task.headline_metric
     print(f"train_fold {fold}: {key} {metrics[key]:.4f} on {metrics['n']} held-out texts")
 
 

@@ -2,8 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bertclf.cv import assign_folds, summarise
+from bertclf.cv import assign_folds, fold_counts, summarise
 from bertclf.errors import BertclfError
+from bertclf.labels import LabelMap
+from bertclf.tasks import task_of
 
 
 def train_table() -> pd.DataFrame:
@@ -11,9 +13,12 @@ def train_table() -> pd.DataFrame:
     return pd.DataFrame({"id": [f"r{i}" for i in range(len(labels))], "label": labels})
 
 
+TASK = task_of(LabelMap.fit(train_table()["label"]))
+
+
 def test_folds_are_stratified_disjoint_and_cover_train():
     train = train_table()
-    folds = assign_folds(train, 3, seed=0)
+    folds = assign_folds(train, 3, 0, TASK)
     assert folds["id"].tolist() == train["id"].tolist()  # every id exactly once
     assert set(folds["fold"]) == {0, 1, 2}
     merged = folds.merge(train, on="id")
@@ -21,21 +26,26 @@ def test_folds_are_stratified_disjoint_and_cover_train():
         per_fold = merged[merged["label"] == label]["fold"].value_counts()
         assert per_fold.max() - per_fold.min() <= 1, (label, per_fold.tolist())
         assert per_fold.sum() == count
+    counts = fold_counts(TASK.targets(train), folds["fold"].to_numpy(), ["a", "b", "c"])
+    assert counts == {
+        str(fold): part["label"].value_counts().sort_index().to_dict()
+        for fold, part in merged.groupby("fold")
+    }
 
 
 def test_fold_seed_changes_the_assignment_and_repeats():
     train = train_table()
-    assert assign_folds(train, 3, 0).equals(assign_folds(train, 3, 0))
-    assert not assign_folds(train, 3, 0).equals(assign_folds(train, 3, 1))
+    assert assign_folds(train, 3, 0, TASK).equals(assign_folds(train, 3, 0, TASK))
+    assert not assign_folds(train, 3, 0, TASK).equals(assign_folds(train, 3, 1, TASK))
 
 
 def test_no_folds_is_an_empty_assignment():
-    assert assign_folds(train_table(), 0, 0).empty
+    assert assign_folds(train_table(), 0, 0, TASK).empty
 
 
 def test_class_smaller_than_k_is_named():
     with pytest.raises(BertclfError, match=r"class 'c' has 7 training examples; 10-fold"):
-        assign_folds(train_table(), 10, 0)
+        assign_folds(train_table(), 10, 0, TASK)
 
 
 def test_summary_mean_and_std_by_hand():

@@ -8,13 +8,14 @@ import pandas as pd
 import pytest
 from helpers import SHARED, section
 
-from bertclf.cv import assign_folds
+from bertclf.cv import assign_folds, fold_counts
 from bertclf.errors import BertclfError
-from bertclf.labels import LabelMap
-from bertclf.metrics import multi_label_metrics, multi_label_split_metrics
+from bertclf.labels import LabelMap, label_set
+from bertclf.metrics import MultiLabelMetrics, multi_label_metrics
 from bertclf.prediction import pool_windows
-from bertclf.prepare import label_set, prepare_splits
+from bertclf.prepare import prepare_splits
 from bertclf.tables import write_table
+from bertclf.tasks import task_of
 from bertclf.thresholds import best_threshold, decide, tune
 
 REUTERS = SHARED / "fixtures" / "reuters21578_modapte_test.jsonl"
@@ -168,12 +169,15 @@ def test_reuters_splits_keep_every_label_in_train():
 
 def test_multi_label_folds_cover_train_once():
     train = tagged_table(90).assign(id=[f"t{i}" for i in range(90)])
-    folds = assign_folds(train, 3, seed=0)
+    task = task_of(LabelMap.fit_sets(train["labels"]))
+    folds = assign_folds(train, 3, 0, task)
     assert folds["id"].tolist() == train["id"].tolist()
     assert sorted(folds["fold"].value_counts().tolist()) == [30, 30, 30]
     for fold in range(3):  # stratified: every frequent topic in every held-out fold
         held_out = train[folds["fold"].to_numpy() == fold]
         assert {x for labels in held_out["labels"] for x in labels} == set(TOPICS)
+    counts = fold_counts(task.targets(train), folds["fold"].to_numpy(), list(task.classes))
+    assert sum(counts["0"].values()) == sum(len(x) for x in train["labels"][folds["fold"] == 0])
 
 
 # label map
@@ -284,7 +288,7 @@ def test_auc_is_null_where_no_label_has_both_classes():
 
 def test_by_length_splits_the_headline_metrics():
     long = np.array([False, True, False, False])
-    m = multi_label_split_metrics(Y, P, PREDICTED, ["a", "b", "c"], np.full(3, 0.5), long)
+    m = MultiLabelMetrics().split(Y, P, PREDICTED, ["a", "b", "c"], long, np.full(3, 0.5))
     assert m["by_length"]["long"]["n"] == 1 and m["by_length"]["fits"]["n"] == 3
     assert m["by_length"]["long"]["subset_accuracy"] == 0.0
     assert m["by_length"]["fits"]["samples_f1"] == pytest.approx((1 + 1 + 2 / 3) / 3)

@@ -4,6 +4,7 @@ answers on hand-made cases."""
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import section
 
 from bertclf.errors import BertclfError
 from bertclf.labels import LabelMap
@@ -55,3 +56,43 @@ def test_multi_label_rows_and_answers_follow_the_decision():
     assert set(task.answer_schema()["required"]) == set(answers[0])
     targets = task.column_targets(pd.Series(["a|c", ["b"]]), "in.csv", "labels", "|")
     assert targets.tolist() == [[1, 0, 1], [0, 1, 0]]
+
+
+def test_every_layer_knows_every_task():
+    """Each layer keeps its per-task part keyed by the task's name: a task added to `TASKS`
+    and forgotten in a layer fails here, not in the middle of a run."""
+    from bertclf.evaluation import TASK_TABLES
+    from bertclf.metrics import TASK_METRICS
+    from bertclf.model_card import TASK_CARDS
+    from bertclf.report import TASK_REPORTS
+    from bertclf.tasks import TASKS
+
+    for layer in (TASK_METRICS, TASK_TABLES, TASK_CARDS, TASK_REPORTS):
+        assert set(layer) == set(TASKS)
+
+
+def test_the_decision_rule_is_fitted_and_read_back_per_task():
+    from bertclf.preprocessor import Preprocessor
+    from bertclf.thresholds import MostProbable, Thresholds, fit_rule, read_rule
+
+    def no_validation():
+        raise AssertionError("a single-label rule has nothing to fit")
+
+    classes = ["a", "b", "c"]
+    single = fit_rule(False, classes, section("task"), no_validation)
+    assert isinstance(single, MostProbable)
+    assert isinstance(read_rule(False, single.to_json(), "calibration.json"), MostProbable)
+    answers = Preprocessor(None, None).with_rule(single, classes)
+    assert answers.decide(PROBABILITIES).tolist() == [0, 1]  # a tie goes to the first class
+
+    truth = np.array([[1, 0, 0], [0, 1, 1], [1, 0, 1], [0, 1, 0]])
+    scores = np.array([[0.9, 0.2, 0.1], [0.1, 0.7, 0.6], [0.8, 0.1, 0.7], [0.3, 0.6, 0.2]])
+    config = section("task", type="multi_label", threshold="tuned", min_val_positives=1)
+    multi = fit_rule(True, classes, config, lambda: (truth, scores))
+    assert isinstance(multi, Thresholds) and multi.tuned_labels == classes
+    read = read_rule(True, {"temperature": None, **multi.to_json()}, "calibration.json")
+    assert read == multi
+    answers = Preprocessor(None, None, multi_label=True).with_rule(read, classes)
+    assert (answers.decide(scores) == truth.astype(bool)).all()
+    with pytest.raises(BertclfError, match="calibration.json"):
+        read_rule(True, single.to_json(), "calibration.json")

@@ -242,30 +242,22 @@ def evaluate(args: argparse.Namespace) -> None:
         y_true = true_labels(args, table, label_map)
         classifier = load_package(args, package)
 
-    from bertclf.metrics import (  # scikit-learn, slow to import: after the input is checked
-        HEADLINE_KEYS,
-        MULTI_LABEL_HEADLINE_KEYS,
-        multi_label_split_metrics,
-        split_metrics,
-    )
+    from bertclf.metrics import metrics_of  # scikit-learn: after the input is checked
 
     encoded = classifier.encode(texts)  # once: for the predictions and the texts' lengths
     probabilities = classifier.predict_encoded(encoded, args.batch_size, progress=True)
-    classes = list(classifier.classes_)
-    long = encoded.long(classifier.tokenize.max_length)
-    if label_map.multi_label:
-        decided = classifier.decide(probabilities)
-        thresholds = classifier.thresholds.vector(classes)
-        metrics = multi_label_split_metrics(
-            y_true, probabilities, decided, classes, thresholds, long
-        )
-        keys = MULTI_LABEL_HEADLINE_KEYS
-    else:
-        metrics = split_metrics(y_true, probabilities, classes, long)
-        keys = HEADLINE_KEYS
+    answers, scoring = classifier.preprocessor, metrics_of(classifier.task.name)
+    metrics = scoring.split(
+        y_true,
+        probabilities,
+        answers.decide(probabilities),
+        list(classifier.classes_),
+        encoded.long(classifier.tokenize.max_length),
+        answers.thresholds,
+    )
     if args.output:
         write_json(args.output, metrics)
-    for key in keys:
+    for key in scoring.headline_keys:
         print(f"{key:>16}: {metrics[key]:.4f}" if key != "n" else f"{key:>16}: {metrics[key]}")
 
 

@@ -7,47 +7,54 @@ from sklearn.model_selection import StratifiedKFold
 from bertclf.errors import BertclfError
 
 
-def assign_folds(train: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
-    """Columns id and fold (0..k-1), stratified on the label. An empty table when k is 0."""
+def assign_folds(train: pd.DataFrame, k: int, seed: int, task) -> pd.DataFrame:
+    """Columns id and fold (0..k-1), stratified on the task's targets (`Task.targets`): on the
+    class, or on every label at once (iterative stratification; a label on fewer than k
+    training texts is missing from some held-out folds: it cannot be otherwise). An empty
+    table when k is 0."""
     if k == 0:
         return pd.DataFrame({"id": pd.Series([], dtype=str), "fold": pd.Series([], dtype=int)})
     if k < 2:
         raise BertclfError(f"params.yaml: cv.folds has {k} fold; k-fold needs at least 2")
-    if "labels" in train.columns:
-        return assign_multi_label_folds(train, k, seed)
-    counts = train["label"].value_counts()
-    if counts.min() < k:
-        raise BertclfError(
-            f"data/prepared/train.parquet: class {counts.idxmin()!r} has {counts.min()} "
-            f"training examples; {k}-fold cross-validation needs at least {k} per class"
-        )
+    targets = task.targets(train)
+    if task.multi_label:
+        from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+        if len(train) < k:
+            raise BertclfError(
+                f"data/prepared/train.parquet: {len(train)} training texts; "
+                f"{k}-fold cross-validation needs at least {k}"
+            )
+        splitter = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    else:
+        counts = np.bincount(targets, minlength=len(task.classes))
+        if counts.min() < k:
+            raise BertclfError(
+                f"data/prepared/train.parquet: class {str(task.classes[counts.argmin()])!r} has "
+                f"{counts.min()} training examples; {k}-fold cross-validation needs at least "
+                f"{k} per class"
+            )
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     folds = np.empty(len(train), dtype=int)
-    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(train)), train["label"])):
+    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(train)), targets)):
         folds[held_out] = fold
     return pd.DataFrame({"id": train["id"].to_numpy(), "fold": folds})
 
 
-def assign_multi_label_folds(train: pd.DataFrame, k: int, seed: int) -> pd.DataFrame:
-    """Folds stratified on every label at once (iterative stratification). A label on fewer
-    than k training texts is missing from some held-out folds: it cannot be otherwise."""
-    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-
-    if len(train) < k:
-        raise BertclfError(
-            f"data/prepared/train.parquet: {len(train)} training texts; "
-            f"{k}-fold cross-validation needs at least {k}"
-        )
-    classes = sorted({label for labels in train["labels"] for label in labels})
-    index = {name: j for j, name in enumerate(classes)}
-    y = np.zeros((len(train), len(classes)), dtype=np.int8)
-    for row, labels in enumerate(train["labels"]):
-        y[row, [index[label] for label in labels]] = 1
-    folds = np.empty(len(train), dtype=int)
-    splitter = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(train)), y)):
-        folds[held_out] = fold
-    return pd.DataFrame({"id": train["id"].to_numpy(), "fold": folds})
+def fold_counts(targets: np.ndarray, folds: np.ndarray, classes: list[str]) -> dict:
+    """Texts of each class (multi-label: carrying each label) in each fold, as the targets of
+    `Task.targets` say; a class absent from a fold is left out."""
+    indicator = np.asarray(targets)
+    if indicator.ndim == 1:  # class ids
+        indicator = np.eye(len(classes), dtype=np.int64)[indicator]
+    return {
+        str(fold): {
+            name: int(n)
+            for name, n in zip(classes, indicator[folds == fold].sum(axis=0), strict=True)
+            if n
+        }
+        for fold in np.unique(folds)
+    }
 
 
 def summarise(fold_metrics: list[dict]) -> dict:

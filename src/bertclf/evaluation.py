@@ -8,6 +8,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from sklearn.preprocessing import label_binarize
 
 from bertclf.files import atomic_path
+from bertclf.labels import MULTI_LABEL, SINGLE_LABEL
 from bertclf.metrics import calibration_bins, probability_calibration_bins
 
 PLOT_FILES = (
@@ -247,3 +248,40 @@ def write_label_counts_png(
     with atomic_path(path) as tmp:
         figure.savefig(str(tmp), dpi=100, format="png")
     plt.close(figure)
+
+
+class SingleLabelTables:
+    """What `evaluate` writes besides the metrics for a single-label model: the plot files,
+    the confusion matrix PNG, and the misclassified texts."""
+
+    def write(self, plots, png, y_true, probabilities, decided, classes, metrics, before) -> None:
+        """The test split's (`metrics` of both splits, `before` the temperature)."""
+        per_class = metrics["test"]["per_class"]
+        write_plot_data(plots, y_true, probabilities, classes, per_class, before)
+        write_confusion_png(png, y_true, probabilities, classes)
+
+    def errors(self, frame, y_true, probabilities, decided, classes) -> pd.DataFrame:
+        return errors_table(frame, y_true, probabilities, classes)
+
+
+class MultiLabelTables:
+    """The same for a multi-label model: label-wise plot files, the label counts PNG, and the
+    texts whose label set is wrong."""
+
+    def write(self, plots, png, y_true, probabilities, decided, classes, metrics, before) -> None:
+        per_label = metrics["test"]["per_label"]
+        write_multi_label_plot_data(
+            plots, y_true, probabilities, decided, classes, per_label, before
+        )
+        write_label_counts_png(png, y_true, decided, classes)
+
+    def errors(self, frame, y_true, probabilities, decided, classes) -> pd.DataFrame:
+        return multi_label_errors_table(frame, y_true, probabilities, decided, classes)
+
+
+TASK_TABLES = {SINGLE_LABEL: SingleLabelTables(), MULTI_LABEL: MultiLabelTables()}
+
+
+def tables_of(task_name: str):
+    """The tables of the task labels.json names (`Task.name`)."""
+    return TASK_TABLES[task_name]

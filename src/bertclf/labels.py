@@ -1,4 +1,5 @@
-"""The one place that knows the label order: a JSON label map, fitted on train only.
+"""The one place that knows the label order: a JSON label map, fitted on train only; and how
+a multi-label cell is read as a set of labels (`label_set`).
 
 It replaces the seed project's pickled OneHotEncoder.
 """
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from sklearn.utils.class_weight import compute_class_weight
 
 from bertclf.errors import BertclfError
@@ -133,3 +135,38 @@ class LabelMap:
         if task not in (SINGLE_LABEL, MULTI_LABEL):
             raise BertclfError(f"{path}: not a valid label map (task {task!r})")
         return cls(classes, counts, task, n_texts)
+
+
+def label_set(value, row: int, path: str, column: str, separator: str) -> tuple[str, ...]:
+    """One multi-label cell as a sorted tuple of labels: a list (JSONL, Parquet) or a
+    separator-joined string (CSV, TSV, XLSX). Empty means "none of the labels"."""
+    where = f"{path}: row {row + 1} of column '{column}'"
+    if value is None or (not isinstance(value, str | list) and _is_scalar_missing(value)):
+        return ()
+    if isinstance(value, str):
+        parts = [] if value.strip() == "" else value.split(separator)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        parts = [str(value)]  # CSV has no types: a cell "3" is read as a number
+    elif hasattr(value, "__iter__") and not isinstance(value, dict | bytes):
+        parts = list(value)
+        for part in parts:
+            if not isinstance(part, str):
+                raise BertclfError(f"{where}: label {part!r} is not a string")
+            if separator in part:
+                raise BertclfError(
+                    f"{where}: label {part!r} holds the separator {separator!r} "
+                    "(task.label_separator), so it could not be written to CSV, TSV or XLSX"
+                )
+    else:
+        raise BertclfError(f"{where}: {value!r} is neither a list of labels nor text")
+    labels = [part.strip() for part in parts]
+    if "" in labels:
+        raise BertclfError(f"{where}: an empty label in {value!r}")
+    return tuple(sorted(set(labels)))
+
+
+def _is_scalar_missing(value) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False

@@ -14,6 +14,8 @@ from sklearn.metrics import (
 )
 from sklearn.preprocessing import label_binarize
 
+from bertclf.labels import MULTI_LABEL, SINGLE_LABEL
+
 TOP_K = 3  # top_k_accuracy is reported where there are more than five classes
 CALIBRATION_BINS = 10
 
@@ -45,34 +47,11 @@ def lift_within_noise(test: dict, base: dict) -> str | None:
     )
 
 
-def split_metrics(
-    y_true: np.ndarray, probabilities: np.ndarray, classes: list[str], long: np.ndarray
-) -> dict:
-    """Every metric of one split, with `by_length`: the headline metrics for the texts that
-    fit the window and for the longer ones (`long`, one flag per text)."""
-    metrics = classification_metrics(y_true, probabilities, classes)
-    metrics["by_length"] = by_length(y_true, probabilities, classes, long)
-    return metrics
-
-
-def by_length(
-    y_true: np.ndarray, probabilities: np.ndarray, classes: list[str], long: np.ndarray
-) -> dict:
-    """The headline metrics separately for texts that fit the window and texts that do not."""
-    parts = {}
-    for name, rows in (("fits", ~long), ("long", long)):
-        if not rows.any():
-            parts[name] = {"n": 0}
-            continue
-        metrics = classification_metrics(np.asarray(y_true)[rows], probabilities[rows], classes)
-        parts[name] = {key: metrics[key] for key in HEADLINE_KEYS}
-    return parts
-
-
 def classification_metrics(
     y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]
 ) -> dict:
-    """Every metric of reports/metrics.json for one split, from true ids and probabilities."""
+    """Every single-label metric of reports/metrics.json for one split, from true ids and
+    probabilities (the prediction is the most probable class)."""
     y_true = np.asarray(y_true)
     labels = np.arange(len(classes))
     y_pred = probabilities.argmax(axis=1)
@@ -196,29 +175,6 @@ MULTI_LABEL_HEADLINE_KEYS = (
 )
 
 
-def multi_label_split_metrics(
-    y_true: np.ndarray,
-    probabilities: np.ndarray,
-    predicted: np.ndarray,
-    classes: list[str],
-    thresholds: np.ndarray,
-    long: np.ndarray,
-) -> dict:
-    """Every multi-label metric of one split, with `by_length` as for single-label."""
-    metrics = multi_label_metrics(y_true, probabilities, predicted, classes, thresholds)
-    parts = {}
-    for name, rows in (("fits", ~long), ("long", long)):
-        if not rows.any():
-            parts[name] = {"n": 0}
-            continue
-        part = multi_label_metrics(
-            y_true[rows], probabilities[rows], predicted[rows], classes, thresholds
-        )
-        parts[name] = {key: part[key] for key in MULTI_LABEL_HEADLINE_KEYS}
-    metrics["by_length"] = parts
-    return metrics
-
-
 def multi_label_metrics(
     y_true: np.ndarray,
     probabilities: np.ndarray,
@@ -307,3 +263,75 @@ def probability_calibration_bins(
                 }
             )
     return pd.DataFrame(rows, columns=["bin", "confidence", "accuracy", "count"])
+
+
+class TaskMetrics:
+    """A task's metrics of one split, behind one interface: `split` gives every metric with
+    `by_length` (the headline ones for texts that fit the window and for longer ones), from
+    the truth, the probabilities, the decisions (`Preprocessor.decide`) and the thresholds
+    (multi-label)."""
+
+    headline_keys: tuple[str, ...]  # what a summary shows: by length, the card, `evaluate`
+    per_label_key: str  # the metrics' table of one row per class or label
+    multi_label: bool
+
+    def compute(self, y_true, probabilities, decided, classes, thresholds) -> dict:
+        raise NotImplementedError
+
+    def split(
+        self,
+        y_true: np.ndarray,
+        probabilities: np.ndarray,
+        decided: np.ndarray,
+        classes: list[str],
+        long: np.ndarray,
+        thresholds: np.ndarray | None = None,
+    ) -> dict:
+        y_true, decided = np.asarray(y_true), np.asarray(decided)
+        metrics = self.compute(y_true, probabilities, decided, classes, thresholds)
+        parts = {}
+        for name, rows in (("fits", ~long), ("long", long)):
+            if not rows.any():
+                parts[name] = {"n": 0}
+                continue
+            part = self.compute(
+                y_true[rows], probabilities[rows], decided[rows], classes, thresholds
+            )
+            parts[name] = {key: part[key] for key in self.headline_keys}
+        metrics["by_length"] = parts
+        return metrics
+
+    def probability_scores(self, y_true: np.ndarray, probabilities: np.ndarray) -> dict:
+        return probability_scores(y_true, probabilities, self.multi_label)
+
+    def reliability(self, y_true: np.ndarray, probabilities: np.ndarray) -> pd.DataFrame:
+        """The reliability diagram's bins."""
+        raise NotImplementedError
+
+
+class SingleLabelMetrics(TaskMetrics):
+    headline_keys, per_label_key, multi_label = HEADLINE_KEYS, "per_class", False
+
+    def compute(self, y_true, probabilities, decided, classes, thresholds) -> dict:
+        return classification_metrics(y_true, probabilities, classes)
+
+    def reliability(self, y_true: np.ndarray, probabilities: np.ndarray) -> pd.DataFrame:
+        return calibration_bins(y_true, probabilities)
+
+
+class MultiLabelMetrics(TaskMetrics):
+    headline_keys, per_label_key, multi_label = MULTI_LABEL_HEADLINE_KEYS, "per_label", True
+
+    def compute(self, y_true, probabilities, decided, classes, thresholds) -> dict:
+        return multi_label_metrics(y_true, probabilities, decided, classes, thresholds)
+
+    def reliability(self, y_true: np.ndarray, probabilities: np.ndarray) -> pd.DataFrame:
+        return probability_calibration_bins(y_true, probabilities)
+
+
+TASK_METRICS = {SINGLE_LABEL: SingleLabelMetrics(), MULTI_LABEL: MultiLabelMetrics()}
+
+
+def metrics_of(task_name: str) -> TaskMetrics:
+    """The metrics of the task labels.json names (`Task.name`)."""
+    return TASK_METRICS[task_name]

@@ -2,11 +2,12 @@
 
 import yaml
 
-from bertclf.metrics import HEADLINE_KEYS, MULTI_LABEL_HEADLINE_KEYS, standard_error
+from bertclf.labels import MULTI_LABEL, SINGLE_LABEL
+from bertclf.metrics import metrics_of, standard_error
 
 
 def model_card(
-    multi_label: bool,
+    task_name: str,
     params: dict,
     metrics: dict,
     encoder: dict,
@@ -14,10 +15,9 @@ def model_card(
     calibration: dict | None = None,
     openvino: dict | None = None,
 ) -> str:
-    if multi_label:
-        card = multi_label_card(params, metrics, encoder, data_hashes, calibration or {})
-    else:
-        card = single_label_card(params, metrics, encoder, data_hashes)
+    """The card of a model of the task labels.json names (`Task.name`)."""
+    task_card = TASK_CARDS[task_name]
+    card = task_card(params, metrics, encoder, data_hashes, calibration or {})
     return card + probabilities_section(metrics, calibration or {}) + runtimes_section(openvino)
 
 
@@ -45,7 +45,9 @@ log loss; every runtime of the package answers them.{change}
 """
 
 
-def single_label_card(params: dict, metrics: dict, encoder: dict, data_hashes: dict) -> str:
+def single_label_card(
+    params: dict, metrics: dict, encoder: dict, data_hashes: dict, calibration: dict
+) -> str:
     test, val = metrics["test"], metrics["val"]
     rows = "\n".join(
         f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
@@ -147,7 +149,7 @@ def _long_texts(tokenize: dict) -> str:
 
 
 def model_card_fields(
-    multi_label: bool,
+    task_name: str,
     params: dict,
     metrics: dict,
     encoder: dict,
@@ -156,9 +158,9 @@ def model_card_fields(
     openvino: dict | None = None,
 ) -> dict:
     """The model card's facts as JSON (model_card.json), for programs such as `bertclf serve`."""
-    keys = MULTI_LABEL_HEADLINE_KEYS if multi_label else HEADLINE_KEYS
+    keys = metrics_of(task_name).headline_keys
     return {
-        "task": "multi_label" if multi_label else "single_label",
+        "task": task_name,
         "encoder": encoder,
         "data": {"name": params["data"]["name"], "sha256": data_hashes},
         "metrics": {split: {key: metrics[split][key] for key in keys} for split in ("test", "val")},
@@ -249,3 +251,6 @@ This package is a program: its SavedModel is a graph that TensorFlow runs. Load 
 source you trust. Check the manifest's sha256 against the one published by whoever built the
 package (`--expect-sha256`, `BERTCLF_PACKAGE_SHA256`).
 """
+
+
+TASK_CARDS = {SINGLE_LABEL: single_label_card, MULTI_LABEL: multi_label_card}

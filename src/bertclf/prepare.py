@@ -16,6 +16,7 @@ from sklearn.model_selection import train_test_split
 from bertclf.cleaning import clean_text
 from bertclf.config import DataConfig, TaskConfig
 from bertclf.errors import BertclfError
+from bertclf.labels import label_set
 from bertclf.small_data import FEW_TEST_TEXTS
 from bertclf.tables import data_lines, read_table, require_columns, text_cells
 
@@ -54,41 +55,6 @@ class PrepareReport:
 # Joins a text's labels into the one string `drop_duplicates` compares (multi-label): a
 # character no label holds.
 LABEL_SET_KEY = "\x1f"
-
-
-def label_set(value, row: int, path: str, column: str, separator: str) -> tuple[str, ...]:
-    """One multi-label cell as a sorted tuple of labels: a list (JSONL, Parquet) or a
-    separator-joined string (CSV, TSV, XLSX). Empty means "none of the labels"."""
-    where = f"{path}: row {row + 1} of column '{column}'"
-    if value is None or (not isinstance(value, str | list) and _is_scalar_missing(value)):
-        return ()
-    if isinstance(value, str):
-        parts = [] if value.strip() == "" else value.split(separator)
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        parts = [str(value)]  # CSV has no types: a cell "3" is read as a number
-    elif hasattr(value, "__iter__") and not isinstance(value, dict | bytes):
-        parts = list(value)
-        for part in parts:
-            if not isinstance(part, str):
-                raise BertclfError(f"{where}: label {part!r} is not a string")
-            if separator in part:
-                raise BertclfError(
-                    f"{where}: label {part!r} holds the separator {separator!r} "
-                    "(task.label_separator), so it could not be written to CSV, TSV or XLSX"
-                )
-    else:
-        raise BertclfError(f"{where}: {value!r} is neither a list of labels nor text")
-    labels = [part.strip() for part in parts]
-    if "" in labels:
-        raise BertclfError(f"{where}: an empty label in {value!r}")
-    return tuple(sorted(set(labels)))
-
-
-def _is_scalar_missing(value) -> bool:
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def single_labels(labels: pd.Series, path: str, column: str) -> pd.Series:

@@ -50,6 +50,10 @@ class Preprocessor:
     def with_temperature(self, temperature) -> "Preprocessor":
         return replace(self, temperature=temperature)
 
+    def with_rule(self, rule, classes: list[str]) -> "Preprocessor":
+        """The decision rule of `thresholds.fit_rule` or `read_rule` applied."""
+        return replace(self, thresholds=rule.vector(classes), at_least_one=rule.at_least_one)
+
     # texts to the model's inputs
 
     def encode(self, texts: list[str]) -> Encoded:
@@ -78,7 +82,10 @@ class Preprocessor:
         return pool_windows_in_graph(logits, text_of, n_texts, how, self.multi_label)
 
     def decide(self, probabilities_: np.ndarray, threshold: float | None = None) -> np.ndarray:
-        """Multi-label: which labels each text gets, by the thresholds (or one `threshold`)."""
+        """The answer's decision: single-label, the most probable class's index; multi-label,
+        which labels each text gets (bool), by the thresholds (or one `threshold`)."""
+        if not self.multi_label:
+            return np.asarray(probabilities_).argmax(axis=1)
         limits = self.thresholds if threshold is None else threshold
         return decide(probabilities_, limits, self.at_least_one)
 

@@ -6,10 +6,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from bertclf.labels import MULTI_LABEL, SINGLE_LABEL
 from bertclf.metrics import (
     HEADLINE_KEYS,
     MULTI_LABEL_HEADLINE_KEYS,
     lift_within_noise,
+    metrics_of,
     standard_error,
 )
 
@@ -26,9 +28,10 @@ MULTI_LABEL_COMPARED = (
 )
 
 
-def is_multi_label(metrics: dict) -> bool:
-    """Whether a metrics file (`bertclf metrics` reads one of any run) is a multi-label run's."""
-    return "per_label" in metrics["test"]
+def task_of_metrics(metrics: dict) -> str:
+    """The task of a metrics file, for `bertclf metrics`, which is given one of any run and
+    not its labels.json: a multi-label run's metrics hold `per_label`."""
+    return MULTI_LABEL if "per_label" in metrics["test"] else SINGLE_LABEL
 
 
 def training_curves_png(live_dir: Path, path: Path) -> None:
@@ -57,7 +60,7 @@ def _number(value) -> str:
 
 
 def render_report(
-    multi_label: bool,
+    task_name: str,
     params: dict,
     prepare: dict,
     metrics: dict,
@@ -65,8 +68,18 @@ def render_report(
     errors: pd.DataFrame,
     images: dict[str, str],
 ) -> str:
-    if multi_label:
-        return render_multi_label_report(params, prepare, metrics, baseline, errors, images)
+    """The report of a run of the task labels.json names (`Task.name`)."""
+    return TASK_REPORTS[task_name](params, prepare, metrics, baseline, errors, images)
+
+
+def render_single_label_report(
+    params: dict,
+    prepare: dict,
+    metrics: dict,
+    baseline: dict,
+    errors: pd.DataFrame,
+    images: dict[str, str],
+) -> str:
     test, base = metrics["test"], baseline["test"]
     lines = ["# Evaluation report", "", "## Data", ""]
     lines += [
@@ -142,13 +155,13 @@ def headline_table(metrics: dict, baseline: dict) -> str:
     """The headline test metrics of the model beside the baseline's, as plain text: what
     `make repro` ends with (`bertclf metrics`)."""
     test, base = metrics["test"], baseline["test"]
-    multi_label = is_multi_label(metrics)
+    task_name = task_of_metrics(metrics)
     rows = [
         f"{'test, ' + str(test['n']) + ' texts':<20}{'fine-tuned':>12}{'baseline':>12}{'lift':>10}"
     ]
-    for key in (MULTI_LABEL_HEADLINE_KEYS if multi_label else HEADLINE_KEYS)[1:]:
+    for key in metrics_of(task_name).headline_keys[1:]:
         rows.append(f"{key:<20}{test[key]:>12.4f}{base[key]:>12.4f}{test[key] - base[key]:>+10.4f}")
-    if not multi_label:
+    if task_name == SINGLE_LABEL:
         error = standard_error(test["accuracy"], test["n"])
         rows.append(f"(one standard error of accuracy: {error:.3f})")
         noise = lift_within_noise(test, base)
@@ -253,3 +266,6 @@ def render_multi_label_report(
             f"{_cell(row.missing)} | {_cell(row.extra)} | {_cell(row.text)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+TASK_REPORTS = {SINGLE_LABEL: render_single_label_report, MULTI_LABEL: render_multi_label_report}

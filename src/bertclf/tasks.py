@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 
-from bertclf.labels import MULTI_LABEL, SINGLE_LABEL, LabelMap
+from bertclf.labels import MULTI_LABEL, SINGLE_LABEL, LabelMap, label_set
 
 
 class Task:
@@ -24,6 +24,12 @@ class Task:
     def __init__(self, label_map: LabelMap):
         self.label_map = label_map
         self.classes = np.asarray(label_map.classes)
+
+    @classmethod
+    def fit(cls, train) -> "Task":
+        """The task with its label map fitted on a prepared training split (the labels stage;
+        params.yaml's task.type chose the class)."""
+        raise NotImplementedError
 
     def targets(self, frame) -> np.ndarray:
         """The training targets of a prepared split (its `label` or `labels` column)."""
@@ -56,6 +62,10 @@ class Task:
 
 class SingleLabel(Task):
     name, multi_label, headline_metric = SINGLE_LABEL, False, "accuracy"
+
+    @classmethod
+    def fit(cls, train) -> "SingleLabel":
+        return cls(LabelMap.fit(train["label"]))
 
     def targets(self, frame) -> np.ndarray:
         return self.label_map.encode(frame["label"])
@@ -97,12 +107,14 @@ class SingleLabel(Task):
 class MultiLabel(Task):
     name, multi_label, headline_metric = MULTI_LABEL, True, "micro_f1"
 
+    @classmethod
+    def fit(cls, train) -> "MultiLabel":
+        return cls(LabelMap.fit_sets(train["labels"]))
+
     def targets(self, frame) -> np.ndarray:
         return self.label_map.encode_sets(frame["labels"])
 
     def column_targets(self, values, source: str, column: str, separator: str) -> np.ndarray:
-        from bertclf.prepare import label_set
-
         sets = [label_set(v, row, source, column, separator) for row, v in enumerate(values)]
         return self.label_map.encode_sets(sets)
 

@@ -1,4 +1,7 @@
-"""Multi-label decisions: the thresholds chosen on the validation split, and applying them.
+"""Decisions: the rule that turns a text's probabilities into its answer, chosen on the
+validation split (`fit_rule`, by `calibrate`, the baseline and each fold) and read back from
+calibration.json (`read_rule`). A single-label model answers its most probable class
+(`MostProbable`, nothing to fit); a multi-label model each label that reaches its threshold.
 
 A label is predicted when its probability reaches its threshold. `tune` chooses, for each
 label with enough positives in validation, the threshold that maximises that label's F1 there;
@@ -51,6 +54,12 @@ class Thresholds:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    def describe(self) -> str:
+        return (
+            f"{len(self.tuned_labels)} of {len(self.thresholds)} labels with their own "
+            f"threshold; global threshold {self.global_threshold:.3f}"
+        )
 
     @classmethod
     def from_json(cls, data: dict, source: str) -> "Thresholds":
@@ -164,6 +173,36 @@ def decide_in_graph(probabilities, thresholds, at_least_one: bool):
     top = tf.one_hot(tf.argmax(probabilities, axis=1), tf.shape(probabilities)[1]) > 0
     none = ~tf.reduce_any(predicted, axis=1, keepdims=True)
     return predicted | (top & none)
+
+
+class MostProbable:
+    """A single-label model's rule: the most probable class, which a temperature never
+    changes; calibration.json says so in words."""
+
+    at_least_one = True
+
+    def vector(self, classes: list[str]) -> None:
+        return None
+
+    def to_json(self) -> dict:
+        return {"rule": "most probable class"}
+
+    def describe(self) -> str:
+        return "the most probable class"
+
+
+def fit_rule(multi_label: bool, classes: list[str], task: TaskConfig, validation):
+    """The decision rule chosen on validation; `validation()` gives (truth, probabilities)
+    and is called only by a rule that has something to fit."""
+    if not multi_label:
+        return MostProbable()
+    truth, probabilities = validation()
+    return tune(truth, probabilities, classes, task)
+
+
+def read_rule(multi_label: bool, calibration: dict, source: str):
+    """The rule calibration.json holds, each key checked."""
+    return Thresholds.from_json(calibration, source) if multi_label else MostProbable()
 
 
 def load_thresholds(path) -> Thresholds:

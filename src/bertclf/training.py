@@ -19,7 +19,7 @@ from bertclf.checkpoint import Checkpoint
 from bertclf.config import HeadConfig, TokenizeConfig, TrainConfig
 from bertclf.distribution import configure
 from bertclf.errors import BertclfError
-from bertclf.labels import LabelMap
+from bertclf.labels import MULTI_LABEL, SINGLE_LABEL, LabelMap
 from bertclf.layout import ENCODER_CONFIG
 from bertclf.model import build_classifier
 from bertclf.tokenization import TokenCache
@@ -127,14 +127,68 @@ def optimizer_for(train: TrainConfig, steps_per_epoch: int) -> keras.optimizers.
     return optimizer
 
 
-def loss_and_metric(label_map: LabelMap | None, train: TrainConfig):
-    """Single-label: sparse categorical cross-entropy and accuracy; multi-label: binary
-    cross-entropy (positive weights with train.class_weights) and micro-F1 at 0.5."""
-    if label_map is not None and label_map.multi_label:
+class SingleLabelTraining:
+    """What training does for a single-label task: a softmax over the classes, sparse
+    categorical cross-entropy, class weights (train.class_weights), accuracy."""
+
+    metric = "accuracy"
+
+    def output_bias(self, label_map: LabelMap) -> None:
+        return None
+
+    def loss_and_metric(self, label_map: LabelMap | None, train: TrainConfig):
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        return sparse_categorical_crossentropy, accuracy
+
+    def class_weight(self, label_map: LabelMap, train: TrainConfig) -> dict[int, float] | None:
+        return label_map.class_weights() if train.class_weights else None
+
+    def metric_counts(self, labels, logits) -> list:
+        """What the metric sums over texts (`custom_fit`): the correct predictions."""
+        predicted = tf.cast(tf.argmax(logits, axis=1), tf.int64)
+        return [tf.reduce_sum(tf.cast(predicted == tf.cast(labels, tf.int64), tf.float32))]
+
+    def metric_value(self, counts, texts: int) -> dict[str, float]:
+        return {"accuracy": float(counts[0] / max(texts, 1))}
+
+
+class MultiLabelTraining:
+    """For a multi-label task: a sigmoid per label, its bias starting at the label's prior,
+    binary cross-entropy (its positives weighted with train.class_weights), micro-F1 at 0.5."""
+
+    metric = "micro_f1"
+
+    def output_bias(self, label_map: LabelMap) -> np.ndarray:
+        return label_map.prior_logits()
+
+    def loss_and_metric(self, label_map: LabelMap, train: TrainConfig):
         if train.class_weights:
             return weighted_binary_crossentropy(label_map.positive_weights()), MicroF1()
         return binary_crossentropy, MicroF1()
-    return sparse_categorical_crossentropy, keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    def class_weight(self, label_map: LabelMap, train: TrainConfig) -> None:
+        return None  # weighed in the loss
+
+    def metric_counts(self, labels, logits) -> list:
+        """True positives, false positives and misses at probability 0.5, a logit of 0."""
+        truth = tf.cast(labels, tf.float32) > 0.5
+        predicted = tf.cast(logits, tf.float32) >= 0.0
+        return [
+            tf.reduce_sum(tf.cast(hits, tf.float32))
+            for hits in (truth & predicted, ~truth & predicted, truth & ~predicted)
+        ]
+
+    def metric_value(self, counts, texts: int) -> dict[str, float]:
+        tp, fp, fn = counts
+        return {"micro_f1": float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 0.0}
+
+
+TASK_TRAINING = {SINGLE_LABEL: SingleLabelTraining(), MULTI_LABEL: MultiLabelTraining()}
+
+
+def training_of(label_map: LabelMap | None):
+    """The training of the task labels.json names (without a label map, single-label)."""
+    return TASK_TRAINING[label_map.task if label_map is not None else SINGLE_LABEL]
 
 
 def compile_for_training(
@@ -145,7 +199,7 @@ def compile_for_training(
 ) -> None:
     """AdamW with warmup and linear decay, the task's loss and metric; XLA as
     train.jit_compile says (Keras 3's "auto" would turn it on wherever a GPU is present)."""
-    loss, metric = loss_and_metric(label_map, train)
+    loss, metric = training_of(label_map).loss_and_metric(label_map, train)
     model.compile(
         optimizer=optimizer_for(train, steps_per_epoch),
         loss=loss,
@@ -271,6 +325,7 @@ def fit(
     checkpoint: Checkpoint | None = None,
     monitor: str = "val_loss",
     strategy=None,
+    task=None,
 ) -> keras.callbacks.History:
     """Keras `fit` with early stopping on `monitor` (best weights kept). With a checkpoint,
     the state is saved after every epoch and a saved state is resumed from. Under
@@ -295,7 +350,7 @@ def fit(
         callbacks.append(EpochCheckpoint(checkpoint, early_stopping))
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return custom_fit(
-            model, strategy, train_data, val_data, train.epochs, class_weight, callbacks
+            model, strategy, train_data, val_data, train.epochs, class_weight, callbacks, task
         )
     return model.fit(
         train_data.dataset(),
@@ -317,17 +372,19 @@ def custom_fit(
     epochs: int,
     class_weight: dict[int, float] | None,
     callbacks: list,
+    task=None,
 ) -> keras.callbacks.History:
     """What `fit` does, as TensorFlow's custom training loop: each replica takes its share of
     every global batch, `strategy.run` computes the gradients (the optimizer sums them across
     replicas), and `strategy.reduce` sums the loss and the metric's counts, so the logs that
     the callbacks (DVCLive, early stopping) see are those of the whole batch, as under `fit`.
-    The loss is the compiled one; the metric is accuracy, or micro-F1 at 0.5 (multi-label)."""
+    The loss is the compiled one; the metric is the task's (`training_of`; single-label without
+    one)."""
     history = keras.callbacks.History()
     callback_list = keras.callbacks.CallbackList(
         [*callbacks, history], model=model, epochs=epochs, steps=len(train_data), verbose=0
     )
-    multi_label = train_data.labels.ndim == 2
+    task = task or training_of(None)
     weights = None
     if class_weight is not None:
         weights = tf.constant([class_weight[i] for i in range(len(class_weight))], tf.float32)
@@ -344,7 +401,7 @@ def custom_fit(
             variables = model.trainable_variables
             gradients = tape.gradient(scaled, variables)
             model.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        return tf.concat([[total], metric_counts(labels, logits, multi_label)], axis=0)
+        return tf.concat([[total], task.metric_counts(labels, logits)], axis=0)
 
     @tf.function(reduce_retracing=True)
     def run(inputs, labels, global_size, training):
@@ -363,7 +420,7 @@ def custom_fit(
             texts += size
             if training:
                 callback_list.on_train_batch_end(index)
-        return {"loss": sums[0] / max(texts, 1), **metric_value(sums[1:], texts, multi_label)}
+        return {"loss": sums[0] / max(texts, 1), **task.metric_value(sums[1:], texts)}
 
     model.stop_training = False
     callback_list.on_train_begin()
@@ -377,28 +434,6 @@ def custom_fit(
             break
     callback_list.on_train_end()
     return history
-
-
-def metric_counts(labels, logits, multi_label: bool):
-    """What the training metric sums over texts: correct predictions (accuracy), or true
-    positives, false positives and misses at probability 0.5, a logit of 0 (micro-F1)."""
-    if not multi_label:
-        predicted = tf.cast(tf.argmax(logits, axis=1), tf.int64)
-        return [tf.reduce_sum(tf.cast(predicted == tf.cast(labels, tf.int64), tf.float32))]
-    truth = tf.cast(labels, tf.float32) > 0.5
-    predicted = tf.cast(logits, tf.float32) >= 0.0
-    return [
-        tf.reduce_sum(tf.cast(hits, tf.float32))
-        for hits in (truth & predicted, ~truth & predicted, truth & ~predicted)
-    ]
-
-
-def metric_value(counts, texts: int, multi_label: bool) -> dict[str, float]:
-    """Accuracy, or micro-F1, from the summed `metric_counts` of `texts` texts."""
-    if not multi_label:
-        return {"accuracy": float(counts[0] / max(texts, 1))}
-    tp, fp, fn = counts
-    return {"micro_f1": float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 0.0}
 
 
 def train_classifier(
@@ -451,21 +486,19 @@ def train_classifier(
         )
         train = dataclasses.replace(train, epochs=epochs)  # the schedule spans them all
     encoder_config = json.loads((pretrained / ENCODER_CONFIG).read_text())
+    task = training_of(label_map)
     with strategy.scope():
         model = build_classifier(
             encoder_config,
             head,
             len(label_map.classes),
             pretrained,
-            output_bias=label_map.prior_logits() if label_map.multi_label else None,
+            output_bias=task.output_bias(label_map),
         )
         compile_for_training(model, train, len(train_data), label_map)
-    # multi-label weighs positives in its loss; single-label's micro-F1 is its accuracy
-    class_weight = None
-    if train.class_weights and not label_map.multi_label:
-        class_weight = label_map.class_weights()
-    if monitor == "val_micro_f1" and not label_map.multi_label:
-        monitor = "val_accuracy"
+    class_weight = task.class_weight(label_map, train)
+    if monitor != "val_loss":  # the task's metric (a single-label run's micro-F1 is accuracy)
+        monitor = f"val_{task.metric}"
     fit(
         model,
         train_data,
@@ -477,6 +510,7 @@ def train_classifier(
         checkpoint,
         monitor,
         strategy,
+        task,
     )
     keras.mixed_precision.set_global_policy("float32")  # the weights are float32 either way
     return model, encoder_config
