@@ -213,11 +213,11 @@ class Classifier:
         probabilities = self.predict_proba(texts, batch_size)
         if top_k is not None:
             return self.classes_[_top_columns(probabilities, top_k, len(self.classes_))]
-        if self.multi_label:
-            return self.label_map.decode_sets(self.decide(probabilities, threshold))
-        if threshold is not None:
+        if threshold is None:
+            return self.task.labels(self.preprocessor.decide(probabilities))
+        if not self.multi_label:
             raise BertclfError("threshold= is for multi-label models; this one is single-label")
-        return self.classes_[probabilities.argmax(axis=1)]
+        return self.task.labels(self.decide(probabilities, threshold))
 
     def decide(self, probabilities: np.ndarray, threshold: float | None = None) -> np.ndarray:
         """Multi-label: which labels each text gets (bool, one column per label), by the

@@ -16,7 +16,7 @@ from sklearn.model_selection import train_test_split
 from bertclf.cleaning import clean_text
 from bertclf.config import DataConfig, TaskConfig
 from bertclf.errors import BertclfError
-from bertclf.labels import label_set
+from bertclf.labels import MULTI_LABEL, SINGLE_LABEL, label_set
 from bertclf.small_data import FEW_TEST_TEXTS
 from bertclf.tables import data_lines, read_table, require_columns, text_cells
 
@@ -93,15 +93,8 @@ def load_labelled(
     lines = data_lines(path)
     if lines is not None:  # CSV, TSV: fewer rows than lines may be rows merged by a quote
         report.lines_read[str(path)] = lines
-    multi_label = task is not None and task.multi_label
-    if multi_label:
-        sets = [
-            label_set(v, row, path, cfg.label_column, task.label_separator)
-            for row, v in enumerate(df[cfg.label_column])
-        ]
-        label_keys = pd.Series([LABEL_SET_KEY.join(s) for s in sets])
-    else:
-        label_keys = single_labels(df[cfg.label_column], path, cfg.label_column)
+    task_data = data_of(task)
+    label_keys, extra = task_data.read_labels(df[cfg.label_column], path, cfg.label_column, task)
     ids = (
         df[cfg.id_column].astype(str)
         if cfg.id_column
@@ -121,8 +114,7 @@ def load_labelled(
             "label": label_keys.to_numpy(),
         }
     )
-    if multi_label:
-        table["labels"] = sets
+    table = table.assign(**extra)
     report.texts_with_replaced_bytes += int(table["text"].str.contains("\ufffd").sum())
     empty = table["text"].str.strip() == ""
     if empty.any() and cfg.on_empty == "error":
@@ -330,7 +322,6 @@ def prepare_splits(
     """Read, validate, clean and de-duplicate the configured table(s), then split them.
     Multi-label splits have a `labels` column (a list per text) instead of `label`."""
     report = PrepareReport()
-    multi_label = task is not None and task.multi_label
     table = load_labelled(cfg.path, cfg, report, task)
     test = None
     if cfg.test_path:
@@ -348,22 +339,55 @@ def prepare_splits(
                 f"{cfg.test_path}: id {sorted(shared)[0]!r} is also an id in {cfg.path}"
             )
         table = drop_texts_in(table, test, report)
-    if multi_label:
+    splits = data_of(task).split(table, test, cfg, seed, task, report)
+    report.split_sizes = {name: len(part) for name, part in splits.items()}
+    data_of(task).count(splits, report)
+    return splits, report
+
+
+class SingleLabelData:
+    """A single-label table: one class a row, splits stratified on it."""
+
+    def read_labels(self, column: pd.Series, path: str, name: str, task) -> tuple:
+        """The label column as keys that duplicates and conflicts are judged on, and the
+        columns the splits keep besides `label` (none)."""
+        return single_labels(column, path, name), {}
+
+    def split(self, table, test, cfg: DataConfig, seed: int, task, report) -> dict:
+        return split(table, test, cfg, seed, cfg.path)
+
+    def count(self, splits: dict[str, pd.DataFrame], report: PrepareReport) -> None:
+        report.class_counts = {
+            name: {str(k): int(v) for k, v in part["label"].value_counts().sort_index().items()}
+            for name, part in splits.items()
+        }
+        report.small_splits = small_splits(report.split_sizes, report.class_counts)
+
+
+class MultiLabelData:
+    """A multi-label table: a set of labels a row, kept in `labels` (a sorted tuple); `label`
+    holds their joined key while duplicates and conflicts are judged, and is dropped after."""
+
+    def read_labels(self, column: pd.Series, path: str, name: str, task) -> tuple:
+        sets = [label_set(v, row, path, name, task.label_separator) for row, v in enumerate(column)]
+        return pd.Series([LABEL_SET_KEY.join(s) for s in sets]), {"labels": sets}
+
+    def split(self, table, test, cfg: DataConfig, seed: int, task, report) -> dict:
         drop_rare_labels([t for t in (table, test) if t is not None], task, cfg.path, report)
         splits = multi_label_split(table, test, cfg, seed)
-        splits = {name: part.drop(columns="label") for name, part in splits.items()}
-        report.split_sizes = {name: len(part) for name, part in splits.items()}
+        return {name: part.drop(columns="label") for name, part in splits.items()}
+
+    def count(self, splits: dict[str, pd.DataFrame], report: PrepareReport) -> None:
         multi_label_counts(splits, report)
         report.small_splits = small_splits(report.split_sizes, {})
-        return splits, report
-    splits = split(table, test, cfg, seed, cfg.path)
-    report.split_sizes = {name: len(part) for name, part in splits.items()}
-    report.class_counts = {
-        name: {str(k): int(v) for k, v in part["label"].value_counts().sort_index().items()}
-        for name, part in splits.items()
-    }
-    report.small_splits = small_splits(report.split_sizes, report.class_counts)
-    return splits, report
+
+
+TASK_DATA = {SINGLE_LABEL: SingleLabelData(), MULTI_LABEL: MultiLabelData()}
+
+
+def data_of(task: TaskConfig | None):
+    """How the table of params.yaml's task.type is read and split (no task: single-label)."""
+    return TASK_DATA[task.type if task is not None else SINGLE_LABEL]
 
 
 FEW_CLASS_TEXTS = 5  # a class's texts in a split, below which its figures are noise

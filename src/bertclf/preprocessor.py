@@ -12,7 +12,7 @@ package's raw-text SavedModel, `export.RawTextClassifier`, composes this object)
 | fit a text to the window | `fit_to_window` | `fit_to_window_in_graph` | tokenization |
 | temperature | `scale` | `scale_in_graph` | prediction |
 | pool a text's windows | `pool_windows` | `pool_windows_in_graph` | prediction |
-| multi-label decision | `decide` | `decide_in_graph` | thresholds |
+| decision (multi-label thresholds) | `decide` | `decide_in_graph` | thresholds |
 
 The cleaning has both forms in `cleaning` (`clean_text`, `clean_in_graph`). Tests check each
 pair against each other (tests/test_export.py, tests/test_cleaning.py). Training imports none

@@ -1,12 +1,13 @@
-"""The task a model does, chosen once from labels.json: one class per task behind one
-interface, for what differs between tasks at the front doors and in the data: the targets of
-a prepared split, the headline metric, the batch CLI's output columns and rows, and the
-server's answer and its schema.
+"""The task a model does, chosen once from labels.json (and, before labels.json exists, from
+params.yaml's task.type): one class per task behind one interface, for what differs between
+tasks at the front doors and in the data: the label map fitted on a training split, the
+targets of a prepared split, `Classifier.predict`'s labels, the headline metric, the batch
+CLI's output columns and rows, and the server's answer and its schema.
 
-`task_of(label_map)` is the one place that turns labels.json's task into behaviour. The rules
-that turn logits into answers are the `Preprocessor`'s (its `multi_label`); training's loss,
-the metrics, plots and reports still keep a single-label and a multi-label form each in their
-own modules (docs/development.md, "Where a change goes").
+`task_of(label_map)` is the one place that turns labels.json's task into behaviour here. The
+other layers keep their part of each task as a class of their own, keyed by `Task.name`
+(training, thresholds, metrics, evaluation, report, model_card): docs/development.md, "Where
+a change goes".
 """
 
 import json
@@ -38,6 +39,10 @@ class Task:
     def column_targets(self, values, source: str, column: str, separator: str) -> np.ndarray:
         """The targets of a user's label column (`bertclf evaluate`), as labels.json encodes
         them; an unknown label names its row."""
+        raise NotImplementedError
+
+    def labels(self, decided: np.ndarray):
+        """What `Classifier.predict` returns from `Preprocessor.decide`'s decisions."""
         raise NotImplementedError
 
     def output_columns(self) -> list[str]:
@@ -72,6 +77,9 @@ class SingleLabel(Task):
 
     def column_targets(self, values, source: str, column: str, separator: str) -> np.ndarray:
         return self.label_map.encode(values.astype(str).str.strip())
+
+    def labels(self, decided: np.ndarray) -> np.ndarray:
+        return self.classes[decided]
 
     def output_columns(self) -> list[str]:
         return ["label", "probability"]
@@ -117,6 +125,9 @@ class MultiLabel(Task):
     def column_targets(self, values, source: str, column: str, separator: str) -> np.ndarray:
         sets = [label_set(v, row, source, column, separator) for row, v in enumerate(values)]
         return self.label_map.encode_sets(sets)
+
+    def labels(self, decided: np.ndarray) -> list[list[str]]:
+        return self.label_map.decode_sets(decided)
 
     def output_columns(self) -> list[str]:
         return ["labels", "label_probabilities"]
