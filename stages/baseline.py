@@ -24,7 +24,6 @@ def main() -> None:
 
     from bertclf.baseline import baseline_probabilities, fit_baseline
     from bertclf.metrics import metrics_of
-    from bertclf.preprocessor import Preprocessor
     from bertclf.thresholds import fit_rule
 
     task = task_of(LabelMap.load(LABELS))
@@ -44,12 +43,11 @@ def main() -> None:
         long[split] = lengths.to_numpy() > tokenize.max_length
     # decided as the model is (a multi-label baseline's thresholds chosen on validation)
     rule = fit_rule(task.multi_label, classes, task_config, lambda: (truth["val"], scores["val"]))
-    answers = Preprocessor(None, tokenize, multi_label=task.multi_label).with_rule(rule, classes)
     scoring, metrics = metrics_of(task.name), {}
     for split in ("test", "val"):
-        decided = answers.decide(scores[split])
+        decided = rule.decide(scores[split], classes)
         metrics[split] = scoring.split(
-            truth[split], scores[split], decided, classes, long[split], answers.thresholds
+            truth[split], scores[split], decided, classes, long[split], rule.vector(classes)
         )
     write_json(BASELINE, metrics)
     test, key = metrics["test"], task.headline_metric

@@ -55,6 +55,9 @@ class Thresholds:
     def to_json(self) -> dict:
         return asdict(self)
 
+    def decide(self, probabilities: np.ndarray, classes: list[str]) -> np.ndarray:
+        return decide(probabilities, self.vector(classes), self.at_least_one)
+
     def describe(self) -> str:
         return (
             f"{len(self.tuned_labels)} of {len(self.thresholds)} labels with their own "
@@ -183,6 +186,9 @@ class MostProbable:
 
     def vector(self, classes: list[str]) -> None:
         return None
+
+    def decide(self, probabilities: np.ndarray, classes: list[str]) -> np.ndarray:
+        return np.asarray(probabilities).argmax(axis=1)
 
     def to_json(self) -> dict:
         return {"rule": "most probable class"}
