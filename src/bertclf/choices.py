@@ -2,7 +2,7 @@
 that the schema (`config`) and the modules that act on each word share one list without the
 schema reaching up into them."""
 
-TASKS = ("single_label", "multi_label")
+TASKS = ("single_label", "multi_label", "regression")
 POOLINGS = ("mean", "cls", "pooler")
 TRAINING_PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # Keras' policies
 LONG_TEXT = ("head", "head_tail", "chunks")

@@ -63,7 +63,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         for key, options in (
             ("on_empty", ("drop", "error")),
-            ("on_conflict", ("drop", "error")),
+            ("on_conflict", ("drop", "error", "mean")),  # mean: regression only
             ("decode_errors", ("error", "replace")),
         ):
             _require(getattr(self, key) in options, f"data.{key}", f"must be one of {options}")

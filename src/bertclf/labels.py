@@ -16,7 +16,8 @@ from sklearn.utils.class_weight import compute_class_weight
 from bertclf.errors import BertclfError
 from bertclf.files import read_json, write_json
 
-SINGLE_LABEL, MULTI_LABEL = "single_label", "multi_label"
+SINGLE_LABEL, MULTI_LABEL, REGRESSION = "single_label", "multi_label", "regression"
+SCORE = "score"  # a regression model's one output, and its prepared splits' target column
 
 
 @dataclass(frozen=True)
@@ -24,11 +25,27 @@ class LabelMap:
     classes: tuple[str, ...]
     counts: tuple[int, ...]  # training texts of each class (multi-label: that carry the label)
     task: str = SINGLE_LABEL
-    n_texts: int | None = None  # multi-label: training texts, some with no label
+    n_texts: int | None = None  # multi-label and regression: training texts
+    scores: dict | None = None  # regression: the training targets' mean, sd, min and max
 
     @property
     def multi_label(self) -> bool:
         return self.task == MULTI_LABEL
+
+    @classmethod
+    def fit_scores(cls, scores: Iterable[float]) -> "LabelMap":
+        """Regression: one output, the score; the training targets' summary kept for the
+        output's starting bias and the reports."""
+        scores = np.asarray(list(scores), dtype=np.float64)
+        if len(np.unique(scores)) < 2:
+            raise BertclfError("the training scores hold fewer than two distinct values")
+        summary = {
+            "mean": float(scores.mean()),
+            "sd": float(scores.std()),
+            "min": float(scores.min()),
+            "max": float(scores.max()),
+        }
+        return cls((SCORE,), (len(scores),), REGRESSION, len(scores), summary)
 
     @classmethod
     def fit_sets(cls, label_sets: Iterable[Sequence[str]]) -> "LabelMap":
@@ -103,6 +120,14 @@ class LabelMap:
         return {i: float(w) for i, w in enumerate(weights)}
 
     def to_json(self) -> dict:
+        if self.task == REGRESSION:
+            return {
+                "task": self.task,
+                "classes": list(self.classes),
+                "n_texts": self.n_texts,
+                "counts": dict(zip(self.classes, self.counts, strict=True)),
+                "scores": self.scores,
+            }
         if self.multi_label:
             return {
                 "task": self.task,
@@ -129,12 +154,17 @@ class LabelMap:
             classes = tuple(data["classes"])
             counts = tuple(int(data["counts"][c]) for c in classes)
             task = data.get("task", SINGLE_LABEL)  # single-label maps do not say
-            n_texts = int(data["n_texts"]) if task == MULTI_LABEL else None
+            n_texts = int(data["n_texts"]) if task in (MULTI_LABEL, REGRESSION) else None
+            scores = None
+            if task == REGRESSION:
+                scores = {key: float(data["scores"][key]) for key in ("mean", "sd", "min", "max")}
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise BertclfError(f"{path}: not a valid label map ({error})") from None
-        if task not in (SINGLE_LABEL, MULTI_LABEL):
+        if task not in (SINGLE_LABEL, MULTI_LABEL, REGRESSION):
             raise BertclfError(f"{path}: not a valid label map (task {task!r})")
-        return cls(classes, counts, task, n_texts)
+        if scores is not None and not all(np.isfinite(list(scores.values()))):
+            raise BertclfError(f"{path}: not a valid label map (a score summary is not finite)")
+        return cls(classes, counts, task, n_texts, scores)
 
 
 def label_set(value, row: int, path: str, column: str, separator: str) -> tuple[str, ...]:
@@ -170,3 +200,27 @@ def _is_scalar_missing(value) -> bool:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
         return False
+
+
+def score_values(column: pd.Series, path: str, name: str) -> np.ndarray:
+    """A regression target column as float64; a cell that is not a finite number (text, a
+    boolean, empty, NaN or infinite) is refused naming its row."""
+    values = np.empty(len(column), dtype=np.float64)
+    for row, value in enumerate(column):
+        number = None
+        if isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+            value, bool | np.bool_
+        ):
+            number = float(value)
+        elif isinstance(value, str) and value.strip():
+            try:
+                number = float(value.strip())
+            except ValueError:
+                number = None
+        if number is None or not np.isfinite(number):
+            raise BertclfError(
+                f"{path}: row {row + 1} of column '{name}' holds {value!r}, not a finite "
+                "number; a regression target must be one"
+            )
+        values[row] = number
+    return values

@@ -16,7 +16,14 @@ from sklearn.model_selection import train_test_split
 from bertclf.cleaning import clean_text
 from bertclf.config import DataConfig, TaskConfig
 from bertclf.errors import BertclfError
-from bertclf.labels import MULTI_LABEL, SINGLE_LABEL, label_set
+from bertclf.labels import (
+    MULTI_LABEL,
+    REGRESSION,
+    SCORE,
+    SINGLE_LABEL,
+    label_set,
+    score_values,
+)
 from bertclf.small_data import FEW_TEST_TEXTS
 from bertclf.tables import data_lines, read_table, require_columns, text_cells
 
@@ -41,6 +48,10 @@ class PrepareReport:
     texts_without_labels: dict[str, int] | None = None
     rare_labels_dropped: dict[str, int] | None = None
     labels_absent_from: dict[str, list[str]] | None = None
+    # regression only: each split's scores (n, mean, sd, min, max), and the texts whose
+    # several scores were averaged (data.on_conflict=mean)
+    score_summary: dict[str, dict[str, float]] | None = None
+    conflicting_scores_averaged: int | None = None
 
     def rows_read_lines(self) -> list[str]:
         """`read 2,499 rows from 2,500 lines after the header of t.csv`, a line per table."""
@@ -127,6 +138,8 @@ def load_labelled(
     table = table[~empty]
     if table.empty:
         raise BertclfError(f"{path}: every text in column '{cfg.text_column}' is empty")
+    if cfg.on_conflict == "mean":
+        table = task_data.average_conflicts(table, report, path)
     return drop_duplicates(table, report, path, cfg.on_conflict)
 
 
@@ -348,6 +361,12 @@ def prepare_splits(
 class SingleLabelData:
     """A single-label table: one class a row, splits stratified on it."""
 
+    def average_conflicts(self, table, report: PrepareReport, path: str) -> pd.DataFrame:
+        raise BertclfError(
+            f"{path}: data.on_conflict=mean averages a regression target's scores; labels "
+            "cannot be averaged: use drop or error"
+        )
+
     def read_labels(self, column: pd.Series, path: str, name: str, task) -> tuple:
         """The label column as keys that duplicates and conflicts are judged on, and the
         columns the splits keep besides `label` (none)."""
@@ -364,7 +383,7 @@ class SingleLabelData:
         report.small_splits = small_splits(report.split_sizes, report.class_counts)
 
 
-class MultiLabelData:
+class MultiLabelData(SingleLabelData):
     """A multi-label table: a set of labels a row, kept in `labels` (a sorted tuple); `label`
     holds their joined key while duplicates and conflicts are judged, and is dropped after."""
 
@@ -382,7 +401,60 @@ class MultiLabelData:
         report.small_splits = small_splits(report.split_sizes, {})
 
 
-TASK_DATA = {SINGLE_LABEL: SingleLabelData(), MULTI_LABEL: MultiLabelData()}
+class RegressionData:
+    """A regression table: a score a row (`score`, float64), kept as its exact text in `label`
+    while duplicates and conflicts are judged; splits stratified on score bins."""
+
+    def read_labels(self, column: pd.Series, path: str, name: str, task) -> tuple:
+        scores = score_values(column, path, name)
+        return pd.Series([repr(float(x)) for x in scores]), {SCORE: scores}
+
+    def average_conflicts(self, table, report: PrepareReport, path: str) -> pd.DataFrame:
+        """Every copy of a text gets the mean of its scores (data.on_conflict=mean)."""
+        groups = table.groupby("text")[SCORE]
+        several = groups.transform("nunique") > 1
+        report.conflicting_scores_averaged = int(table.loc[several, "text"].nunique())
+        table = table.assign(**{SCORE: groups.transform("mean")})
+        return table.assign(label=table[SCORE].map(lambda x: repr(float(x))))
+
+    def split(self, table, test, cfg: DataConfig, seed: int, task, report) -> dict:
+        """Stratified on SCORE_BINS equal-count bins of the score (fewer for a small table)."""
+        binned = table.assign(label=score_bins(table[SCORE], len(table)))
+        if test is not None:
+            test = test.assign(label="all")
+        splits = split(binned, test, cfg, seed, cfg.path)
+        return {name: part.drop(columns="label") for name, part in splits.items()}
+
+    def count(self, splits: dict[str, pd.DataFrame], report: PrepareReport) -> None:
+        report.score_summary = {
+            name: {
+                "n": len(part),
+                "mean": round(float(part[SCORE].mean()), 6),
+                "sd": round(float(part[SCORE].std(ddof=0)), 6),
+                "min": float(part[SCORE].min()),
+                "max": float(part[SCORE].max()),
+            }
+            for name, part in splits.items()
+        }
+        report.small_splits = small_splits(report.split_sizes, {})
+
+
+SCORE_BINS = 5  # the score bins a regression split is stratified on
+
+
+def score_bins(scores: pd.Series, n: int) -> np.ndarray:
+    """Equal-count bins of the scores (ties broken by row order), as strings; fewer bins
+    where there are fewer than 10 rows a bin."""
+    bins = max(1, min(SCORE_BINS, n // 10))
+    ranks = scores.rank(method="first").to_numpy()
+    return np.minimum((ranks - 1) * bins // n, bins - 1).astype(int).astype(str)
+
+
+TASK_DATA = {
+    SINGLE_LABEL: SingleLabelData(),
+    MULTI_LABEL: MultiLabelData(),
+    REGRESSION: RegressionData(),
+}
 
 
 def data_of(task: TaskConfig | None):
