@@ -196,6 +196,11 @@ class TaskConfig:
             "task.early_stopping_monitor",
             f"must be one of {', '.join(MONITORS)}",
         )
+        _require(
+            self.type != "regression" or self.early_stopping_monitor == "val_loss",
+            "task.early_stopping_monitor",
+            "must be val_loss for task=regression (micro-F1 is a classifier's)",
+        )
 
     @property
     def multi_label(self) -> bool:

@@ -14,7 +14,7 @@ from sklearn.metrics import (
 )
 from sklearn.preprocessing import label_binarize
 
-from bertclf.labels import MULTI_LABEL, SINGLE_LABEL
+from bertclf.labels import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 
 TOP_K = 3  # top_k_accuracy is reported where there are more than five classes
 CALIBRATION_BINS = 10
@@ -329,7 +329,48 @@ class MultiLabelMetrics(TaskMetrics):
         return probability_calibration_bins(y_true, probabilities)
 
 
-TASK_METRICS = {SINGLE_LABEL: SingleLabelMetrics(), MULTI_LABEL: MultiLabelMetrics()}
+REGRESSION_HEADLINE_KEYS = ("n", "pearson", "spearman", "rmse", "mae", "r2")
+
+
+def regression_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict:
+    """Root mean squared error, mean absolute error and R² (scikit-learn's), and Pearson's and
+    Spearman's correlations (SciPy's; None where a side is constant)."""
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    varied = len(y_true) > 1 and np.ptp(y_true) > 0 and np.ptp(scores) > 0
+    return {
+        "n": int(len(y_true)),
+        "pearson": float(pearsonr(y_true, scores)[0]) if varied else None,
+        "spearman": float(spearmanr(y_true, scores)[0]) if varied else None,
+        "rmse": float(np.sqrt(mean_squared_error(y_true, scores))),
+        "mae": float(mean_absolute_error(y_true, scores)),
+        "r2": _defined(lambda: r2_score(y_true, scores)) if len(y_true) > 1 else None,
+    }
+
+
+class RegressionMetrics(TaskMetrics):
+    """A score per text: its "probabilities" are the scores, one column; nothing is decided."""
+
+    headline_keys, per_label_key, multi_label = REGRESSION_HEADLINE_KEYS, None, False
+
+    def compute(self, y_true, probabilities, decided, classes, thresholds) -> dict:
+        return regression_metrics(y_true, probabilities)
+
+    def probability_scores(self, y_true: np.ndarray, probabilities: np.ndarray) -> dict:
+        return {}  # a score is no probability
+
+    def reliability(self, y_true: np.ndarray, probabilities: np.ndarray) -> pd.DataFrame:
+        raise ValueError("a regression model's scores have no reliability diagram")
+
+
+TASK_METRICS = {
+    SINGLE_LABEL: SingleLabelMetrics(),
+    MULTI_LABEL: MultiLabelMetrics(),
+    REGRESSION: RegressionMetrics(),
+}
 
 
 def metrics_of(task_name: str) -> TaskMetrics:

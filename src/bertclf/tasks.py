@@ -14,7 +14,15 @@ import json
 
 import numpy as np
 
-from bertclf.labels import MULTI_LABEL, SINGLE_LABEL, LabelMap, label_set
+from bertclf.labels import (
+    MULTI_LABEL,
+    REGRESSION,
+    SCORE,
+    SINGLE_LABEL,
+    LabelMap,
+    label_set,
+    score_values,
+)
 
 
 class Task:
@@ -161,8 +169,44 @@ class MultiLabel(Task):
         }
 
 
+class Regression(Task):
+    """A number per text. Its "probabilities" are the model's one output, the score: one
+    column, so that every path that carries probabilities carries scores unchanged."""
+
+    name, multi_label, headline_metric = REGRESSION, False, "pearson"
+
+    @classmethod
+    def fit(cls, train) -> "Regression":
+        return cls(LabelMap.fit_scores(train[SCORE]))
+
+    def targets(self, frame) -> np.ndarray:
+        return frame[SCORE].to_numpy(dtype=np.float32)
+
+    def column_targets(self, values, source: str, column: str, separator: str) -> np.ndarray:
+        return score_values(values, source, column).astype(np.float32)
+
+    def labels(self, decided: np.ndarray) -> np.ndarray:
+        return np.asarray(decided, dtype=np.float32).reshape(-1)
+
+    def output_columns(self) -> list[str]:
+        return [SCORE]
+
+    def output_rows(self, decide, probabilities, as_lists: bool, separator: str) -> dict:
+        return {SCORE: self.labels(probabilities)}
+
+    def answers(self, decide, probabilities) -> list[dict]:
+        return [{SCORE: float(x)} for x in self.labels(probabilities)]
+
+    def answer_schema(self) -> dict:
+        return {
+            "type": "object",
+            "properties": {SCORE: {"type": "number"}},
+            "required": [SCORE],
+        }
+
+
 PROBABILITIES_SCHEMA = {"type": "object", "additionalProperties": {"type": "number"}}
-TASKS = {task.name: task for task in (SingleLabel, MultiLabel)}
+TASKS = {task.name: task for task in (SingleLabel, MultiLabel, Regression)}
 
 
 def task_of(label_map: LabelMap) -> Task:

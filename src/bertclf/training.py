@@ -19,7 +19,7 @@ from bertclf.checkpoint import Checkpoint
 from bertclf.config import HeadConfig, TokenizeConfig, TrainConfig
 from bertclf.distribution import configure
 from bertclf.errors import BertclfError
-from bertclf.labels import MULTI_LABEL, SINGLE_LABEL, LabelMap
+from bertclf.labels import MULTI_LABEL, REGRESSION, SINGLE_LABEL, LabelMap
 from bertclf.layout import ENCODER_CONFIG
 from bertclf.model import build_classifier
 from bertclf.tokenization import TokenCache
@@ -47,6 +47,12 @@ def sparse_categorical_crossentropy(y_true, logits):
 def binary_crossentropy(y_true, logits):
     """Keras' loss of each text (the mean over its labels), from logits."""
     return keras.losses.binary_crossentropy(y_true, logits, from_logits=True)
+
+
+def squared_error(y_true, outputs):
+    """Regression: each text's squared error (float32, whatever the compute dtype)."""
+    score = tf.reshape(tf.cast(outputs, tf.float32), [-1])
+    return tf.square(score - tf.reshape(tf.cast(y_true, tf.float32), [-1]))
 
 
 class MicroF1(keras.metrics.Metric):
@@ -183,7 +189,34 @@ class MultiLabelTraining:
         return {"micro_f1": float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 0.0}
 
 
-TASK_TRAINING = {SINGLE_LABEL: SingleLabelTraining(), MULTI_LABEL: MultiLabelTraining()}
+class RegressionTraining:
+    """For a regression task: one output, its bias starting at the training scores' mean,
+    mean squared error, and the root of it as the metric."""
+
+    metric = "rmse"
+
+    def output_bias(self, label_map: LabelMap) -> np.ndarray:
+        return np.asarray([label_map.scores["mean"]], dtype=np.float32)
+
+    def loss_and_metric(self, label_map: LabelMap, train: TrainConfig):
+        return squared_error, keras.metrics.RootMeanSquaredError(name="rmse")
+
+    def class_weight(self, label_map: LabelMap, train: TrainConfig) -> None:
+        return None
+
+    def metric_counts(self, labels, outputs) -> list:
+        """The summed squared error."""
+        return [tf.reduce_sum(squared_error(labels, outputs))]
+
+    def metric_value(self, counts, texts: int) -> dict[str, float]:
+        return {"rmse": float(np.sqrt(counts[0] / max(texts, 1)))}
+
+
+TASK_TRAINING = {
+    SINGLE_LABEL: SingleLabelTraining(),
+    MULTI_LABEL: MultiLabelTraining(),
+    REGRESSION: RegressionTraining(),
+}
 
 
 def training_of(label_map: LabelMap | None):
