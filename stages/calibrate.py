@@ -35,8 +35,8 @@ def main() -> None:
     rows = predict_logits(model, val.sequences, evaluate.batch_size, tokenize)
     temperature = None
     if method == "temperature":
-        temperature = fit_temperature(rows, val.labels, multi_label)
-    answers = Preprocessor(None, tokenize, multi_label=multi_label, temperature=temperature)
+        temperature = fit_temperature(rows, val.labels, label_map.task)
+    answers = Preprocessor(None, tokenize, task=label_map.task, temperature=temperature)
     texts = val.texts()
 
     def validation():  # the calibrated probabilities, a long text's windows pooled

@@ -44,7 +44,7 @@ def main() -> None:
     classes, tokenize = spec["classes"], TokenizeConfig(**spec["tokenize"])
     temperature = calibration.get("temperature")
     rule = read_rule(task.multi_label, calibration, str(CALIBRATION))
-    answers = Preprocessor(None, tokenize, multi_label=task.multi_label, temperature=temperature)
+    answers = Preprocessor(None, tokenize, task=task.name, temperature=temperature)
     answers = answers.with_rule(rule, classes)
     scoring, metrics, scored, seconds = metrics_of(task.name), {}, {}, {}
     for split in ("test", "val"):

@@ -59,7 +59,7 @@ def main() -> None:
         load_tokenizer(PRETRAINED),
         TokenizeConfig(**spec["tokenize"]),
         clean,
-        task.multi_label,
+        task.name,
         calibration.get("temperature"),
     ).with_rule(rule, spec["classes"])
     with atomic_path(PACKAGE, replace_directory=True) as tmp:

@@ -63,7 +63,7 @@ def main() -> None:
     )
     task = task_of(label_map)
     classes = list(label_map.classes)
-    answers = Preprocessor(None, tokenize, multi_label=task.multi_label)
+    answers = Preprocessor(None, tokenize, task=task.name)
     texts, probabilities = predict_texts(model, cache.subset(held_out), train.batch_size, answers)
 
     def validation():

@@ -10,6 +10,7 @@ from sklearn.metrics import log_loss
 
 from bertclf.calibration import fit_temperature
 from bertclf.errors import BertclfError
+from bertclf.labels import MULTI_LABEL, SINGLE_LABEL
 from bertclf.prediction import probabilities as to_probabilities
 from bertclf.prediction import scale
 
@@ -24,9 +25,9 @@ def test_temperature_of_an_overconfident_model_by_hand():
     probabilities = np.tile([[0.99, 0.01]], (100, 1)).astype(np.float32)
     logits = np.log(probabilities)
     y_true = np.array([0] * 70 + [1] * 30)
-    temperature = fit_temperature(logits, y_true, multi_label=False)
+    temperature = fit_temperature(logits, y_true, SINGLE_LABEL)
     assert temperature == pytest.approx(np.log(99) / np.log(7 / 3), rel=1e-3)  # 5.42
-    scaled = to_probabilities(scale(logits, temperature), multi_label=False)
+    scaled = to_probabilities(scale(logits, temperature), SINGLE_LABEL)
     np.testing.assert_allclose(scaled[0], [0.7, 0.3], atol=1e-3)
     # log loss: -(0.7 ln 0.99 + 0.3 ln 0.01) = 1.389 before, -(0.7 ln 0.7 + 0.3 ln 0.3) = 0.611
     assert log_loss(y_true, probabilities) == pytest.approx(1.3886, abs=1e-3)
@@ -38,12 +39,14 @@ def test_temperature_of_an_underconfident_model_is_below_one_and_keeps_every_lab
     y_true = rng.integers(0, 3, 300)
     logits = np.eye(3)[y_true] * 0.5 + rng.normal(0, 0.1, (300, 3))  # right, but timidly
     probabilities = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype(np.float32)
-    temperature = fit_temperature(logits, y_true, multi_label=False)
-    scaled = to_probabilities(scale(logits, temperature), multi_label=False)
+    temperature = fit_temperature(logits, y_true, SINGLE_LABEL)
+    scaled = to_probabilities(scale(logits, temperature), SINGLE_LABEL)
     assert temperature < 1
     assert (scaled.argmax(1) == probabilities.argmax(1)).all()
     assert log_loss(y_true, scaled) < log_loss(y_true, probabilities)
-    np.testing.assert_allclose(to_probabilities(scale(logits, 1.0), False), probabilities, 1e-6)
+    np.testing.assert_allclose(
+        to_probabilities(scale(logits, 1.0), SINGLE_LABEL), probabilities, 1e-6
+    )
     np.testing.assert_array_equal(scale(logits, None), logits.astype(np.float32))
 
 
@@ -55,12 +58,12 @@ def test_multi_label_gets_one_temperature_per_label():
     y_true = np.zeros((n, 3), int)
     y_true[: int(0.6 * n), 0] = 1
     y_true[: int(0.95 * n), 1] = 1
-    temperatures = fit_temperature(logit(probabilities), y_true, multi_label=True)
+    temperatures = fit_temperature(logit(probabilities), y_true, MULTI_LABEL)
     # sigmoid(logit(p) / T) = rate: T = logit(p) / logit(rate)
     assert temperatures[0] == pytest.approx(logit(0.9) / logit(0.6), rel=1e-3)  # 5.4
     assert temperatures[1] == pytest.approx(logit(0.6) / logit(0.95), rel=1e-3)  # 0.14
     assert temperatures[2] == 1.0
-    scaled = to_probabilities(scale(logit(probabilities), temperatures), multi_label=True)
+    scaled = to_probabilities(scale(logit(probabilities), temperatures), MULTI_LABEL)
     np.testing.assert_allclose(scaled[0, :2], [0.6, 0.95], atol=1e-3)
 
 
@@ -91,9 +94,9 @@ def test_the_package_answers_the_temperature_the_calibrate_stage_fitted(dag_repo
     token_ids = load_saved_model(dag_repo / "models/package/saved_model", "token_ids")
     answered = token_ids(**{k: tf.constant(v) for k, v in batch.items()})
     np.testing.assert_allclose(answered["logits"], own / temperature, rtol=1e-5, atol=1e-6)
-    expected = to_probabilities(own / temperature, False)
+    expected = to_probabilities(own / temperature, SINGLE_LABEL)
     np.testing.assert_allclose(answered["probabilities"], expected, atol=1e-5)
-    assert np.abs(to_probabilities(own, False) - expected).max() > 1e-4  # it did change them
+    assert np.abs(to_probabilities(own, SINGLE_LABEL) - expected).max() > 1e-4  # it did change them
 
 
 @pytest.mark.e2e

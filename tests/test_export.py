@@ -55,9 +55,9 @@ def test_in_graph_windows_equal_the_training_windows(strategy):
     assert sequences == [s.tolist() for s in expected.sequences]
 
 
-@pytest.mark.parametrize("multi_label", [False, True])
+@pytest.mark.parametrize("task", ["single_label", "multi_label", "regression"])
 @pytest.mark.parametrize("pooling", ["mean", "max"])
-def test_each_prediction_rule_in_the_graph_equals_its_numpy_form(pooling, multi_label):
+def test_each_prediction_rule_in_the_graph_equals_its_numpy_form(pooling, task):
     """Scaling, probabilities, window pooling and the decision, each written twice (numpy and
     TensorFlow ops side by side in prediction.py and thresholds.py), agree on the windows of
     real texts, with logits large enough that a probability underflows."""
@@ -74,23 +74,26 @@ def test_each_prediction_rule_in_the_graph_equals_its_numpy_form(pooling, multi_
         "tokenize", max_length=16, long_text="chunks", chunk_stride=4, chunk_pooling=pooling
     )
     _, _, text_of = graph_windows(tokenize, ["word " * 40, "short", "word " * 20])
+    multi_label = task == "multi_label"
     logits = np.random.default_rng(0).normal(0, 4, (len(text_of), 3)).astype(np.float32)
     logits[0] = [120.0, -120.0, 0.0]  # exp(-240) is 0 in float32
+    if task == "regression":
+        logits = logits[:, :1]  # one output, the score
     temperature = np.array([0.5, 2.0, 1.0], np.float32) if multi_label else np.float32(1.7)
     scaled = scale(logits, temperature)
     in_graph = scale_in_graph(tf.constant(logits), tf.constant(temperature)).numpy()
     np.testing.assert_allclose(in_graph, scaled, rtol=1e-6)
     np.testing.assert_allclose(
-        probabilities_in_graph(tf.constant(scaled), multi_label).numpy(),
-        probabilities(scaled, multi_label),
+        probabilities_in_graph(tf.constant(scaled), task).numpy(),
+        probabilities(scaled, task),
         atol=1e-6,
     )
     pooled = pool_windows_in_graph(tf.constant(scaled), tf.constant(text_of), 3, pooling,
-                                   multi_label).numpy()  # fmt: skip
-    expected = pool_windows(scaled, text_of, 3, pooling, multi_label)
+                                   task).numpy()  # fmt: skip
+    expected = pool_windows(scaled, text_of, 3, pooling, task)
     assert np.isfinite(expected).all()
     np.testing.assert_allclose(pooled, expected, atol=1e-6)
-    thresholds = np.array([0.5, 0.9, 0.99], np.float32)
+    thresholds = np.array([0.5, 0.9, 0.99], np.float32)[: expected.shape[1]]
     for at_least_one in (False, True):
         np.testing.assert_array_equal(
             decide_in_graph(tf.constant(expected), tf.constant(thresholds), at_least_one).numpy(),
@@ -131,7 +134,7 @@ def test_the_preprocessor_answers_alike_in_numpy_and_in_the_graph(long_text):
     windows = np.array([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0], [-4.0, 1.0, 1.0]], np.float32)
     text_index = np.array([0, 0, 1]) if long_text == "chunks" else np.arange(3)
     n_texts = int(text_index.max()) + 1
-    preprocessor = Preprocessor(None, tokenize, multi_label=True, temperature=[2.0, 1.0, 0.5],
+    preprocessor = Preprocessor(None, tokenize, task="multi_label", temperature=[2.0, 1.0, 0.5],
                                 thresholds=np.array([0.6, 0.6, 0.99], np.float32))  # fmt: skip
     answered = preprocessor.answer(windows, text_index, n_texts)
     in_graph = preprocessor.answer_in_graph(

@@ -10,7 +10,7 @@ from helpers import SHARED, section
 
 from bertclf.cv import assign_folds, fold_counts
 from bertclf.errors import BertclfError
-from bertclf.labels import LabelMap, label_set
+from bertclf.labels import MULTI_LABEL, LabelMap, label_set
 from bertclf.metrics import MultiLabelMetrics, multi_label_metrics
 from bertclf.prediction import pool_windows
 from bertclf.prepare import prepare_splits
@@ -238,12 +238,12 @@ def test_windows_are_pooled_per_label():
     logits = np.log(windows / (1 - windows))
     text_index = np.array([0, 0, 1])
     np.testing.assert_allclose(
-        pool_windows(logits, text_index, 2, "mean", multi_label=True),
+        pool_windows(logits, text_index, 2, "mean", MULTI_LABEL),
         [[0.5, 0.2], [0.5, 0.5]],
         rtol=1e-6,
     )
     np.testing.assert_allclose(
-        pool_windows(logits, text_index, 2, "max", multi_label=True),
+        pool_windows(logits, text_index, 2, "max", MULTI_LABEL),
         [[0.9, 0.3], [0.5, 0.5]],
         rtol=1e-6,
     )

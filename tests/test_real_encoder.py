@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from helpers import section
 
+from bertclf.labels import SINGLE_LABEL
+
 pytestmark = pytest.mark.real_encoder
 
 
@@ -78,4 +80,4 @@ def test_fine_tunes_on_a_slice_of_the_default_data(minilm_dir):
     assert np.isfinite(history.history["loss"][0])
     logits = predict_logits(model, sequences[64:], 16, tokenize)
     assert logits.shape == (32, 2) and np.isfinite(logits).all()
-    assert np.allclose(probabilities(logits, False).sum(1), 1, atol=1e-5)
+    assert np.allclose(probabilities(logits, SINGLE_LABEL).sum(1), 1, atol=1e-5)

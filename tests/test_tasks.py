@@ -7,7 +7,7 @@ import pytest
 from helpers import section
 
 from bertclf.errors import BertclfError
-from bertclf.labels import LabelMap
+from bertclf.labels import MULTI_LABEL, LabelMap
 from bertclf.tasks import MultiLabel, SingleLabel, task_of
 
 PROBABILITIES = np.array([[0.7, 0.2, 0.1], [0.1, 0.45, 0.45]], dtype=np.float32)
@@ -92,7 +92,7 @@ def test_the_decision_rule_is_fitted_and_read_back_per_task():
     assert isinstance(multi, Thresholds) and multi.tuned_labels == classes
     read = read_rule(True, {"temperature": None, **multi.to_json()}, "calibration.json")
     assert read == multi
-    answers = Preprocessor(None, None, multi_label=True).with_rule(read, classes)
+    answers = Preprocessor(None, None, task=MULTI_LABEL).with_rule(read, classes)
     assert (answers.decide(scores) == truth.astype(bool)).all()
     with pytest.raises(BertclfError, match="calibration.json"):
         read_rule(True, single.to_json(), "calibration.json")

@@ -12,12 +12,13 @@ Python API, the CLI and the server all answer calibrated probabilities. The scal
 import numpy as np
 
 from bertclf.errors import BertclfError
+from bertclf.labels import MULTI_LABEL, SINGLE_LABEL
 from bertclf.prediction import probabilities, scale
 
 BOUNDS = (0.05, 20.0)  # the temperatures searched
 
 
-def fit_temperature(logits: np.ndarray, y_true: np.ndarray, multi_label: bool):
+def fit_temperature(logits: np.ndarray, y_true: np.ndarray, task: str):
     """The temperature that minimises log loss on (logits, y_true): a float, or one per
     label (a list) for a multi-label model; a label with no positive or no negative example
     keeps 1.0 (its log loss has no interior minimum)."""
@@ -37,11 +38,11 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray, multi_label: bool):
         )
         return float(np.exp(result.x))
 
-    if not multi_label:
+    if task == SINGLE_LABEL:
         labels = np.arange(logits.shape[1])
 
         def single_label_loss(t: float) -> float:
-            return log_loss(y_true, probabilities(scale(logits, t), False), labels=labels)
+            return log_loss(y_true, probabilities(scale(logits, t), SINGLE_LABEL), labels=labels)
 
         return fitted(single_label_loss)
     temperatures = []
@@ -54,7 +55,7 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray, multi_label: bool):
         temperatures.append(
             fitted(
                 lambda t, c=column, y=truth: log_loss(
-                    y, probabilities(scale(c, t), True)[:, 0], labels=[0, 1]
+                    y, probabilities(scale(c, t), MULTI_LABEL)[:, 0], labels=[0, 1]
                 )
             )
         )

@@ -52,7 +52,7 @@ class Classifier:
             tokenizer,
             tokenize,
             clean,
-            self.multi_label,
+            label_map.task,
             temperature=None,
             thresholds=thresholds.vector(list(label_map.classes)) if thresholds else None,
             at_least_one=thresholds.at_least_one if thresholds else True,

@@ -177,7 +177,7 @@ class RawTextClassifier(tf.Module):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         logits = scale_in_graph(self.model(inputs, training=False), self.temperature)
         return {
-            "probabilities": probabilities_in_graph(logits, self.preprocessor.multi_label),
+            "probabilities": probabilities_in_graph(logits, self.preprocessor.task),
             "logits": logits,
         }
 

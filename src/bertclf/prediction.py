@@ -7,7 +7,8 @@ The classifier's last layer answers logits, one row per window (a text cut into 
 several); a temperature divides them (`scale`), and `pool_windows` turns a text's windows into
 one row of probabilities: single-label, the mean (equal to averaging the logits) or the maximum
 of the windows' log-probabilities, renormalised; multi-label, each label's own probability,
-its mean or maximum over the windows (a label mentioned in one window of a long story stays on).
+its mean or maximum over the windows (a label mentioned in one window of a long story stays on);
+regression, the score (the one output, no link) and its mean or maximum.
 
 Training never imports this module (`dvc.yaml`: `train` does not depend on it), so editing a
 prediction rule re-runs only the stages that predict (`calibrate`, `evaluate`, `package`,
@@ -18,6 +19,7 @@ import numpy as np
 
 from bertclf.batching import BucketedSequence
 from bertclf.config import TokenizeConfig
+from bertclf.labels import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 from bertclf.tokenization import TokenCache
 
 
@@ -35,26 +37,30 @@ def scale_in_graph(logits, temperature):
     return logits if temperature is None else logits / temperature
 
 
-def log_probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
+def log_probabilities(logits: np.ndarray, task: str) -> np.ndarray:
     """Single-label: the log-softmax of each row; multi-label: each label's log-sigmoid.
     Float64, computed without overflow and without any floor."""
     z = np.asarray(logits, dtype=np.float64)
-    if multi_label:
+    if task == MULTI_LABEL:
         return -np.logaddexp(0.0, -z)
     shifted = z - z.max(axis=1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
-    """Softmax over the classes, or a sigmoid per label (float32)."""
-    return np.exp(log_probabilities(logits, multi_label)).astype(np.float32)
+def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
+    """Softmax over the classes, a sigmoid per label, or (regression) the score itself; float32."""
+    if task == REGRESSION:
+        return np.asarray(logits, dtype=np.float32)
+    return np.exp(log_probabilities(logits, task)).astype(np.float32)
 
 
-def probabilities_in_graph(logits, multi_label: bool):
+def probabilities_in_graph(logits, task: str):
     """`probabilities` in TensorFlow ops."""
     import tensorflow as tf
 
-    return tf.sigmoid(logits) if multi_label else tf.nn.softmax(logits, axis=1)
+    if task == REGRESSION:
+        return tf.cast(logits, tf.float32)
+    return tf.sigmoid(logits) if task == MULTI_LABEL else tf.nn.softmax(logits, axis=1)
 
 
 def pool_windows(
@@ -62,34 +68,35 @@ def pool_windows(
     text_index: np.ndarray,
     n_texts: int,
     how: str = "mean",
-    multi_label: bool = False,
+    task: str = SINGLE_LABEL,
 ) -> np.ndarray:
-    """One row of probabilities per text from one row of logits per window (the module's
-    docstring says how). `text_index[i]` is the text of window i."""
+    """One row of probabilities (regression: of scores) per text from one row of outputs per
+    window (the module's docstring says how). `text_index[i]` is the text of window i."""
     logits = np.asarray(logits)
     if len(text_index) == n_texts:  # one window per text
-        return probabilities(logits, multi_label)
-    values = log_probabilities(logits, multi_label)
-    if multi_label:
-        values = np.exp(values)  # each label's probability is pooled
+        return probabilities(logits, task)
+    if task == SINGLE_LABEL:
+        values = log_probabilities(logits, task)
+    else:  # each label's probability, or the score, is pooled
+        values = probabilities(logits, task).astype(np.float64)
     pooled = np.full((n_texts, logits.shape[1]), -np.inf if how == "max" else 0.0)
     if how == "max":
         np.maximum.at(pooled, text_index, values)
     else:
         np.add.at(pooled, text_index, values)
         pooled /= np.bincount(text_index, minlength=n_texts)[:, None]
-    if multi_label:
-        return pooled.astype(np.float32)
-    return probabilities(pooled, multi_label=False)  # renormalised
+    if task == SINGLE_LABEL:
+        return probabilities(pooled, task)  # renormalised
+    return pooled.astype(np.float32)
 
 
-def pool_windows_in_graph(logits, text_index, n_texts, how: str, multi_label: bool):
+def pool_windows_in_graph(logits, text_index, n_texts, how: str, task: str):
     """`pool_windows` in TensorFlow ops (`text_index` int64, windows in text order)."""
     import tensorflow as tf
 
     segment = tf.math.unsorted_segment_max if how == "max" else tf.math.unsorted_segment_mean
-    if multi_label:
-        return segment(tf.sigmoid(logits), text_index, n_texts)
+    if task != SINGLE_LABEL:
+        return segment(probabilities_in_graph(logits, task), text_index, n_texts)
     pooled = segment(tf.nn.log_softmax(logits, axis=1), text_index, n_texts)
     return tf.nn.softmax(pooled, axis=1)
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from bertclf.cleaning import clean_texts
 from bertclf.config import CleanConfig, TokenizeConfig
+from bertclf.labels import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 from bertclf.prediction import (
     pool_windows,
     pool_windows_in_graph,
@@ -42,10 +43,14 @@ class Preprocessor:
     tokenizer: object  # tokenizers.Tokenizer; None where only logits are turned into answers
     tokenize: TokenizeConfig
     clean: CleanConfig | None = None  # data.clean, as training applied it
-    multi_label: bool = False
+    task: str = SINGLE_LABEL  # the name labels.json gives it (`Task.name`)
     temperature: object = None  # a number, one per label, or None
     thresholds: np.ndarray | None = None  # multi-label: one per label
     at_least_one: bool = True  # multi-label: a text that reaches no threshold gets its top label
+
+    @property
+    def multi_label(self) -> bool:
+        return self.task == MULTI_LABEL
 
     def with_temperature(self, temperature) -> "Preprocessor":
         return replace(self, temperature=temperature)
@@ -71,19 +76,22 @@ class Preprocessor:
         pooled as `tokenize.chunk_pooling` says."""
         logits = scale(window_logits, self.temperature)
         how = self.tokenize.chunk_pooling  # a text of one window is its own answer
-        return pool_windows(logits, text_index, n_texts, how, self.multi_label)
+        return pool_windows(logits, text_index, n_texts, how, self.task)
 
     def answer_in_graph(self, window_logits, text_of, n_texts, temperature=None):
         """`answer` in TensorFlow ops (`temperature` the graph's constant)."""
         logits = scale_in_graph(window_logits, temperature)
         if self.tokenize.long_text != "chunks":
-            return probabilities_in_graph(logits, self.multi_label)
+            return probabilities_in_graph(logits, self.task)
         how = self.tokenize.chunk_pooling
-        return pool_windows_in_graph(logits, text_of, n_texts, how, self.multi_label)
+        return pool_windows_in_graph(logits, text_of, n_texts, how, self.task)
 
     def decide(self, probabilities_: np.ndarray, threshold: float | None = None) -> np.ndarray:
         """The answer's decision: single-label, the most probable class's index; multi-label,
-        which labels each text gets (bool), by the thresholds (or one `threshold`)."""
+        which labels each text gets (bool), by the thresholds (or one `threshold`); regression,
+        the score (float32, one per text)."""
+        if self.task == REGRESSION:
+            return np.asarray(probabilities_, dtype=np.float32).reshape(-1)
         if not self.multi_label:
             return np.asarray(probabilities_).argmax(axis=1)
         limits = self.thresholds if threshold is None else threshold
