@@ -94,7 +94,7 @@ def run_one(data, seed: int, min_steps: int, tokenizer) -> dict:
     logits = predict_logits(model, test.sequences, 64, tokenize)
     accuracy = float((logits.argmax(axis=1) == test.labels).mean())
     train_texts, train_targets = splits["train"]["text"], label_map.encode(splits["train"]["label"])
-    baseline = fit_baseline(train_texts, train_targets, 10.0, seed, per_label=False)
+    baseline = fit_baseline(train_texts, train_targets, 10.0, seed, "single_label")
     truth = label_map.encode(splits["test"]["label"])
     base = baseline_probabilities(baseline, splits["test"]["text"], len(label_map.classes))
     return {

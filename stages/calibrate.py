@@ -16,7 +16,6 @@ def main() -> None:
     evaluate = load_section("evaluate")
     method = load_section("calibrate").method
     label_map = LabelMap.load(LABELS)
-    multi_label = label_map.multi_label
 
     from bertclf.calibration import fit_temperature
     from bertclf.config import TokenizeConfig
@@ -42,8 +41,9 @@ def main() -> None:
     def validation():  # the calibrated probabilities, a long text's windows pooled
         return texts.labels, answers.answer(rows, val.text_index(), len(texts.ids))
 
-    rule = fit_rule(multi_label, spec["classes"], task, validation)
-    write_json(CALIBRATION, {"scaling": method, "temperature": temperature, **rule.to_json()})
+    rule = fit_rule(label_map.task, spec["classes"], task, validation)
+    scaling = method if temperature is not None else "none"  # regression: nothing to scale
+    write_json(CALIBRATION, {"scaling": scaling, "temperature": temperature, **rule.to_json()})
     print(
         f"calibrate: temperature {temperature} on {len(rows)} validation windows; decision: "
         f"{rule.describe()}{few_texts(len(texts.ids))}"

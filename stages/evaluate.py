@@ -43,7 +43,7 @@ def main() -> None:
     model, spec = load_classifier(TRAINED)
     classes, tokenize = spec["classes"], TokenizeConfig(**spec["tokenize"])
     temperature = calibration.get("temperature")
-    rule = read_rule(task.multi_label, calibration, str(CALIBRATION))
+    rule = read_rule(task.name, calibration, str(CALIBRATION))
     answers = Preprocessor(None, tokenize, task=task.name, temperature=temperature)
     answers = answers.with_rule(rule, classes)
     scoring, metrics, scored, seconds = metrics_of(task.name), {}, {}, {}
@@ -74,12 +74,9 @@ def main() -> None:
     with atomic_path(ERRORS) as tmp:
         errors.to_csv(tmp, index=False)
     write_json(METRICS, metrics)
-    test, key = metrics["test"], task.headline_metric
     print(
-        f"evaluate: test {key} {test[key]:.4f}, macro F1 {test['macro_f1']:.4f} (n={test['n']}); "
-        f"ECE {test['ece_before_temperature']:.4f} -> {test['ece']:.4f} and log loss "
-        f"{test['log_loss_before_temperature']:.4f} -> {test['log_loss']:.4f} with the "
-        f"temperature {temperature}; predicted the test split in {seconds['test']:.1f} s"
+        f"evaluate: test {scoring.summary(metrics['test'])} with the temperature {temperature}; "
+        f"predicted the test split in {seconds['test']:.1f} s"
     )
 
 

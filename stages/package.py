@@ -54,7 +54,7 @@ def main() -> None:
     from bertclf.tokenization import read_token_cache
 
     model, spec = load_classifier(TRAINED)
-    rule = read_rule(task.multi_label, calibration, str(CALIBRATION))
+    rule = read_rule(task.name, calibration, str(CALIBRATION))
     preprocessor = Preprocessor(
         load_tokenizer(PRETRAINED),
         TokenizeConfig(**spec["tokenize"]),

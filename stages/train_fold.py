@@ -71,7 +71,7 @@ def main() -> None:
         return val_texts.labels, val_probabilities
 
     # the decision rule chosen on validation, as the calibrate stage chooses it
-    rule = fit_rule(task.multi_label, classes, task_config, validation)
+    rule = fit_rule(task.name, classes, task_config, validation)
     answers = answers.with_rule(rule, classes)
     long = texts.text_lengths > tokenize.max_length
     metrics = metrics_of(task.name).split(

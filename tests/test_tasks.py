@@ -79,20 +79,20 @@ def test_the_decision_rule_is_fitted_and_read_back_per_task():
         raise AssertionError("a single-label rule has nothing to fit")
 
     classes = ["a", "b", "c"]
-    single = fit_rule(False, classes, section("task"), no_validation)
+    single = fit_rule("single_label", classes, section("task"), no_validation)
     assert isinstance(single, MostProbable)
-    assert isinstance(read_rule(False, single.to_json(), "calibration.json"), MostProbable)
+    assert isinstance(read_rule("single_label", single.to_json(), "calibration.json"), MostProbable)
     answers = Preprocessor(None, None).with_rule(single, classes)
     assert answers.decide(PROBABILITIES).tolist() == [0, 1]  # a tie goes to the first class
 
     truth = np.array([[1, 0, 0], [0, 1, 1], [1, 0, 1], [0, 1, 0]])
     scores = np.array([[0.9, 0.2, 0.1], [0.1, 0.7, 0.6], [0.8, 0.1, 0.7], [0.3, 0.6, 0.2]])
     config = section("task", type="multi_label", threshold="tuned", min_val_positives=1)
-    multi = fit_rule(True, classes, config, lambda: (truth, scores))
+    multi = fit_rule("multi_label", classes, config, lambda: (truth, scores))
     assert isinstance(multi, Thresholds) and multi.tuned_labels == classes
-    read = read_rule(True, {"temperature": None, **multi.to_json()}, "calibration.json")
+    read = read_rule("multi_label", {"temperature": None, **multi.to_json()}, "calibration.json")
     assert read == multi
     answers = Preprocessor(None, None, task=MULTI_LABEL).with_rule(read, classes)
     assert (answers.decide(scores) == truth.astype(bool)).all()
     with pytest.raises(BertclfError, match="calibration.json"):
-        read_rule(True, single.to_json(), "calibration.json")
+        read_rule("multi_label", single.to_json(), "calibration.json")

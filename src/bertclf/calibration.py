@@ -12,7 +12,7 @@ Python API, the CLI and the server all answer calibrated probabilities. The scal
 import numpy as np
 
 from bertclf.errors import BertclfError
-from bertclf.labels import MULTI_LABEL, SINGLE_LABEL
+from bertclf.labels import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 from bertclf.prediction import probabilities, scale
 
 BOUNDS = (0.05, 20.0)  # the temperatures searched
@@ -21,10 +21,13 @@ BOUNDS = (0.05, 20.0)  # the temperatures searched
 def fit_temperature(logits: np.ndarray, y_true: np.ndarray, task: str):
     """The temperature that minimises log loss on (logits, y_true): a float, or one per
     label (a list) for a multi-label model; a label with no positive or no negative example
-    keeps 1.0 (its log loss has no interior minimum)."""
+    keeps 1.0 (its log loss has no interior minimum). A regression model's scores are no
+    probabilities: nothing to fit (None)."""
     from scipy.optimize import minimize_scalar
     from sklearn.metrics import log_loss
 
+    if task == REGRESSION:
+        return None
     y_true = np.asarray(y_true)
     if not len(y_true):
         raise BertclfError("calibrate: no validation texts to fit a temperature on")

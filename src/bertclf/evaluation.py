@@ -8,17 +8,8 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from sklearn.preprocessing import label_binarize
 
 from bertclf.files import atomic_path
-from bertclf.labels import MULTI_LABEL, SINGLE_LABEL
+from bertclf.labels import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 from bertclf.metrics import calibration_bins, probability_calibration_bins
-
-PLOT_FILES = (
-    "confusion.csv",
-    "precision_recall.csv",
-    "roc.csv",
-    "calibration.csv",
-    "calibration_before_temperature.csv",
-    "per_class_f1.csv",
-)
 
 
 def write_plot_data(
@@ -51,8 +42,8 @@ def write_tables(out_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
     """The plot files, in one directory written whole."""
     with atomic_path(out_dir, replace_directory=True) as tmp:
         tmp.mkdir()
-        for name in PLOT_FILES:
-            tables[name].to_csv(tmp / name, index=False)
+        for name, table in tables.items():
+            table.to_csv(tmp / name, index=False)
 
 
 def write_confusion_png(
@@ -279,7 +270,64 @@ class MultiLabelTables:
         return multi_label_errors_table(frame, y_true, probabilities, decided, classes)
 
 
-TASK_TABLES = {SINGLE_LABEL: SingleLabelTables(), MULTI_LABEL: MultiLabelTables()}
+class RegressionTables:
+    """The same for a regression model: predicted against true scores, the residuals, a
+    scatter PNG, and the texts with the largest errors."""
+
+    def write(self, plots, png, y_true, probabilities, decided, classes, metrics, before) -> None:
+        truth, predicted = np.asarray(y_true, dtype=np.float64), np.asarray(decided)
+        write_tables(
+            plots,
+            {
+                "predicted.csv": pd.DataFrame({"true": truth, "predicted": predicted}),
+                "residuals.csv": pd.DataFrame(
+                    {"predicted": predicted, "residual": predicted - truth}
+                ),
+            },
+        )
+        write_scatter_png(png, truth, predicted, metrics["test"])
+
+    def errors(self, frame, y_true, probabilities, decided, classes) -> pd.DataFrame:
+        error = np.asarray(decided, dtype=np.float64) - np.asarray(y_true, dtype=np.float64)
+        table = pd.DataFrame(
+            {
+                "id": frame["id"].to_numpy(),
+                "text": frame["text"].to_numpy(),
+                "true_score": np.asarray(y_true, dtype=np.float64),
+                "predicted_score": np.asarray(decided, dtype=np.float64),
+                "error": error,
+            }
+        )
+        order = np.argsort(-np.abs(error), kind="stable")
+        return table.iloc[order].reset_index(drop=True)
+
+
+def write_scatter_png(path: str | Path, truth: np.ndarray, predicted: np.ndarray, test: dict):
+    """Predicted against true scores on the test split, the diagonal drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(truth, predicted, s=6, alpha=0.5)
+    low, high = float(min(truth.min(), predicted.min())), float(max(truth.max(), predicted.max()))
+    ax.plot([low, high], [low, high], color="grey", linewidth=1)
+    pearson = test.get("pearson")
+    ax.set_title(f"test: predicted against true (Pearson {pearson:.3f})" if pearson else "test")
+    ax.set_xlabel("true score")
+    ax.set_ylabel("predicted score")
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(str(tmp), dpi=100, format="png")
+    plt.close(figure)
+
+
+TASK_TABLES = {
+    SINGLE_LABEL: SingleLabelTables(),
+    MULTI_LABEL: MultiLabelTables(),
+    REGRESSION: RegressionTables(),
+}
 
 
 def tables_of(task_name: str):

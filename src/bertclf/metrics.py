@@ -99,6 +99,10 @@ def classification_metrics(
     return metrics
 
 
+def _figure(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def _defined(compute) -> float | None:
     """None where the metric is undefined on this split (e.g. a class absent from it): scikit-learn
     then warns and returns nan, or a made-up value such as a recall of one."""
@@ -303,6 +307,18 @@ class TaskMetrics:
 
     def probability_scores(self, y_true: np.ndarray, probabilities: np.ndarray) -> dict:
         return probability_scores(y_true, probabilities, self.multi_label)
+
+    def summary(self, metrics: dict) -> str:
+        """A line's worth of a split's metrics: its first three headline figures and n;
+        what the temperature changed, where there is one."""
+        figures = ", ".join(f"{key} {_figure(metrics[key])}" for key in self.headline_keys[1:4])
+        line = f"{figures} (n={metrics['n']})"
+        if metrics.get("ece_before_temperature") is not None:
+            line += (
+                f"; ECE {metrics['ece_before_temperature']:.4f} -> {metrics['ece']:.4f} and log "
+                f"loss {metrics['log_loss_before_temperature']:.4f} -> {metrics['log_loss']:.4f}"
+            )
+        return line
 
     def reliability(self, y_true: np.ndarray, probabilities: np.ndarray) -> pd.DataFrame:
         """The reliability diagram's bins."""

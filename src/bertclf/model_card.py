@@ -2,7 +2,7 @@
 
 import yaml
 
-from bertclf.labels import MULTI_LABEL, SINGLE_LABEL
+from bertclf.labels import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 from bertclf.metrics import metrics_of, standard_error
 
 
@@ -18,7 +18,9 @@ def model_card(
     """The card of a model of the task labels.json names (`Task.name`)."""
     task_card = TASK_CARDS[task_name]
     card = task_card(params, metrics, encoder, data_hashes, calibration or {})
-    return card + probabilities_section(metrics, calibration or {}) + runtimes_section(openvino)
+    if task_name != REGRESSION:  # a score is no probability
+        card += probabilities_section(metrics, calibration or {})
+    return card + runtimes_section(openvino)
 
 
 def probabilities_section(metrics: dict, calibration: dict) -> str:
@@ -253,4 +255,59 @@ package (`--expect-sha256`, `BERTCLF_PACKAGE_SHA256`).
 """
 
 
-TASK_CARDS = {SINGLE_LABEL: single_label_card, MULTI_LABEL: multi_label_card}
+def regression_card(
+    params: dict, metrics: dict, encoder: dict, data_hashes: dict, calibration: dict
+) -> str:
+    test, val = metrics["test"], metrics["val"]
+    hashes = "\n".join(f"- `{name}`: sha256 `{digest}`" for name, digest in data_hashes.items())
+    table = "\n".join(
+        f"| {split} | {m['n']} | {_value(m['pearson'])} | {_value(m['spearman'])} | "
+        f"{m['rmse']:.4f} | {m['mae']:.4f} | {_value(m['r2'])} |"
+        for split, m in (("test", test), ("val", val))
+    )
+    return f"""# Model card: bertclf text regression model
+
+## Task
+Regression: each text gets a score (one output, trained with mean squared error).
+
+## Encoder
+{encoder["name"]} ({encoder["parameters"]:,} parameters), from `{encoder["source"]}`
+({encoder["origin"]}), fine-tuned with a regression head.
+
+## Data
+Data set `{params["data"]["name"]}`: text column `{params["data"]["text_column"]}`, score
+column `{params["data"]["label_column"]}`. Prepared splits:
+
+{hashes}
+
+## Metrics
+| split | n | Pearson | Spearman | RMSE | MAE | R² |
+| --- | --- | --- | --- | --- | --- | --- |
+{table}
+
+## Parameters
+```yaml
+{yaml.safe_dump(params, sort_keys=False).strip()}
+```
+
+## Intended use and limits
+Scores texts like those it was trained on, on the scale of its training scores; a score
+outside that range is an extrapolation. {_long_texts(params["tokenize"])} Metrics were measured
+on {test["n"]} held-out texts.
+
+## Loading it safely
+This package is a program: its SavedModel is a graph that TensorFlow runs. Load it only from a
+source you trust. Check the manifest's sha256 against the one published by whoever built the
+package (`--expect-sha256`, `BERTCLF_PACKAGE_SHA256`).
+"""
+
+
+def _value(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+TASK_CARDS = {
+    SINGLE_LABEL: single_label_card,
+    MULTI_LABEL: multi_label_card,
+    REGRESSION: regression_card,
+}

@@ -6,10 +6,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from bertclf.labels import MULTI_LABEL, SINGLE_LABEL
+from bertclf.labels import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 from bertclf.metrics import (
     HEADLINE_KEYS,
     MULTI_LABEL_HEADLINE_KEYS,
+    REGRESSION_HEADLINE_KEYS,
     lift_within_noise,
     metrics_of,
     standard_error,
@@ -30,7 +31,10 @@ MULTI_LABEL_COMPARED = (
 
 def task_of_metrics(metrics: dict) -> str:
     """The task of a metrics file, for `bertclf metrics`, which is given one of any run and
-    not its labels.json: a multi-label run's metrics hold `per_label`."""
+    not its labels.json: a multi-label run's metrics hold `per_label`, a regression run's
+    `pearson`."""
+    if "pearson" in metrics["test"]:
+        return REGRESSION
     return MULTI_LABEL if "per_label" in metrics["test"] else SINGLE_LABEL
 
 
@@ -41,7 +45,11 @@ def training_curves_png(live_dir: Path, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    second = "accuracy" if (live_dir / "plots/metrics/train/accuracy.tsv").is_file() else "micro_f1"
+    second = next(  # the task's training metric (training.TASK_TRAINING), as DVCLive logged it
+        name
+        for name in ("accuracy", "micro_f1", "rmse")
+        if (live_dir / f"plots/metrics/train/{name}.tsv").is_file()
+    )
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", second), strict=True):
         for split, name in (("train", "training"), ("eval", "validation")):
@@ -268,4 +276,69 @@ def render_multi_label_report(
     return "\n".join(lines) + "\n"
 
 
-TASK_REPORTS = {SINGLE_LABEL: render_single_label_report, MULTI_LABEL: render_multi_label_report}
+REGRESSION_COMPARED = REGRESSION_HEADLINE_KEYS[1:]
+
+
+def render_regression_report(
+    params: dict,
+    prepare: dict,
+    metrics: dict,
+    baseline: dict,
+    errors: pd.DataFrame,
+    images: dict[str, str],
+) -> str:
+    test, base = metrics["test"], baseline["test"]
+    lines = ["# Evaluation report (regression)", "", "## Data", ""]
+    lines += ["| split | texts | mean | sd | min | max |", "| --- | --- | --- | --- | --- | --- |"]
+    for split, summary in prepare["score_summary"].items():
+        lines.append(
+            f"| {split} | {summary['n']} | {summary['mean']:.3f} | {summary['sd']:.3f} | "
+            f"{summary['min']:.3f} | {summary['max']:.3f} |"
+        )
+    averaged = prepare.get("conflicting_scores_averaged")
+    lines += [
+        "",
+        f"Dropped before splitting: {prepare['duplicates_dropped']} duplicate texts, "
+        f"{prepare['conflicting_labels_dropped']} texts with conflicting scores, "
+        f"{prepare['empty_texts_dropped']} empty texts"
+        + (f"; {averaged} texts had their scores averaged" if averaged else "")
+        + ".",
+        "",
+        "## Configuration",
+        "",
+        "```yaml",
+        yaml.safe_dump(
+            {k: params[k] for k in ("model", "head", "train", "tokenize", "seed")}, sort_keys=False
+        ).strip(),
+        "```",
+        "",
+        f"## Test metrics ({test['n']} texts)",
+        "",
+        "| metric | fine-tuned | TF-IDF + ridge regression | lift |",
+        "| --- | --- | --- | --- |",
+        *_comparison(test, base, REGRESSION_COMPARED),
+        "",
+        "Lower is better for `rmse` and `mae`.",
+        "",
+        "## Plots",
+        "",
+        *[f"![{title}]({path})" for title, path in images.items()],
+        "",
+        "## The ten largest errors",
+        "",
+        "| id | true | predicted | error | text |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in errors.head(10).itertuples():
+        lines.append(
+            f"| {row.id} | {row.true_score:.3f} | {row.predicted_score:.3f} | "
+            f"{row.error:+.3f} | {_cell(row.text)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+TASK_REPORTS = {
+    SINGLE_LABEL: render_single_label_report,
+    MULTI_LABEL: render_multi_label_report,
+    REGRESSION: render_regression_report,
+}

@@ -15,6 +15,7 @@ import numpy as np
 from bertclf.config import TaskConfig
 from bertclf.errors import BertclfError
 from bertclf.files import read_json
+from bertclf.labels import MULTI_LABEL, REGRESSION
 
 
 def best_threshold(y_true: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
@@ -197,18 +198,34 @@ class MostProbable:
         return "the most probable class"
 
 
-def fit_rule(multi_label: bool, classes: list[str], task: TaskConfig, validation):
-    """The decision rule chosen on validation; `validation()` gives (truth, probabilities)
-    and is called only by a rule that has something to fit."""
-    if not multi_label:
-        return MostProbable()
+class TheScore(MostProbable):
+    """A regression model's rule: its answer is the score itself."""
+
+    def decide(self, probabilities: np.ndarray, classes: list[str]) -> np.ndarray:
+        return np.asarray(probabilities, dtype=np.float32).reshape(-1)
+
+    def to_json(self) -> dict:
+        return {"rule": "the score"}
+
+    def describe(self) -> str:
+        return "the score itself"
+
+
+def fit_rule(task_name: str, classes: list[str], task: TaskConfig, validation):
+    """The decision rule of the task labels.json names, chosen on validation;
+    `validation()` gives (truth, probabilities) and is called only by a rule that has
+    something to fit."""
+    if task_name != MULTI_LABEL:
+        return TheScore() if task_name == REGRESSION else MostProbable()
     truth, probabilities = validation()
     return tune(truth, probabilities, classes, task)
 
 
-def read_rule(multi_label: bool, calibration: dict, source: str):
+def read_rule(task_name: str, calibration: dict, source: str):
     """The rule calibration.json holds, each key checked."""
-    return Thresholds.from_json(calibration, source) if multi_label else MostProbable()
+    if task_name == MULTI_LABEL:
+        return Thresholds.from_json(calibration, source)
+    return TheScore() if task_name == REGRESSION else MostProbable()
 
 
 def load_thresholds(path) -> Thresholds:
