@@ -207,6 +207,8 @@ def write_token_cache(
         columns["label_vector"] = pa.array(
             np.asarray(label_ids, dtype=np.float32).tolist(), type=pa.list_(pa.float32())
         )
+    elif label_ids is not None and np.issubdtype(np.asarray(label_ids).dtype, np.floating):
+        columns["label_score"] = pa.array(np.asarray(label_ids, dtype=np.float32))  # regression
     elif label_ids is not None:
         columns["label_id"] = pa.array(np.asarray(label_ids, dtype=np.int32))
     if text_lengths is not None:
@@ -258,6 +260,8 @@ def read_token_cache(path: str | Path) -> TokenCache:
     sequences = [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
     names = table.column_names
     labels = table.column("label_id").to_numpy() if "label_id" in names else None
+    if "label_score" in names:  # regression: a score per sequence
+        labels = table.column("label_score").to_numpy()
     if "label_vector" in names:  # multi-label: one row of 0/1 per sequence
         vectors = table.column("label_vector").combine_chunks()
         labels = vectors.values.to_numpy().reshape(len(vectors), -1)
