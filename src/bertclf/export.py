@@ -38,6 +38,7 @@ from bertclf.cleaning import (
     string_table,
 )
 from bertclf.errors import BertclfError
+from bertclf.labels import REGRESSION, SINGLE_LABEL
 from bertclf.layout import VOCAB
 from bertclf.prediction import probabilities_in_graph, scale_in_graph
 from bertclf.preprocessor import Preprocessor
@@ -161,6 +162,8 @@ class RawTextClassifier(tf.Module):
         probabilities = self.preprocessor.answer_in_graph(
             logits, text_of, n_texts, self.temperature
         )
+        if self.preprocessor.task == REGRESSION:  # one output, the score
+            return {"score": probabilities[:, 0]}
         if self.preprocessor.multi_label:
             predicted = self.preprocessor.decide_in_graph(probabilities, self.thresholds)
             return {"probabilities": probabilities, "predicted": predicted}
@@ -279,12 +282,16 @@ def check_parity(
         ):
             identical[text] &= ours == theirs.tolist()
     outputs = saved_model_outputs(load_saved_model(saved_model), texts, encoded.lengths, batch_size)
-    exported = outputs["probabilities"]
+    if preprocessor.task == REGRESSION:  # the score is the answer: its difference is the check
+        exported = outputs["score"][:, None]
+        same_labels = np.ones(len(texts), dtype=bool)
+    else:
+        exported = outputs["probabilities"]
     difference = np.abs(exported - reference).max(axis=1)
     if preprocessor.multi_label:  # the exported decisions against thresholds.decide on training's
         expected = preprocessor.decide(reference)
         same_labels = (outputs["predicted"] == expected).all(axis=1)
-    else:
+    elif preprocessor.task == SINGLE_LABEL:
         same_labels = exported.argmax(1) == reference.argmax(1)
     report = {
         "n": n_checked,

@@ -99,6 +99,12 @@ def classification_metrics(
     return metrics
 
 
+def score_name(figures: dict) -> str:
+    """The task's figure a runtime is gated on in a package's checks (accuracy, micro-F1 or
+    Pearson; `openvino_build.compare`, `compare_scores`)."""
+    return next(key for key in ("accuracy", "micro_f1", "pearson") if key in figures)
+
+
 def _figure(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 

@@ -3,7 +3,7 @@
 import yaml
 
 from bertclf.labels import MULTI_LABEL, REGRESSION, SINGLE_LABEL
-from bertclf.metrics import metrics_of, standard_error
+from bertclf.metrics import metrics_of, score_name, standard_error
 
 
 def model_card(
@@ -109,15 +109,16 @@ def runtimes_section(openvino: dict | None) -> str:
             "OpenVINO model.\n"
         )
     checks = openvino["precisions"]
-    score = "accuracy" if "accuracy" in next(iter(checks.values())) else "micro_f1"
+    score = score_name(next(iter(checks.values())))
     name = score.replace("_", "-")
     tensorflow = next(iter(checks.values()))[f"tensorflow_{score}"]
     rows = [f"| TensorFlow | f32 | {tensorflow:.4f} | | offered |"]
     for precision, figures in checks.items():
         status = "offered" if figures["passed"] else f"left out: {figures['left_out']}"
+        same = figures.get("same_decisions")  # regression: no decisions, its scores compared
         rows.append(
             f"| OpenVINO | {precision} | {figures[score]:.4f} | "
-            f"{figures['same_decisions']:.2%} | {status} |"
+            f"{'n/a' if same is None else f'{same:.2%}'} | {status} |"
         )
     table = "\n".join(rows)
     return f"""

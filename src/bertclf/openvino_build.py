@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from bertclf.errors import BertclfError
+from bertclf.labels import REGRESSION
 from bertclf.layout import CHECKS, OPENVINO_DIR
+from bertclf.metrics import score_name
 from bertclf.runtime import OpenVINOModel, cpu, model_path, native_bfloat16
 
 # The parity gate: labels equal to TensorFlow's where TensorFlow is not near a tie, and the
@@ -101,8 +103,32 @@ def compare(
     return figures
 
 
+def compare_scores(reference: np.ndarray, candidate: np.ndarray, y_true: np.ndarray) -> dict:
+    """A regression runtime's scores against TensorFlow's: passes when its Pearson
+    correlation with the true scores is within SCORE_TOLERANCE of TensorFlow's; the largest
+    score difference is reported."""
+    from bertclf.metrics import regression_metrics
+
+    pearson = [regression_metrics(y_true, p)["pearson"] for p in (reference, candidate)]
+    both = None not in pearson
+    figures = {
+        "n": len(reference),
+        "max_score_difference": float(np.abs(reference - candidate).max(initial=0.0)),
+        "tensorflow_pearson": pearson[0],
+        "pearson": pearson[1],
+        "score_tolerance": SCORE_TOLERANCE,
+    }
+    figures["passed"] = bool(both and abs(pearson[1] - pearson[0]) <= SCORE_TOLERANCE + 1e-12)
+    return figures
+
+
 def describe_failure(precision: str, figures: dict) -> str:
-    score = "accuracy" if "accuracy" in figures else "micro_f1"
+    score = score_name(figures)
+    if score == "pearson":
+        return (
+            f"{precision}: Pearson {figures['pearson']} against TensorFlow's "
+            f"{figures['tensorflow_pearson']} (within {SCORE_TOLERANCE} needed)"
+        )
     same = figures["same_decisions_where_clear"]
     return (
         f"{precision}: decisions equal to TensorFlow's on {same:.2%} of the "
@@ -166,7 +192,11 @@ def write_openvino(
             candidate = converted
         compiled = OpenVINOModel(candidate, precision, bfloat16)
         scaled = preprocessor.with_temperature(None)  # the converted function holds it
-        figures = compare(reference, predict(compiled, scaled), y_true, thresholds, at_least_one)
+        answered = predict(compiled, scaled)
+        if preprocessor.task == REGRESSION:
+            figures = compare_scores(reference, answered, y_true)
+        else:
+            figures = compare(reference, answered, y_true, thresholds, at_least_one)
         figures["inference_precision"] = compiled.inference_precision
         if precision == "int8":
             used = min(config.int8_calibration_texts, len(train_sequences))
@@ -195,15 +225,21 @@ def write_openvino(
 def describe_check(precision: str, figures: dict) -> list[str]:
     """How a precision compared with TensorFlow, and whether the package offers it: lines that
     fit 120 columns behind "package: OpenVINO "."""
-    score = "accuracy" if "accuracy" in figures else "micro_f1"
+    score = score_name(figures)
     status = "offered" if figures["passed"] else "left out"
     lines = [
         f"{precision} ({figures['inference_precision']} inference): {status}; {score} "
         f"{figures[score]:.4f} (TensorFlow {figures['tensorflow_' + score]:.4f})",
-        f"  decisions equal {figures['same_decisions']:.2%} "
-        f"({figures['same_decisions_where_clear']:.2%} of the {figures['clear_decisions']} clear "
-        f"ones), largest probability difference {figures['max_probability_difference']:.2g}",
     ]
+    if score == "pearson":
+        lines.append(f"  largest score difference {figures['max_score_difference']:.2g}")
+    else:
+        lines.append(
+            f"  decisions equal {figures['same_decisions']:.2%} "
+            f"({figures['same_decisions_where_clear']:.2%} of the {figures['clear_decisions']} "
+            f"clear ones), largest probability difference "
+            f"{figures['max_probability_difference']:.2g}"
+        )
     calibration = figures.get("int8_calibration", {})
     if calibration and calibration["used"] < calibration["asked"]:
         lines.append(
