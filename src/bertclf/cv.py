@@ -16,7 +16,7 @@ def assign_folds(train: pd.DataFrame, k: int, seed: int, task) -> pd.DataFrame:
         return pd.DataFrame({"id": pd.Series([], dtype=str), "fold": pd.Series([], dtype=int)})
     if k < 2:
         raise BertclfError(f"params.yaml: cv.folds has {k} fold; k-fold needs at least 2")
-    targets = task.targets(train)
+    targets = task.strata(train)
     if task.multi_label:
         from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
@@ -27,12 +27,12 @@ def assign_folds(train: pd.DataFrame, k: int, seed: int, task) -> pd.DataFrame:
             )
         splitter = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     else:
-        counts = np.bincount(targets, minlength=len(task.classes))
+        counts = pd.Series(targets).value_counts()
         if counts.min() < k:
+            stratum = task.classes[counts.idxmin()] if targets.dtype.kind == "i" else "bin"
             raise BertclfError(
-                f"data/prepared/train.parquet: class {str(task.classes[counts.argmin()])!r} has "
-                f"{counts.min()} training examples; {k}-fold cross-validation needs at least "
-                f"{k} per class"
+                f"data/prepared/train.parquet: class {str(stratum)!r} has {counts.min()} "
+                f"training examples; {k}-fold cross-validation needs at least {k} per class"
             )
         splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     folds = np.empty(len(train), dtype=int)
@@ -45,6 +45,14 @@ def fold_counts(targets: np.ndarray, folds: np.ndarray, classes: list[str]) -> d
     """Texts of each class (multi-label: carrying each label) in each fold, as the targets of
     `Task.targets` say; a class absent from a fold is left out."""
     indicator = np.asarray(targets)
+    if indicator.dtype.kind == "f" and indicator.ndim == 1:  # regression: the scores
+        return {
+            str(fold): {
+                "n": int((folds == fold).sum()),
+                "mean_score": float(indicator[folds == fold].mean()),
+            }
+            for fold in np.unique(folds)
+        }
     if indicator.ndim == 1:  # class ids
         indicator = np.eye(len(classes), dtype=np.int64)[indicator]
     return {

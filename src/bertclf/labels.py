@@ -224,3 +224,14 @@ def score_values(column: pd.Series, path: str, name: str) -> np.ndarray:
             )
         values[row] = number
     return values
+
+
+SCORE_BINS = 5  # the score bins a regression split is stratified on
+
+
+def score_bins(scores: pd.Series, n: int) -> np.ndarray:
+    """Equal-count bins of the scores (ties broken by row order), as strings; fewer bins
+    where there are fewer than 10 rows a bin."""
+    bins = max(1, min(SCORE_BINS, n // 10))
+    ranks = scores.rank(method="first").to_numpy()
+    return np.minimum((ranks - 1) * bins // n, bins - 1).astype(int).astype(str)

@@ -22,6 +22,7 @@ from bertclf.labels import (
     SCORE,
     SINGLE_LABEL,
     label_set,
+    score_bins,
     score_values,
 )
 from bertclf.small_data import FEW_TEST_TEXTS
@@ -437,17 +438,6 @@ class RegressionData:
             for name, part in splits.items()
         }
         report.small_splits = small_splits(report.split_sizes, {})
-
-
-SCORE_BINS = 5  # the score bins a regression split is stratified on
-
-
-def score_bins(scores: pd.Series, n: int) -> np.ndarray:
-    """Equal-count bins of the scores (ties broken by row order), as strings; fewer bins
-    where there are fewer than 10 rows a bin."""
-    bins = max(1, min(SCORE_BINS, n // 10))
-    ranks = scores.rank(method="first").to_numpy()
-    return np.minimum((ranks - 1) * bins // n, bins - 1).astype(int).astype(str)
 
 
 TASK_DATA = {

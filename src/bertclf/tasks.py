@@ -21,6 +21,7 @@ from bertclf.labels import (
     SINGLE_LABEL,
     LabelMap,
     label_set,
+    score_bins,
     score_values,
 )
 
@@ -43,6 +44,10 @@ class Task:
     def targets(self, frame) -> np.ndarray:
         """The training targets of a prepared split (its `label` or `labels` column)."""
         raise NotImplementedError
+
+    def strata(self, frame) -> np.ndarray:
+        """What a split of `frame` is stratified on: the targets (regression: score bins)."""
+        return self.targets(frame)
 
     def column_targets(self, values, source: str, column: str, separator: str) -> np.ndarray:
         """The targets of a user's label column (`bertclf evaluate`), as labels.json encodes
@@ -181,6 +186,9 @@ class Regression(Task):
 
     def targets(self, frame) -> np.ndarray:
         return frame[SCORE].to_numpy(dtype=np.float32)
+
+    def strata(self, frame) -> np.ndarray:
+        return score_bins(frame[SCORE], len(frame))
 
     def column_targets(self, values, source: str, column: str, separator: str) -> np.ndarray:
         return score_values(values, source, column).astype(np.float32)
