@@ -7,7 +7,7 @@ import numpy as np
 
 from bertclf.config import CleanConfig, TokenizeConfig
 from bertclf.errors import BertclfError
-from bertclf.labels import LabelMap
+from bertclf.labels import REGRESSION, LabelMap
 from bertclf.package_reader import LogitsOfFormat7, Package, open_package
 from bertclf.preprocessor import Preprocessor
 from bertclf.tasks import task_of
@@ -167,8 +167,12 @@ class Classifier:
         self, texts: str | Iterable[str], batch_size: int | None = None, progress: bool = False
     ) -> np.ndarray:
         """Probabilities, shape (n_texts, n_classes), columns in `classes_` order. Long texts
-        are fitted to the window the way the model was trained (`tokenize.long_text`)."""
-
+        are fitted to the window the way the model was trained (`tokenize.long_text`). A
+        regression model has no probabilities: `predict` gives its scores."""
+        if self.task.name == REGRESSION:
+            raise BertclfError(
+                "predict_proba: a regression model answers scores, not probabilities; use predict()"
+            )
         return self.predict_encoded(self.encode(texts), batch_size, progress)
 
     def encode(self, texts: str | Iterable[str]) -> Encoded:
@@ -209,8 +213,11 @@ class Classifier:
     ):
         """The most probable label of each text, shape (n_texts,); with `top_k`, the k most
         probable, most probable first, shape (n_texts, k). Multi-label: each text's list of
-        labels, decided by the package's thresholds (or one global `threshold` instead)."""
-        probabilities = self.predict_proba(texts, batch_size)
+        labels, decided by the package's thresholds (or one global `threshold` instead).
+        Regression: each text's score (float32)."""
+        if top_k is not None and self.task.name == REGRESSION:
+            raise BertclfError("top_k= ranks classes; a regression model answers one score")
+        probabilities = self.predict_encoded(self.encode(texts), batch_size)
         if top_k is not None:
             return self.classes_[_top_columns(probabilities, top_k, len(self.classes_))]
         if threshold is None:

@@ -90,9 +90,10 @@ def automatic_precision(offered: list[str], bfloat16: bool) -> str | None:
 
 
 # What bertclf's OpenVINO models take and give: (name, rank) of each input and output; format
-# 7's give probabilities only.
+# 7's give probabilities only; a regression model's probabilities are its logits, the score,
+# one port that goes by the name logits.
 IR_INPUTS = {("input_ids", 2), ("attention_mask", 2)}
-IR_OUTPUTS = ({("probabilities", 2), ("logits", 2)}, {("probabilities", 2)})
+IR_OUTPUTS = ({("probabilities", 2), ("logits", 2)}, {("probabilities", 2)}, {("logits", 2)})
 
 
 def read_ir(path: Path):
