@@ -11,7 +11,8 @@ from helpers import TINY, commit_all, copy_project, run
 
 pytestmark = pytest.mark.e2e
 
-GOOD, BAD = "great wonderful excellent superb".split(), "awful terrible poor dreadful".split()
+GOOD = ["great", "wonderful", "excellent", "superb"]
+BAD = ["awful", "terrible", "poor", "dreadful"]
 
 
 def rated_reviews(n: int, seed: int) -> pd.DataFrame:
@@ -30,8 +31,15 @@ def rated_repo(tmp_path_factory):
     repo = copy_project(tmp_path_factory.mktemp("regression") / "project")
     (repo / "data/raw").mkdir(parents=True, exist_ok=True)
     rated_reviews(240, seed=0).to_csv(repo / "data/raw/ratings.csv", index=False)
-    overrides = [*TINY, "train.epochs=2", "task=regression", "data=table",
-                 "data.path=data/raw/ratings.csv", "data.label_column=rating", "cv=kfold3"]  # fmt: skip
+    overrides = [
+        *TINY,
+        "train.epochs=2",
+        "task=regression",
+        "data=table",
+        "data.path=data/raw/ratings.csv",
+        "data.label_column=rating",
+        "cv=kfold3",
+    ]
     run(["bertclf", "params", *overrides], repo)
     commit_all(repo, "tiny regression model")
     result = run(["dvc", "repro"], repo)
