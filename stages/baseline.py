@@ -22,19 +22,21 @@ def main() -> None:
     tokenize = load_section("tokenize")
     task_config = load_section("task")
 
-    from bertclf.baseline import baseline_probabilities, fit_baseline
+    from bertclf.baseline import baseline_inputs, baseline_probabilities, fit_baseline
     from bertclf.metrics import metrics_of
     from bertclf.thresholds import fit_rule
 
     task = task_of(LabelMap.load(LABELS))
     classes = task.classes.tolist()
     train = pd.read_parquet(PREPARED / "train.parquet")
-    pipeline = fit_baseline(train["text"], task.targets(train), baseline.C, seed, task.name)
+    pipeline = fit_baseline(
+        baseline_inputs(train), task.targets(train), baseline.C, seed, task.name
+    )
     truth, scores, long = {}, {}, {}
     for split in ("test", "val"):
         frame = pd.read_parquet(PREPARED / f"{split}.parquet")
         truth[split] = task.targets(frame)
-        scores[split] = baseline_probabilities(pipeline, frame["text"], len(classes))
+        scores[split] = baseline_probabilities(pipeline, baseline_inputs(frame), len(classes))
         # split by the encoder's window, like the model's metrics, to compare on long texts
         texts = read_token_cache(TOKENIZED / f"{split}.parquet").texts()
         lengths = pd.Series(texts.text_lengths, index=texts.ids).loc[frame["id"]]

@@ -42,7 +42,8 @@ def main() -> None:
     task = task_of(LabelMap.load(LABELS))  # the task, as labels.json alone says
     card_facts = (task.name, params, read_json(METRICS), read_json(PRETRAINED / SOURCE))
     card_facts = (*card_facts, data_hashes)
-    test_texts = pd.read_parquet(PREPARED / "test.parquet")["text"].tolist()
+    test = pd.read_parquet(PREPARED / "test.parquet")
+    test_pairs = test["text_pair"].tolist() if "text_pair" in test.columns else None
 
     from bertclf.config import TokenizeConfig
     from bertclf.export import check_parity, export_saved_model
@@ -61,12 +62,15 @@ def main() -> None:
         clean,
         task.name,
         calibration.get("temperature"),
+        text_pair=spec.get("pair_separator_id") is not None,
     ).with_rule(rule, spec["classes"])
     with atomic_path(PACKAGE, replace_directory=True) as tmp:
         tmp.mkdir()
         saved_model = tmp / SAVED_MODEL
         module = export_saved_model(model, PRETRAINED, preprocessor, spec["classes"], saved_model)
-        parity = check_parity(module, saved_model, model, test_texts, batch_size)
+        parity = check_parity(
+            module, saved_model, model, test["text"].tolist(), batch_size, test_pairs
+        )
         openvino = write_openvino(
             module.from_token_ids,
             model,

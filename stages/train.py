@@ -60,10 +60,11 @@ def main() -> None:
         live.step = checkpoint.next_epoch
     first_epoch = checkpoint.next_epoch if resuming else 0
     start = time.perf_counter()
+    train_cache = read_token_cache(TOKENIZED / "train.parquet")
     model, encoder_config = train_classifier(
         PRETRAINED,
         label_map,
-        read_token_cache(TOKENIZED / "train.parquet"),
+        train_cache,
         read_token_cache(TOKENIZED / "val.parquet"),
         train,
         head,
@@ -76,7 +77,9 @@ def main() -> None:
     seconds = time.perf_counter() - start
 
     with atomic_path(out, replace_directory=True) as tmp:
-        save_classifier(model, tmp, encoder_config, head, list(label_map.classes), tokenize)
+        classes = list(label_map.classes)
+        pairs = train_cache.pair_separator_id
+        save_classifier(model, tmp, encoder_config, head, classes, tokenize, pairs)
     # Wall clock of this run's fit (a resumed run counts from its first epoch), apart from
     # DVCLive's metrics so that those stay exactly repeatable.
     write_json(time_file, {"train_seconds": round(seconds, 1), "first_epoch": first_epoch})

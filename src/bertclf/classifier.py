@@ -8,7 +8,7 @@ import numpy as np
 from bertclf.config import CleanConfig, TokenizeConfig
 from bertclf.errors import BertclfError
 from bertclf.labels import REGRESSION, LabelMap
-from bertclf.package_reader import LogitsOfFormat7, Package, open_package
+from bertclf.package_reader import Package, open_package
 from bertclf.preprocessor import Preprocessor
 from bertclf.tasks import task_of
 from bertclf.thresholds import Thresholds
@@ -21,6 +21,8 @@ class Classifier:
     >>> clf = Classifier.load("models/package")
     >>> clf.predict(["great coffee"])            # labels (multi-label: a list of labels each)
     >>> clf.predict_proba(["great coffee"])      # columns in clf.classes_ order
+
+    A pair model takes each text's second text: `clf.predict(texts, text_pairs=seconds)`.
     """
 
     def __init__(
@@ -34,6 +36,7 @@ class Classifier:
         runtime: str = "tensorflow",
         precision: str = "f32",
         clean: CleanConfig | None = None,
+        text_pair: bool = False,
     ):
         self.model = model
         self.runtime = runtime  # what runs the model: tensorflow or openvino
@@ -56,6 +59,7 @@ class Classifier:
             temperature=None,
             thresholds=thresholds.vector(list(label_map.classes)) if thresholds else None,
             at_least_one=thresholds.at_least_one if thresholds else True,
+            text_pair=text_pair,
         )
 
     @property
@@ -106,20 +110,17 @@ class Classifier:
         runtime, precision = choose(
             runtime, precision, list(package.offered), bfloat16, package.path
         )
-        output = "probabilities" if package.format_version == 7 else "logits"
         if runtime == "openvino":
             from bertclf.runtime import OpenVINOModel, model_path
 
-            model = OpenVINOModel(model_path(package.path, precision), precision, bfloat16, output)
+            model = OpenVINOModel(model_path(package.path, precision), precision, bfloat16)
         else:
             from bertclf.export import TokenIdsModel
             from bertclf.layout import SAVED_MODEL
             from bertclf.package import check_saved_model_ops
 
             check_saved_model_ops(package.path / SAVED_MODEL)  # before TensorFlow loads the graph
-            model = TokenIdsModel(package.path / SAVED_MODEL, output)
-        if output == "probabilities":
-            model = LogitsOfFormat7(model, package.label_map.multi_label)
+            model = TokenIdsModel(package.path / SAVED_MODEL)
         classes = package.label_map.classes
         width = getattr(model, "output_width", None)
         if width is not None and width != len(classes):
@@ -137,6 +138,7 @@ class Classifier:
             runtime,
             precision,
             package.clean,
+            package.text_pair,
         )
         classifier.package = package
         return classifier
@@ -145,26 +147,37 @@ class Classifier:
         """What runs the model, for a program's first line: `runtime openvino, precision bf16`."""
         return f"runtime {self.runtime}, precision {self.precision}"
 
+    @property
+    def text_pair(self) -> bool:
+        """Whether each example is two texts (`predict(texts, text_pairs=...)`)."""
+        return self.preprocessor.text_pair
+
     @staticmethod
-    def _texts(texts: str | Iterable[str]) -> list[str]:
+    def _texts(texts: str | Iterable[str], name: str = "texts") -> list[str]:
         if isinstance(texts, str):
             return [texts]
         if getattr(texts, "ndim", 1) != 1:  # a DataFrame iterates its column names
             shape = "x".join(map(str, getattr(texts, "shape", ())))
             raise BertclfError(
-                f"texts is {type(texts).__name__} of shape {shape}, not one column of texts; "
+                f"{name} is {type(texts).__name__} of shape {shape}, not one column of texts; "
                 "pass a column, such as df['text'], a list or a 1-D array"
             )
         texts = list(texts)
         for row, text in enumerate(texts):
             if not isinstance(text, str):
-                raise BertclfError(f"texts[{row}] is not a string: {text!r}")
+                raise BertclfError(f"{name}[{row}] is not a string: {text!r}")
             if not text.strip():  # the one rule of the API, the CLI and the server
-                raise BertclfError(f"texts[{row}] is empty or only whitespace: nothing to classify")
+                raise BertclfError(
+                    f"{name}[{row}] is empty or only whitespace: nothing to classify"
+                )
         return texts
 
     def predict_proba(
-        self, texts: str | Iterable[str], batch_size: int | None = None, progress: bool = False
+        self,
+        texts: str | Iterable[str],
+        batch_size: int | None = None,
+        progress: bool = False,
+        text_pairs: str | Iterable[str] | None = None,
     ) -> np.ndarray:
         """Probabilities, shape (n_texts, n_classes), columns in `classes_` order. Long texts
         are fitted to the window the way the model was trained (`tokenize.long_text`). A
@@ -173,11 +186,15 @@ class Classifier:
             raise BertclfError(
                 "predict_proba: a regression model answers scores, not probabilities; use predict()"
             )
-        return self.predict_encoded(self.encode(texts), batch_size, progress)
+        return self.predict_encoded(self.encode(texts, text_pairs), batch_size, progress)
 
-    def encode(self, texts: str | Iterable[str]) -> Encoded:
-        """The texts' token ids, cleaned and fitted to the window as in training."""
-        return self.preprocessor.encode(self._texts(texts))
+    def encode(
+        self, texts: str | Iterable[str], text_pairs: str | Iterable[str] | None = None
+    ) -> Encoded:
+        """The texts' token ids (a pair model's: of the pairs), cleaned and fitted to the
+        window as in training."""
+        pairs = None if text_pairs is None else self._texts(text_pairs, "text_pairs")
+        return self.preprocessor.encode(self._texts(texts), pairs)
 
     def predict_encoded(
         self, encoded: Encoded, batch_size: int | None = None, progress: bool = False
@@ -210,6 +227,7 @@ class Classifier:
         batch_size: int | None = None,
         top_k: int | None = None,
         threshold: float | None = None,
+        text_pairs: str | Iterable[str] | None = None,
     ):
         """The most probable label of each text, shape (n_texts,); with `top_k`, the k most
         probable, most probable first, shape (n_texts, k). Multi-label: each text's list of
@@ -217,7 +235,7 @@ class Classifier:
         Regression: each text's score (float32)."""
         if top_k is not None and self.task.name == REGRESSION:
             raise BertclfError("top_k= ranks classes; a regression model answers one score")
-        probabilities = self.predict_encoded(self.encode(texts), batch_size)
+        probabilities = self.predict_encoded(self.encode(texts, text_pairs), batch_size)
         if top_k is not None:
             return self.classes_[_top_columns(probabilities, top_k, len(self.classes_))]
         if threshold is None:
@@ -236,10 +254,15 @@ class Classifier:
         return self.preprocessor.decide(probabilities, threshold)
 
     def top_k(
-        self, texts: str | Iterable[str], k: int = 3, batch_size: int | None = None
+        self,
+        texts: str | Iterable[str],
+        k: int = 3,
+        batch_size: int | None = None,
+        text_pairs: str | Iterable[str] | None = None,
     ) -> list[list[tuple[str, float]]]:
         """The k most probable labels of each text, with their probabilities."""
-        return most_probable(self.predict_proba(texts, batch_size), self.classes_, k)
+        probabilities = self.predict_proba(texts, batch_size, text_pairs=text_pairs)
+        return most_probable(probabilities, self.classes_, k)
 
 
 def _top_columns(probabilities: np.ndarray, k: int, n_classes: int) -> np.ndarray:

@@ -26,7 +26,7 @@ def predict(args: argparse.Namespace) -> None:
     if args.spreadsheet_safe and output_format not in (".csv", ".tsv"):
         raise BertclfError(f"{args.output}: --spreadsheet-safe is for CSV and TSV output")
     if output_format == ".xlsx":  # what XLSX cannot hold is refused before any prediction
-        check_xlsx_output(args, shard, shards, [c for c in (args.id_column, args.text_column) if c])
+        check_xlsx_output(args, shard, shards, input_columns(args))
 
     seen = {"rows": 0}
     selected = read_shard(args, shard, shards, seen)
@@ -34,13 +34,13 @@ def predict(args: argparse.Namespace) -> None:
     with ExitStack() as stack:
         tmp = stack.enter_context(atomic_path(args.output))
         bar = stack.enter_context(tqdm(unit="row", desc="predict", disable=args.quiet))
-        for chunk, texts in selected:
+        for chunk, texts, pairs in selected:
             if classifier is None:  # the package, once the first chunk is checked
                 package = stack.enter_context(open_package(args.model, args.expect_sha256))
                 classifier = load_package(args, package)
                 columns = output_columns(args, classifier.task)
                 writer = stack.enter_context(TableWriter(tmp, columns))
-            out = prediction_frame(args, classifier, chunk, texts.tolist(), output_format)
+            out = prediction_frame(args, classifier, chunk, texts, output_format, pairs)
             try:
                 writer.write(spreadsheet_safe(out) if args.spreadsheet_safe else out)
             except BertclfError as error:  # it names the scratch file's problem, not the file
@@ -58,24 +58,35 @@ def predict(args: argparse.Namespace) -> None:
     print(f"{args.input}: read {rows_read(args.input, seen['rows'])}")
 
 
+def input_columns(args: argparse.Namespace) -> list[str]:
+    """The input's columns that the output keeps: the id, the text and the second text."""
+    return [c for c in (args.id_column, args.text_column, args.text_pair_column) if c]
+
+
 def output_columns(args: argparse.Namespace, task) -> list[str]:
-    columns = [c for c in (args.id_column, args.text_column) if c] + task.output_columns()
+    columns = input_columns(args) + task.output_columns()
     if args.top_k:
         columns += ["top_labels", "top_probabilities"]
     return columns
 
 
-def prediction_frame(args: argparse.Namespace, classifier, chunk, texts: list[str], output_format):
-    """One chunk's rows of `bertclf predict`'s output."""
+def prediction_frame(
+    args: argparse.Namespace, classifier, chunk, texts: list[str], output_format, pairs=None
+):
+    """One chunk's rows of `bertclf predict`'s output (`pairs`: the chunk's second texts)."""
     import pandas as pd
 
     from bertclf.classifier import most_probable
 
-    probabilities = classifier.predict_proba(texts, batch_size=args.batch_size)
+    check_pair_option(args, classifier)
+    encoded = classifier.encode(texts, pairs)
+    probabilities = classifier.predict_encoded(encoded, args.batch_size)
     out = pd.DataFrame(index=chunk.index)
     if args.id_column:
         out[args.id_column] = chunk[args.id_column]
     out[args.text_column] = texts
+    if pairs is not None:
+        out[args.text_pair_column] = pairs
     rows = classifier.task.output_rows(
         lambda p: classifier.decide(p, args.threshold),
         probabilities,
@@ -89,6 +100,20 @@ def prediction_frame(args: argparse.Namespace, classifier, chunk, texts: list[st
         out["top_labels"] = [json.dumps([label for label, _ in row]) for row in ranked]
         out["top_probabilities"] = [json.dumps([p for _, p in row]) for row in ranked]
     return out
+
+
+def check_pair_option(args: argparse.Namespace, classifier) -> None:
+    """--text-pair-column is given exactly when the package's model takes text pairs."""
+    if classifier.text_pair and not args.text_pair_column:
+        raise BertclfError(
+            f"{args.model}: the model takes text pairs; name the second text's column with "
+            "--text-pair-column"
+        )
+    if args.text_pair_column and not classifier.text_pair:
+        raise BertclfError(
+            f"{args.model}: the model takes one text per example; drop --text-pair-column "
+            f"{args.text_pair_column}"
+        )
 
 
 def load_package(args: argparse.Namespace, package):
@@ -105,9 +130,13 @@ def read_shard(args: argparse.Namespace, shard: int, shards: int, seen: dict | N
     """The input's chunks of this shard, with their texts; `seen["rows"]` counts every row
     read, this shard's or not. The file is opened, and its columns checked, before this
     returns; every later chunk is checked too (a JSONL line may lack a key)."""
-    from bertclf.tables import read_table_chunks, refuse_blank_texts, require_columns, text_cells
+    from bertclf.tables import read_table_chunks, require_columns
 
-    columns = {"--text-column": args.text_column, "--id-column": args.id_column}
+    columns = {
+        "--text-column": args.text_column,
+        "--text-pair-column": args.text_pair_column,
+        "--id-column": args.id_column,
+    }
     chunks = read_table_chunks(args.input, args.chunk_rows, [c for c in columns.values() if c])
     first = next(chunks, None)
     if first is not None:
@@ -121,11 +150,23 @@ def read_shard(args: argparse.Namespace, shard: int, shards: int, seen: dict | N
             if seen is not None:
                 seen["rows"] += len(chunk)
             if number % shards == shard:
-                texts = text_cells(chunk, args.text_column, args.input)
-                refuse_blank_texts(texts, args.text_column, args.input)
-                yield chunk, texts
+                yield chunk, *input_texts(args, chunk)
 
     return selected()
+
+
+def input_texts(args: argparse.Namespace, table) -> tuple[list[str], list[str] | None]:
+    """The texts of a table read by `predict` or `evaluate`, and with --text-pair-column their
+    second texts; a blank one is refused naming its row and column."""
+    from bertclf.tables import refuse_blank_texts, text_cells
+
+    found = []
+    for column in (args.text_column, args.text_pair_column):
+        if column:
+            texts = text_cells(table, column, args.input)
+            refuse_blank_texts(texts, column, args.input)
+            found.append(texts.tolist())
+    return found[0], found[1] if len(found) > 1 else None
 
 
 def check_output_path(output: str, input_path: str | None = None) -> None:
@@ -151,8 +192,10 @@ def check_xlsx_output(args: argparse.Namespace, shard: int, shards: int, columns
 
     check_cells_fit(pd.DataFrame(columns=columns), args.output)
     rows = 0
-    for chunk, texts in read_shard(args, shard, shards):
+    for chunk, texts, pairs in read_shard(args, shard, shards):
         kept = pd.DataFrame({args.text_column: texts}, index=chunk.index)
+        if pairs is not None:
+            kept[args.text_pair_column] = pairs
         if args.id_column:
             kept[args.id_column] = chunk[args.id_column]
         check_cells_fit(kept, args.output, rows_before=rows)
@@ -226,25 +269,27 @@ def parse_shard(value: str) -> tuple[int, int]:
 def evaluate(args: argparse.Namespace) -> None:
     from bertclf.files import write_json
     from bertclf.package_reader import open_package
-    from bertclf.tables import read_table, refuse_blank_texts, require_columns, text_cells
+    from bertclf.tables import read_table, require_columns
 
     if args.output:
         check_output_path(args.output, args.input)
-    table = read_table(args.input, columns=[args.text_column, args.label_column])
-    require_columns(
-        table, args.input, {"--text-column": args.text_column, "--label-column": args.label_column}
-    )
-    texts = text_cells(table, args.text_column, args.input)
-    refuse_blank_texts(texts, args.text_column, args.input)
-    texts = texts.tolist()
+    columns = {
+        "--text-column": args.text_column,
+        "--text-pair-column": args.text_pair_column,
+        "--label-column": args.label_column,
+    }
+    table = read_table(args.input, columns=[c for c in columns.values() if c])
+    require_columns(table, args.input, columns)
+    texts, pairs = input_texts(args, table)
     with open_package(args.model, args.expect_sha256) as package:
         label_map = package.label_map
         y_true = true_labels(args, table, label_map)
         classifier = load_package(args, package)
+        check_pair_option(args, classifier)
 
     from bertclf.metrics import metrics_of  # scikit-learn: after the input is checked
 
-    encoded = classifier.encode(texts)  # once: for the predictions and the texts' lengths
+    encoded = classifier.encode(texts, pairs)  # once: for the predictions and the lengths
     probabilities = classifier.predict_encoded(encoded, args.batch_size, progress=True)
     answers, scoring = classifier.preprocessor, metrics_of(classifier.task.name)
     metrics = scoring.split(
@@ -367,6 +412,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="CSV, TSV, XLSX, Parquet or JSONL")
     p.add_argument("--output", required=True, help="output table; format by extension")
     p.add_argument("--text-column", default="text")
+    p.add_argument(
+        "--text-pair-column",
+        default=None,
+        help="a pair model's second text of each example (kept in the output)",
+    )
     p.add_argument("--id-column", default=None, help="kept in the output")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument(
@@ -486,6 +536,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="package directory (models/package)")
     p.add_argument("--input", required=True, help="CSV, TSV, XLSX, Parquet or JSONL")
     p.add_argument("--text-column", default="text")
+    p.add_argument("--text-pair-column", default=None, help="a pair model's second texts")
     p.add_argument("--label-column", default="label")
     p.add_argument(
         "--label-separator",

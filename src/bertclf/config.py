@@ -59,6 +59,11 @@ class DataConfig:
     on_conflict: str
     decode_errors: str
     clean: CleanConfig
+    text_pair_column: str | None  # the second text of each example; None: one text
+
+    @property
+    def pairs(self) -> bool:
+        return self.text_pair_column is not None
 
     def __post_init__(self) -> None:
         for key, options in (
@@ -165,6 +170,15 @@ class TokenizeConfig:
         )
         _require(
             self.chunk_pooling in ("mean", "max"), "tokenize.chunk_pooling", "must be mean or max"
+        )
+
+    def check_pairs(self, pairs: bool) -> None:
+        """A pair is cut longest side first (`head`); head_tail and chunks cut one text."""
+        _require(
+            not pairs or self.long_text == "head",
+            "tokenize.long_text",
+            f"is {self.long_text}, which cuts one text; text pairs (data.text_pair_column) take "
+            "head, which cuts the longer text of a pair first",
         )
 
 

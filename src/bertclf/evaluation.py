@@ -53,6 +53,11 @@ def write_confusion_png(
         save_confusion_png(y_true, probabilities.argmax(axis=1), classes, str(tmp), "test")
 
 
+def texts_of(frame: pd.DataFrame, rows) -> dict[str, np.ndarray]:
+    """The `rows` of a split's text column, and of its text_pair column for pairs."""
+    return {name: frame[name].to_numpy()[rows] for name in ("text", "text_pair") if name in frame}
+
+
 def errors_table(
     frame: pd.DataFrame, y_true: np.ndarray, probabilities: np.ndarray, classes: list[str]
 ) -> pd.DataFrame:
@@ -62,7 +67,7 @@ def errors_table(
     table = pd.DataFrame(
         {
             "id": frame["id"].to_numpy()[wrong],
-            "text": frame["text"].to_numpy()[wrong],
+            **texts_of(frame, wrong),
             "true_label": [classes[i] for i in np.asarray(y_true)[wrong]],
             "predicted_label": [classes[i] for i in y_pred[wrong]],
             "confidence": probabilities[wrong].max(axis=1),
@@ -198,7 +203,7 @@ def multi_label_errors_table(
     table = pd.DataFrame(
         {
             "id": frame["id"].to_numpy()[wrong],
-            "text": frame["text"].to_numpy()[wrong],
+            **texts_of(frame, wrong),
             "true_labels": [joined(truth[i]) for i in wrong],
             "predicted_labels": [joined(predicted[i]) for i in wrong],
             "missing": [joined(truth[i] & ~predicted[i]) for i in wrong],
@@ -292,7 +297,7 @@ class RegressionTables:
         table = pd.DataFrame(
             {
                 "id": frame["id"].to_numpy(),
-                "text": frame["text"].to_numpy(),
+                **texts_of(frame, slice(None)),
                 "true_score": np.asarray(y_true, dtype=np.float64),
                 "predicted_score": np.asarray(decided, dtype=np.float64),
                 "error": error,

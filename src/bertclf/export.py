@@ -1,6 +1,7 @@
 """The raw-text SavedModel: tokenization inside the graph, so any TensorFlow client can call it.
 
-`serving_default` takes `text` (a batch of strings) and returns `probabilities` (float32, one
+`serving_default` takes `text` (a batch of strings; a pair model's, `text` and `text_pair`, the
+two texts of each example) and returns `probabilities` (float32, one
 column per class, in labels.json order) and `label`; a multi-label model returns
 `probabilities` (one sigmoid per label) and `predicted` (bool, one column per label: the
 thresholds of calibration.json applied, and at least one label per text if it says so).
@@ -146,19 +147,37 @@ class RawTextClassifier(tf.Module):
         words = words.with_flat_values(tf.where(long, "[UNK]", words.flat_values))
         return self.wordpiece.tokenize(words).merge_dims(1, 2)
 
-    def windows(self, content: tf.RaggedTensor) -> tuple[tf.RaggedTensor, tf.Tensor]:
-        """The sequences the model sees ([CLS] ... [SEP]) and the text each comes from."""
-        return self.preprocessor.windows_in_graph(content, self.cls_id, self.sep_id)
+    def windows(self, content: tf.RaggedTensor, pair_content=None):
+        """The sequences the model sees ([CLS] ... [SEP], for a pair [CLS] ... [SEP] ...
+        [SEP]) and the text each comes from."""
+        return self.preprocessor.windows_in_graph(content, self.cls_id, self.sep_id, pair_content)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve(self, text):
-        sequences, text_of = self.windows(self.wordpiece_ids(text))
+        return self.answer(self.windows(self.wordpiece_ids(text)), tf.size(text, out_type=tf.int64))
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="text"),
+            tf.TensorSpec([None], tf.string, name="text_pair"),
+        ]
+    )
+    def serve_pairs(self, text, text_pair):
+        """A pair model's `serving_default`: each text with its second text."""
+        tf.debugging.assert_equal(
+            tf.size(text), tf.size(text_pair), message="text and text_pair differ in length"
+        )
+        windows = self.windows(self.wordpiece_ids(text), self.wordpiece_ids(text_pair))
+        return self.answer(windows, tf.size(text, out_type=tf.int64))
+
+    def answer(self, windows, n_texts):
+        """The answers of the model on `windows` (sequences and the text each comes from)."""
+        sequences, text_of = windows
         inputs = {
             "input_ids": sequences.to_tensor(0),
             "attention_mask": tf.ones_like(sequences).to_tensor(0),
         }
         logits = self.model(inputs, training=False)
-        n_texts = tf.size(text, out_type=tf.int64)
         probabilities = self.preprocessor.answer_in_graph(
             logits, text_of, n_texts, self.temperature
         )
@@ -205,7 +224,8 @@ def export_saved_model(
     # second time, as a Keras variable beside its TensorFlow one.
     archive = keras.export.ExportArchive()
     archive.track(module)  # the tokenizer's tables
-    for name, function in (("serving_default", module.serve), ("token_ids", module.from_token_ids)):
+    serve = module.serve_pairs if preprocessor.text_pair else module.serve
+    for name, function in (("serving_default", serve), ("token_ids", module.from_token_ids)):
         function.get_concrete_function()
         archive.add_endpoint(name, function)
     archive.write_out(str(out), verbose=False)
@@ -239,15 +259,18 @@ class TokenIdsModel:
 
 
 def saved_model_outputs(
-    serve, texts: list[str], lengths: np.ndarray, batch_size: int
+    serve, texts: list[str], lengths: np.ndarray, batch_size: int, text_pairs=None
 ) -> dict[str, np.ndarray]:
-    """`serve` on texts in batches of similar length (less padding); every output in input
-    order."""
+    """`serve` on texts (with `text_pairs`, pairs) in batches of similar length (less
+    padding); every output in input order."""
     order = np.argsort(lengths, kind="stable")
     result: dict[str, np.ndarray] = {}
     for start in range(0, len(texts), batch_size):
         rows = order[start : start + batch_size]
-        outputs = serve(text=tf.constant([texts[i] for i in rows]))
+        inputs = {"text": tf.constant([texts[i] for i in rows])}
+        if text_pairs is not None:
+            inputs["text_pair"] = tf.constant([text_pairs[i] for i in rows])
+        outputs = serve(**inputs)
         for name, value in outputs.items():
             value = value.numpy()
             if name not in result:
@@ -257,22 +280,33 @@ def saved_model_outputs(
 
 
 def check_parity(
-    module: RawTextClassifier, saved_model: Path, model, texts: list[str], batch_size: int
+    module: RawTextClassifier,
+    saved_model: Path,
+    model,
+    texts: list[str],
+    batch_size: int,
+    text_pairs: list[str] | None = None,
 ) -> dict:
     """The exported SavedModel against the training path (the Hugging Face tokenizer and the
     Keras model, its logits turned into answers by the numpy forms of the preprocessor's
-    rules, as `evaluate` predicts), on `texts` and STRESS_TEXTS: the share of texts whose
+    rules, as `evaluate` predicts), on `texts` (a pair model's: with `text_pairs`) and
+    STRESS_TEXTS (for pairs, each with the next as its second text): the share of texts whose
     in-graph token ids are identical, and the largest probability difference. Raises if any
     text gets other ids, or a difference exceeds 1e-4."""
     from bertclf.prediction import predict_logits
 
     n_checked = len(texts)
     texts = [*texts, *STRESS_TEXTS]
+    if text_pairs is not None:
+        text_pairs = [*text_pairs, *STRESS_TEXTS[1:], STRESS_TEXTS[0]]
     preprocessor = module.preprocessor
-    encoded = preprocessor.encode(texts)
+    encoded = preprocessor.encode(texts, text_pairs)
     logits = predict_logits(model, encoded.sequences, batch_size, preprocessor.tokenize)
     reference = preprocessor.answer(logits, encoded.text_index, len(texts))
-    graph_sequences, graph_text_of = module.windows(module.wordpiece_ids(tf.constant(texts)))
+    pair_ids = None if text_pairs is None else module.wordpiece_ids(tf.constant(text_pairs))
+    graph_sequences, graph_text_of = module.windows(
+        module.wordpiece_ids(tf.constant(texts)), pair_ids
+    )
     identical = np.ones(len(texts), dtype=bool)
     if len(graph_text_of) != len(encoded.text_index):
         identical[:] = False  # a text was cut into a different number of windows
@@ -281,7 +315,8 @@ def check_parity(
             encoded.text_index, graph_sequences.to_list(), encoded.sequences, strict=True
         ):
             identical[text] &= ours == theirs.tolist()
-    outputs = saved_model_outputs(load_saved_model(saved_model), texts, encoded.lengths, batch_size)
+    serve = load_saved_model(saved_model)
+    outputs = saved_model_outputs(serve, texts, encoded.lengths, batch_size, text_pairs)
     if preprocessor.task == REGRESSION:  # the score is the answer: its difference is the check
         exported = outputs["score"][:, None]
         same_labels = np.ones(len(texts), dtype=bool)

@@ -191,12 +191,15 @@ def build_classifier(
     num_classes: int,
     encoder_weights: Path | None = None,
     output_bias=None,
+    pair_separator_id: int | None = None,
 ):
     """Encoder plus head, Keras functional API. Inputs: input_ids, attention_mask (int32).
     The output is logits, one per class: a softmax (multi-label: a sigmoid per label) makes
     them probabilities (`prediction`), so the model is the same for every task.
     `encoder_weights` is a directory that `load_backbone` reads (else a random encoder);
-    `output_bias` initialises the output layer's bias (else zeros)."""
+    `output_bias` initialises the output layer's bias (else zeros). A pair model
+    (`pair_separator_id`, the token ending the first text) gives the encoder segment ids 1
+    after that token's first place (`pair_segments`), every other model all zeros."""
     if encoder_weights is not None:
         backbone = load_backbone(encoder_weights, encoder_config)
     else:
@@ -208,7 +211,9 @@ def build_classifier(
     outputs = backbone(
         {
             "token_ids": input_ids,
-            "segment_ids": keras.ops.zeros_like(input_ids),
+            "segment_ids": keras.ops.zeros_like(input_ids)
+            if pair_separator_id is None
+            else PairSegments(pair_separator_id, name="pair_segments")(input_ids),
             "padding_mask": attention_mask,
         }
     )
@@ -235,6 +240,26 @@ def build_classifier(
     return keras.Model(inputs, logits, name="bertclf")
 
 
+class PairSegments(keras.layers.Layer):
+    """The segment ids of [CLS] first [SEP] second [SEP]: 0 up to and with the first
+    separator, 1 after it. A separator typed in a text is text to the tokenizers
+    (`tokenization.load_tokenizer`), so the first one in the ids is the pair template's; the
+    ids alone say where the second text starts, and no caller can pass ids and segments that
+    disagree."""
+
+    def __init__(self, separator_id: int, **kwargs):
+        super().__init__(**kwargs)
+        self.separator_id = separator_id
+
+    def call(self, input_ids):
+        separators = keras.ops.cast(keras.ops.equal(input_ids, self.separator_id), "int32")
+        before = keras.ops.cumsum(separators, axis=1) - separators  # separators before each
+        return keras.ops.minimum(before, 1)
+
+    def get_config(self):
+        return {**super().get_config(), "separator_id": self.separator_id}
+
+
 class MeanPool(keras.layers.Layer):
     """Mean of the token vectors over the attention mask, summed in float32 (a bfloat16 sum
     over hundreds of tokens loses digits)."""
@@ -253,6 +278,7 @@ def save_classifier(
     head: HeadConfig,
     classes: list[str],
     tokenize: TokenizeConfig,
+    pair_separator_id: int | None = None,
 ) -> None:
     """model.weights.h5 (HDF5, no pickle) plus model.json, enough to rebuild the model (the
     task is labels.json's, stored there only)."""
@@ -263,6 +289,7 @@ def save_classifier(
         "head": vars(head),
         "classes": classes,
         "tokenize": vars(tokenize),
+        "pair_separator_id": pair_separator_id,  # None: one text per example
     }
     (out_dir / MODEL_SPEC).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
 
@@ -271,7 +298,12 @@ def load_classifier(model_dir: Path):
     """Rebuild the classifier from model.json and model.weights.h5. Returns (model, spec)."""
     spec = json.loads((model_dir / MODEL_SPEC).read_text(encoding="utf-8"))
     head = HeadConfig(**spec["head"])
-    model = build_classifier(spec["encoder"], head, len(spec["classes"]))
+    model = build_classifier(
+        spec["encoder"],
+        head,
+        len(spec["classes"]),
+        pair_separator_id=spec.get("pair_separator_id"),
+    )
     if not (model_dir / WEIGHTS).is_file():
         raise BertclfError(f"{model_dir}: holds no {WEIGHTS}")
     model.load_weights(str(model_dir / WEIGHTS))

@@ -43,6 +43,11 @@ class Package:
         return self.manifest["format_version"]
 
     @property
+    def text_pair(self) -> bool:
+        """Whether the model takes text pairs (model.json's pair_separator_id, format 9 on)."""
+        return self.spec.get("pair_separator_id") is not None
+
+    @property
     def libraries(self) -> dict:
         return self.manifest.get("libraries", {})
 
@@ -65,7 +70,7 @@ def open_package(source: str | Path, expect_sha256: str | None = None):
 
 def read_files(path: Path, source: Path, manifest: dict) -> Package:
     """Read and cross-check a verified copy's files."""
-    from bertclf.tokenization import load_tokenizer
+    from bertclf.tokenization import load_tokenizer, pair_separator
 
     spec = read_json(path / MODEL_SPEC)
     if not isinstance(spec, dict):
@@ -85,6 +90,12 @@ def read_files(path: Path, source: Path, manifest: dict) -> Package:
         raise BertclfError(
             f"{path}: tokenizer.json has {tokenizer.get_vocab_size()} tokens, but the "
             f"model's embedding has {vocabulary} rows (model.json encoder.vocab_size)"
+        )
+    separator = spec.get("pair_separator_id")
+    if separator is not None and separator != pair_separator(tokenizer):
+        raise BertclfError(
+            f"{path / MODEL_SPEC}: pair_separator_id is {separator!r}, not the id of the "
+            f"tokenizer's separator ({pair_separator(tokenizer)})"
         )
     card = path / MODEL_CARD_JSON
     return Package(
@@ -142,27 +153,3 @@ def offered_precisions(package: Path) -> tuple[str, ...]:
     except (ValueError, KeyError, TypeError) as error:
         raise BertclfError(f"{checks}: not the checks bertclf writes ({error!r})") from None
     return tuple(p for p in OPENVINO_PRECISIONS if p in offered)
-
-
-class LogitsOfFormat7:
-    """A format-7 package's model, which answers probabilities only, answering logits as
-    format 8's do: log p for a softmax (the constant lost in the softmax cancels), log p -
-    log(1 - p) for a sigmoid, with the floors that recovering them needs. It goes when format 7
-    leaves the readable two."""
-
-    SOFTMAX_FLOOR = 1e-30
-    SIGMOID_EPSILON = 1e-7
-
-    def __init__(self, model, multi_label: bool):
-        self.model = model
-        self.multi_label = multi_label
-        self.output_width = getattr(model, "output_width", None)
-
-    def predict_on_batch(self, inputs):
-        import numpy as np
-
-        p = np.asarray(self.model.predict_on_batch(inputs), dtype=np.float64)
-        if self.multi_label:
-            p = np.clip(p, self.SIGMOID_EPSILON, 1 - self.SIGMOID_EPSILON)
-            return (np.log(p) - np.log1p(-p)).astype(np.float32)
-        return np.log(np.maximum(p, self.SOFTMAX_FLOOR)).astype(np.float32)

@@ -88,13 +88,15 @@ def load_labelled(
     """Read a labelled table into columns id, text, label (all strings), cleaned, no empty texts.
     Multi-label: `labels` holds each text's labels (a sorted tuple) and `label` their joined
     key, so duplicates and conflicts are found as in a single-label run."""
-    wanted = [c for c in (cfg.text_column, cfg.label_column, cfg.id_column) if c]
+    columns = (cfg.text_column, cfg.text_pair_column, cfg.label_column, cfg.id_column)
+    wanted = [c for c in columns if c]
     df = read_table(path, cfg.decode_errors, columns=wanted)
     require_columns(
         df,
         path,
         {
             "data.text_column": cfg.text_column,
+            "data.text_pair_column": cfg.text_pair_column,
             "data.label_column": cfg.label_column,
             "data.id_column": cfg.id_column,
         },
@@ -126,19 +128,25 @@ def load_labelled(
             "label": label_keys.to_numpy(),
         }
     )
+    text_columns = {"text": cfg.text_column}
+    if cfg.pairs:  # the second text of a pair, cleaned as the first
+        text_columns["text_pair"] = cfg.text_pair_column
+        pair = text_cells(df, cfg.text_pair_column, path).map(lambda t: clean_text(t, cfg.clean))
+        table.insert(2, "text_pair", pair.to_numpy())
     table = table.assign(**extra)
-    report.texts_with_replaced_bytes += int(table["text"].str.contains("\ufffd").sum())
-    empty = table["text"].str.strip() == ""
-    if empty.any() and cfg.on_empty == "error":
-        row = int(empty.to_numpy().nonzero()[0][0])
-        raise BertclfError(
-            f"{path}: row {row + 1} has an empty text in column '{cfg.text_column}' "
-            "(data.on_empty=drop drops such rows)"
-        )
-    report.empty_texts_dropped += int(empty.sum())
-    table = table[~empty]
-    if table.empty:
-        raise BertclfError(f"{path}: every text in column '{cfg.text_column}' is empty")
+    for name, column in text_columns.items():
+        report.texts_with_replaced_bytes += int(table[name].str.contains("\ufffd").sum())
+        empty = table[name].str.strip() == ""
+        if empty.any() and cfg.on_empty == "error":
+            row = int(table.index[empty][0])
+            raise BertclfError(
+                f"{path}: row {row + 1} has an empty text in column '{column}' "
+                "(data.on_empty=drop drops such rows)"
+            )
+        report.empty_texts_dropped += int(empty.sum())
+        table = table[~empty]
+        if table.empty:
+            raise BertclfError(f"{path}: every text in column '{column}' is empty")
     if cfg.on_conflict == "mean":
         table = task_data.average_conflicts(table, report, path)
     return drop_duplicates(table, report, path, cfg.on_conflict)
@@ -149,10 +157,10 @@ def drop_duplicates(
 ) -> pd.DataFrame:
     """Keep the first of exact duplicate texts. A text given two different labels is dropped
     with all its rows and reported (on_conflict "drop"), or refused ("error")."""
-    conflicting = table.groupby("text")["label"].transform("nunique") > 1
+    key = example_key(table)
+    conflicting = table.groupby(key)["label"].transform("nunique") > 1
     if conflicting.any():
-        first = table[conflicting].iloc[0]
-        rows = table[conflicting & (table["text"] == first["text"])]
+        rows = table[conflicting & (key == key[conflicting].iloc[0])]
         shown = sorted({key.replace(LABEL_SET_KEY, "|") or "(none)" for key in rows["label"]})
         example = f"ids {', '.join(rows['id'])} with labels {', '.join(shown)}"
         if on_conflict == "error":
@@ -163,9 +171,17 @@ def drop_duplicates(
         report.conflicting_label_examples.append(example)
     report.conflicting_labels_dropped += int(conflicting.sum())
     table = table[~conflicting]
-    duplicated = table["text"].duplicated()
+    duplicated = example_key(table).duplicated()
     report.duplicates_dropped += int(duplicated.sum())
     return table[~duplicated].reset_index(drop=True)
+
+
+def example_key(table: pd.DataFrame) -> pd.Series:
+    """What duplicates, conflicts and the train-in-test check compare: the text, or for a
+    pair the ordered pair (text, text_pair), so that (b, a) differs from (a, b)."""
+    if "text_pair" not in table.columns:
+        return table["text"]
+    return pd.Series(list(zip(table["text"], table["text_pair"], strict=True)), index=table.index)
 
 
 def check_class_sizes(table: pd.DataFrame, path: str, needed: int) -> None:
@@ -233,7 +249,7 @@ def split(
 
 
 def drop_texts_in(train: pd.DataFrame, test: pd.DataFrame, report: PrepareReport) -> pd.DataFrame:
-    in_test = train["text"].isin(set(test["text"]))
+    in_test = example_key(train).isin(set(example_key(test)))
     report.train_texts_in_test_dropped += int(in_test.sum())
     return train[~in_test].reset_index(drop=True)
 
@@ -412,9 +428,10 @@ class RegressionData:
 
     def average_conflicts(self, table, report: PrepareReport, path: str) -> pd.DataFrame:
         """Every copy of a text gets the mean of its scores (data.on_conflict=mean)."""
-        groups = table.groupby("text")[SCORE]
+        key = example_key(table)
+        groups = table.groupby(key)[SCORE]
         several = groups.transform("nunique") > 1
-        report.conflicting_scores_averaged = int(table.loc[several, "text"].nunique())
+        report.conflicting_scores_averaged = int(key[several].nunique())
         table = table.assign(**{SCORE: groups.transform("mean")})
         return table.assign(label=table[SCORE].map(lambda x: repr(float(x))))
 

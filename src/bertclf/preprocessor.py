@@ -26,6 +26,7 @@ import numpy as np
 
 from bertclf.cleaning import clean_texts
 from bertclf.config import CleanConfig, TokenizeConfig
+from bertclf.errors import BertclfError
 from bertclf.labels import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 from bertclf.prediction import (
     pool_windows,
@@ -35,7 +36,25 @@ from bertclf.prediction import (
     scale_in_graph,
 )
 from bertclf.thresholds import decide, decide_in_graph
-from bertclf.tokenization import Encoded, encode, fit_to_window_in_graph
+from bertclf.tokenization import (
+    Encoded,
+    encode,
+    encode_pairs,
+    fit_pair_to_window_in_graph,
+    fit_to_window_in_graph,
+)
+
+
+def check_pairs_given(text_pair: bool, text_pairs, n_texts: int) -> None:
+    """A pair model needs a second text for every text; a single-text model takes none."""
+    if text_pair and text_pairs is None:
+        raise BertclfError("this model takes text pairs: give each text its second text")
+    if not text_pair and text_pairs is not None:
+        raise BertclfError("this model takes one text per example, not text pairs")
+    if text_pairs is not None and len(text_pairs) != n_texts:
+        raise BertclfError(
+            f"{n_texts} texts and {len(text_pairs)} second texts: give one second text per text"
+        )
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,7 @@ class Preprocessor:
     temperature: object = None  # a number, one per label, or None
     thresholds: np.ndarray | None = None  # multi-label: one per label
     at_least_one: bool = True  # multi-label: a text that reaches no threshold gets its top label
+    text_pair: bool = False  # each example is two texts (model.json's pair_separator_id)
 
     @property
     def multi_label(self) -> bool:
@@ -61,12 +81,21 @@ class Preprocessor:
 
     # texts to the model's inputs
 
-    def encode(self, texts: list[str]) -> Encoded:
-        """The texts cleaned as in training, tokenized and fitted to the window."""
-        return encode(self.tokenizer, clean_texts(texts, self.clean), self.tokenize)
+    def encode(self, texts: list[str], text_pairs: list[str] | None = None) -> Encoded:
+        """The texts (and a pair model's second texts) cleaned as in training, tokenized and
+        fitted to the window."""
+        check_pairs_given(self.text_pair, text_pairs, len(texts))
+        texts = clean_texts(texts, self.clean)
+        if self.text_pair:
+            pairs = clean_texts(text_pairs, self.clean)
+            return encode_pairs(self.tokenizer, texts, pairs, self.tokenize)
+        return encode(self.tokenizer, texts, self.tokenize)
 
-    def windows_in_graph(self, content, cls_id: int, sep_id: int):
-        """`fit_to_window` for a batch of word-piece ids in the graph: (sequences, text_of)."""
+    def windows_in_graph(self, content, cls_id: int, sep_id: int, pair_content=None):
+        """`fit_to_window` for a batch of word-piece ids in the graph, or for pairs
+        `encode_pairs`' window: (sequences, text_of)."""
+        if self.text_pair:
+            return fit_pair_to_window_in_graph(content, pair_content, self.tokenize, cls_id, sep_id)
         return fit_to_window_in_graph(content, self.tokenize, cls_id, sep_id)
 
     # the model's logits (one row per window) to answers (one row per text)

@@ -19,6 +19,8 @@ from bertclf.config import TokenizeConfig
 from bertclf.errors import BertclfError
 from bertclf.layout import TOKENIZER
 
+PAIR_SEPARATOR = "bertclf.pair_separator_id"  # a pair cache's Parquet metadata key
+
 
 def load_tokenizer(model_dir: str | Path) -> Tokenizer:
     """The encoder's fast tokenizer, with neither padding nor truncation: `encode` fits long
@@ -95,6 +97,40 @@ def fit_to_window_in_graph(content, tokenize: TokenizeConfig, cls_id: int, sep_i
     return tf.concat([cls, ids, sep], axis=1), text_of
 
 
+def pair_budget(n_first, n_second, budget: int, ops=np):
+    """Tokens kept from each text of a pair whose contents hold `n_first` and `n_second`
+    tokens, so that both fit `budget`: the longer text is cut first (`longest_first`), the
+    shorter keeps up to half the budget (the first text, of two of a length). `ops` is numpy,
+    or tensorflow for tensors of lengths."""
+    fits = n_first + n_second <= budget
+    half = budget // 2
+    shorter_first = ops.minimum(n_first, half)
+    longer_first = budget - ops.minimum(n_second, half)
+    keep_first = ops.where(
+        fits, n_first, ops.where(n_first <= n_second, shorter_first, longer_first)
+    )
+    return keep_first, ops.where(fits, n_second, budget - keep_first)
+
+
+def fit_pair_to_window_in_graph(first, second, tokenize: TokenizeConfig, cls_id: int, sep_id: int):
+    """A batch of pairs in TensorFlow ops, as `encode_pairs` fits them: `first` and `second`
+    hold each text's word-piece ids without special tokens (RaggedTensors). Returns
+    [CLS] first [SEP] second [SEP] per pair (ragged), the longer text cut first, and the pair
+    each comes from."""
+    import tensorflow as tf
+
+    lengths = (first.row_lengths(), second.row_lengths())
+    keep_first, keep_second = pair_budget(*lengths, tokenize.max_length - 3, ops=tf)
+    rows = tf.shape(keep_first, out_type=tf.int64)
+    cls = tf.fill(rows, tf.constant(cls_id, first.dtype))[:, None]
+    sep = tf.fill(rows, tf.constant(sep_id, first.dtype))[:, None]
+    head = tf.ragged.range(keep_first)
+    tail = tf.ragged.range(keep_second)
+    first = tf.gather(first.flat_values, head + first.row_starts()[:, None])
+    second = tf.gather(second.flat_values, tail + second.row_starts()[:, None])
+    return tf.concat([cls, first, sep, second, sep], axis=1), tf.range(rows[0])
+
+
 @dataclass
 class Encoded:
     """Texts as model inputs: one sequence per text, or several with chunks."""
@@ -102,6 +138,7 @@ class Encoded:
     sequences: list[np.ndarray]
     text_index: np.ndarray  # the text each sequence comes from, ascending
     lengths: np.ndarray  # each text's whole token count, [CLS] and [SEP] included
+    pair_separator_id: int | None = None  # pairs: the token that ends the first text
 
     def long(self, max_length: int) -> np.ndarray:
         """Which texts do not fit the window."""
@@ -190,15 +227,58 @@ def encode(tokenizer: Tokenizer, texts: list[str], tokenize: TokenizeConfig) -> 
     return Encoded(sequences, np.asarray(text_index, dtype=np.int64), np.asarray(lengths))
 
 
+def encode_pairs(
+    tokenizer: Tokenizer, texts: list[str], pairs: list[str], tokenize: TokenizeConfig
+) -> Encoded:
+    """Token ids of every pair through the tokenizer's own pair template ([CLS] text [SEP]
+    pair [SEP], segment ids 0 then 1), fitted to `tokenize.max_length` by cutting the longer
+    text first (`pair_budget`; `long_text` is head for pairs, `TokenizeConfig.check_pairs`).
+    A pair's length counts both texts' tokens and the three special tokens."""
+    tokenize.check_pairs(True)
+    budget = tokenize.max_length - 3
+    sides = [
+        tokenizer.encode_batch([cut_to_window(t, tokenize) for t in side], add_special_tokens=False)
+        for side in (texts, pairs)
+    ]
+    sequences, lengths = [], []
+    for first, second in zip(*sides, strict=True):
+        n_first, n_second = len(first.ids), len(second.ids)
+        keep_first, keep_second = pair_budget(n_first, n_second, budget)
+        for encoding, n, keep in ((first, n_first, keep_first), (second, n_second, keep_second)):
+            if keep < n:
+                encoding.truncate(int(keep))
+        sequences.append(np.asarray(tokenizer.post_process(first, second).ids, dtype=np.int32))
+        lengths.append(n_first + n_second + 3)
+    index = np.arange(len(texts), dtype=np.int64)
+    return Encoded(sequences, index, np.asarray(lengths), pair_separator(tokenizer))
+
+
+def encode_split(tokenizer: Tokenizer, frame: pd.DataFrame, tokenize: TokenizeConfig) -> Encoded:
+    """A prepared split's texts (its `text`, and `text_pair` for pairs) as `encode` and
+    `encode_pairs` make them."""
+    if "text_pair" in frame.columns:
+        return encode_pairs(
+            tokenizer, frame["text"].tolist(), frame["text_pair"].tolist(), tokenize
+        )
+    return encode(tokenizer, frame["text"].tolist(), tokenize)
+
+
+def pair_separator(tokenizer: Tokenizer) -> int:
+    """The id of the token that ends a text in the tokenizer's template ([SEP])."""
+    return tokenizer.encode("").ids[-1]
+
+
 def write_token_cache(
     path: str | Path,
     ids: list[str],
     token_ids: list[np.ndarray],
     label_ids: np.ndarray | None,
     text_lengths: np.ndarray | None = None,
+    pair_separator_id: int | None = None,
 ) -> None:
     """One row per sequence: a text cut into several windows has several rows with its id.
-    `text_lengths` is each row's whole text's token count."""
+    `text_lengths` is each row's whole text's token count. A cache of pairs names the token
+    that ends their first texts in the file's metadata (the model's `PairSegments`)."""
     columns = {
         "id": pa.array(ids, type=pa.string()),
         "input_ids": pa.array([t.tolist() for t in token_ids], type=pa.list_(pa.int32())),
@@ -213,7 +293,10 @@ def write_token_cache(
         columns["label_id"] = pa.array(np.asarray(label_ids, dtype=np.int32))
     if text_lengths is not None:
         columns["text_tokens"] = pa.array(np.asarray(text_lengths, dtype=np.int32))
-    pq.write_table(pa.table(columns), path)
+    table = pa.table(columns)
+    if pair_separator_id is not None:
+        table = table.replace_schema_metadata({PAIR_SEPARATOR: str(pair_separator_id)})
+    pq.write_table(table, path)
 
 
 def write_encoded_cache(path: str | Path, ids: list[str], encoded: Encoded, label_ids) -> None:
@@ -221,7 +304,12 @@ def write_encoded_cache(path: str | Path, ids: list[str], encoded: Encoded, labe
     rows = encoded.text_index
     labels = None if label_ids is None else np.asarray(label_ids)[rows]
     write_token_cache(
-        path, np.asarray(ids)[rows].tolist(), encoded.sequences, labels, encoded.lengths[rows]
+        path,
+        np.asarray(ids)[rows].tolist(),
+        encoded.sequences,
+        labels,
+        encoded.lengths[rows],
+        encoded.pair_separator_id,
     )
 
 
@@ -235,12 +323,14 @@ class TokenCache:
     sequences: list[np.ndarray]
     labels: np.ndarray | None
     text_lengths: np.ndarray | None = None
+    pair_separator_id: int | None = None  # pairs: the token that ends the first text
 
     def subset(self, rows: np.ndarray) -> "TokenCache":
         rows = np.flatnonzero(rows) if rows.dtype == bool else rows
         labels = None if self.labels is None else self.labels[rows]
         lengths = None if self.text_lengths is None else self.text_lengths[rows]
-        return TokenCache(self.ids[rows], [self.sequences[i] for i in rows], labels, lengths)
+        sequences = [self.sequences[i] for i in rows]
+        return TokenCache(self.ids[rows], sequences, labels, lengths, self.pair_separator_id)
 
     def texts(self) -> "TokenCache":
         """The first row of every text: its id, label and length (sequences of that row)."""
@@ -266,4 +356,6 @@ def read_token_cache(path: str | Path) -> TokenCache:
         vectors = table.column("label_vector").combine_chunks()
         labels = vectors.values.to_numpy().reshape(len(vectors), -1)
     lengths = table.column("text_tokens").to_numpy() if "text_tokens" in names else None
-    return TokenCache(table.column("id").to_numpy(zero_copy_only=False), sequences, labels, lengths)
+    separator = (table.schema.metadata or {}).get(PAIR_SEPARATOR.encode())
+    ids = table.column("id").to_numpy(zero_copy_only=False)
+    return TokenCache(ids, sequences, labels, lengths, separator and int(separator))

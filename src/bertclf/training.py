@@ -527,6 +527,7 @@ def train_classifier(
             len(label_map.classes),
             pretrained,
             output_bias=task.output_bias(label_map),
+            pair_separator_id=train_cache.pair_separator_id,
         )
         compile_for_training(model, train, len(train_data), label_map)
     class_weight = task.class_weight(label_map, train)

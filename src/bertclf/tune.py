@@ -89,7 +89,12 @@ def token_caches(tokenize) -> tuple:
     they are the DAG's, else tokenized once into `token_cache_folder(tokenize)`."""
     from bertclf.labels import LabelMap
     from bertclf.tasks import task_of
-    from bertclf.tokenization import encode, load_tokenizer, read_token_cache, write_encoded_cache
+    from bertclf.tokenization import (
+        encode_split,
+        load_tokenizer,
+        read_token_cache,
+        write_encoded_cache,
+    )
 
     base = parse_section("tokenize", load_params()["tokenize"])
     if tokenize == base:
@@ -110,7 +115,7 @@ def token_caches(tokenize) -> tuple:
                 (tmp / "tokenize.json").write_text(json.dumps(vars(tokenize), indent=2) + "\n")
                 for split in ("train", "val"):
                     frame = pd.read_parquet(PREPARED / f"{split}.parquet")
-                    encoded = encode(tokenizer, frame["text"].tolist(), tokenize)
+                    encoded = encode_split(tokenizer, frame, tokenize)
                     write_encoded_cache(
                         tmp / f"{split}.parquet", frame["id"].tolist(), encoded, task.targets(frame)
                     )
