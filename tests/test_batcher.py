@@ -19,7 +19,7 @@ class RecordingClassifier:
         self.release = threading.Event()
         self.fail_on = fail_on
 
-    def predict_proba(self, texts):
+    def outputs(self, texts, text_pairs=None):
         self.calls.append(list(texts))
         if len(self.calls) == 1:
             assert self.release.wait(10)
@@ -30,10 +30,10 @@ class RecordingClassifier:
 
 async def send_while_first_call_is_busy(batcher, classifier, requests):
     worker = asyncio.create_task(batcher.run())
-    first = asyncio.create_task(batcher.predict_proba(["first"]))
+    first = asyncio.create_task(batcher.outputs(["first"]))
     while not classifier.calls:
         await asyncio.sleep(0.01)
-    rest = [asyncio.create_task(batcher.predict_proba(texts)) for texts in requests]
+    rest = [asyncio.create_task(batcher.outputs(texts)) for texts in requests]
     await asyncio.sleep(0.05)  # every request is queued
     classifier.release.set()
     results = await asyncio.gather(first, *rest, return_exceptions=True)
@@ -77,16 +77,16 @@ def test_a_cancelled_request_is_skipped_and_the_batcher_goes_on():
     async def scenario():
         batcher = Batcher(classifier, 256)
         worker = asyncio.create_task(batcher.run())
-        first = asyncio.create_task(batcher.predict_proba(["first"]))
+        first = asyncio.create_task(batcher.outputs(["first"]))
         while not classifier.calls:
             await asyncio.sleep(0.01)
-        gone = asyncio.create_task(batcher.predict_proba(["gone"]))
-        kept = asyncio.create_task(batcher.predict_proba(["kept"]))
+        gone = asyncio.create_task(batcher.outputs(["gone"]))
+        kept = asyncio.create_task(batcher.outputs(["kept"]))
         await asyncio.sleep(0.05)
         gone.cancel()
         classifier.release.set()
         results = await asyncio.gather(first, kept)
-        later = await asyncio.wait_for(batcher.predict_proba(["later"]), 10)
+        later = await asyncio.wait_for(batcher.outputs(["later"]), 10)
         assert not worker.done()  # the worker survived
         worker.cancel()
         return results, later
@@ -139,16 +139,16 @@ def test_a_full_queue_refuses_new_requests():
     async def scenario():
         batcher = Batcher(classifier, 4, max_queue_texts=5)
         worker = asyncio.create_task(batcher.run())
-        first = asyncio.create_task(batcher.predict_proba(["first"]))
+        first = asyncio.create_task(batcher.outputs(["first"]))
         while not classifier.calls:
             await asyncio.sleep(0.01)
-        waiting = asyncio.create_task(batcher.predict_proba(["w"] * 5))
+        waiting = asyncio.create_task(batcher.outputs(["w"] * 5))
         await asyncio.sleep(0.05)
         with pytest.raises(QueueFull):
-            await batcher.predict_proba(["one more"])
+            await batcher.outputs(["one more"])
         classifier.release.set()
         await asyncio.gather(first, waiting)
-        assert len(await batcher.predict_proba(["room again"])) == 1
+        assert len(await batcher.outputs(["room again"])) == 1
         worker.cancel()
 
     asyncio.run(scenario())
@@ -159,11 +159,11 @@ class Panic(BaseException):
 
 
 class PanickingClassifier(RecordingClassifier):
-    def predict_proba(self, texts):
+    def outputs(self, texts, text_pairs=None):
         if "panic" in texts:
             self.calls.append(list(texts))
             raise Panic("the tokenizer\npanicked")
-        return super().predict_proba(texts)
+        return super().outputs(texts)
 
 
 def test_a_call_that_raises_any_exception_fails_its_requests_and_the_batcher_lives(caplog):
@@ -177,10 +177,10 @@ def test_a_call_that_raises_any_exception_fails_its_requests_and_the_batcher_liv
 
     async def scenario():
         worker = batcher.start()
-        first = asyncio.create_task(batcher.predict_proba(["first"]))
+        first = asyncio.create_task(batcher.outputs(["first"]))
         while not classifier.calls:
             await asyncio.sleep(0.01)
-        rest = [asyncio.create_task(batcher.predict_proba(t)) for t in (["panic"], ["fine"])]
+        rest = [asyncio.create_task(batcher.outputs(t)) for t in (["panic"], ["fine"])]
         await asyncio.sleep(0.05)
         classifier.release.set()
         results = await asyncio.gather(first, *rest, return_exceptions=True)

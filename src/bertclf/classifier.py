@@ -186,6 +186,17 @@ class Classifier:
             raise BertclfError(
                 "predict_proba: a regression model answers scores, not probabilities; use predict()"
             )
+        return self.outputs(texts, text_pairs, batch_size, progress)
+
+    def outputs(
+        self,
+        texts: str | Iterable[str],
+        text_pairs: str | Iterable[str] | None = None,
+        batch_size: int | None = None,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """What the model answers per text before any decision: the probabilities, or a
+        regression model's scores (one column)."""
         return self.predict_encoded(self.encode(texts, text_pairs), batch_size, progress)
 
     def encode(

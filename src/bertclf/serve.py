@@ -19,7 +19,15 @@ import h11
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -58,16 +66,37 @@ def _not_blank(text: str) -> str:
     return text
 
 
-def request_model(limits: Limits) -> type[BaseModel]:
-    """The body of /v1/predict, with the limits on texts."""
+def request_model(limits: Limits, text_pair: bool = False) -> type[BaseModel]:
+    """The body of /v1/predict, with the limits on texts; a pair model's takes `text_pairs`,
+    one second text per text."""
     text = Annotated[
         str, Field(strict=True, max_length=limits.max_chars), AfterValidator(_not_blank)
     ]
+    texts = (list[text], Field(max_length=limits.max_texts))
+    if not text_pair:
+        return create_model("PredictRequest", __config__=ConfigDict(extra="forbid"), texts=texts)
     return create_model(
-        "PredictRequest",
+        "PredictPairsRequest",
         __config__=ConfigDict(extra="forbid"),
-        texts=(list[text], Field(max_length=limits.max_texts)),
+        __validators__={"same_length": model_validator(mode="after")(_one_pair_per_text)},
+        texts=texts,
+        text_pairs=texts,
     )
+
+
+def _one_pair_per_text(body):
+    if len(body.texts) != len(body.text_pairs):
+        raise ValueError(
+            f"{len(body.texts)} texts and {len(body.text_pairs)} text_pairs: give one second "
+            "text per text"
+        )
+    return body
+
+
+def request_items(body) -> list:
+    """The examples of a checked body: its texts, or for pairs (text, text_pair) tuples."""
+    pairs = getattr(body, "text_pairs", None)
+    return body.texts if pairs is None else list(zip(body.texts, pairs, strict=True))
 
 
 class QueueFull(Exception):
@@ -91,7 +120,7 @@ class _Request:
     """A request waiting in the batcher: its texts, the next one not yet in a model call, and
     the answers so far."""
 
-    texts: list[str]
+    texts: list  # texts, or (text, text_pair) tuples
     done: asyncio.Future
     next: int = 0
     answers: list = field(default_factory=list)
@@ -130,7 +159,8 @@ class Batcher:
         """Whether the worker runs: liveness (/healthz) is the process answering and this."""
         return self.worker is not None and not self.worker.done()
 
-    async def predict_proba(self, texts: list[str]) -> np.ndarray:
+    async def outputs(self, texts: list) -> np.ndarray:
+        """The classifier's outputs for `texts` (a pair model's: (text, text_pair) tuples)."""
         if self.max_queue_texts is not None and (
             self.waiting_texts + len(texts) > self.max_queue_texts
         ):
@@ -176,6 +206,12 @@ class Batcher:
                 self.waiting.remove(request)  # every text is in a call: it waits for answers
         return batch
 
+    def run_model(self, items: list) -> np.ndarray:
+        if items and isinstance(items[0], tuple):
+            texts, pairs = (list(side) for side in zip(*items, strict=True))
+            return self.classifier.outputs(texts, pairs)
+        return self.classifier.outputs(items)
+
     async def run(self) -> None:
         while True:
             if not self.waiting:
@@ -186,7 +222,7 @@ class Batcher:
                 continue
             texts = [text for request, start, end in batch for text in request.texts[start:end]]
             try:
-                probabilities = await asyncio.to_thread(self.classifier.predict_proba, texts)
+                probabilities = await asyncio.to_thread(self.run_model, texts)
             except asyncio.CancelledError:
                 raise  # the server stops
             except BaseException as error:  # pyo3's PanicException is a BaseException too
@@ -269,6 +305,7 @@ def metadata(classifier, limits: Limits) -> dict:
     package = classifier.package
     return {
         "task": classifier.label_map.task,
+        "inputs": ["text", "text_pair"] if classifier.text_pair else ["text"],
         "labels": classifier.classes_.tolist(),
         "model_card": _without_paths(package.card) if package.card is not None else None,
         "format_version": package.format_version,
@@ -283,7 +320,9 @@ def predict_schema(body_model: type[BaseModel], classifier, limits: Limits) -> d
     handler reads and checks the body itself (a FastAPI parameter would answer 422 where the
     docs promise 413 for too many texts), so the schema is declared, not inferred."""
     body = body_model.model_json_schema()
-    body["properties"]["texts"]["items"]["pattern"] = r"\S"  # not empty, not only spaces
+    for name in ("texts", "text_pairs"):
+        if name in body["properties"]:  # not empty, not only spaces
+            body["properties"][name]["items"]["pattern"] = r"\S"
     prediction = classifier.task.answer_schema()
     answer = {
         "type": "object",
@@ -297,7 +336,8 @@ def predict_schema(body_model: type[BaseModel], classifier, limits: Limits) -> d
         413: f"over {limits.max_texts} texts, {limits.max_body_bytes} bytes or "
         f"{limits.max_request_chars} characters in all",
         415: "a body that is not Content-Type: application/json",
-        422: "a text that is not a string, is empty, or has over the characters allowed",
+        422: "a text that is not a string, is empty, or has over the characters allowed; "
+        "for a pair model, texts and text_pairs of different lengths",
         500: "the model call failed",
         503: "too many requests or texts waiting, or no answer within --request-timeout",
     }
@@ -318,7 +358,7 @@ def predict_schema(body_model: type[BaseModel], classifier, limits: Limits) -> d
 
 def create_app(classifier, limits: Limits, allowed_hosts: list[str] | None = None) -> FastAPI:
     batcher = Batcher(classifier, limits.max_batch_texts, limits.max_queue_texts)
-    body_model = request_model(limits)
+    body_model = request_model(limits, classifier.text_pair)
     about = metadata(classifier, limits)
 
     async def lifespan(app: FastAPI):
@@ -358,19 +398,20 @@ def create_app(classifier, limits: Limits, allowed_hosts: list[str] | None = Non
         except ClientDisconnect:  # nobody is left to answer
             return _error(400, "the client hung up before the body ended")
         try:
-            texts = body_model.model_validate_json(body).texts
+            texts = request_items(body_model.model_validate_json(body))
         except ValidationError as error:
             return _validation_error(error, limits)
         if not texts:
             return {"predictions": []}
-        if sum(map(len, texts)) > limits.max_request_chars:
+        characters = sum(len(t) if isinstance(t, str) else len(t[0]) + len(t[1]) for t in texts)
+        if characters > limits.max_request_chars:  # both texts of a pair count
             return _error(
                 413,
                 f"too much text: at most {limits.max_request_chars} characters in all a "
                 "request's texts; send fewer texts a request",
             )
         work = asyncio.ensure_future(
-            asyncio.wait_for(batcher.predict_proba(texts), limits.request_timeout)
+            asyncio.wait_for(batcher.outputs(texts), limits.request_timeout)
         )
         hangup = asyncio.ensure_future(_until_disconnected(request))
         await asyncio.wait({work, hangup}, return_when=asyncio.FIRST_COMPLETED)
@@ -544,7 +585,8 @@ def serve(
         package, expect_sha256=expect_sha256, runtime=runtime, precision=precision
     )
     print(f"{package}: {classifier.describe()}", flush=True)
-    classifier.predict_proba(["warm-up"])  # the first call's one-time set-up, before any request
+    warm_up = ["warm-up"]  # the first call's one-time set-up, before any request
+    classifier.outputs(warm_up, warm_up if classifier.text_pair else None)
     # bertclf's own lines (a failed model call, a client gone) as uvicorn's are written
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["bertclf"] = {"handlers": ["default"], "level": "INFO"}
