@@ -152,16 +152,10 @@ class RawTextClassifier(tf.Module):
         [SEP]) and the text each comes from."""
         return self.preprocessor.windows_in_graph(content, self.cls_id, self.sep_id, pair_content)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve(self, text):
+        """`serving_default` of a model of one text per example."""
         return self.answer(self.windows(self.wordpiece_ids(text)), tf.size(text, out_type=tf.int64))
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None], tf.string, name="text"),
-            tf.TensorSpec([None], tf.string, name="text_pair"),
-        ]
-    )
     def serve_pairs(self, text, text_pair):
         """A pair model's `serving_default`: each text with its second text."""
         tf.debugging.assert_equal(
@@ -169,6 +163,14 @@ class RawTextClassifier(tf.Module):
         )
         windows = self.windows(self.wordpiece_ids(text), self.wordpiece_ids(text_pair))
         return self.answer(windows, tf.size(text, out_type=tf.int64))
+
+    def serving_default(self):
+        """`serve`, or `serve_pairs` for a pair model, as a tf.function of its inputs."""
+        texts = [tf.TensorSpec([None], tf.string, name="text")]
+        if not self.preprocessor.text_pair:
+            return tf.function(self.serve, input_signature=texts)
+        pairs = [*texts, tf.TensorSpec([None], tf.string, name="text_pair")]
+        return tf.function(self.serve_pairs, input_signature=pairs)
 
     def answer(self, windows, n_texts):
         """The answers of the model on `windows` (sequences and the text each comes from)."""
@@ -224,8 +226,11 @@ def export_saved_model(
     # second time, as a Keras variable beside its TensorFlow one.
     archive = keras.export.ExportArchive()
     archive.track(module)  # the tokenizer's tables
-    serve = module.serve_pairs if preprocessor.text_pair else module.serve
-    for name, function in (("serving_default", serve), ("token_ids", module.from_token_ids)):
+    endpoints = (
+        ("serving_default", module.serving_default()),
+        ("token_ids", module.from_token_ids),
+    )
+    for name, function in endpoints:
         function.get_concrete_function()
         archive.add_endpoint(name, function)
     archive.write_out(str(out), verbose=False)
