@@ -437,6 +437,11 @@ class RegressionData:
 
     def split(self, table, test, cfg: DataConfig, seed: int, task, report) -> dict:
         """Stratified on SCORE_BINS equal-count bins of the score (fewer for a small table)."""
+        if table[SCORE].nunique() < 2:
+            raise BertclfError(
+                f"{cfg.path}: column '{cfg.label_column}' holds one distinct score; a regression "
+                "needs two or more"
+            )
         binned = table.assign(label=score_bins(table[SCORE], len(table)))
         if test is not None:
             test = test.assign(label="all")
