@@ -13,11 +13,9 @@ from bertclf.tasks import TASKS
 def main() -> None:
     task_type = load_section("task").type
     train = pd.read_parquet(prepared_split("train"))
-    label_map = TASKS[task_type].fit(train).label_map
-    label_map.save(LABELS)
-    counts = dict(zip(label_map.classes, label_map.counts, strict=True))
-    kind = "labels (multi-label)" if label_map.multi_label else "classes"
-    print(f"labels: {len(label_map.classes)} {kind} {counts}")
+    task = TASKS[task_type].fit(train)
+    task.label_map.save(LABELS)
+    print(f"labels: {task.describe()}")
 
 
 if __name__ == "__main__":

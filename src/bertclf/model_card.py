@@ -6,6 +6,16 @@ from bertclf.labels import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 from bertclf.metrics import metrics_of, score_name, standard_error
 
 
+def text_columns(data: dict) -> str:
+    """The input columns in the card's words: one text, or a pair's two."""
+    if data.get("text_pair_column") is None:
+        return f"text column `{data['text_column']}`"
+    return (
+        f"text pairs from columns `{data['text_column']}` and `{data['text_pair_column']}` "
+        "(segments 0 and 1; the longer text is cut first)"
+    )
+
+
 def model_card(
     task_name: str,
     params: dict,
@@ -63,7 +73,7 @@ def single_label_card(
 ({encoder["origin"]}), fine-tuned with a classification head.
 
 ## Data
-Data set `{params["data"]["name"]}`: text column `{params["data"]["text_column"]}`, label
+Data set `{params["data"]["name"]}`: {text_columns(params["data"])}, label
 column `{params["data"]["label_column"]}`. Prepared splits:
 
 {hashes}
@@ -223,7 +233,7 @@ Multi-label: each text gets any number of the labels below (one sigmoid per labe
 ({encoder["origin"]}), fine-tuned with a classification head.
 
 ## Data
-Data set `{params["data"]["name"]}`: text column `{params["data"]["text_column"]}`, label
+Data set `{params["data"]["name"]}`: {text_columns(params["data"])}, label
 column `{params["data"]["label_column"]}`. Prepared splits:
 
 {hashes}
@@ -276,7 +286,7 @@ Regression: each text gets a score (one output, trained with mean squared error)
 ({encoder["origin"]}), fine-tuned with a regression head.
 
 ## Data
-Data set `{params["data"]["name"]}`: text column `{params["data"]["text_column"]}`, score
+Data set `{params["data"]["name"]}`: {text_columns(params["data"])}, score
 column `{params["data"]["label_column"]}`. Prepared splits:
 
 {hashes}

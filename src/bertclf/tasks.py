@@ -74,6 +74,12 @@ class Task:
         """The JSON schema of one of those answers."""
         raise NotImplementedError
 
+    def describe(self) -> str:
+        """The label map in a line: the labels stage's output."""
+        counts = dict(zip(self.label_map.classes, self.label_map.counts, strict=True))
+        kind = "labels (multi-label)" if self.multi_label else "classes"
+        return f"{len(self.classes)} {kind} {counts}"
+
     def as_dict(self, row) -> dict[str, float]:
         return dict(zip(self.classes.tolist(), map(float, row), strict=True))
 
@@ -189,6 +195,10 @@ class Regression(Task):
 
     def strata(self, frame) -> np.ndarray:
         return score_bins(frame[SCORE], len(frame))
+
+    def describe(self) -> str:
+        summary = ", ".join(f"{k} {v:g}" for k, v in self.label_map.scores.items())
+        return f"a score per text (regression), in training: {summary}"
 
     def column_targets(self, values, source: str, column: str, separator: str) -> np.ndarray:
         return score_values(values, source, column).astype(np.float32)
