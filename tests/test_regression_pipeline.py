@@ -1,13 +1,23 @@
 """Regression end to end: the real `dvc repro` with the tiny model on a CSV of rated reviews,
 with 3-fold cross-validation; then the package, the Python API and `bertclf predict` on what it
-built (issue 28, work in progress: pairs and the server follow)."""
+built, `bertclf predict` and `bertclf serve`."""
 
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import TINY, commit_all, copy_project, run
+from helpers import (
+    TINY,
+    command_env,
+    commit_all,
+    copy_project,
+    free_port,
+    request,
+    run,
+    start_server,
+    stop_server,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -102,3 +112,35 @@ def test_the_package_answers_the_scores_training_computed(rated_repo):
     assert np.corrcoef(test["score"], scores)[0, 1] == pytest.approx(reported, abs=1e-4)
     with pytest.raises(BertclfError, match="answers scores, not probabilities"):
         classifier.predict_proba(texts)
+
+
+def test_predict_and_serve_answer_scores(rated_repo, tmp_path):
+    from bertclf import Classifier
+
+    test = pd.read_parquet(rated_repo / "data/prepared/test.parquet")
+    test.to_csv(tmp_path / "test.csv", index=False)
+    out = tmp_path / "scored.csv"
+    command = ["bertclf", "predict", "--model", "models/package", "--input"]
+    run(
+        [*command, str(tmp_path / "test.csv"), "--output", str(out), "--id-column", "id"],
+        rated_repo,
+    )
+    scored = pd.read_csv(out)
+    assert list(scored.columns) == ["id", "text", "score"]
+    reported = read(rated_repo, "reports/metrics.json")["test"]["pearson"]
+    assert np.corrcoef(test["score"], scored["score"])[0, 1] == pytest.approx(reported, abs=1e-4)
+    expected = Classifier.load(rated_repo / "models/package").predict(test["text"][:3].tolist())
+    port = free_port()
+    log = tmp_path / "serve.log"
+    server = start_server(rated_repo / "models/package", port, log, env=command_env())
+    try:
+        status, about = request(port, "GET", "/v1/metadata")
+        assert status == 200 and about["task"] == "regression" and about["inputs"] == ["text"]
+        body = json.dumps({"texts": test["text"][:3].tolist()}).encode()
+        status, answer = request(port, "POST", "/v1/predict", body)
+        assert status == 200
+        scores = [prediction["score"] for prediction in answer["predictions"]]
+        np.testing.assert_allclose(scores, expected, atol=1e-5)
+    finally:
+        stop_server(server)
+    assert server.returncode is not None
