@@ -195,3 +195,27 @@ def test_tune_tokenizes_pairs_for_its_own_settings(tmp_path, monkeypatch):
     assert train.pair_separator_id == TOKENIZER.token_to_id("[SEP]")
     # 3 + 3 tokens in a budget of 5: the first text (the shorter, of two of a length) keeps 2
     assert train.sequences[0].tolist() == TOKENIZER.encode("first text", "second text 0").ids
+
+
+def test_a_single_text_package_refuses_text_pairs_in_one_line(tmp_path):
+    from helpers import run
+
+    from bertclf import Classifier
+
+    package = Path(__file__).parent / "fixtures/package_v8"
+    classifier = Classifier.load(package, runtime="tensorflow")
+    assert not classifier.text_pair
+    with pytest.raises(BertclfError, match="takes one text per example, not text pairs"):
+        classifier.predict(["a text"], text_pairs=["another"])
+    pd.DataFrame({"a": ["a text"], "b": ["another"]}).to_csv(tmp_path / "in.csv", index=False)
+    out = tmp_path / "out.csv"
+    refused = run(
+        ["bertclf", "predict", "--model", str(package), "--input", str(tmp_path / "in.csv"),
+         "--text-column", "a", "--text-pair-column", "b", "--output", str(out)],
+        tmp_path,
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0 and not out.exists()
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    expected = f"error: {package}: the model takes one text per example; drop --text-pair-column b"
+    assert errors == [expected] and "Traceback" not in refused.stderr
