@@ -139,14 +139,11 @@ def table(runs: list[dict]) -> str:
 
 
 def main() -> None:
+    from reuters import add_record_arguments
+
     parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("record")
-    p.add_argument("--run", required=True)
-    p.add_argument("--log", required=True)
-    p.add_argument("--code", required=True, help="the commit whose code the run ran")
-    p.add_argument("--name", required=True)
-    p.add_argument("--change", required=True)
+    add_record_arguments(commands.add_parser("record"))
     commands.add_parser("table")
     args = parser.parse_args()
     if args.command == "record":

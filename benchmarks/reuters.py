@@ -134,15 +134,20 @@ def table(runs: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def add_record_arguments(parser: argparse.ArgumentParser) -> None:
+    """`record`'s options: the run's clone, its `dvc repro` log, the code's commit, its name
+    and what changed."""
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--log", required=True)
+    parser.add_argument("--code", required=True, help="the commit whose code the run ran")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--change", required=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("record")
-    p.add_argument("--run", required=True)
-    p.add_argument("--log", required=True)
-    p.add_argument("--code", required=True, help="the commit whose code the run ran")
-    p.add_argument("--name", required=True)
-    p.add_argument("--change", required=True)
+    add_record_arguments(commands.add_parser("record"))
     p = commands.add_parser("rules")
     p.add_argument("--run", required=True)
     p.add_argument("--name", required=True)

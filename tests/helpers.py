@@ -141,3 +141,17 @@ def restore(repo: Path) -> None:
     run(["git", "clean", "-q", "-fd", "reports"], repo)
     run(["dvc", "checkout", "-q", "--force"], repo)
     assert "up to date" in run(["dvc", "status"], repo).stdout
+
+
+def build_repo(repo: Path, overrides: list[str], message: str) -> Path:
+    """`bertclf params` with `overrides`, a commit, and the whole DAG built (`dvc repro`, its
+    output kept in repro.log)."""
+    run(["bertclf", "params", *overrides], repo)
+    commit_all(repo, message)
+    result = run(["dvc", "repro"], repo)
+    (repo / "repro.log").write_text(result.stdout + result.stderr)
+    return repo
+
+
+def read_json(repo: Path, name: str):
+    return json.loads((repo / name).read_text())

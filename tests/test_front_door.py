@@ -82,6 +82,17 @@ def test_multi_label_page_shows_the_committed_reuters_runs():
     assert reuters.rules_table(runs) in page
 
 
+def test_pairs_page_shows_the_committed_runs():
+    """docs/pairs-and-regression.md's table is what benchmarks/pairs.py renders from the
+    committed docs/results/pairs_and_regression.json (MRPC and STS-B)."""
+    spec = importlib.util.spec_from_file_location("pairs", ROOT / "benchmarks/pairs.py")
+    pairs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pairs)
+    runs = json.loads((ROOT / "docs/results/pairs_and_regression.json").read_text())["runs"]
+    assert {run["data"] for run in runs} == {"mrpc", "stsb"}
+    assert pairs.table(runs) in (ROOT / "docs/pairs-and-regression.md").read_text()
+
+
 def test_encoder_stack_page_shows_the_committed_comparison():
     """docs/encoder-stack.md's table is what benchmarks/compare_stacks.py renders from the
     committed reports/stack_comparison.json (the benchmark before and after Keras 3)."""

@@ -10,10 +10,11 @@ import pytest
 from helpers import (
     BEFORE_TEMPERATURE,
     TINY,
+    build_repo,
     command_env,
-    commit_all,
     copy_project,
     free_port,
+    read_json,
     request,
     run,
     start_server,
@@ -60,30 +61,22 @@ def tagged_repo(tmp_path_factory):
         "data.label_column=tags",
         "cv=kfold3",
     ]
-    run(["bertclf", "params", *overrides], repo)
-    commit_all(repo, "tiny multi-label model")
-    result = run(["dvc", "repro"], repo)
-    (repo / "repro.log").write_text(result.stdout + result.stderr)
-    return repo
-
-
-def read(repo, name):
-    return json.loads((repo / name).read_text())
+    return build_repo(repo, overrides, "tiny multi-label model")
 
 
 def test_the_dag_builds_multi_label_reports(tagged_repo):
     assert "up to date" in run(["dvc", "status"], tagged_repo).stdout
-    prepare = read(tagged_repo, "reports/prepare.json")
+    prepare = read_json(tagged_repo, "reports/prepare.json")
     assert set(prepare["class_counts"]["train"]) == set(TOPICS)
     assert prepare["texts_without_labels"]["train"] > 0
     assert prepare["rare_labels_dropped"] == {} and "label_cardinality" in prepare
-    labels = read(tagged_repo, "models/labels.json")
+    labels = read_json(tagged_repo, "models/labels.json")
     assert labels["task"] == "multi_label" and labels["classes"] == sorted(TOPICS)
-    calibration = read(tagged_repo, "models/calibration.json")
+    calibration = read_json(tagged_repo, "models/calibration.json")
     assert set(calibration["thresholds"]) == set(TOPICS)
     metrics, baseline = (
-        read(tagged_repo, "reports/metrics.json"),
-        read(tagged_repo, "reports/baseline.json"),
+        read_json(tagged_repo, "reports/metrics.json"),
+        read_json(tagged_repo, "reports/baseline.json"),
     )
     keys = {
         f"{a}_{m}"
@@ -118,7 +111,7 @@ def test_the_dag_builds_multi_label_reports(tagged_repo):
     micro = next(line for line in headline if line.startswith("micro_f1")).split()
     assert float(micro[1]) == round(metrics["test"]["micro_f1"], 4)
     assert float(micro[2]) == round(baseline["test"]["micro_f1"], 4)
-    cv = read(tagged_repo, "reports/cv.json")
+    cv = read_json(tagged_repo, "reports/cv.json")
     assert cv["k"] == 3 and 0 <= cv["mean"]["micro_f1"] <= 1
     folds = pd.read_parquet(tagged_repo / "data/folds.parquet")
     train = pd.read_parquet(tagged_repo / "data/prepared/train.parquet")
@@ -131,9 +124,9 @@ def test_the_saved_model_decides_as_the_python_api(tagged_repo):
 
     from bertclf import Classifier
 
-    package = read(tagged_repo, "reports/package.json")
+    package = read_json(tagged_repo, "reports/package.json")
     assert package["labels_identical"] == 1.0 and package["max_probability_difference"] < 1e-4
-    assert read(tagged_repo, "models/package/manifest.json")["format_version"] == 8
+    assert read_json(tagged_repo, "models/package/manifest.json")["format_version"] == 8
     f32 = package["openvino"]["precisions"]["f32"]  # the gate on decisions and micro-F1
     assert f32["passed"] and f32["micro_f1"] == pytest.approx(f32["tensorflow_micro_f1"], abs=0.01)
     assert f32["n"] == len(pd.read_parquet(tagged_repo / "data/prepared/test.parquet"))
@@ -195,7 +188,7 @@ def test_predict_on_the_test_split_reproduces_the_reported_micro_f1(tagged_repo,
     truth = binarizer.fit_transform(test["labels"].map(list))
     predicted = binarizer.transform(pd.read_parquet(output)["labels"].map(list))
     micro_f1 = f1_score(truth, predicted, average="micro")
-    reported = read(tagged_repo, "reports/metrics.json")["test"]["micro_f1"]
+    reported = read_json(tagged_repo, "reports/metrics.json")["test"]["micro_f1"]
     one_text = 2 * len(TOPICS) / truth.sum()  # at most every label of one text changed
     assert micro_f1 == pytest.approx(reported, abs=one_text)
 
@@ -209,7 +202,7 @@ def test_evaluate_scores_a_multi_label_file(tagged_repo, tmp_path):
                                   "--input", str(table), "--label-column", "labels",
                                   "--output", str(output)])  # fmt: skip
     parsed.run(parsed)
-    reported = read(tagged_repo, "reports/metrics.json")["test"]
+    reported = read_json(tagged_repo, "reports/metrics.json")["test"]
     scored = json.loads(output.read_text())
     for key in ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy"):
         assert scored[key] == pytest.approx(reported[key], abs=1e-6)

@@ -11,10 +11,11 @@ import pytest
 from helpers import (
     SHARED,
     TINY,
+    build_repo,
     command_env,
-    commit_all,
     copy_project,
     free_port,
+    read_json,
     request,
     run,
     start_server,
@@ -43,27 +44,19 @@ def pairs_repo(tmp_path_factory):
         "tokenize.max_length=48",  # some pairs are cut, longer text first
         "cv=kfold3",
     ]
-    run(["bertclf", "params", *overrides], repo)
-    commit_all(repo, "tiny pair model")
-    result = run(["dvc", "repro"], repo)
-    (repo / "repro.log").write_text(result.stdout + result.stderr)
-    return repo
-
-
-def read(repo, name):
-    return json.loads((repo / name).read_text())
+    return build_repo(repo, overrides, "tiny pair model")
 
 
 def test_the_dag_builds_a_pair_model_with_folds_baseline_and_reports(pairs_repo):
     assert "up to date" in run(["dvc", "status"], pairs_repo).stdout
-    tokenize = read(pairs_repo, "reports/tokenize.json")
+    tokenize = read_json(pairs_repo, "reports/tokenize.json")
     assert tokenize["text_pairs"] is True
     assert 0 < tokenize["test"]["long_texts"] < 80  # pairs cut to 48 tokens
     assert tokenize["test"]["sequences"] == 80  # one window a pair
-    spec = read(pairs_repo, "models/trained/model.json")
+    spec = read_json(pairs_repo, "models/trained/model.json")
     assert spec["pair_separator_id"] == 102  # [SEP]
-    assert set(read(pairs_repo, "reports/baseline.json")["test"]) >= {"accuracy", "macro_f1"}
-    assert read(pairs_repo, "reports/cv.json")["k"] == 3
+    assert set(read_json(pairs_repo, "reports/baseline.json")["test"]) >= {"accuracy", "macro_f1"}
+    assert read_json(pairs_repo, "reports/cv.json")["k"] == 3
     errors = pd.read_csv(pairs_repo / "reports/errors.csv")
     assert list(errors.columns[:3]) == ["id", "text", "text_pair"]
     test = pd.read_parquet(pairs_repo / "data/prepared/test.parquet")
@@ -77,7 +70,7 @@ def test_the_package_takes_pairs_in_every_runtime(pairs_repo):
     from bertclf import Classifier
     from bertclf.errors import BertclfError
 
-    package = read(pairs_repo, "reports/package.json")
+    package = read_json(pairs_repo, "reports/package.json")
     assert package["token_ids_identical"] == 1.0 and package["max_probability_difference"] <= 1e-4
     test = pd.read_parquet(pairs_repo / "data/prepared/test.parquet")
     texts, pairs = test["text"].tolist(), test["text_pair"].tolist()
@@ -113,7 +106,7 @@ def test_predict_and_evaluate_take_the_pair_column(pairs_repo, tmp_path):
     run(["bertclf", "predict", *base, *columns, "--output", str(out)], pairs_repo)
     predicted = pd.read_csv(out)
     assert list(predicted.columns[:2]) == ["sentence1", "sentence2"]
-    reported = read(pairs_repo, "reports/metrics.json")["test"]
+    reported = read_json(pairs_repo, "reports/metrics.json")["test"]
     right = (predicted["label"] == test["label"]).sum()
     assert abs(right - reported["accuracy"] * len(test)) <= 1  # within one text
     scored = tmp_path / "scored.json"

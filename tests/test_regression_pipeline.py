@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 from helpers import (
     TINY,
+    build_repo,
     command_env,
-    commit_all,
     copy_project,
     free_port,
+    read_json,
     request,
     run,
     start_server,
@@ -50,21 +51,13 @@ def rated_repo(tmp_path_factory):
         "data.label_column=rating",
         "cv=kfold3",
     ]
-    run(["bertclf", "params", *overrides], repo)
-    commit_all(repo, "tiny regression model")
-    result = run(["dvc", "repro"], repo)
-    (repo / "repro.log").write_text(result.stdout + result.stderr)
-    return repo
-
-
-def read(repo, name):
-    return json.loads((repo / name).read_text())
+    return build_repo(repo, overrides, "tiny regression model")
 
 
 def test_the_dag_builds_regression_reports(rated_repo):
     assert "up to date" in run(["dvc", "status"], rated_repo).stdout
-    assert read(rated_repo, "models/labels.json")["task"] == "regression"
-    assert read(rated_repo, "models/calibration.json") == {
+    assert read_json(rated_repo, "models/labels.json")["task"] == "regression"
+    assert read_json(rated_repo, "models/calibration.json") == {
         "scaling": "none",
         "temperature": None,
         "rule": "the score",
@@ -72,10 +65,10 @@ def test_the_dag_builds_regression_reports(rated_repo):
     keys = {"n", "pearson", "spearman", "rmse", "mae", "r2", "by_length"}
     for name in ("reports/metrics.json", "reports/baseline.json"):
         for split in ("test", "val"):
-            assert set(read(rated_repo, name)[split]) == keys
-    baseline = read(rated_repo, "reports/baseline.json")["test"]
+            assert set(read_json(rated_repo, name)[split]) == keys
+    baseline = read_json(rated_repo, "reports/baseline.json")["test"]
     assert baseline["pearson"] > 0.9  # the ridge baseline reads these words easily
-    prepare = read(rated_repo, "reports/prepare.json")
+    prepare = read_json(rated_repo, "reports/prepare.json")
     assert prepare["score_summary"]["test"]["n"] == 48
     plots = rated_repo / "reports/plots"
     assert sorted(p.name for p in plots.iterdir()) == ["predicted.csv", "residuals.csv"]
@@ -83,7 +76,7 @@ def test_the_dag_builds_regression_reports(rated_repo):
     assert list(errors.columns) == ["id", "text", "true_score", "predicted_score", "error"]
     assert errors["error"].abs().is_monotonic_decreasing
     assert "Evaluation report (regression)" in (rated_repo / "reports/report.md").read_text()
-    cv = read(rated_repo, "reports/cv.json")
+    cv = read_json(rated_repo, "reports/cv.json")
     assert cv["k"] == 3 and "pearson" in cv["mean"]
     card = (rated_repo / "models/package/MODEL_CARD.md").read_text()
     assert "Regression" in card and "Pearson" in card
@@ -96,7 +89,7 @@ def test_the_package_answers_the_scores_training_computed(rated_repo):
     from bertclf import Classifier
     from bertclf.errors import BertclfError
 
-    package = read(rated_repo, "reports/package.json")
+    package = read_json(rated_repo, "reports/package.json")
     assert package["max_probability_difference"] <= 1e-4
     f32 = package["openvino"]["precisions"]["f32"]
     assert f32["passed"] and abs(f32["pearson"] - f32["tensorflow_pearson"]) <= 0.005
@@ -108,7 +101,7 @@ def test_the_package_answers_the_scores_training_computed(rated_repo):
     serve = tf.saved_model.load(str(rated_repo / "models/package/saved_model"))
     exported = serve.signatures["serving_default"](text=tf.constant(texts))["score"].numpy()
     np.testing.assert_allclose(exported, scores, atol=1e-4)
-    reported = read(rated_repo, "reports/metrics.json")["test"]["pearson"]
+    reported = read_json(rated_repo, "reports/metrics.json")["test"]["pearson"]
     assert np.corrcoef(test["score"], scores)[0, 1] == pytest.approx(reported, abs=1e-4)
     with pytest.raises(BertclfError, match="answers scores, not probabilities"):
         classifier.predict_proba(texts)
@@ -127,7 +120,7 @@ def test_predict_and_serve_answer_scores(rated_repo, tmp_path):
     )
     scored = pd.read_csv(out)
     assert list(scored.columns) == ["id", "text", "score"]
-    reported = read(rated_repo, "reports/metrics.json")["test"]["pearson"]
+    reported = read_json(rated_repo, "reports/metrics.json")["test"]["pearson"]
     assert np.corrcoef(test["score"], scored["score"])[0, 1] == pytest.approx(reported, abs=1e-4)
     expected = Classifier.load(rated_repo / "models/package").predict(test["text"][:3].tolist())
     port = free_port()

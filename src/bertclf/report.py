@@ -29,6 +29,20 @@ MULTI_LABEL_COMPARED = (
 )
 
 
+def _configuration(
+    params: dict, sections: tuple[str, ...] = ("model", "head", "train", "tokenize", "seed")
+) -> list[str]:
+    """The report's configuration section: the params that shape the model, as YAML."""
+    shown = {k: params[k] for k in sections}
+    return [
+        "## Configuration",
+        "",
+        "```yaml",
+        yaml.safe_dump(shown, sort_keys=False).strip(),
+        "```",
+    ]
+
+
 def task_of_metrics(metrics: dict) -> str:
     """The task of a metrics file, for `bertclf metrics`, which is given one of any run and
     not its labels.json: a multi-label run's metrics hold `per_label`, a regression run's
@@ -108,13 +122,7 @@ def render_single_label_report(
         f"{prepare['empty_texts_dropped']} empty texts, "
         f"{prepare['train_texts_in_test_dropped']} training texts also in the test file.",
         "",
-        "## Configuration",
-        "",
-        "```yaml",
-        yaml.safe_dump(
-            {k: params[k] for k in ("model", "head", "train", "tokenize", "seed")}, sort_keys=False
-        ).strip(),
-        "```",
+        *_configuration(params),
         "",
         f"## Test metrics ({test['n']} texts)",
         "",
@@ -229,14 +237,7 @@ def render_multi_label_report(
         f"Labels with no validation example: {', '.join(absent.get('val', [])) or 'none'}. "
         f"With no test example: {', '.join(absent.get('test', [])) or 'none'}.",
         "",
-        "## Configuration",
-        "",
-        "```yaml",
-        yaml.safe_dump(
-            {k: params[k] for k in ("model", "head", "train", "tokenize", "task", "seed")},
-            sort_keys=False,
-        ).strip(),
-        "```",
+        *_configuration(params, ("model", "head", "train", "tokenize", "task", "seed")),
         "",
         f"## Test metrics ({test['n']} texts)",
         "",
@@ -304,13 +305,7 @@ def render_regression_report(
         + (f"; {averaged} texts had their scores averaged" if averaged else "")
         + ".",
         "",
-        "## Configuration",
-        "",
-        "```yaml",
-        yaml.safe_dump(
-            {k: params[k] for k in ("model", "head", "train", "tokenize", "seed")}, sort_keys=False
-        ).strip(),
-        "```",
+        *_configuration(params),
         "",
         f"## Test metrics ({test['n']} texts)",
         "",
