@@ -92,7 +92,9 @@ def test_parity_check_fails_when_tokenizer_or_model_differ(dag_repo, tmp_path):
     cased_tokenizer.normalizer = BertNormalizer(lowercase=False, strip_accents=False)
     cased = RawTextClassifier(trained, vocab, character_table(cased_tokenizer), 100, preprocessor,
                               classes)  # fmt: skip
-    tf.saved_model.save(cased, str(tmp_path / "cased"), signatures={"serving_default": cased.serve})
+    tf.saved_model.save(
+        cased, str(tmp_path / "cased"), signatures={"serving_default": cased.serving_default()}
+    )
     with pytest.raises(BertclfError, match="other token ids than training's on"):
         check_parity(cased, tmp_path / "cased", trained, texts, 32)
 
@@ -178,7 +180,7 @@ def test_bundle_holds_no_pickle_and_lists_every_file(dag_repo):
     manifest = json.loads((bundle / "manifest.json").read_text())
     files = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
     assert set(manifest["files"]) == files - {"manifest.json"}
-    assert manifest["format_version"] == 8
+    assert manifest["format_version"] == 9
     assert "tensorflow-text" in manifest["libraries"]
     assert not [name for name in files if name.endswith((".pkl", ".pickle", ".joblib", ".h5"))]
     for name in files:
