@@ -245,7 +245,7 @@ def load_saved_model(path: Path, signature: str = "serving_default"):
 class TokenIdsModel:
     """The SavedModel's `token_ids` function where a Keras model's `predict_on_batch` is
     expected: a graph already built for any batch shape, so no shape is traced at run time.
-    It answers the function's `output` (`logits`; format 7 has `probabilities` only)."""
+    It answers the function's `logits`."""
 
     def __init__(self, saved_model: Path, output: str = "logits"):
         self.function = load_saved_model(saved_model, "token_ids")

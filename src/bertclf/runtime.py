@@ -132,7 +132,7 @@ def read_ir(path: Path):
 
 class OpenVINOModel:
     """A package's OpenVINO model, compiled for the CPU in one precision; `predict_on_batch`
-    answers its `output` (`logits`; format 7's models have `probabilities` only)."""
+    answers its `output` (`logits`)."""
 
     def __init__(self, model, precision: str, bfloat16: bool | None = None, output: str = "logits"):
         import openvino as ov

@@ -41,7 +41,7 @@ def best_threshold(y_true: np.ndarray, scores: np.ndarray) -> tuple[float, float
 @dataclass
 class Thresholds:
     """What `calibrate` writes to models/calibration.json for a multi-label model (format 7's
-    also held the task, which labels.json alone holds now: read and ignored)."""
+    also held the task, which labels.json alone holds: read and ignored, if present)."""
 
     method: str  # "tuned" or "global"
     global_threshold: float
