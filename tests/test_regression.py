@@ -1,5 +1,5 @@
 """Regression's data, label map, task, training loss and metrics on hand-made cases (the DAG,
-the package and the front doors: tests/test_regression_pipeline.py)."""
+the package and the front doors: tests/test_pairs_pipeline.py, a regression of text pairs)."""
 
 import numpy as np
 import pandas as pd
