@@ -247,20 +247,19 @@ class TokenIdsModel:
     expected: a graph already built for any batch shape, so no shape is traced at run time.
     It answers the function's `logits`."""
 
-    def __init__(self, saved_model: Path, output: str = "logits"):
+    def __init__(self, saved_model: Path):
         self.function = load_saved_model(saved_model, "token_ids")
-        self.output = output
         outputs = self.function.structured_outputs
-        if not isinstance(outputs, dict) or output not in outputs:
-            raise BertclfError(f"{saved_model}: its token_ids function has no {output} output")
-        shape = outputs[output].shape
+        if not isinstance(outputs, dict) or "logits" not in outputs:
+            raise BertclfError(f"{saved_model}: its token_ids function has no logits output")
+        shape = outputs["logits"].shape
         self.output_width = shape[-1] if shape is not None and shape.rank else None
 
     def predict_on_batch(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return self.function(
             input_ids=tf.constant(inputs["input_ids"]),
             attention_mask=tf.constant(inputs["attention_mask"]),
-        )[self.output].numpy()
+        )["logits"].numpy()
 
 
 def saved_model_outputs(

@@ -89,11 +89,11 @@ def automatic_precision(offered: list[str], bfloat16: bool) -> str | None:
     return "f32" if "f32" in offered else None
 
 
-# What bertclf's OpenVINO models take and give: (name, rank) of each input and output; format
-# 7's give probabilities only; a regression model's probabilities are its logits, the score,
-# one port that goes by the name logits.
+# What bertclf's OpenVINO models take and give: (name, rank) of each input and output; a
+# regression model's probabilities are its logits, the score, one port that goes by the name
+# logits.
 IR_INPUTS = {("input_ids", 2), ("attention_mask", 2)}
-IR_OUTPUTS = ({("probabilities", 2), ("logits", 2)}, {("probabilities", 2)}, {("logits", 2)})
+IR_OUTPUTS = ({("probabilities", 2), ("logits", 2)}, {("logits", 2)})
 
 
 def read_ir(path: Path):
@@ -132,9 +132,9 @@ def read_ir(path: Path):
 
 class OpenVINOModel:
     """A package's OpenVINO model, compiled for the CPU in one precision; `predict_on_batch`
-    answers its `output` (`logits`)."""
+    answers its logits."""
 
-    def __init__(self, model, precision: str, bfloat16: bool | None = None, output: str = "logits"):
+    def __init__(self, model, precision: str, bfloat16: bool | None = None):
         import openvino as ov
 
         if bfloat16 is None:
@@ -145,7 +145,7 @@ class OpenVINOModel:
             if isinstance(model, str | Path):
                 model = read_ir(Path(model))
             self.compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
-            self.output = self.compiled.output(output)
+            self.output = self.compiled.output("logits")
             width = self.output.get_partial_shape()[-1]
             self.output_width = width.get_length() if width.is_static else None
         except RuntimeError as error:  # OpenVINO's, for a file it cannot read or compile
