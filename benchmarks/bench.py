@@ -186,28 +186,40 @@ def train_steps(
     )
     compile_for_training(model, options, len(data))
 
-    class EpochTimer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds = time.perf_counter() - self.start
-
-    timer = EpochTimer()
+    timer = epoch_timer()
     model.fit(data.dataset(), epochs=2, verbose=0, callbacks=[timer])
+    seconds = timer.seconds[-1]
     real = int(sum(len(s) for s in sequences))
     computed = sum(data[i][0]["input_ids"].size for i in range(len(data)))
     config = json.loads((encoder / "config.json").read_text())
     return {
         "texts": len(texts),
-        "seconds": timer.seconds,
+        "seconds": seconds,
         "real_tokens": real,
         "computed_tokens": computed,
-        "real_tokens_per_second": real / timer.seconds,
-        "computed_tokens_per_second": computed / timer.seconds,
+        "real_tokens_per_second": real / seconds,
+        "computed_tokens_per_second": computed / seconds,
         "padding_efficiency": real / computed,
         "train_flops_per_token": train_flops_per_token(config, computed / len(data) / BATCH),
     }
+
+
+def epoch_timer():
+    """A Keras callback whose `seconds` lists each epoch's wall time."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.start)
+
+    return EpochTimer()
 
 
 def train_flops_per_token(config: dict, mean_length: float) -> float:

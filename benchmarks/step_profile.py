@@ -101,18 +101,7 @@ def epochs_case() -> dict:
     model = bench.classifier_model(bench.PRETRAINED)
     compile_for_training(model, section("train", epochs=EPOCHS, batch_size=bench.BATCH), len(data))
 
-    class EpochTimer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.start)
-
-    timer = EpochTimer()
+    timer = bench.epoch_timer()
     model.fit(data.dataset(), epochs=EPOCHS, verbose=0, callbacks=[timer])
     return {"epoch_seconds": timer.seconds, "steps_per_epoch": len(data)}
 
