@@ -15,6 +15,7 @@ predict_speedup is the `auto` path's over the seed's way.
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -46,7 +47,9 @@ SEED_MAX_LENGTH, SEED_BATCH = 512, 32  # the seed project's prediction settings
 # the training variants' shapes: the defaults when the committed figures were measured (the
 # default recipe is now 128 tokens, batch 16: docs/default-recipe.md); kept so runs compare
 MAX_LENGTH, BATCH = 256, 32
-TRAIN_TEXTS = 320  # ten training steps per timed epoch
+TRAIN_TEXTS = 320  # ten training steps an epoch
+TOKENS_PER_BATCH = 4096  # the fixed-length variants: batch 32 at 128 tokens, 16 at 256
+FIXED_LENGTH_STEPS = 40
 
 
 def encoder_dir(scratch: Path) -> Path:
@@ -161,10 +164,12 @@ def predict_package(runtime: str, precision: str) -> dict:
     }
 
 
-def train_steps(
-    encoder: Path, fixed: bool, jit_compile: bool = False, precision: str = "float32"
+def train_epochs(
+    encoder: Path, fixed: bool, epochs: int, jit_compile: bool = False, precision: str = "float32"
 ) -> dict:
-    """Real (non-padding) tokens per second over one timed epoch, after a warm-up epoch."""
+    """Real (non-padding) tokens per second over `epochs` timed epochs, after a warm-up epoch
+    (which traces the step for every padded length), fed as the train stage feeds Keras: one
+    repeated dataset, `steps_per_epoch` steps an epoch."""
     import keras
 
     from bertclf.batching import BucketedSequence
@@ -182,25 +187,77 @@ def train_steps(
     keras.mixed_precision.set_global_policy(precision)
     model = classifier_model(encoder)
     options = section(
-        "train", epochs=2, batch_size=BATCH, jit_compile=jit_compile, precision=precision
+        "train", epochs=1 + epochs, batch_size=BATCH, jit_compile=jit_compile, precision=precision
     )
     compile_for_training(model, options, len(data))
 
     timer = epoch_timer()
-    model.fit(data.dataset(), epochs=2, verbose=0, callbacks=[timer])
-    seconds = timer.seconds[-1]
-    real = int(sum(len(s) for s in sequences))
-    computed = sum(data[i][0]["input_ids"].size for i in range(len(data)))
+    dataset = data.dataset().repeat()
+    model.fit(dataset, steps_per_epoch=len(data), epochs=1 + epochs, verbose=0, callbacks=[timer])
+    seconds = sum(timer.seconds[1:])
+    real = epochs * int(sum(len(s) for s in sequences))
+    computed = epochs * sum(data[i][0]["input_ids"].size for i in range(len(data)))
     config = json.loads((encoder / "config.json").read_text())
     return {
         "texts": len(texts),
+        "timed_epochs": epochs,
         "seconds": seconds,
+        "epoch_seconds": timer.seconds[1:],
         "real_tokens": real,
         "computed_tokens": computed,
         "real_tokens_per_second": real / seconds,
         "computed_tokens_per_second": computed / seconds,
         "padding_efficiency": real / computed,
-        "train_flops_per_token": train_flops_per_token(config, computed / len(data) / BATCH),
+        "train_flops_per_token": train_flops_per_token(
+            config, computed / (epochs * len(data) * BATCH)
+        ),
+    }
+
+
+def fixed_length_steps(
+    encoder: Path, mode: str, length: int, steps: int, dropout: bool = True
+) -> dict:
+    """Tokens per second of `steps` steps on one shape of random token ids (no padding):
+    TOKENS_PER_BATCH tokens a batch at any length, `train_on_batch` or `predict_on_batch`,
+    after three untimed steps (the trace, oneDNN's kernels for the shape). Without `dropout`,
+    the encoder's dropout (which Keras' attention applies to its probabilities too) is 0."""
+    import keras
+
+    from bertclf.model import build_classifier
+    from bertclf.training import compile_for_training
+
+    config = json.loads((encoder / "config.json").read_text())
+    if not dropout:
+        config = {**config, "hidden_dropout_prob": 0.0}
+    keras.utils.set_random_seed(0)
+    model = build_classifier(config, section("head"), 2, encoder)
+    compile_for_training(model, section("train"), 100)
+    batch = TOKENS_PER_BATCH // length
+    rng = np.random.default_rng(0)
+    inputs = {
+        "input_ids": rng.integers(1000, 30000, (batch, length)).astype("int32"),
+        "attention_mask": np.ones((batch, length), "int32"),
+    }
+    labels = rng.integers(0, 2, batch)
+    if mode == "train":
+        step = lambda: model.train_on_batch(inputs, labels)  # noqa: E731
+    else:
+        step = lambda: model.predict_on_batch(inputs)  # noqa: E731
+    for _ in range(3):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = time.perf_counter() - start
+    return {
+        "batch": batch,
+        "length": length,
+        "steps": steps,
+        "seconds": seconds,
+        "step_seconds": seconds / steps,
+        "tokens_per_second": TOKENS_PER_BATCH * steps / seconds,
+        "real_tokens_per_second": TOKENS_PER_BATCH * steps / seconds,
+        "padding_efficiency": 1.0,
     }
 
 
@@ -249,18 +306,31 @@ def matmul_rate() -> dict:
     return {"gflops": 2 * n**3 * repeats / seconds / 1e9, "size": n}
 
 
-VARIANTS = {
+PREDICT_VARIANTS = {
     "predict_seed_way": lambda enc: predict_seed_way(enc),
     **{
         name: lambda enc, choice=choice: predict_package(*choice)
         for name, choice in PREDICT_RUNTIMES.items()
     },
-    "train_fixed_padding": lambda enc: train_steps(enc, fixed=True),
-    "train_buckets": lambda enc: train_steps(enc, fixed=False),
-    "train_buckets_xla": lambda enc: train_steps(enc, fixed=False, jit_compile=True),
-    "train_buckets_bf16": lambda enc: train_steps(enc, fixed=False, precision="mixed_bfloat16"),
-    "matmul": lambda enc: matmul_rate(),
 }
+# Each timed over a fixed amount of work of about 60 s or more on this 2-core machine, and run
+# --repeats times, interleaved (one of each per round), each run in its own process.
+TRAIN_VARIANTS = {
+    "train_fixed_padding": lambda enc: train_epochs(enc, fixed=True, epochs=2),
+    "train_buckets": lambda enc: train_epochs(enc, fixed=False, epochs=6),
+    "train_buckets_bf16": lambda enc: train_epochs(
+        enc, fixed=False, epochs=6, precision="mixed_bfloat16"
+    ),
+    "train_fixed_128": lambda enc: fixed_length_steps(enc, "train", 128, FIXED_LENGTH_STEPS),
+    "train_fixed_256": lambda enc: fixed_length_steps(enc, "train", 256, FIXED_LENGTH_STEPS),
+}
+# slower than plain buckets in every run so far (0.85x in the committed bench of commit
+# 8225da9): left out of `make bench` to keep it under 40 minutes; --xla adds it
+XLA_VARIANT = {
+    "train_buckets_xla": lambda enc: train_epochs(enc, fixed=False, epochs=6, jit_compile=True)
+}
+MATMUL = {"matmul": lambda enc: matmul_rate()}
+VARIANTS = {**PREDICT_VARIANTS, **TRAIN_VARIANTS, **XLA_VARIANT, **MATMUL}
 
 
 def run_variant(name: str, scratch: Path) -> dict:
@@ -294,10 +364,108 @@ def runtime_table(bench: dict) -> str:
     return "\n".join(lines)
 
 
+def run_process(name: str, scratch: Path) -> dict:
+    print(f"running {name} ...", file=sys.stderr, flush=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--variant", name, "--scratch", str(scratch)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def median_of(runs: list[dict]) -> dict:
+    """A training variant's runs as one result: every figure's median over the runs, the
+    runs' tokens/s, and their spread ((max - min) / median)."""
+    rates = [r["real_tokens_per_second"] for r in runs]
+    median = statistics.median(rates)
+    numbers = {k: statistics.median(r[k] for r in runs) for k, v in runs[0].items() if is_number(v)}
+    return {
+        **numbers,
+        "repeats": len(runs),
+        "runs_real_tokens_per_second": rates,
+        "spread": (max(rates) - min(rates)) / median,
+    }
+
+
+def is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def summary(results: dict) -> dict:
+    """bench.json's headline ratios, from the variants measured."""
+    seed, ours = results["predict_seed_way"], results["predict_auto"]
+    fixed, buckets = results["train_fixed_padding"], results["train_buckets"]
+    achieved = buckets["computed_tokens_per_second"] * buckets["train_flops_per_token"] / 1e9
+    bench = {
+        "predict_speedup": ours["texts_per_second"] / seed["texts_per_second"],
+        "predict_auto": f"{ours['runtime']} {ours['precision']}",
+        "predict_speedups": {
+            name: results[name]["texts_per_second"] / seed["texts_per_second"]
+            for name in PREDICT_RUNTIMES
+        },
+        "train_speedup": buckets["real_tokens_per_second"] / fixed["real_tokens_per_second"],
+        "padding_efficiency": buckets["padding_efficiency"],
+        "matmul_fraction": achieved / results["matmul"]["gflops"],
+        "train_gflops": achieved,
+        "bf16_speedup": results["train_buckets_bf16"]["real_tokens_per_second"]
+        / buckets["real_tokens_per_second"],
+        "length_256_vs_128": results["train_fixed_256"]["real_tokens_per_second"]
+        / results["train_fixed_128"]["real_tokens_per_second"],
+    }
+    if "train_buckets_xla" in results:
+        bench["xla_speedup"] = (
+            results["train_buckets_xla"]["real_tokens_per_second"]
+            / buckets["real_tokens_per_second"]
+        )
+    return bench
+
+
+def print_table(bench: dict) -> None:
+    results = bench["variants"]
+    print(f"{'variant':<22}{'throughput':>26}{'spread':>8}{'padding eff.':>14}{'peak RSS MB':>13}")
+    for name in (*PREDICT_VARIANTS, *TRAIN_VARIANTS, *XLA_VARIANT):
+        if name not in results:
+            continue
+        r = results[name]
+        training = name.startswith("train")
+        rate = r["real_tokens_per_second" if training else "texts_per_second"]
+        unit = "real tokens/s" if training else "texts/s"
+        spread = f"{r['spread']:.1%}" if training else ""
+        print(
+            f"{name:<22}{rate:>12.1f} {unit:<13}{spread:>8}{r['padding_efficiency']:>14.3f}"
+            f"{r['peak_rss_mb']:>13.0f}"
+        )
+    print(
+        f"{'matmul':<22}{results['matmul']['gflops']:>12.1f} {'GFLOP/s':<13}{'':>22}"
+        f"{results['matmul']['peak_rss_mb']:>13.0f}"
+    )
+    for name in PREDICT_VARIANTS:
+        print(f"{name:<22} test accuracy {results[name]['accuracy']:.4f}")
+    print(
+        f"\npredict speedup {bench['predict_speedup']:.2f}x (goal 8x; auto: "
+        f"{bench['predict_auto']}), train speedup "
+        f"{bench['train_speedup']:.2f}x (goal 1.5x), padding efficiency "
+        f"{bench['padding_efficiency']:.3f} (goal 0.85), training reaches "
+        f"{bench['matmul_fraction']:.0%} of the matmul rate (goal 40%)"
+    )
+    options = f"mixed bfloat16 {bench['bf16_speedup']:.2f}x"
+    if "xla_speedup" in bench:
+        options += f", XLA {bench['xla_speedup']:.2f}x"
+    print(
+        f"options against plain buckets: {options}; fixed length 256 against 128 at equal "
+        f"tokens a batch: {bench['length_256_vs_128']:.2f}x the tokens/s (medians of "
+        f"{results['train_buckets']['repeats']} runs)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--variant", choices=VARIANTS, help="run one variant (internal)")
     parser.add_argument("--scratch", default=str(ROOT / ".bench"))
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each training variant")
+    parser.add_argument("--xla", action="store_true", help="add the XLA training variant")
     parser.add_argument(
         "--table", action="store_true", help="print the runtimes table of reports/bench.json"
     )
@@ -313,69 +481,20 @@ def main() -> None:
 
     encoder_dir(scratch)  # convert once, before the timed processes
     test_split()  # the package is there
-    results = {}
-    for name in VARIANTS:
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        out = subprocess.run(
-            [sys.executable, __file__, "--variant", name, "--scratch", str(scratch)],
-            capture_output=True,
-            text=True,
-            check=True,
+    results = {name: run_process(name, scratch) for name in (*PREDICT_VARIANTS, *MATMUL)}
+    training = [*TRAIN_VARIANTS, *(XLA_VARIANT if args.xla else ())]
+    runs: dict[str, list[dict]] = {name: [] for name in training}
+    for repeat in range(args.repeats):  # interleaved: a neighbour's load spreads over all
+        for name in training:
+            runs[name].append(run_process(name, scratch))
+        partial = {"machine": machine(), "rounds_done": repeat + 1, "predict": results}
+        (scratch / "rounds.json").write_text(  # should the run be cut
+            json.dumps({**partial, "train_runs": runs}, indent=2) + "\n"
         )
-        results[name] = json.loads(out.stdout.strip().splitlines()[-1])
-    seed, ours = results["predict_seed_way"], results["predict_auto"]
-    fixed, buckets = results["train_fixed_padding"], results["train_buckets"]
-    achieved = buckets["computed_tokens_per_second"] * buckets["train_flops_per_token"] / 1e9
-    bench = {
-        "predict_speedup": ours["texts_per_second"] / seed["texts_per_second"],
-        "predict_auto": f"{ours['runtime']} {ours['precision']}",
-        "predict_speedups": {
-            name: results[name]["texts_per_second"] / seed["texts_per_second"]
-            for name in PREDICT_RUNTIMES
-        },
-        "train_speedup": buckets["real_tokens_per_second"] / fixed["real_tokens_per_second"],
-        "padding_efficiency": buckets["padding_efficiency"],
-        "matmul_fraction": achieved / results["matmul"]["gflops"],
-        "train_gflops": achieved,
-        "xla_speedup": results["train_buckets_xla"]["real_tokens_per_second"]
-        / buckets["real_tokens_per_second"],
-        "bf16_speedup": results["train_buckets_bf16"]["real_tokens_per_second"]
-        / buckets["real_tokens_per_second"],
-        "variants": results,
-    }
-    OUT.parent.mkdir(exist_ok=True)
+    results.update({name: median_of(runs[name]) for name in training})
+    bench = {**summary(results), "variants": results}
     OUT.write_text(json.dumps({"machine": machine(), **bench}, indent=2) + "\n")
-    print(f"{'variant':<22}{'throughput':>26}{'padding eff.':>14}{'peak RSS MB':>13}")
-    for name, unit, key in (
-        ("predict_seed_way", "texts/s", "texts_per_second"),
-        *((name, "texts/s", "texts_per_second") for name in PREDICT_RUNTIMES),
-        ("train_fixed_padding", "real tokens/s", "real_tokens_per_second"),
-        ("train_buckets", "real tokens/s", "real_tokens_per_second"),
-        ("train_buckets_xla", "real tokens/s", "real_tokens_per_second"),
-        ("train_buckets_bf16", "real tokens/s", "real_tokens_per_second"),
-    ):
-        r = results[name]
-        print(
-            f"{name:<22}{r[key]:>12.1f} {unit:<13}{r['padding_efficiency']:>14.3f}"
-            f"{r['peak_rss_mb']:>13.0f}"
-        )
-    print(
-        f"{'matmul':<22}{results['matmul']['gflops']:>12.1f} {'GFLOP/s':<13}{'':>14}"
-        f"{results['matmul']['peak_rss_mb']:>13.0f}"
-    )
-    for name in ("predict_seed_way", *PREDICT_RUNTIMES):
-        print(f"{name:<22} test accuracy {results[name]['accuracy']:.4f}")
-    print(
-        f"\npredict speedup {bench['predict_speedup']:.2f}x (goal 8x; auto: "
-        f"{bench['predict_auto']}), train speedup "
-        f"{bench['train_speedup']:.2f}x (goal 1.5x), padding efficiency "
-        f"{bench['padding_efficiency']:.3f} (goal 0.85), training reaches "
-        f"{bench['matmul_fraction']:.0%} of the matmul rate (goal 40%)"
-    )
-    print(
-        f"options against plain buckets: XLA {bench['xla_speedup']:.2f}x, "
-        f"mixed bfloat16 {bench['bf16_speedup']:.2f}x"
-    )
+    print_table(bench)
     print(f"wrote {OUT.relative_to(ROOT)}")
 
 

@@ -7,12 +7,15 @@ interleaved (ABAB...) over `--repeats` rounds, with the real MiniLM (models/pret
 - `step`: one shape of random token ids (no padding), the same tokens per batch at 128 and 256
   (batch 32 and 16), `train_on_batch` and `predict_on_batch`, with the encoder's dropout (0.1,
   which Keras' attention applies to the attention probabilities too) and without;
-- `epochs`: `bench.py`'s training variant (320 reviews, length buckets of 32 up to 256, batch
-  32) trained through `fit` for four epochs, each epoch's seconds: the same work every epoch
-  after the first, which traces the step.
+- `epochs`, `epochs_repeated`: `bench.py`'s training variant (320 reviews, length buckets of 32
+  up to 256, batch 32) trained through `fit` for four epochs, each epoch's seconds: the same
+  work every epoch after the first, which traces the step. `epochs` feeds `fit` a new pass of
+  the dataset each epoch (the feed before issue 29), `epochs_repeated` one repeated dataset
+  with `steps_per_epoch` (the train stage's feed since).
 
 It writes docs/results/step_profile.json (every repeat, medians and spreads) and prints the
-medians. Nothing is asserted: compare figures of one run.
+medians; `--feeds-only` runs the two `fit` feeds alone and writes
+docs/results/epoch_feeds.json. Nothing is asserted: compare figures of one run.
 """
 
 import argparse
@@ -20,7 +23,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -44,48 +46,23 @@ STEP_CASES = {
     if mode == "train" or dropout
 }
 EPOCHS = 4
+EPOCH_CASES = {
+    "epochs": "a new pass of the dataset each epoch",
+    "epochs_repeated": "one repeated dataset, steps_per_epoch (the train stage's feed)",
+}
+FEEDS_OUT = ROOT / "docs/results/epoch_feeds.json"
 
 
 def step_case(mode: str, length: int, dropout: bool) -> dict:
     import bench
-    import keras
 
-    from bertclf.model import build_classifier
-    from bertclf.training import compile_for_training
-
-    encoder = bench.PRETRAINED
-    config = json.loads((encoder / "config.json").read_text())
-    if not dropout:
-        config = {**config, "hidden_dropout_prob": 0.0}
-    keras.utils.set_random_seed(0)
-    model = build_classifier(config, section("head"), 2, encoder)
-    compile_for_training(model, section("train"), 100)
-    batch = TOKENS_PER_BATCH // length
-    rng = np.random.default_rng(0)
-    inputs = {
-        "input_ids": rng.integers(1000, 30000, (batch, length)).astype("int32"),
-        "attention_mask": np.ones((batch, length), "int32"),
-    }
-    labels = rng.integers(0, 2, batch)
-    if mode == "train":
-        step = lambda: model.train_on_batch(inputs, labels)  # noqa: E731
-    else:
-        step = lambda: model.predict_on_batch(inputs)  # noqa: E731
-    for _ in range(3):  # the trace, oneDNN's kernels for this shape
-        step()
-    start = time.perf_counter()
-    for _ in range(STEPS):
-        step()
-    seconds = (time.perf_counter() - start) / STEPS
-    return {
-        "batch": batch,
-        "length": length,
-        "step_seconds": seconds,
-        "tokens_per_second": TOKENS_PER_BATCH / seconds,
-    }
+    return bench.fixed_length_steps(bench.PRETRAINED, mode, length, STEPS, dropout)
 
 
-def epochs_case() -> dict:
+def epochs_case(repeated: bool) -> dict:
+    """Each epoch's seconds of `fit` over bucketed reviews: fed a new pass of the dataset each
+    epoch (Keras makes a new iterator every epoch), or one repeated dataset with
+    `steps_per_epoch` (one iterator throughout), as the train stage feeds it now."""
     import bench
     import keras
 
@@ -102,7 +79,11 @@ def epochs_case() -> dict:
     compile_for_training(model, section("train", epochs=EPOCHS, batch_size=bench.BATCH), len(data))
 
     timer = bench.epoch_timer()
-    model.fit(data.dataset(), epochs=EPOCHS, verbose=0, callbacks=[timer])
+    if repeated:
+        feed = {"x": data.dataset().repeat(), "steps_per_epoch": len(data)}
+    else:
+        feed = {"x": data.dataset()}
+    model.fit(**feed, epochs=EPOCHS, verbose=0, callbacks=[timer])
     return {"epoch_seconds": timer.seconds, "steps_per_epoch": len(data)}
 
 
@@ -121,37 +102,48 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--case", help="run one case (internal)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--feeds-only",
+        action="store_true",
+        help=f"only the two `fit` feeds, written to {FEEDS_OUT.relative_to(ROOT)}",
+    )
     args = parser.parse_args()
     if args.case:
         import bertclf  # noqa: F401  (KERAS_BACKEND before Keras loads)
 
-        result = epochs_case() if args.case == "epochs" else step_case(*STEP_CASES[args.case])
+        if args.case in EPOCH_CASES:
+            result = epochs_case(repeated=args.case == "epochs_repeated")
+        else:
+            result = step_case(*STEP_CASES[args.case])
         print(json.dumps(result))
         return
 
-    runs: dict[str, list[dict]] = {name: [] for name in (*STEP_CASES, "epochs")}
+    cases, out = (EPOCH_CASES, FEEDS_OUT) if args.feeds_only else ((*STEP_CASES, *EPOCH_CASES), OUT)
+    runs: dict[str, list[dict]] = {name: [] for name in cases}
     for repeat in range(args.repeats):
         for name in runs:
             print(f"round {repeat + 1}: {name} ...", file=sys.stderr, flush=True)
             runs[name].append(run(name))
             results = {"machine": machine(), "repeats": repeat + 1, "runs": runs}
-            OUT.write_text(json.dumps(results, indent=2) + "\n")  # a cut run keeps its rounds
-    medians = {name: summary([r["tokens_per_second"] for r in runs[name]]) for name in STEP_CASES}
-    later = [s for r in runs["epochs"] for s in r["epoch_seconds"][1:]]
+            out.write_text(json.dumps(results, indent=2) + "\n")  # a cut run keeps its rounds
+    steps = [name for name in cases if name in STEP_CASES]
+    medians = {name: summary([r["tokens_per_second"] for r in runs[name]]) for name in steps}
     results["tokens_per_second"] = medians
-    results["later_epoch_seconds"] = summary(later)
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
     for name, m in medians.items():
         print(f"{name:<26}{m['median']:>8.0f} tokens/s  ({m['min']:.0f}-{m['max']:.0f})")
-    for mode in ("train", "predict"):
+    for mode in ("train", "predict") if steps else ():
         ratio = medians[f"{mode}_256_dropout"]["median"] / medians[f"{mode}_128_dropout"]["median"]
         print(f"{mode}: 256 tokens at {ratio:.2f}x the tokens/s of 128")
-    print(
-        "fit over buckets, epochs after the first: "
-        + ", ".join(f"{s:.1f}" for s in later)
-        + " s (the same work each)"
-    )
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    for name in EPOCH_CASES:
+        later = [s for r in runs[name] for s in r["epoch_seconds"][1:]]
+        results[f"{name}_later_epoch_seconds"] = summary(later)
+        print(
+            f"fit, {EPOCH_CASES[name]}, epochs after the first: "
+            + ", ".join(f"{s:.1f}" for s in later)
+            + " s (the same work each)"
+        )
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from bertclf.config import load_params, load_section
 from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, read_json, sha256_file, write_json
 from bertclf.labels import LabelMap
-from bertclf.layout import MODEL_CARD, MODEL_CARD_JSON, SOURCE, TOKENIZER, VOCAB
+from bertclf.layout import MODEL_CARD, MODEL_CARD_JSON, MODEL_SPEC, SOURCE, TOKENIZER, VOCAB
 from bertclf.model_card import model_card, model_card_fields
 from bertclf.openvino_build import describe_check
 from bertclf.package import copy_files, write_manifest
@@ -40,14 +40,17 @@ def main() -> None:
     data_hashes = {p.name: sha256_file(p) for p in sorted(PREPARED.glob("*.parquet"))}
     calibration = read_json(CALIBRATION)
     task = task_of(LabelMap.load(LABELS))  # the task, as labels.json alone says
-    card_facts = (task.name, params, read_json(METRICS), read_json(PRETRAINED / SOURCE))
+    # the encoder, and the dtype policy it was fine-tuned in (train.precision, resolved)
+    training_precision = read_json(TRAINED / MODEL_SPEC).get("training_precision", "float32")
+    encoder = {**read_json(PRETRAINED / SOURCE), "training_precision": training_precision}
+    card_facts = (task.name, params, read_json(METRICS), encoder)
     card_facts = (*card_facts, data_hashes)
     test = pd.read_parquet(PREPARED / "test.parquet")
     test_pairs = test["text_pair"].tolist() if "text_pair" in test.columns else None
 
     from bertclf.config import TokenizeConfig
     from bertclf.export import check_parity, export_saved_model
-    from bertclf.layout import MODEL_SPEC, SAVED_MODEL
+    from bertclf.layout import SAVED_MODEL
     from bertclf.model import load_classifier
     from bertclf.openvino_build import write_openvino
     from bertclf.preprocessor import Preprocessor

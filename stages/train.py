@@ -33,7 +33,7 @@ def main() -> None:
     from bertclf.labels import LabelMap
     from bertclf.model import save_classifier
     from bertclf.tokenization import read_token_cache
-    from bertclf.training import train_classifier
+    from bertclf.training import train_classifier, training_policy
 
     label_map = LabelMap.load(LABELS)
     if is_chief():
@@ -79,7 +79,8 @@ def main() -> None:
     with atomic_path(out, replace_directory=True) as tmp:
         classes = list(label_map.classes)
         pairs = train_cache.pair_separator_id
-        save_classifier(model, tmp, encoder_config, head, classes, tokenize, pairs)
+        policy = training_policy(train.precision)
+        save_classifier(model, tmp, encoder_config, head, classes, tokenize, pairs, policy)
     # Wall clock of this run's fit (a resumed run counts from its first epoch), apart from
     # DVCLive's metrics so that those stay exactly repeatable.
     write_json(time_file, {"train_seconds": round(seconds, 1), "first_epoch": first_epoch})
@@ -87,7 +88,10 @@ def main() -> None:
         shutil.rmtree(scratch)
     if checkpoint is not None:
         checkpoint.remove()
-    print(f"train: saved {out}/ after {seconds:.0f} s of training")
+    print(
+        f"train: saved {out}/ after {seconds:.0f} s of training in {policy} "
+        f"(train.precision={train.precision})"
+    )
 
 
 if __name__ == "__main__":

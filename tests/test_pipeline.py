@@ -60,6 +60,19 @@ def test_first_repro_runs_every_stage_and_writes_every_output(dag_repo):
         assert (dag_repo / path).is_file(), path
 
 
+def test_the_precision_training_ran_in_is_recorded(dag_repo):
+    from bertclf.training import training_policy
+
+    precision = yaml.safe_load((dag_repo / "params.yaml").read_text())["train"]["precision"]
+    policy = training_policy(precision)  # auto: as this machine's CPU decides
+    spec = json.loads((dag_repo / "models/trained/model.json").read_text())
+    assert spec["training_precision"] == policy
+    log = (dag_repo / "first_repro.log").read_text()
+    assert f"of training in {policy} (train.precision={precision})" in log
+    card = (dag_repo / "models/package/MODEL_CARD.md").read_text()
+    assert ("head in float32." if policy == "float32" else f"head in Keras' {policy}") in card
+
+
 def test_metrics_have_the_documented_shape(dag_repo):
     metrics = json.loads((dag_repo / "reports/metrics.json").read_text())
     keys = {

@@ -42,6 +42,29 @@ def test_every_example_once_per_epoch_and_reshuffled_from_the_seed():
     assert epoch_order(again) == second
 
 
+def test_a_repeated_dataset_runs_the_epochs_in_order():
+    """Training feeds Keras one repeated dataset (steps_per_epoch): pass k is epoch k."""
+    texts, labels = sequences(100), np.arange(100)
+    data = BucketedSequence(texts, labels, 8, TOKENIZE, seed=3)
+    steps = len(data)
+    repeated = [y.tolist() for _, y in data.dataset().repeat().take(3 * steps).as_numpy_iterator()]
+    epochs = [sum(repeated[k * steps : (k + 1) * steps], []) for k in range(3)]
+    reference = BucketedSequence(texts, labels, 8, TOKENIZE, seed=3)
+    assert epochs == [epoch_order(reference) for _ in range(3)]
+    assert epochs[0] != epochs[1] != epochs[2]
+
+
+def test_precision_auto_is_mixed_bfloat16_on_a_cpu_with_native_bfloat16(monkeypatch):
+    import bertclf.runtime
+    from bertclf.training import training_policy
+
+    for policy in ("float32", "mixed_bfloat16", "mixed_float16"):
+        assert training_policy(policy) == policy
+    for flags, policy in (([], "float32"), (["avx2", "avx512_bf16"], "mixed_bfloat16")):
+        monkeypatch.setattr(bertclf.runtime, "cpu", lambda flags=flags: {"flags": flags})
+        assert training_policy("auto") == policy
+
+
 def test_batches_of_every_length_in_one_dataset():
     data = BucketedSequence(sequences(100), np.arange(100), 8, TOKENIZE, seed=0)
     widths = {inputs["input_ids"].shape[1] for inputs, _ in data.dataset().as_numpy_iterator()}

@@ -4,7 +4,8 @@ schema reaching up into them."""
 
 TASKS = ("single_label", "multi_label", "regression")
 POOLINGS = ("mean", "cls", "pooler")
-TRAINING_PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # Keras' policies
+# Keras' policies, and auto: mixed_bfloat16 on a CPU with native bfloat16, else float32
+TRAINING_PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 LONG_TEXT = ("head", "head_tail", "chunks")
 DISTRIBUTIONS = ("auto", "one_device", "mirrored", "multi_worker")
 MONITORS = ("val_loss", "val_micro_f1")

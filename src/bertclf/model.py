@@ -279,9 +279,10 @@ def save_classifier(
     classes: list[str],
     tokenize: TokenizeConfig,
     pair_separator_id: int | None = None,
+    training_precision: str = "float32",
 ) -> None:
     """model.weights.h5 (HDF5, no pickle) plus model.json, enough to rebuild the model (the
-    task is labels.json's, stored there only)."""
+    task is labels.json's, stored there only), and the dtype policy it was trained in."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_weights(str(out_dir / WEIGHTS))
     spec = {
@@ -290,6 +291,7 @@ def save_classifier(
         "classes": classes,
         "tokenize": vars(tokenize),
         "pair_separator_id": pair_separator_id,  # None: one text per example
+        "training_precision": training_precision,  # the weights are float32 either way
     }
     (out_dir / MODEL_SPEC).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
 

@@ -70,7 +70,7 @@ def single_label_card(
 
 ## Encoder
 {encoder["name"]} ({encoder["parameters"]:,} parameters), from `{encoder["source"]}`
-({encoder["origin"]}), fine-tuned with a classification head.
+({encoder["origin"]}), fine-tuned with a classification head{_trained_in(encoder)}.
 
 ## Data
 Data set `{params["data"]["name"]}`: {text_columns(params["data"])}, label
@@ -144,6 +144,14 @@ measured when the package was built on {openvino["cpu"]["model"]} (native bfloat
 By default (`runtime="auto"`) OpenVINO runs, in bf16 on CPUs with native bfloat16 and in f32
 elsewhere; int8 runs only when asked for (`precision="int8"`).
 """
+
+
+def _trained_in(encoder: dict) -> str:
+    """The dtype policy training ran in (train.precision, as `auto` resolved it)."""
+    policy = encoder.get("training_precision", "float32")
+    if policy == "float32":
+        return " in float32"
+    return f" in Keras' {policy} policy (float32 weights, {policy.split('_')[1]} arithmetic)"
 
 
 def _long_texts(tokenize: dict) -> str:
@@ -230,7 +238,7 @@ Multi-label: each text gets any number of the labels below (one sigmoid per labe
 
 ## Encoder
 {encoder["name"]} ({encoder["parameters"]:,} parameters), from `{encoder["source"]}`
-({encoder["origin"]}), fine-tuned with a classification head.
+({encoder["origin"]}), fine-tuned with a classification head{_trained_in(encoder)}.
 
 ## Data
 Data set `{params["data"]["name"]}`: {text_columns(params["data"])}, label
@@ -283,7 +291,7 @@ Regression: each text gets a score (one output, trained with mean squared error)
 
 ## Encoder
 {encoder["name"]} ({encoder["parameters"]:,} parameters), from `{encoder["source"]}`
-({encoder["origin"]}), fine-tuned with a regression head.
+({encoder["origin"]}), fine-tuned with a regression head{_trained_in(encoder)}.
 
 ## Data
 Data set `{params["data"]["name"]}`: {text_columns(params["data"])}, score

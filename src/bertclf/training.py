@@ -339,6 +339,18 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.checkpoint.save(epoch + 1, self.model, state)
 
 
+def training_policy(precision: str) -> str:
+    """The Keras dtype policy train.precision names. `auto`: mixed bfloat16 when training runs on
+    a CPU with native bfloat16 (avx512_bf16, amx_bf16: the rule the runtime's `auto` follows for
+    prediction), float32 elsewhere (no GPU is assumed to have it)."""
+    if precision != "auto":
+        return precision
+    from bertclf.runtime import cpu, native_bfloat16
+
+    on_cpu = not tf.config.list_physical_devices("GPU")
+    return "mixed_bfloat16" if on_cpu and native_bfloat16(cpu()["flags"]) else "float32"
+
+
 def training_epochs(train: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
     """(epochs to run, the first epoch early stopping watches, from 0): train.epochs, raised
     so that the run takes at least train.min_steps optimizer steps, and not stopped early
@@ -385,9 +397,14 @@ def fit(
         return custom_fit(
             model, strategy, train_data, val_data, train.epochs, class_weight, callbacks, task
         )
+    # One iterator over repeated passes, not a new one each epoch: a fresh iterator over the
+    # generator stalled the epoch's first step by up to 20 s, in about half the runs (the
+    # iterator of a pass with `steps_per_epoch` carries over; docs/speed.md).
     return model.fit(
-        train_data.dataset(),
-        validation_data=val_data.dataset(),
+        train_data.dataset().repeat(),
+        steps_per_epoch=len(train_data),
+        validation_data=val_data.dataset().repeat(),
+        validation_steps=len(val_data),
         epochs=train.epochs,
         initial_epoch=initial_epoch,
         class_weight=class_weight,
@@ -490,10 +507,15 @@ def train_classifier(
     strategy = configure(train.distribution, train.threads)
     replicas = strategy.num_replicas_in_sync
     name = type(strategy).__name__
-    print(f"training: {train.distribution}, {replicas} replica(s) ({name})", flush=True)
+    policy = training_policy(train.precision)
+    print(
+        f"training: {train.distribution}, {replicas} replica(s) ({name}), {policy} "
+        f"(train.precision={train.precision})",
+        flush=True,
+    )
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy(train.precision)
+    keras.mixed_precision.set_global_policy(policy)
     multi_worker = train.distribution == "multi_worker"
     train_data = BucketedSequence(
         train_cache.sequences,
