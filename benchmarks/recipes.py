@@ -10,8 +10,8 @@
 docs/results/tune_<space>.csv (one row per trial: state, validation loss, duration, values).
 `run` trains each recipe (Hydra overrides) with each seed through the pipeline,
 `dvc exp run evaluate -S seed=N ...` in <repo> (a checkout with the DAG built), seeds
-interleaved so that a run cut short leaves pairs, and writes one
-docs/results/recipes/<recipe>-seed<N>.json as each finishes: test metrics (with and without the
+interleaved so that a run cut short leaves pairs, and writes one <recipe>-seed<N>.json in
+docs/results/recipes/ (or --results) as each finishes: test metrics (with and without the
 temperature), the fit's wall clock, epochs run and the composed params. Runs whose file exists
 are skipped, so the comparison may span sessions. `seed` drives the validation split, the head's
 initialisation, dropout and batch order; the test split is the dataset's own file and stays.
@@ -105,8 +105,7 @@ def run_recipe(repo: Path, name: str, overrides: list[str], seed: int) -> dict:
     }
 
 
-def run(repo: Path, recipes: dict[str, list[str]], seeds: list[int]) -> None:
-    folder = RESULTS / "recipes"
+def run(repo: Path, recipes: dict[str, list[str]], seeds: list[int], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
         for name, overrides in recipes.items():
@@ -178,9 +177,9 @@ def study_markdown(space: str) -> str:
     return "\n".join(lines)
 
 
-def recipes_markdown() -> str:
+def recipes_markdown(folder: Path = RESULTS / "recipes") -> str:
     runs: dict[str, list[dict]] = {}
-    for path in sorted((RESULTS / "recipes").glob("*.json")):
+    for path in sorted(folder.glob("*.json")):
         result = json.loads(path.read_text())
         runs.setdefault(result["recipe"], []).append(result)
     header = ["recipe", "seeds", *(title for _, title, _ in COLUMNS)]
@@ -205,11 +204,15 @@ def main() -> None:
     runs.add_argument("--repo", type=Path, default=ROOT)
     runs.add_argument("--recipe", action="append", required=True, help="NAME=OVERRIDES")
     runs.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    runs.add_argument("--results", type=Path, default=RESULTS / "recipes", help="the runs' folder")
     jobs = commands.add_parser("jobs", help="time a small study with --jobs 1 and --jobs 2")
     jobs.add_argument("--repo", type=Path, default=ROOT)
     jobs.add_argument("--trials", type=int, default=2)
     tables = commands.add_parser("table", help="print the trials and the comparison as Markdown")
     tables.add_argument("--space", default="default")
+    tables.add_argument(
+        "--results", type=Path, default=RESULTS / "recipes", help="the runs' folder"
+    )
     args = parser.parse_args()
     if args.command == "study":
         print(study_table(args.repo.resolve(), args.space))
@@ -218,11 +221,11 @@ def main() -> None:
         for recipe in args.recipe:
             name, _, overrides = recipe.partition("=")
             recipes[name] = overrides.split()
-        run(args.repo.resolve(), recipes, args.seeds)
+        run(args.repo.resolve(), recipes, args.seeds, args.results)
     elif args.command == "jobs":
         print(jobs_cost(args.repo.resolve(), args.trials))
     else:
-        print(study_markdown(args.space) + "\n\n" + recipes_markdown())
+        print(study_markdown(args.space) + "\n\n" + recipes_markdown(args.results))
 
 
 if __name__ == "__main__":
