@@ -55,13 +55,13 @@ def test_a_repeated_dataset_runs_the_epochs_in_order():
 
 
 def test_precision_auto_is_mixed_bfloat16_on_a_cpu_with_native_bfloat16(monkeypatch):
-    import bertclf.runtime
+    import bertclf.hardware
     from bertclf.training import training_policy
 
     for policy in ("float32", "mixed_bfloat16", "mixed_float16"):
         assert training_policy(policy) == policy
     for flags, policy in (([], "float32"), (["avx2", "avx512_bf16"], "mixed_bfloat16")):
-        monkeypatch.setattr(bertclf.runtime, "cpu", lambda flags=flags: {"flags": flags})
+        monkeypatch.setattr(bertclf.hardware, "cpu", lambda flags=flags: {"flags": flags})
         assert training_policy("auto") == policy
 
 

@@ -18,30 +18,10 @@ import numpy as np
 
 from bertclf.choices import PRECISION_CHOICES, RUNTIMES
 from bertclf.errors import BertclfError
+from bertclf.hardware import cpu, native_bfloat16  # noqa: F401  (runtime.cpu: the same rule)
 from bertclf.layout import CHECKS, OPENVINO_DIR
 
 MODEL_FILES = {"f32": "model", "bf16": "model", "int8": "model_int8"}  # .xml and .bin
-NATIVE_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def cpu() -> dict:
-    """This CPU's model name and flags (Linux's /proc/cpuinfo; empty elsewhere)."""
-    name, flags = "unknown", []
-    try:
-        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        lines = []
-    for line in lines:
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and name == "unknown":
-            name = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = sorted(value.split())
-    return {"model": name, "flags": flags}
-
-
-def native_bfloat16(flags: list[str]) -> bool:
-    return any(flag in flags for flag in NATIVE_BFLOAT16_FLAGS)
 
 
 def choose(

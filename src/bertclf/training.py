@@ -345,7 +345,7 @@ def training_policy(precision: str) -> str:
     prediction), float32 elsewhere (no GPU is assumed to have it)."""
     if precision != "auto":
         return precision
-    from bertclf.runtime import cpu, native_bfloat16
+    from bertclf.hardware import cpu, native_bfloat16
 
     on_cpu = not tf.config.list_physical_devices("GPU")
     return "mixed_bfloat16" if on_cpu and native_bfloat16(cpu()["flags"]) else "float32"
