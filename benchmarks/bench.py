@@ -165,11 +165,18 @@ def predict_package(runtime: str, precision: str) -> dict:
 
 
 def train_epochs(
-    encoder: Path, fixed: bool, epochs: int, jit_compile: bool = False, precision: str = "float32"
+    encoder: Path,
+    fixed: bool,
+    epochs: int,
+    jit_compile: bool = False,
+    precision: str = "float32",
+    repeated: bool = True,
 ) -> dict:
     """Real (non-padding) tokens per second over `epochs` timed epochs, after a warm-up epoch
     (which traces the step for every padded length), fed as the train stage feeds Keras: one
-    repeated dataset, `steps_per_epoch` steps an epoch."""
+    repeated dataset, `steps_per_epoch` steps an epoch. Not `repeated`: a new pass of the
+    dataset each epoch (a new iterator every epoch; the feed before issue 29).
+    `epoch_seconds` lists every epoch, the warm-up first."""
     import keras
 
     from bertclf.batching import BucketedSequence
@@ -192,8 +199,11 @@ def train_epochs(
     compile_for_training(model, options, len(data))
 
     timer = epoch_timer()
-    dataset = data.dataset().repeat()
-    model.fit(dataset, steps_per_epoch=len(data), epochs=1 + epochs, verbose=0, callbacks=[timer])
+    if repeated:
+        feed = {"x": data.dataset().repeat(), "steps_per_epoch": len(data)}
+    else:
+        feed = {"x": data.dataset()}
+    model.fit(**feed, epochs=1 + epochs, verbose=0, callbacks=[timer])
     seconds = sum(timer.seconds[1:])
     real = epochs * int(sum(len(s) for s in sequences))
     computed = epochs * sum(data[i][0]["input_ids"].size for i in range(len(data)))
@@ -202,7 +212,7 @@ def train_epochs(
         "texts": len(texts),
         "timed_epochs": epochs,
         "seconds": seconds,
-        "epoch_seconds": timer.seconds[1:],
+        "epoch_seconds": timer.seconds,
         "real_tokens": real,
         "computed_tokens": computed,
         "real_tokens_per_second": real / seconds,

@@ -25,14 +25,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from harness import machine, section  # noqa: E402
+from harness import machine  # noqa: E402
 
 OUT = ROOT / "docs/results/step_profile.json"
 TOKENS_PER_BATCH = 4096
@@ -60,31 +58,12 @@ def step_case(mode: str, length: int, dropout: bool) -> dict:
 
 
 def epochs_case(repeated: bool) -> dict:
-    """Each epoch's seconds of `fit` over bucketed reviews: fed a new pass of the dataset each
-    epoch (Keras makes a new iterator every epoch), or one repeated dataset with
+    """Each epoch's seconds of `fit` over bench.py's bucketed reviews, fed a new pass of the
+    dataset each epoch (Keras makes a new iterator every epoch), or one repeated dataset with
     `steps_per_epoch` (one iterator throughout), as the train stage feeds it now."""
     import bench
-    import keras
 
-    from bertclf.batching import BucketedSequence
-    from bertclf.tokenization import encode, load_tokenizer
-    from bertclf.training import compile_for_training
-
-    texts, labels = bench.train_reviews()
-    tokenize = section("tokenize", max_length=bench.MAX_LENGTH, bucket_multiple=32)
-    sequences = encode(load_tokenizer(bench.PRETRAINED), texts, tokenize).sequences
-    data = BucketedSequence(sequences, np.array(labels), bench.BATCH, tokenize, seed=0)
-    keras.utils.set_random_seed(0)
-    model = bench.classifier_model(bench.PRETRAINED)
-    compile_for_training(model, section("train", epochs=EPOCHS, batch_size=bench.BATCH), len(data))
-
-    timer = bench.epoch_timer()
-    if repeated:
-        feed = {"x": data.dataset().repeat(), "steps_per_epoch": len(data)}
-    else:
-        feed = {"x": data.dataset()}
-    model.fit(**feed, epochs=EPOCHS, verbose=0, callbacks=[timer])
-    return {"epoch_seconds": timer.seconds, "steps_per_epoch": len(data)}
+    return bench.train_epochs(bench.PRETRAINED, fixed=False, epochs=EPOCHS - 1, repeated=repeated)
 
 
 def run(case: str) -> dict:

@@ -104,7 +104,8 @@ class Classifier:
     ) -> "Classifier":
         """The classifier of a package `open_package` read (inside its `with`, while the
         checked copy exists)."""
-        from bertclf.runtime import choose, cpu, native_bfloat16
+        from bertclf.hardware import cpu, native_bfloat16
+        from bertclf.runtime import choose
 
         bfloat16 = native_bfloat16(cpu()["flags"])
         runtime, precision = choose(

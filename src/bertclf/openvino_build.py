@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from bertclf.errors import BertclfError
+from bertclf.hardware import cpu, native_bfloat16
 from bertclf.labels import REGRESSION
 from bertclf.layout import CHECKS, OPENVINO_DIR
 from bertclf.metrics import score_name
-from bertclf.runtime import OpenVINOModel, cpu, model_path, native_bfloat16
+from bertclf.runtime import OpenVINOModel, model_path
 
 # The parity gate: labels equal to TensorFlow's where TensorFlow is not near a tie, and the
 # accuracy (multi-label: micro-F1) within half a point or one text of TensorFlow's.

@@ -18,7 +18,7 @@ import numpy as np
 
 from bertclf.choices import PRECISION_CHOICES, RUNTIMES
 from bertclf.errors import BertclfError
-from bertclf.hardware import cpu, native_bfloat16  # noqa: F401  (runtime.cpu: the same rule)
+from bertclf.hardware import cpu, native_bfloat16
 from bertclf.layout import CHECKS, OPENVINO_DIR
 
 MODEL_FILES = {"f32": "model", "bf16": "model", "int8": "model_int8"}  # .xml and .bin
