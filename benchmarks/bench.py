@@ -224,13 +224,11 @@ def train_epochs(
     }
 
 
-def fixed_length_steps(
-    encoder: Path, mode: str, length: int, steps: int, dropout: bool = True
-) -> dict:
-    """Tokens per second of `steps` steps on one shape of random token ids (no padding):
-    TOKENS_PER_BATCH tokens a batch at any length, `train_on_batch` or `predict_on_batch`,
-    after three untimed steps (the trace, oneDNN's kernels for the shape). Without `dropout`,
-    the encoder's dropout (which Keras' attention applies to its probabilities too) is 0."""
+def fixed_length_step(encoder: Path, mode: str, length: int, batch: int, dropout: bool = True):
+    """One step of the default classifier on a fixed shape of random token ids (no padding),
+    `train_on_batch` or `predict_on_batch`, after three untimed steps (the trace, oneDNN's
+    kernels for the shape). Without `dropout`, the encoder's dropout (which Keras' attention
+    applies to its probabilities too) is 0."""
     import keras
 
     from bertclf.model import build_classifier
@@ -242,7 +240,6 @@ def fixed_length_steps(
     keras.utils.set_random_seed(0)
     model = build_classifier(config, section("head"), 2, encoder)
     compile_for_training(model, section("train"), 100)
-    batch = TOKENS_PER_BATCH // length
     rng = np.random.default_rng(0)
     inputs = {
         "input_ids": rng.integers(1000, 30000, (batch, length)).astype("int32"),
@@ -255,6 +252,16 @@ def fixed_length_steps(
         step = lambda: model.predict_on_batch(inputs)  # noqa: E731
     for _ in range(3):
         step()
+    return step
+
+
+def fixed_length_steps(
+    encoder: Path, mode: str, length: int, steps: int, dropout: bool = True
+) -> dict:
+    """Tokens per second of `steps` steps of `fixed_length_step`, TOKENS_PER_BATCH tokens a
+    batch at any length."""
+    batch = TOKENS_PER_BATCH // length
+    step = fixed_length_step(encoder, mode, length, batch, dropout)
     start = time.perf_counter()
     for _ in range(steps):
         step()
