@@ -51,7 +51,10 @@ def checkpoint_directory() -> Path:
 
     spec = yaml.safe_load((ROOT / "params.yaml").read_text())["model"]["pretrained"]
     name = spec.removeprefix("package:")
-    return Path(importlib.util.find_spec(name).origin).parent / "model"
+    found = importlib.util.find_spec(name)
+    if found is None:
+        raise SystemExit(f"{name} is not installed here: pass --checkpoint (its model/ folder)")
+    return Path(found.origin).parent / "model"
 
 
 def splits(data: Path) -> dict:
@@ -65,6 +68,7 @@ def real_tokens(tokenizer_file: Path, texts) -> list[int]:
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    tokenizer.no_padding()  # the checkpoint's tokenizer.json pads to 128
     tokenizer.enable_truncation(MAX_LENGTH)
     return [len(encoding.ids) for encoding in tokenizer.encode_batch(list(texts))]
 

@@ -61,8 +61,8 @@ OP_CASES = {
     for length in (128, 256)
     for batch in (16, 32)
 }
-# a TensorFlow op's event in the profiler's trace: "op/name:OpType"
-OP_EVENT = re.compile(r"^([^\s:]+):([A-Z][A-Za-z0-9_]*)$")
+# a TensorFlow op's event in the profiler's trace: "op/name:OpType" (oneDNN's ops: "_MklMatMul" and the like)
+OP_EVENT = re.compile(r"^([^\s:]+):(_?[A-Z][A-Za-z0-9_]*)$")
 
 
 def step_case(mode: str, length: int, dropout: bool) -> dict:
