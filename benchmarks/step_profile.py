@@ -61,7 +61,8 @@ OP_CASES = {
     for length in (128, 256)
     for batch in (16, 32)
 }
-# a TensorFlow op's event in the profiler's trace: "op/name:OpType" (oneDNN's ops: "_MklMatMul" and the like)
+# a TensorFlow op's event in the profiler's trace: "op/name:OpType" (oneDNN's own ops have a
+# leading underscore: "_MklMatMul")
 OP_EVENT = re.compile(r"^([^\s:]+):(_?[A-Z][A-Za-z0-9_]*)$")
 
 
