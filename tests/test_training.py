@@ -229,3 +229,34 @@ def test_min_steps_raises_the_epochs_of_a_small_table_only():
     assert training_epochs(train, 3) == (34, 33)
     assert training_epochs(train, 250) == (2, 0)
     assert training_epochs(section("train", epochs=2, min_steps=0), 2) == (2, 0)
+
+
+def test_frozen_layers_keep_the_embeddings_and_lowest_layers_as_they_were():
+    """train.frozen_layers=1 of the tiny encoder's 2: an epoch of `fit` changes the upper layer
+    and the head and leaves the embeddings and the lower layer bit for bit; more than the
+    encoder has is one line."""
+    import keras
+
+    from bertclf.config import HeadConfig
+    from bertclf.errors import BertclfError
+    from bertclf.model import build_classifier, freeze_lower_layers
+    from bertclf.training import compile_for_training
+
+    rng = np.random.default_rng(0)
+    texts = [rng.integers(1, 100, rng.integers(3, 40)).astype(np.int32) for _ in range(40)]
+    labels = rng.integers(0, 3, 40)
+    train = section("train", epochs=1, batch_size=8, learning_rate=1e-2, warmup_fraction=0.0)
+    keras.utils.set_random_seed(0)
+    encoder = {**TINY_ENCODER, "num_hidden_layers": 2}
+    model = build_classifier(encoder, HeadConfig("mean", [], 0.0), 3)
+    with pytest.raises(BertclfError, match=r"train.frozen_layers=3: the encoder has 2 layers"):
+        freeze_lower_layers(model, 3)
+    freeze_lower_layers(model, 1)
+    compile_for_training(model, train, 5)
+    before = {v.path: v.numpy().copy() for v in model.weights}
+    model.fit(BucketedSequence(texts, labels, 8, TOKENIZE, seed=0).dataset(), epochs=1, verbose=0)
+    changed = {v.path for v in model.weights if (v.numpy() != before[v.path]).any()}
+    frozen = [p for p in before if "embedding" in p or "transformer_layer_0" in p]
+    assert frozen and not changed & set(frozen)
+    assert any("transformer_layer_1" in p for p in changed)
+    assert any(p.startswith("logits") for p in changed)

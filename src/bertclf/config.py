@@ -124,8 +124,10 @@ class TrainConfig:
     precision: str
     distribution: str
     threads: int
+    frozen_layers: int = 0
 
     def __post_init__(self) -> None:
+        _require(self.frozen_layers >= 0, "train.frozen_layers", "must be >= 0 (0: none)")
         _require(
             self.distribution in DISTRIBUTIONS,
             "train.distribution",

@@ -240,6 +240,23 @@ def build_classifier(
     return keras.Model(inputs, logits, name="bertclf")
 
 
+def freeze_lower_layers(model, count: int) -> None:
+    """Keep the encoder's embeddings and its `count` lowest transformer layers as the checkpoint
+    has them (train.frozen_layers; 0 trains all). No gradient is computed below the lowest
+    trained layer, so the backward pass shrinks with `count`."""
+    if count == 0:
+        return
+    encoder = model.get_layer("encoder")
+    layers = [layer for layer in encoder.layers if layer.name.startswith("transformer_layer_")]
+    if count > len(layers):
+        raise BertclfError(f"train.frozen_layers={count}: the encoder has {len(layers)} layers")
+    for layer in encoder.layers:
+        if layer.name.endswith("_embedding") or layer.name == "embeddings_layer_norm":
+            layer.trainable = False
+    for layer in layers[:count]:
+        layer.trainable = False
+
+
 class PairSegments(keras.layers.Layer):
     """The segment ids of [CLS] first [SEP] second [SEP]: 0 up to and with the first
     separator, 1 after it. A separator typed in a text is text to the tokenizers

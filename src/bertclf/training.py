@@ -21,7 +21,7 @@ from bertclf.distribution import configure
 from bertclf.errors import BertclfError
 from bertclf.labels import MULTI_LABEL, REGRESSION, SINGLE_LABEL, LabelMap
 from bertclf.layout import ENCODER_CONFIG
-from bertclf.model import build_classifier
+from bertclf.model import build_classifier, freeze_lower_layers
 from bertclf.tokenization import TokenCache
 
 
@@ -551,6 +551,7 @@ def train_classifier(
             output_bias=task.output_bias(label_map),
             pair_separator_id=train_cache.pair_separator_id,
         )
+        freeze_lower_layers(model, train.frozen_layers)
         compile_for_training(model, train, len(train_data), label_map)
     class_weight = task.class_weight(label_map, train)
     if monitor != "val_loss":  # the task's metric (a single-label run's micro-F1 is accuracy)
