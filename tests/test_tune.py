@@ -37,9 +37,12 @@ def clone_build(dag_repo: Path, dest: Path) -> Path:
     return dest
 
 
-def write_space(repo: Path, name: str, pruner: dict) -> None:
+def write_space(repo: Path, name: str, pruner: dict, epochs: int = 2) -> None:
+    space = {**SPACE["space"], "train.epochs": {"type": "int", "low": epochs, "high": epochs}}
     (repo / "conf/tune").mkdir(parents=True, exist_ok=True)
-    (repo / f"conf/tune/{name}.yaml").write_text(yaml.safe_dump({**SPACE, "pruner": pruner}))
+    (repo / f"conf/tune/{name}.yaml").write_text(
+        yaml.safe_dump({**SPACE, "pruner": pruner, "space": space})
+    )
 
 
 def experiments(repo: Path) -> dict[str, dict]:
@@ -62,10 +65,10 @@ def states(repo: Path, study: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def tuned_repo(dag_repo, tmp_path_factory):
-    """Two trials with no pruning, then the study resumed for a third with a pruner that
-    prunes every trial after its first epoch (any validation loss is above 0)."""
+    """Two trials of one epoch with no pruning, then the study resumed for a third of two epochs
+    with a pruner that prunes every trial after its first (any validation loss is above 0)."""
     repo = clone_build(dag_repo, tmp_path_factory.mktemp("tune") / "project")
-    write_space(repo, "small", {"type": "none"})
+    write_space(repo, "small", {"type": "none"}, epochs=1)
     run(["bertclf", "tune", "--space", "small", "--trials", "2"], repo, timeout=600)
     write_space(repo, "small", {"type": "threshold", "upper": 0.0})
     result = run(["bertclf", "tune", "--space", "small", "--trials", "3"], repo, timeout=600)
@@ -84,7 +87,8 @@ def test_tune_trials_and_the_pruned_one_are_dvc_experiments(tuned_repo):
         assert params["pruned"] is pruned and params["trial"] == number
         assert 1e-4 <= params["train.learning_rate"] <= 1e-3
         metrics = shown[f"small-{number}"][f".tune/trials/small-{number}/metrics.json"]
-        assert metrics["epochs_run"] == (1 if pruned else 2)
+        # the first two asked for one epoch; the pruned one asked for two and ran one
+        assert (params["train.epochs"], metrics["epochs_run"]) == ((2, 1) if pruned else (1, 1))
     # the resumed process does not draw the first trials' values again
     rates = {shown[f"small-{n}"][f".tune/trials/small-{n}/params.yaml"]["train.learning_rate"]
              for n in range(3)}  # fmt: skip
@@ -127,7 +131,7 @@ def test_tuned_options_reproduce_the_best_trial_through_dvc_exp_run(tuned_repo):
 
 def test_an_interrupted_tune_study_resumes_in_two_jobs_sharing_it(dag_repo, tmp_path):
     repo = clone_build(dag_repo, tmp_path / "project")
-    write_space(repo, "resume", {"type": "none"})
+    write_space(repo, "resume", {"type": "none"}, epochs=1)  # no pruning: one epoch will do
     process = start(["bertclf", "tune", "--space", "resume", "--trials", "3"], repo)
     try:
         deadline = time.monotonic() + 600
