@@ -220,7 +220,7 @@ def write(result: dict, out: Path) -> None:
 
 def print_table(args: argparse.Namespace) -> None:
     runs: dict[str, list[dict]] = {}
-    for path in sorted(RESULTS.glob("*.json")):
+    for path in sorted(Path(args.results).glob("*.json")):  # one machine's sitting a folder
         result = json.loads(path.read_text())
         runs.setdefault(result["side"], []).append(result)
     peer = statistics.median(r["real_tokens_per_second"] for r in runs["hf_trainer"])
@@ -249,7 +249,8 @@ def main() -> None:
     one.add_argument("--precision", required=True)
     one.add_argument("--package", default=str(ROOT / "models/package"))
     one.add_argument("--out", required=True)
-    commands.add_parser("table")
+    table = commands.add_parser("table")
+    table.add_argument("--results", default=str(RESULTS))
     args = parser.parse_args()
     {"hf": run_hf, "bertclf": run_bertclf, "table": print_table}[args.command](args)
 
