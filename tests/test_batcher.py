@@ -198,7 +198,8 @@ def test_a_call_that_raises_any_exception_fails_its_requests_and_the_batcher_liv
 
 
 def test_requests_in_flight_beyond_the_limit_get_503_and_the_rest_go_through():
-    from bertclf.serve import RequestsInFlight
+    """The probes are not refused at the limit: a server that is busy is alive."""
+    from bertclf.http_guards import RequestsInFlight
 
     release = asyncio.Event()
 
@@ -209,22 +210,24 @@ def test_requests_in_flight_beyond_the_limit_get_503_and_the_rest_go_through():
 
     limited = RequestsInFlight(app, limit=2)
 
-    async def one() -> int:
+    async def one(path: str = "/v1/predict") -> int:
         sent = []
 
         async def send(message):
             sent.append(message)
 
-        await limited({"type": "http"}, None, send)
+        await limited({"type": "http", "path": path}, None, send)
         return sent[0]["status"]
 
     async def scenario():
         held = [asyncio.create_task(one()) for _ in range(2)]
         await asyncio.sleep(0.01)
         refused = await one()  # a third while two are in flight
+        probe = asyncio.create_task(one("/v2/health/live"))
+        await asyncio.sleep(0.01)
         release.set()
-        return refused, await asyncio.gather(*held), await one()
+        return refused, await asyncio.gather(*held), await probe, await one()
 
-    refused, held, after = asyncio.run(scenario())
-    assert (refused, held, after) == (503, [200, 200], 200)
+    refused, held, probe, after = asyncio.run(scenario())
+    assert (refused, held, probe, after) == (503, [200, 200], 200, 200)
     assert limited.active == 0

@@ -3,6 +3,8 @@
 import argparse
 import itertools
 import json
+import os
+import re
 from pathlib import Path
 
 from bertclf.errors import BertclfError, exits_cleanly
@@ -215,6 +217,11 @@ def probability(value: str) -> float:
     return number
 
 
+def seconds_or_zero(value: str) -> float:
+    """A number of seconds, 0 included."""
+    return 0.0 if value.strip() in ("0", "0.0") else positive_seconds(value)
+
+
 def positive_seconds(value: str) -> float:
     try:
         seconds = float(value)
@@ -223,6 +230,29 @@ def positive_seconds(value: str) -> float:
     if not 0 < seconds < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, not {value!r}")
     return seconds
+
+
+API_KEY_VARIABLE = "BERTCLF_API_KEY"
+
+
+def api_key(path: str | None) -> str | None:
+    """The server's API key: from --api-key-file, else $BERTCLF_API_KEY, else none. One line
+    naming the file or the variable for a key that is empty or not one printable word."""
+    if path is not None:
+        source = path
+        try:
+            key = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise BertclfError(f"--api-key-file {path}: cannot read it ({error})") from None
+    elif os.environ.get(API_KEY_VARIABLE) is not None:
+        source, key = f"${API_KEY_VARIABLE}", os.environ[API_KEY_VARIABLE].strip()
+    else:
+        return None
+    if not re.fullmatch(r"[\x21-\x7e]+", key):  # it goes in an HTTP header
+        raise BertclfError(
+            f"{source}: the API key is empty or not one word of printable ASCII characters"
+        )
+    return key
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -252,6 +282,9 @@ def serve(args: argparse.Namespace) -> None:
         args.runtime,
         args.precision,
         args.access_log,
+        args.model_name,
+        api_key(args.api_key_file),
+        args.drain_seconds,
     )
 
 
@@ -456,7 +489,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "serve",
-        help="serve a package over HTTP (POST /v1/predict)",
+        help="serve a package over HTTP (POST /v1/predict, the Open Inference Protocol under /v2)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,  # --help shows every default
     )
     p.add_argument(
@@ -528,6 +561,25 @@ def parser() -> argparse.ArgumentParser:
         "--allowed-hosts",
         default=None,
         help="comma-separated Host names the server answers (e.g. localhost,127.0.0.1)",
+    )
+    p.add_argument(
+        "--drain-seconds",
+        type=seconds_or_zero,
+        default=5.0,
+        help="after SIGTERM, seconds the server is unready but still serves, before the "
+        "graceful shutdown (0: none)",
+    )
+    p.add_argument(
+        "--model-name",
+        default=None,
+        help="the model's name in the /v2 routes (default: the package folder's name)",
+    )
+    p.add_argument(
+        "--api-key-file",
+        default=None,
+        metavar="PATH",
+        help="a file holding the API key that every route but the probes then needs as "
+        f"Authorization: Bearer <key> (default: ${API_KEY_VARIABLE}, else none)",
     )
     add_package_options(p)
     p.set_defaults(run=serve)

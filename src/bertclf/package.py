@@ -95,6 +95,12 @@ def expected_digest(given: str | None) -> str | None:
 def read_manifest(bundle: Path, expect_sha256: str | None = None) -> dict:
     """The manifest, checked for shape; with `expect_sha256` (or BERTCLF_PACKAGE_SHA256), its
     digest against the one the user expects."""
+    return read_manifest_bytes(bundle, expect_sha256)[0]
+
+
+def read_manifest_bytes(bundle: Path, expect_sha256: str | None = None) -> tuple[dict, bytes]:
+    """`read_manifest`, and the bytes it was parsed from (their sha256 is the package's
+    digest)."""
     path = bundle / MANIFEST
     if not path.is_file() or path.is_symlink():
         raise BertclfError(f"{bundle}: not a bertclf package (no {MANIFEST})")
@@ -129,7 +135,7 @@ def read_manifest(bundle: Path, expect_sha256: str | None = None) -> dict:
     for name in files:
         if name.startswith("/") or ".." in name.split("/") or name == MANIFEST:
             raise BertclfError(f"{path}: lists {name!r}, which is not a file inside the package")
-    return manifest
+    return manifest, raw
 
 
 def verify_bundle(
@@ -140,7 +146,7 @@ def verify_bundle(
     accidents, not attacks: whoever can change a file can regenerate the manifest, which is why
     `expect_sha256` checks the manifest itself against a digest from a trusted channel. With
     `copy_to`, each file's checked bytes are written there as they are hashed."""
-    manifest = read_manifest(bundle, expect_sha256)
+    manifest, raw = read_manifest_bytes(bundle, expect_sha256)
     expected = manifest["files"]
     folders = {parent.as_posix() for name in expected for parent in PurePosixPath(name).parents}
     folders.add("saved_model/assets")  # TensorFlow writes it, empty (and DVC may drop it)
@@ -165,7 +171,7 @@ def verify_bundle(
         if _copy_hashing(bundle / name, None if copy_to is None else copy_to / name) != digest:
             raise BertclfError(f"{bundle / name}: checksum does not match the manifest (changed)")
     if copy_to is not None:
-        (copy_to / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+        (copy_to / MANIFEST).write_bytes(raw)  # the very bytes: their sha256 is the digest
     return manifest
 
 

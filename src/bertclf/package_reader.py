@@ -8,6 +8,7 @@ package only through it. TensorFlow-free: the models themselves are loaded by th
 """
 
 import dataclasses
+import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,15 @@ from bertclf.config import CleanConfig, TokenizeConfig
 from bertclf.errors import BertclfError
 from bertclf.files import read_json
 from bertclf.labels import LabelMap
-from bertclf.layout import CALIBRATION, CHECKS, LABELS, MODEL_CARD_JSON, MODEL_SPEC, OPENVINO_DIR
+from bertclf.layout import (
+    CALIBRATION,
+    CHECKS,
+    LABELS,
+    MANIFEST,
+    MODEL_CARD_JSON,
+    MODEL_SPEC,
+    OPENVINO_DIR,
+)
 from bertclf.thresholds import Thresholds, load_thresholds
 
 
@@ -37,6 +46,7 @@ class Package:
     offered: tuple[str, ...]  # OpenVINO precisions written and checked against TensorFlow
     tokenizer: object  # tokenizers.Tokenizer, without padding or truncation
     card: dict | None  # model_card.json
+    manifest_sha256: str  # the package's digest (what --expect-sha256 checks)
 
     @property
     def format_version(self) -> int:
@@ -110,6 +120,7 @@ def read_files(path: Path, source: Path, manifest: dict) -> Package:
         offered=offered_precisions(path),
         tokenizer=tokenizer,
         card=read_json(card) if card.is_file() else None,
+        manifest_sha256=hashlib.sha256((path / MANIFEST).read_bytes()).hexdigest(),
     )
 
 

@@ -2,23 +2,29 @@
 
 POST /v1/predict {"texts": [...]} -> {"predictions": [{"label", "probability", "probabilities"}]}
 (a multi-label package: {"predictions": [{"labels": [...], "probabilities": {...}}]})
-GET /healthz, GET /v1/metadata.
+GET /healthz, GET /v1/metadata; the Open Inference Protocol (KServe v2) under /v2
+(`inference_protocol`); GET /metrics for Prometheus (`serve_metrics`). The guards below the
+routes (requests in flight, the API key, read and write deadlines) are in `http_guards`.
 
 Requests that arrive while the model is busy are merged into one batch for its next call: a
 single client waits for nothing, and under load the model sees larger batches.
 """
 
 import asyncio
+import json
 import logging
 import re
+import signal
+import sys
+import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-import h11
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -30,9 +36,20 @@ from pydantic import (
 )
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from bertclf import __version__
 from bertclf.errors import BertclfError
+from bertclf.http_guards import BearerKey, ReadDeadlineProtocol, RequestsInFlight
+from bertclf.inference_protocol import (
+    ERROR_SCHEMA,
+    ProtocolError,
+    answer_schema,
+    infer_schema,
+    parse_infer,
+    tensor,
+    tensor_metadata,
+)
+from bertclf.serve_metrics import RequestMetrics, ServeMetrics
 
 
 @dataclass(frozen=True)
@@ -149,6 +166,7 @@ class Batcher:
         self.waiting_texts = 0  # texts not yet in a model call
         self.arrived = asyncio.Event()
         self.worker: asyncio.Task | None = None
+        self.on_call = None  # called with (texts, seconds) after each model call
 
     def start(self) -> asyncio.Task:
         self.worker = asyncio.create_task(self.run())
@@ -221,6 +239,7 @@ class Batcher:
             if not batch:
                 continue
             texts = [text for request, start, end in batch for text in request.texts[start:end]]
+            started = time.perf_counter()
             try:
                 probabilities = await asyncio.to_thread(self.run_model, texts)
             except asyncio.CancelledError:
@@ -235,6 +254,8 @@ class Batcher:
                         request.done.set_exception(failed)
                 self._drop_cancelled()  # those requests' texts not yet run go too
                 continue
+            if self.on_call is not None:
+                self.on_call(len(texts), time.perf_counter() - started)
             row = 0
             for request, start, end in batch:
                 request.answers.append(probabilities[row : row + end - start])
@@ -243,41 +264,89 @@ class Batcher:
                     request.done.set_result(np.concatenate(request.answers))
 
 
-def _error(status: int, detail, close: bool = False) -> JSONResponse:
-    """`close`: the body was not read to its end; say Connection: close, so that the server
-    closes the socket instead of reading and discarding the rest (2.2 GB in 10 s a client)."""
-    headers = {"Connection": "close"} if close else None
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+class Refusal(Exception):
+    """A request answered with an error: its status and detail (one line, or pydantic's list
+    of problems for /v1's 422), the limit that refused it and the texts it held, for
+    /metrics."""
+
+    def __init__(
+        self,
+        status: int,
+        detail,
+        limit: str | None = None,
+        texts: int = 0,
+        close: bool = False,
+        retry: bool = False,
+    ):
+        super().__init__(detail)
+        self.status, self.detail, self.limit, self.texts = status, detail, limit, texts
+        # close: the body was not read to its end; say Connection: close, so that the server
+        # closes the socket instead of reading and discarding the rest (2.2 GB in 10 s a
+        # client). retry: a busy server's 503, with Retry-After.
+        self.close, self.retry = close, retry
+
+    def response(self, key: str) -> JSONResponse:
+        """The answer, the detail under `key`: "detail" (/v1) or "error" (/v2)."""
+        headers = {}
+        if self.close:
+            headers["Connection"] = "close"
+        if self.retry:
+            headers["Retry-After"] = "1"
+        detail = self.detail if key == "detail" else _error_line(self.detail)
+        return JSONResponse({key: detail}, status_code=self.status, headers=headers or None)
 
 
-def _busy(detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
+def _error_line(detail) -> str:
+    """/v1's 422 detail (pydantic's problems) as the one line the v2 protocol's error is."""
+    if isinstance(detail, str):
+        return detail
+    return "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in detail)
 
 
-def _validation_error(error: ValidationError, limits: Limits) -> JSONResponse:
+def _validation_error(error: ValidationError, limits: Limits, texts: int) -> Refusal:
     problems = error.errors(include_url=False, include_input=False, include_context=False)
     if any(p["type"] == "json_invalid" for p in problems):
-        return _error(400, f"malformed JSON: {problems[0]['msg']}")
+        return Refusal(400, f"malformed JSON: {problems[0]['msg']}")
     if any(p["type"] == "too_long" and tuple(p["loc"]) == ("texts",) for p in problems):
-        return _error(413, f"too many texts: at most {limits.max_texts} a request")
-    return _error(422, problems)
-
-
-class BodyTooLarge(Exception):
-    pass
+        return Refusal(
+            413, f"too many texts: at most {limits.max_texts} a request", "max_texts", texts
+        )
+    if any(p["type"] == "string_too_long" for p in problems):
+        return Refusal(422, problems, "max_chars", texts)
+    return Refusal(422, problems)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The body; BodyTooLarge once it exceeds `limit` bytes (read no further)."""
+    """A JSON body, read no further than `limit` bytes: a Refusal for another content type,
+    a larger body or a client that hangs up."""
+    # A JSON content type needs a CORS preflight, so a web page cannot post here by a form.
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise Refusal(415, "send the body as JSON, with Content-Type: application/json", close=True)
+    too_large = Refusal(
+        413, f"request body larger than {limit} bytes", "max_body_bytes", close=True
+    )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
+        raise too_large
     body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > limit:
-            raise BodyTooLarge
+    try:
+        async for part in request.stream():
+            body += part
+            if len(body) > limit:
+                raise too_large
+    except ClientDisconnect:  # nobody is left to answer
+        raise Refusal(400, "the client hung up before the body ended") from None
     return bytes(body)
+
+
+def _texts_in(body: bytes) -> int:
+    """How many texts a refused /v1 body holds, for /metrics (0 if it cannot tell)."""
+    try:
+        texts = json.loads(body).get("texts")
+    except (ValueError, AttributeError):
+        return 0
+    return len(texts) if isinstance(texts, list) else 0
 
 
 async def _until_disconnected(request: Request) -> None:
@@ -305,7 +374,7 @@ def metadata(classifier, limits: Limits) -> dict:
     package = classifier.package
     return {
         "task": classifier.label_map.task,
-        "inputs": ["text", "text_pair"] if classifier.text_pair else ["text"],
+        "inputs": _input_names(classifier),
         "labels": classifier.classes_.tolist(),
         "model_card": _without_paths(package.card) if package.card is not None else None,
         "format_version": package.format_version,
@@ -313,6 +382,64 @@ def metadata(classifier, limits: Limits) -> dict:
         "versions": package.libraries,
         "limits": asdict(limits),
     }
+
+
+def _input_names(classifier) -> list[str]:
+    return ["text", "text_pair"] if classifier.text_pair else ["text"]
+
+
+def model_metadata(classifier, name: str) -> dict:
+    """The Open Inference Protocol's model metadata: the model's tensors, and in `parameters`
+    the class names and what runs the model."""
+    package = classifier.package
+    specs = classifier.task.tensor_specs()
+    return {
+        "name": name,
+        "versions": [package.manifest_sha256],
+        "platform": f"bertclf_{classifier.runtime}",
+        "inputs": [tensor_metadata(n, "BYTES", [-1]) for n in _input_names(classifier)],
+        "outputs": [tensor_metadata(n, *spec) for n, spec in specs.items()],
+        "parameters": {
+            "task": classifier.label_map.task,
+            "classes": classifier.classes_.tolist(),
+            "format_version": package.format_version,
+            "runtime": classifier.runtime,
+            "precision": classifier.precision,
+        },
+    }
+
+
+def _error_responses(reasons: dict[int, str], key: str) -> dict:
+    schema = ERROR_SCHEMA if key == "error" else {
+        "type": "object", "properties": {"detail": {}}, "required": ["detail"]}  # fmt: skip
+    return {
+        status: {"description": reason, "content": {"application/json": {"schema": schema}}}
+        for status, reason in reasons.items()
+    }
+
+
+# what a key, a full server and a busy model answer on every route that needs a key
+GUARDED = {401: "no API key, or another one (only with --api-key-file or BERTCLF_API_KEY)"}
+BUSY = {503: "too many requests or texts waiting, or no answer within --request-timeout"}
+
+
+def _body_reasons(limits: Limits) -> dict[int, str]:
+    return {
+        400: "malformed JSON, or the client hung up mid-body",
+        408: "the request was not received within --read-timeout (text/plain)",
+        413: f"over {limits.max_texts} texts, {limits.max_body_bytes} bytes or "
+        f"{limits.max_request_chars} characters in all",
+        415: "a body that is not Content-Type: application/json",
+        422: "a text that is not a string, is empty, or has over the characters allowed; "
+        "for a pair model, texts and text_pairs of different lengths",
+        500: "the model call failed",
+        **GUARDED,
+        **BUSY,
+    }
+
+
+def _json_answer(description: str, schema: dict) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def predict_schema(body_model: type[BaseModel], classifier, limits: Limits) -> dict:
@@ -329,86 +456,148 @@ def predict_schema(body_model: type[BaseModel], classifier, limits: Limits) -> d
         "properties": {"predictions": {"type": "array", "items": prediction}},
         "required": ["predictions"],
     }
-    error = {"type": "object", "properties": {"detail": {}}, "required": ["detail"]}
-    reasons = {
-        400: "malformed JSON, or the client hung up mid-body",
-        408: "the request was not received within --read-timeout (text/plain)",
-        413: f"over {limits.max_texts} texts, {limits.max_body_bytes} bytes or "
-        f"{limits.max_request_chars} characters in all",
-        415: "a body that is not Content-Type: application/json",
-        422: "a text that is not a string, is empty, or has over the characters allowed; "
-        "for a pair model, texts and text_pairs of different lengths",
-        500: "the model call failed",
-        503: "too many requests or texts waiting, or no answer within --request-timeout",
-    }
-    responses = {200: {"description": "one prediction per text, in order", "content": {
-        "application/json": {"schema": answer}}}}  # fmt: skip
-    for status, reason in reasons.items():
-        responses[status] = {
-            "description": reason,
-            "content": {"application/json": {"schema": error}},
-        }
     return {
         "openapi_extra": {
             "requestBody": {"required": True, "content": {"application/json": {"schema": body}}}
         },
-        "responses": responses,
+        "responses": {
+            200: _json_answer("one prediction per text, in order", answer),
+            **_error_responses(_body_reasons(limits), "detail"),
+        },
     }
 
 
-def create_app(classifier, limits: Limits, allowed_hosts: list[str] | None = None) -> FastAPI:
+def infer_route_schema(classifier, limits: Limits) -> dict:
+    """What /openapi.json says of the v2 infer routes (the body is read by the handler, as
+    /v1/predict's is). JSON Schema cannot say that a tensor's shape counts its data, nor that
+    a pair model's two inputs hold as many texts: those get 400."""
+    body = infer_schema(
+        _input_names(classifier), classifier.task.tensor_specs(), limits.max_texts,
+        limits.max_chars,
+    )  # fmt: skip
+    reasons = _body_reasons(limits)
+    reasons[400] += ", a tensor whose shape does not count its data, or inputs of different "
+    reasons[400] += "lengths"
+    reasons[404] = "another model name or version than the one served"
+    reasons[415] += " (Triton's binary tensor extension is not spoken)"
+    return {
+        "openapi_extra": {
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}}
+        },
+        "responses": {
+            200: _json_answer("the outputs asked for, one row per text", answer_schema()),
+            **_error_responses(reasons, "error"),
+        },
+    }
+
+
+@dataclass
+class Probes:
+    """Liveness and readiness. Live: the worker that runs the model is alive. Ready: live, the
+    model answered its warm-up batch, and the server is not draining (SIGTERM came)."""
+
+    batcher: Batcher
+    warmed: bool = False
+    draining: bool = False
+    warm_up_failed: str | None = None
+
+    def not_live(self) -> str | None:
+        return None if self.batcher.alive else "the model's worker has stopped"
+
+    def not_ready(self) -> str | None:
+        """Why the server is not ready, or None when it is."""
+        if self.draining:
+            return "the server is shutting down"
+        if self.warm_up_failed is not None:
+            return f"the warm-up batch failed: {self.warm_up_failed}"
+        if not self.warmed:
+            return "the model is warming up"
+        return self.not_live()
+
+    async def warm_up(self, items: list) -> None:
+        """One batch through the batcher before the server says it is ready: the first call's
+        one-time set-up is paid here, not by a client."""
+        try:
+            await self.batcher.outputs(items)
+        except Exception as error:  # ready stays 503 and says why
+            self.warm_up_failed = _one_line(error)
+            LOG.error("the warm-up batch failed: %s", self.warm_up_failed)
+            return
+        self.warmed = True
+        LOG.info("the model answered its warm-up batch: ready")
+
+
+def _probe(reason: str | None, key: str) -> Response:
+    if reason is None:
+        return Response(status_code=200)
+    return JSONResponse({key: reason}, status_code=503)
+
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def create_app(
+    classifier,
+    limits: Limits,
+    allowed_hosts: list[str] | None = None,
+    model_name: str = "package",
+    api_key: str | None = None,
+) -> FastAPI:
+    """The server: /v1 and the Open Inference Protocol's /v2 routes, the probes and /metrics,
+    behind its guards. `app.state.probes` is what SIGTERM's drain turns unready."""
+    if not MODEL_NAME.fullmatch(model_name):
+        raise BertclfError(
+            f"--model-name {model_name!r}: use letters, digits, '_', '.' and '-' (at most 128)"
+        )
     batcher = Batcher(classifier, limits.max_batch_texts, limits.max_queue_texts)
+    probes = Probes(batcher)
     body_model = request_model(limits, classifier.text_pair)
     about = metadata(classifier, limits)
+    v2_metadata = model_metadata(classifier, model_name)
+    version = classifier.package.manifest_sha256
+    specs = classifier.task.tensor_specs()
+    metrics = ServeMetrics(
+        {
+            "name": model_name,
+            "task": classifier.label_map.task,
+            "runtime": classifier.runtime,
+            "precision": classifier.precision,
+            "package_sha256": version,
+            "format_version": str(classifier.package.format_version),
+        },
+        lambda: batcher.waiting_texts,
+        lambda: probes.not_ready() is None,
+    )
+    batcher.on_call = metrics.model_call
+    warm_up = ["warm-up"]
+    warm_up_items = [("warm-up", "warm-up")] if classifier.text_pair else warm_up
 
     async def lifespan(app: FastAPI):
         worker = batcher.start()
+        # listening starts as this yields: the warm-up runs behind it, ready says 503 till then
+        warming = asyncio.create_task(probes.warm_up(warm_up_items))
         yield
+        warming.cancel()
         worker.cancel()
 
     # no /docs: its page loads scripts from a CDN, and this server must work offline
     app = FastAPI(title="bertclf", lifespan=lifespan, docs_url=None, redoc_url=None)
-    if allowed_hosts:  # a page in a browser cannot reach the server through another name
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+    app.state.probes = probes
 
-    @app.get("/healthz")
-    async def healthz():
-        if not batcher.alive:  # the process answers, but no request would ever be answered
-            return JSONResponse({"status": "the model's worker has stopped"}, status_code=503)
-        return {"status": "ok"}
-
-    @app.get("/v1/metadata")
-    async def get_metadata():
-        return about
-
-    @app.post("/v1/predict", **predict_schema(body_model, classifier, limits))
-    async def predict(request: Request):
-        # A JSON content type needs a CORS preflight, so a web page cannot post here by a form.
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            return _error(
-                415, "send the body as JSON, with Content-Type: application/json", close=True
-            )
-        try:
-            body = await _read_body(request, limits.max_body_bytes)
-        except BodyTooLarge:
-            return _error(
-                413, f"request body larger than {limits.max_body_bytes} bytes", close=True
-            )
-        except ClientDisconnect:  # nobody is left to answer
-            return _error(400, "the client hung up before the body ended")
-        try:
-            texts = request_items(body_model.model_validate_json(body))
-        except ValidationError as error:
-            return _validation_error(error, limits)
+    async def answer(request: Request, texts: list) -> np.ndarray:
+        """The model's outputs for a request's checked texts, through the batcher; a Refusal
+        for a request too costly, a full queue, a deadline passed, a failed call, or a client
+        gone."""
         if not texts:
-            return {"predictions": []}
+            return np.zeros((0, len(classifier.classes_)), dtype=np.float32)
         characters = sum(len(t) if isinstance(t, str) else len(t[0]) + len(t[1]) for t in texts)
         if characters > limits.max_request_chars:  # both texts of a pair count
-            return _error(
+            raise Refusal(
                 413,
                 f"too much text: at most {limits.max_request_chars} characters in all a "
                 "request's texts; send fewer texts a request",
+                "max_request_chars",
+                len(texts),
             )
         work = asyncio.ensure_future(
             asyncio.wait_for(batcher.outputs(texts), limits.request_timeout)
@@ -419,148 +608,202 @@ def create_app(classifier, limits: Limits, allowed_hosts: list[str] | None = Non
         if not work.done():  # nobody is left to answer: its texts leave the queue unrun
             work.cancel()
             LOG.info("a client hung up before its answer: its %d texts are dropped", len(texts))
-            return _error(400, "the client hung up before its answer")
+            raise Refusal(400, "the client hung up before its answer")
         try:
-            probabilities = work.result()
+            return work.result()
         except QueueFull:
-            return _busy("too many texts are waiting for the model")
+            raise Refusal(
+                503, "too many texts are waiting for the model", "max_queue_texts", len(texts),
+                retry=True,
+            ) from None  # fmt: skip
         except TimeoutError:
-            return _busy(f"no answer within the request's deadline of {limits.request_timeout} s")
+            raise Refusal(
+                503, f"no answer within the request's deadline of {limits.request_timeout} s",
+                "request_timeout", len(texts), retry=True,
+            ) from None  # fmt: skip
         except ModelCallFailed as error:
-            return _error(500, f"the model call failed: {error}")
-        return {"predictions": classifier.task.answers(classifier.decide, probabilities)}
+            raise Refusal(500, f"the model call failed: {error}") from None
 
+    def refused(refusal: Refusal, key: str) -> JSONResponse:
+        if refusal.limit is not None:
+            metrics.refused(refusal.limit, refusal.texts)
+        return refusal.response(key)
+
+    def check_model(name: str, asked_version: str | None = None) -> None:
+        if name != model_name:
+            raise Refusal(404, f"no model {name!r}: this server serves {model_name!r}")
+        if asked_version is not None and asked_version != version:
+            raise Refusal(
+                404, f"no version {asked_version!r} of {model_name!r}: it serves {version}"
+            )
+
+    not_live = {"type": "object", "properties": {"status": {"type": "string"}}}
+
+    @app.get("/healthz", responses={503: _json_answer("not live: the reason", not_live)})
+    async def healthz():
+        reason = probes.not_live()  # the process answers, but no request would be answered
+        if reason is not None:
+            return JSONResponse({"status": reason}, status_code=503)
+        return {"status": "ok"}
+
+    @app.get("/v1/metadata", responses=_error_responses(GUARDED, "detail"))
+    async def get_metadata():
+        return about
+
+    @app.post("/v1/predict", **predict_schema(body_model, classifier, limits))
+    async def predict(request: Request):
+        body = b""
+        try:
+            body = await _read_body(request, limits.max_body_bytes)
+            try:
+                texts = request_items(body_model.model_validate_json(body))
+            except ValidationError as error:
+                raise _validation_error(error, limits, _texts_in(body)) from None
+            outputs = await answer(request, texts)
+        except Refusal as refusal:
+            return refused(refusal, "detail")
+        return {"predictions": classifier.task.answers(classifier.decide, outputs)}
+
+    # The Open Inference Protocol (KServe v2): each model route plain and versioned
+    probe_answers = {200: {"description": "yes (no body)"}, **_error_responses(
+        {503: "no: the reason"}, "error")}  # fmt: skip
+
+    @app.get("/v2", responses=_error_responses(GUARDED, "error"))
+    async def server_metadata():
+        return {"name": "bertclf", "version": __version__, "extensions": []}
+
+    @app.get("/v2/health/live", responses=probe_answers)
+    async def live():
+        return _probe(probes.not_live(), "error")
+
+    @app.get("/v2/health/ready", responses=probe_answers)
+    async def ready():
+        return _probe(probes.not_ready(), "error")
+
+    found = {**GUARDED, 404: "another model name or version than the one served"}
+    model_probe = {**probe_answers, **_error_responses(found, "error")}
+    model_answers = _error_responses(found, "error")
+    infer_schema_ = infer_route_schema(classifier, limits)
+
+    async def model_ready(request: Request, name: str, asked_version: str | None = None):
+        try:
+            check_model(name, asked_version)
+        except Refusal as refusal:
+            return refusal.response("error")
+        return _probe(probes.not_ready(), "error")
+
+    async def get_model_metadata(request: Request, name: str, asked_version: str | None = None):
+        try:
+            check_model(name, asked_version)
+        except Refusal as refusal:
+            return refusal.response("error")
+        return v2_metadata
+
+    async def infer(request: Request, name: str, asked_version: str | None = None):
+        try:
+            check_model(name, asked_version)
+            if "inference-header-content-length" in request.headers:
+                raise Refusal(
+                    415, "Triton's binary tensor extension is not spoken here: send JSON "
+                    "tensors (tritonclient: binary_data=False)", close=True,
+                )  # fmt: skip
+            body = await _read_body(request, limits.max_body_bytes)
+            try:
+                parsed = parse_infer(
+                    body, _input_names(classifier), list(specs), limits.max_texts,
+                    limits.max_chars,
+                )  # fmt: skip
+            except ProtocolError as error:
+                raise Refusal(error.status, error.message, error.limit) from None
+            outputs = await answer(request, parsed.texts)
+        except Refusal as refusal:
+            return refused(refusal, "error")
+        tensors = classifier.task.tensors(classifier.decide, outputs)
+        result = {"model_name": model_name, "model_version": version}
+        if parsed.id is not None:
+            result["id"] = parsed.id
+        result["outputs"] = [tensor(n, specs[n][0], tensors[n]) for n in parsed.outputs]
+        return result
+
+    for prefix, takes_version in (("/v2/models/{name}", False),
+                                  ("/v2/models/{name}/versions/{version}", True)):  # fmt: skip
+        add = _versioned if takes_version else _plain
+        app.add_api_route(prefix, add(get_model_metadata), methods=["GET"],
+                          responses=model_answers)  # fmt: skip
+        app.add_api_route(f"{prefix}/ready", add(model_ready), methods=["GET"],
+                          responses=model_probe)  # fmt: skip
+        app.add_api_route(f"{prefix}/infer", add(infer), methods=["POST"], **infer_schema_)
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"description": "Prometheus' text format",
+                         "content": {"text/plain": {"schema": {"type": "string"}}}},
+                   **_error_responses(GUARDED, "detail")},
+    )  # fmt: skip
+    async def prometheus_metrics():
+        exposition, content_type = metrics.exposition()
+        return Response(exposition, media_type=content_type)
+
+    # the guards, innermost first: Host names, the API key, requests in flight, and the
+    # metrics, which count what each refused
+    if allowed_hosts:  # a page in a browser cannot reach the server through another name
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+    if api_key is not None:
+        app.add_middleware(BearerKey, key=api_key)
+    app.add_middleware(RequestsInFlight, limit=limits.limit_concurrency)
+    app.add_middleware(RequestMetrics, metrics=metrics, routes=app.routes)
     return app
 
 
-class RequestsInFlight:
-    """ASGI middleware: at most `limit` HTTP requests in flight; more get 503 with
-    Retry-After. uvicorn's own limit_concurrency counts open connections too, so idle
-    keep-alive sockets starved the server: 40 answers out of 37,473 requests with 300 of them."""
+def _plain(handler):
+    """A v2 model route's endpoint without a version in its path."""
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit, self.active = app, limit, 0
+    async def endpoint(request: Request, name: str):
+        return await handler(request, name)
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        if self.active >= self.limit:
-            body = b'{"detail":"too many requests at once"}'
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 503,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"retry-after", b"1"),
-                    ],
-                }
-            )
-            return await send({"type": "http.response.body", "body": body})
-        self.active += 1
-        try:
-            return await self.app(scope, receive, send)
-        finally:
-            self.active -= 1
+    return endpoint
 
 
-class ReadDeadlineProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with a deadline for reading each request: from the
-    connection's start, or a request's first byte, to the end of its body. A client that has
-    not sent a whole request by then gets 408 and the connection is closed.
+def _versioned(handler):
+    """A v2 model route's endpoint under /versions/{version}."""
 
-    And one for writing: a client that leaves an answer unread for `write_timeout` seconds,
-    while the socket's buffers are full, is cut off.
+    async def endpoint(request: Request, name: str, version: str):
+        return await handler(request, name, version)
 
-    uvicorn has neither (its keep-alive timer starts only after a response), so idle
-    connections and clients that send headers or a body slowly would hold a connection, and
-    keep a graceful shutdown waiting, for ever; clients that pipelined requests and read
-    nothing held their requests in flight for ever (198 of them starved every good client).
-    `read_timeout` and `write_timeout` are set on a subclass."""
+    return endpoint
 
-    read_timeout: float
-    write_timeout: float
-    _deadline: asyncio.TimerHandle | None = None
-    _write_deadline: asyncio.TimerHandle | None = None
 
-    def shutdown(self) -> None:
-        """SIGTERM: a connection still sending its request gets 503 and is closed, and one
-        that does not read its answer is cut, at once. Left to the end of the graceful period,
-        uvicorn would cancel their requests and log a traceback for each."""
-        if self.flow.write_paused:
-            self.transport.abort()
-        elif self.conn.their_state == h11.SEND_BODY and self.conn.our_state == h11.SEND_RESPONSE:
-            self._answer_and_close(b"503 Service Unavailable", b"the server is shutting down\n")
-        else:
-            super().shutdown()
+class DrainingServer:
+    """uvicorn's server with a drain: at SIGTERM, ready turns 503 at once and requests are
+    still served for `drain_seconds`, so that a load balancer stops sending; then uvicorn's
+    graceful shutdown begins. uvicorn alone stops listening at SIGTERM. A second SIGTERM, or
+    Ctrl-C (SIGINT), shuts down at once."""
 
-    def pause_writing(self) -> None:
-        """The transport's buffer is full: the client is not reading. Its deadline starts."""
-        super().pause_writing()
-        if self._write_deadline is None:
-            self._write_deadline = self.loop.call_later(self.write_timeout, self._write_timed_out)
+    def __init__(self, config, probes: Probes, drain_seconds: float):
+        import uvicorn
 
-    def resume_writing(self) -> None:
-        self._cancel_write_deadline()
-        super().resume_writing()
+        self.probes, self.drain_seconds = probes, drain_seconds
+        server = uvicorn.Server(config)
+        shut_down = server.handle_exit
 
-    def _cancel_write_deadline(self) -> None:
-        if self._write_deadline is not None:
-            self._write_deadline.cancel()
-            self._write_deadline = None
+        def handle_exit(sig, frame) -> None:
+            if sig != signal.SIGTERM or probes.draining or drain_seconds <= 0:
+                probes.draining = True
+                return shut_down(sig, frame)
+            probes.draining = True
+            LOG.info("SIGTERM: not ready; serving %g s more, then shutting down", drain_seconds)
+            timer = threading.Timer(drain_seconds, shut_down, (sig, frame))
+            timer.daemon = True
+            timer.start()
 
-    def _write_timed_out(self) -> None:
-        """Cut the connection, dropping what it could not send: close() would wait to flush.
-        uvicorn then tells the request it was disconnected, and its send returns."""
-        self._write_deadline = None
-        self.transport.abort()
+        server.handle_exit = handle_exit
+        self.server = server
 
-    def connection_made(self, transport) -> None:
-        super().connection_made(transport)
-        self._watch_reading()
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._watch_reading()
-
-    def connection_lost(self, exc) -> None:
-        self._cancel_deadline()
-        self._cancel_write_deadline()
-        super().connection_lost(exc)
-
-    def _watch_reading(self) -> None:
-        """A deadline runs while a request is only partly received; none once it is whole
-        (then the request deadline applies) or between requests (then keep-alive's)."""
-        reading = self.conn.their_state in (h11.IDLE, h11.SEND_BODY)
-        if reading and self._deadline is None and not self.transport.is_closing():
-            self._deadline = self.loop.call_later(self.read_timeout, self._read_timed_out)
-        elif not reading:
-            self._cancel_deadline()
-
-    def _cancel_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _read_timed_out(self) -> None:
-        self._deadline = None
-        if self.transport.is_closing():
-            return
-        # no response begun (IDLE before a request's headers, SEND_RESPONSE while its body is
-        # awaited): say why before closing
-        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            self._answer_and_close(b"408 Request Timeout", b"request not received in time\n")
-        self.transport.close()
-
-    def _answer_and_close(self, status: bytes, body: bytes) -> None:
-        """A plain-text answer written straight to the socket (no request cycle is ready to
-        send one), then the connection closed once it is flushed."""
-        self.transport.write(
-            b"HTTP/1.1 %s\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body)
-        )
-        self.transport.close()
+    def run(self) -> bool:
+        """Serve until shut down; whether the server had started."""
+        self.server.run()
+        return self.server.started
 
 
 def serve(
@@ -573,7 +816,12 @@ def serve(
     runtime: str = "auto",
     precision: str = "auto",
     access_log: bool = True,
+    model_name: str | None = None,
+    api_key: str | None = None,
+    drain_seconds: float = 5.0,
 ) -> None:
+    """Load the package, then listen at once: ready (/v2/health/ready) answers 503 until the
+    model has answered a warm-up batch, which runs in the background."""
     import copy
 
     import uvicorn
@@ -585,15 +833,16 @@ def serve(
         package, expect_sha256=expect_sha256, runtime=runtime, precision=precision
     )
     print(f"{package}: {classifier.describe()}", flush=True)
-    warm_up = ["warm-up"]  # the first call's one-time set-up, before any request
-    classifier.outputs(warm_up, warm_up if classifier.text_pair else None)
+    app = create_app(
+        classifier, limits, allowed_hosts, model_name or package.resolve().name, api_key
+    )
     # bertclf's own lines (a failed model call, a client gone) as uvicorn's are written
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["bertclf"] = {"handlers": ["default"], "level": "INFO"}
     deadlines = {"read_timeout": limits.read_timeout, "write_timeout": limits.write_timeout}
     protocol = type("Protocol", (ReadDeadlineProtocol,), deadlines)
-    uvicorn.run(
-        RequestsInFlight(create_app(classifier, limits, allowed_hosts), limits.limit_concurrency),
+    config = uvicorn.Config(
+        app,
         host=host,
         port=port,
         log_level="info",
@@ -602,3 +851,5 @@ def serve(
         log_config=log_config,
         timeout_graceful_shutdown=limits.timeout_graceful_shutdown,
     )
+    if not DrainingServer(config, app.state.probes, drain_seconds).run():
+        sys.exit(3)  # uvicorn's exit code when the server could not start (the port is taken)

@@ -74,6 +74,14 @@ class Task:
         """The JSON schema of one of those answers."""
         raise NotImplementedError
 
+    def tensors(self, decide, probabilities) -> dict[str, np.ndarray]:
+        """The server's Open Inference Protocol outputs, by name: one row per text."""
+        raise NotImplementedError
+
+    def tensor_specs(self) -> dict[str, tuple[str, list[int]]]:
+        """Those outputs' datatypes and shapes (-1: the number of texts), by name."""
+        raise NotImplementedError
+
     def describe(self) -> str:
         """The label map in a line: the labels stage's output."""
         counts = dict(zip(self.label_map.classes, self.label_map.counts, strict=True))
@@ -130,6 +138,15 @@ class SingleLabel(Task):
             "required": ["label", "probability", "probabilities"],
         }
 
+    def tensors(self, decide, probabilities) -> dict[str, np.ndarray]:
+        return {
+            "label": self.classes[probabilities.argmax(axis=1)].astype(object),
+            "probabilities": probabilities.astype(np.float32),
+        }
+
+    def tensor_specs(self) -> dict[str, tuple[str, list[int]]]:
+        return {"label": ("BYTES", [-1]), "probabilities": ("FP32", [-1, len(self.classes)])}
+
 
 class MultiLabel(Task):
     name, multi_label, headline_metric = MULTI_LABEL, True, "micro_f1"
@@ -179,6 +196,16 @@ class MultiLabel(Task):
             "required": ["labels", "probabilities"],
         }
 
+    def tensors(self, decide, probabilities) -> dict[str, np.ndarray]:
+        return {
+            "probabilities": probabilities.astype(np.float32),
+            "predicted": np.asarray(decide(probabilities), dtype=bool),
+        }
+
+    def tensor_specs(self) -> dict[str, tuple[str, list[int]]]:
+        width = [-1, len(self.classes)]
+        return {"probabilities": ("FP32", width), "predicted": ("BOOL", width)}
+
 
 class Regression(Task):
     """A number per text. Its "probabilities" are the model's one output, the score: one
@@ -221,6 +248,12 @@ class Regression(Task):
             "properties": {SCORE: {"type": "number"}},
             "required": [SCORE],
         }
+
+    def tensors(self, decide, probabilities) -> dict[str, np.ndarray]:
+        return {SCORE: self.labels(probabilities)}
+
+    def tensor_specs(self) -> dict[str, tuple[str, list[int]]]:
+        return {SCORE: ("FP32", [-1])}
 
 
 PROBABILITIES_SCHEMA = {"type": "object", "additionalProperties": {"type": "number"}}
