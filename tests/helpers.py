@@ -155,3 +155,33 @@ def build_repo(repo: Path, overrides: list[str], message: str) -> Path:
 
 def read_json(repo: Path, name: str):
     return json.loads((repo / name).read_text())
+
+
+def triton_client(port: int):
+    """A real Open Inference Protocol client (tritonclient's HTTP one) for a local server."""
+    import tritonclient.http as triton
+
+    return triton.InferenceServerClient(f"127.0.0.1:{port}", network_timeout=120.0)
+
+
+def triton_infer(port: int, model: str, columns: dict, outputs=None, **options):
+    """tritonclient's infer on `columns` (input name -> texts) as JSON tensors (no binary
+    extension), shape [n]; `outputs` names those to ask for (all when None)."""
+    import numpy as np
+    import tritonclient.http as triton
+
+    inputs = []
+    for name, texts in columns.items():
+        tensor = triton.InferInput(name, [len(texts)], "BYTES")
+        tensor.set_data_from_numpy(np.array(texts, dtype=object), binary_data=False)
+        inputs.append(tensor)
+    asked = None
+    if outputs is not None:
+        asked = [triton.InferRequestedOutput(name, binary_data=False) for name in outputs]
+    if "headers" in options:  # tritonclient adds its own headers to the dict it is given
+        options["headers"] = dict(options["headers"])
+    client = triton_client(port)
+    try:
+        return client.infer(model, inputs, outputs=asked, **options)
+    finally:
+        client.close()

@@ -78,7 +78,9 @@ def request(port: int, method: str, path: str, body: bytes | None = None, timeou
 def start_server(
     model: Path, port: int, log: Path, *options: str, env: dict | None = None
 ) -> subprocess.Popen:
-    """`bertclf serve` in its own process group, logging to `log`; returns once /healthz answers."""
+    """`bertclf serve` in its own process group, logging to `log`; returns once it is ready
+    (/v2/health/ready: the model answered its warm-up), or live (/healthz) for a server of an
+    earlier commit, which has no /v2."""
     args = ["bertclf", "serve", "--model", str(model), "--port", str(port), *options]
     with open(log, "wb") as out:
         server = subprocess.Popen(
@@ -89,18 +91,23 @@ def start_server(
         if server.poll() is not None:
             raise RuntimeError(f"bertclf serve exited ({server.returncode}):\n{log.read_text()}")
         try:
-            if request(port, "GET", "/healthz", timeout=2)[0] == 200:
+            status = request(port, "GET", "/v2/health/ready", timeout=2)[0]
+            if status == 404:
+                status = request(port, "GET", "/healthz", timeout=2)[0]
+            if status == 200:
                 return server
         except OSError:
-            time.sleep(0.5)
+            pass  # not listening yet
+        time.sleep(0.5)
     stop_server(server)
     raise RuntimeError(f"bertclf serve did not answer in 180 s:\n{log.read_text()}")
 
 
 def stop_server(server: subprocess.Popen) -> None:
-    """SIGTERM (uvicorn shuts down gracefully), then SIGKILL after 20 s."""
+    """SIGINT, as Ctrl-C (uvicorn shuts down gracefully at once; SIGTERM would first drain for
+    --drain-seconds), then SIGKILL after 20 s."""
     if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
+        os.killpg(server.pid, signal.SIGINT)
         try:
             server.wait(20)
         except subprocess.TimeoutExpired:

@@ -14,17 +14,18 @@ import numpy as np
 
 REQUEST_KEYS = {"id", "parameters", "inputs", "outputs"}
 TENSOR_KEYS = {"name", "shape", "datatype", "data", "parameters"}
-JSON_DATATYPES = {"BYTES": str, "FP32": float, "BOOL": bool}
+OUTPUT_DATATYPES = ["BOOL", "BYTES", "FP32"]
 
 
 class ProtocolError(Exception):
     """A request the protocol refuses: `status` and one line (`{"error": message}`)."""
 
-    def __init__(self, status: int, message: str, limit: str | None = None):
+    def __init__(self, status: int, message: str, limit: str | None = None, texts: int = 0):
         super().__init__(message)
         self.status = status
         self.message = message
         self.limit = limit  # the server limit that refused it, if one did
+        self.texts = texts  # the texts the request held, where they were read
 
 
 @dataclass(frozen=True)
@@ -102,12 +103,17 @@ def parse_infer(
     if any(len(column) != count for column in columns):
         raise _bad(f"{' and '.join(input_names)} hold different numbers of texts")
     if count > max_texts:
-        raise ProtocolError(413, f"too many texts: at most {max_texts} a request", "max_texts")
+        raise ProtocolError(
+            413, f"too many texts: at most {max_texts} a request", "max_texts", count
+        )
     for name, column in zip(input_names, columns, strict=True):
         for row, text in enumerate(column):
             if len(text) > max_chars:
                 raise ProtocolError(
-                    422, f"input '{name}': data[{row}] has over {max_chars} characters", "max_chars"
+                    422,
+                    f"input '{name}': data[{row}] has over {max_chars} characters",
+                    "max_chars",
+                    count,
                 )
             if not text.strip():
                 raise ProtocolError(422, f"input '{name}': data[{row}] is empty or only whitespace")
@@ -187,7 +193,7 @@ def answer_schema() -> dict:
         "type": "object",
         "properties": {
             "name": {"type": "string"},
-            "datatype": {"type": "string", "enum": sorted(JSON_DATATYPES)},
+            "datatype": {"type": "string", "enum": OUTPUT_DATATYPES},
             "shape": {"type": "array", "items": {"type": "integer"}},
             "data": {"type": "array"},
         },

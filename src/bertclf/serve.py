@@ -316,12 +316,13 @@ def _validation_error(error: ValidationError, limits: Limits, texts: int) -> Ref
     return Refusal(422, problems)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, untyped: bool = False) -> bytes:
     """A JSON body, read no further than `limit` bytes: a Refusal for another content type,
-    a larger body or a client that hangs up."""
+    a larger body or a client that hangs up. `untyped`: a body without a Content-Type is
+    taken too (v2 clients such as tritonclient send none)."""
     # A JSON content type needs a CORS preflight, so a web page cannot post here by a form.
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
+    if content_type != "application/json" and not (untyped and not content_type):
         raise Refusal(415, "send the body as JSON, with Content-Type: application/json", close=True)
     too_large = Refusal(
         413, f"request body larger than {limit} bytes", "max_body_bytes", close=True
@@ -707,14 +708,14 @@ def create_app(
                     415, "Triton's binary tensor extension is not spoken here: send JSON "
                     "tensors (tritonclient: binary_data=False)", close=True,
                 )  # fmt: skip
-            body = await _read_body(request, limits.max_body_bytes)
+            body = await _read_body(request, limits.max_body_bytes, untyped=True)
             try:
                 parsed = parse_infer(
                     body, _input_names(classifier), list(specs), limits.max_texts,
                     limits.max_chars,
                 )  # fmt: skip
             except ProtocolError as error:
-                raise Refusal(error.status, error.message, error.limit) from None
+                raise Refusal(error.status, error.message, error.limit, error.texts) from None
             outputs = await answer(request, parsed.texts)
         except Refusal as refusal:
             return refused(refusal, "error")
