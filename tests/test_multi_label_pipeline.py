@@ -19,6 +19,8 @@ from helpers import (
     run,
     start_server,
     stop_server,
+    triton_client,
+    triton_infer,
 )
 
 from bertclf.cli import parser
@@ -237,6 +239,19 @@ def test_serve_answers_label_lists_and_refuses_bad_requests(tagged_repo, tmp_pat
         status, about = request(port, "GET", "/v1/metadata")
         assert status == 200 and about["task"] == "multi_label"
         assert about["model_card"]["task"] == "multi_label"
+        # the Open Inference Protocol, through a real v2 client: probabilities and the
+        # thresholds' decisions, as the Python API has them
+        classifier = Classifier.load(tagged_repo / "models/package")
+        metadata = triton_client(port).get_model_metadata("package")
+        assert [o["name"] for o in metadata["outputs"]] == ["probabilities", "predicted"]
+        assert metadata["parameters"]["classes"] == classifier.classes_.tolist()
+        result = triton_infer(port, "package", {"text": texts})
+        probabilities = classifier.predict_proba(texts)
+        np.testing.assert_allclose(result.as_numpy("probabilities"), probabilities, atol=1e-5)
+        assert result.as_numpy("predicted").tolist() == classifier.decide(probabilities).tolist()
+        only = triton_infer(port, "package", {"text": texts}, outputs=["predicted"])
+        assert only.as_numpy("probabilities") is None and only.as_numpy("predicted").shape == (
+            2, len(TOPICS))  # fmt: skip
     finally:
         stop_server(server)
 

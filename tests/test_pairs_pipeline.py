@@ -22,7 +22,10 @@ from helpers import (
     run,
     start_server,
     stop_server,
+    triton_client,
+    triton_infer,
 )
+from tritonclient.utils import InferenceServerException
 
 pytestmark = pytest.mark.e2e
 
@@ -174,6 +177,15 @@ def test_serve_takes_text_pairs_and_answers_scores(pairs_repo, tmp_path):
         status, schema = request(port, "GET", "/openapi.json")
         body = schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
         assert "text_pairs" in body["application/json"]["schema"]["properties"]
+        # the Open Inference Protocol, through a real v2 client: two BYTES inputs, one score
+        metadata = triton_client(port).get_model_metadata("package")
+        assert [i["name"] for i in metadata["inputs"]] == ["text", "text_pair"]
+        assert metadata["outputs"] == [{"name": "score", "datatype": "FP32", "shape": [-1]}]
+        result = triton_infer(port, "package", {"text": texts, "text_pair": pairs})
+        np.testing.assert_allclose(result.as_numpy("score"), expected, atol=1e-5)
+        with pytest.raises(InferenceServerException) as error:
+            triton_infer(port, "package", {"text": texts})  # no text_pair
+        assert error.value.status() == "400" and "text_pair" in error.value.message()
     finally:
         stop_server(server)
     assert server.returncode is not None

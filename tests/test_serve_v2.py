@@ -256,7 +256,7 @@ def test_ready_is_503_while_the_model_warms_up_and_200_after(dag_repo):
         deadline = time.monotonic() + 60
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert request(port, "GET", "/v2/health/live")[0] == 200  # listening, alive
+        assert request(port, "GET", "/v2/health/live") == (200, {"live": True})  # listening
         assert request(port, "GET", "/healthz") == (200, {"status": "ok"})
         assert request(port, "GET", "/v2/health/ready") == (
             503, {"error": "the model is warming up"}

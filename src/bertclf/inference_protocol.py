@@ -43,13 +43,12 @@ def _strings(tensor: dict, name: str) -> list:
     """A BYTES tensor's strings, checked against its shape: [n] or [n, 1]; `data` flat or
     nested as the shape is (the protocol allows both)."""
     shape = tensor.get("shape")
-    if (
-        not isinstance(shape, list)
-        or len(shape) not in (1, 2)
-        or not all(type(d) is int and d >= 0 for d in shape)
-        or (len(shape) == 2 and shape[1] != 1)
-    ):
-        raise _bad(f"input '{name}': shape {shape!r}, expected [n] or [n, 1]")
+    if isinstance(shape, list) and all(_whole(d) for d in shape):
+        shape = [int(d) for d in shape]  # JSON's 2.0 is the integer 2, as JSON Schema says
+    else:
+        shape = None
+    if shape is None or len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+        raise _bad(f"input '{name}': shape {tensor.get('shape')!r}, expected [n] or [n, 1]")
     if tensor.get("datatype") != "BYTES":
         raise _bad(f"input '{name}': datatype {tensor.get('datatype')!r}, expected 'BYTES'")
     data = tensor.get("data")
@@ -65,6 +64,16 @@ def _strings(tensor: dict, name: str) -> list:
     return data
 
 
+def _whole(number) -> bool:
+    """A count: a JSON number that is a whole number, 0 or more."""
+    return (
+        isinstance(number, int | float)
+        and not isinstance(number, bool)
+        and 0 <= number < 2**31
+        and float(number).is_integer()
+    )
+
+
 def parse_infer(
     body: bytes, input_names: list[str], output_names: list[str], max_texts: int, max_chars: int
 ) -> InferRequest:
@@ -78,9 +87,10 @@ def parse_infer(
     unknown = sorted(set(request) - REQUEST_KEYS)
     if unknown:
         raise _bad(f"unknown key {unknown[0]!r}: an infer request has {sorted(REQUEST_KEYS)}")
-    request_id = request.get("id")
-    if request_id is not None and not isinstance(request_id, str):
+    if "id" in request and not isinstance(request["id"], str):
         raise _bad("'id' is not a string")
+    if not isinstance(request.get("parameters", {}), dict):
+        raise _bad("'parameters' is not an object")
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or not all(isinstance(t, dict) for t in inputs):
         raise _bad("'inputs' is not a list of tensors")
@@ -94,6 +104,8 @@ def parse_infer(
         extra = sorted(set(tensor) - TENSOR_KEYS)
         if extra:
             raise _bad(f"input '{name}': unknown key {extra[0]!r}")
+        if not isinstance(tensor.get("parameters", {}), dict):
+            raise _bad(f"input '{name}': 'parameters' is not an object")
         tensors[name] = tensor
     missing = [name for name in input_names if name not in tensors]
     if missing:
@@ -118,16 +130,17 @@ def parse_infer(
             if not text.strip():
                 raise ProtocolError(422, f"input '{name}': data[{row}] is empty or only whitespace")
     texts = columns[0] if len(columns) == 1 else list(zip(*columns, strict=True))
-    return InferRequest(request_id, texts, _outputs(request.get("outputs"), output_names))
+    outputs = _outputs(request["outputs"], output_names) if "outputs" in request else output_names
+    return InferRequest(request.get("id"), texts, outputs)
 
 
 def _outputs(asked, output_names: list[str]) -> list[str]:
-    if asked is None:
-        return list(output_names)
-    if not isinstance(asked, list) or not all(isinstance(o, dict) for o in asked):
-        raise _bad("'outputs' is not a list of objects")
-    names = {o.get("name") for o in asked}
-    unknown = sorted(str(name) for name in names - set(output_names))
+    if not isinstance(asked, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in asked
+    ):
+        raise _bad("'outputs' is not a list of objects, each with a 'name' string")
+    names = {o["name"] for o in asked}
+    unknown = sorted(names - set(output_names))
     if unknown:
         raise _bad(f"output {unknown[0]!r} is not one of the model's outputs: {output_names}")
     return [name for name in output_names if name in names]

@@ -24,6 +24,7 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi import Path as PathParameter
 from fastapi.responses import JSONResponse, Response
 from pydantic import (
     AfterValidator,
@@ -528,10 +529,19 @@ class Probes:
         LOG.info("the model answered its warm-up batch: ready")
 
 
-def _probe(reason: str | None, key: str) -> Response:
+def _probe(reason: str | None, answer: dict) -> JSONResponse:
+    """A probe's answer: 200 with `answer` (the protocol's `{"live": true}` form), or 503 with
+    why not."""
     if reason is None:
-        return Response(status_code=200)
-    return JSONResponse({key: reason}, status_code=503)
+        return JSONResponse(answer)
+    return JSONResponse({"error": reason}, status_code=503)
+
+
+def _probe_answers(key: str, *also: str) -> dict:
+    schema = {"type": "object", "properties": {key: {"type": "boolean"}}, "required": [key]}
+    for name in also:
+        schema["properties"][name] = {"type": "string"}
+    return {200: _json_answer("yes", schema), **_error_responses({503: "no: why"}, "error")}
 
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -666,23 +676,20 @@ def create_app(
         return {"predictions": classifier.task.answers(classifier.decide, outputs)}
 
     # The Open Inference Protocol (KServe v2): each model route plain and versioned
-    probe_answers = {200: {"description": "yes (no body)"}, **_error_responses(
-        {503: "no: the reason"}, "error")}  # fmt: skip
-
     @app.get("/v2", responses=_error_responses(GUARDED, "error"))
     async def server_metadata():
         return {"name": "bertclf", "version": __version__, "extensions": []}
 
-    @app.get("/v2/health/live", responses=probe_answers)
+    @app.get("/v2/health/live", responses=_probe_answers("live"))
     async def live():
-        return _probe(probes.not_live(), "error")
+        return _probe(probes.not_live(), {"live": True})
 
-    @app.get("/v2/health/ready", responses=probe_answers)
+    @app.get("/v2/health/ready", responses=_probe_answers("ready"))
     async def ready():
-        return _probe(probes.not_ready(), "error")
+        return _probe(probes.not_ready(), {"ready": True})
 
     found = {**GUARDED, 404: "another model name or version than the one served"}
-    model_probe = {**probe_answers, **_error_responses(found, "error")}
+    model_probe = {**_probe_answers("ready", "name"), **_error_responses(found, "error")}
     model_answers = _error_responses(found, "error")
     infer_schema_ = infer_route_schema(classifier, limits)
 
@@ -691,7 +698,7 @@ def create_app(
             check_model(name, asked_version)
         except Refusal as refusal:
             return refusal.response("error")
-        return _probe(probes.not_ready(), "error")
+        return _probe(probes.not_ready(), {"name": model_name, "ready": True})
 
     async def get_model_metadata(request: Request, name: str, asked_version: str | None = None):
         try:
@@ -728,12 +735,13 @@ def create_app(
 
     for prefix, takes_version in (("/v2/models/{name}", False),
                                   ("/v2/models/{name}/versions/{version}", True)):  # fmt: skip
-        add = _versioned if takes_version else _plain
-        app.add_api_route(prefix, add(get_model_metadata), methods=["GET"],
+        served = (model_name, version if takes_version else None)
+        app.add_api_route(prefix, _model_route(get_model_metadata, *served), methods=["GET"],
                           responses=model_answers)  # fmt: skip
-        app.add_api_route(f"{prefix}/ready", add(model_ready), methods=["GET"],
-                          responses=model_probe)  # fmt: skip
-        app.add_api_route(f"{prefix}/infer", add(infer), methods=["POST"], **infer_schema_)
+        app.add_api_route(f"{prefix}/ready", _model_route(model_ready, *served),
+                          methods=["GET"], responses=model_probe)  # fmt: skip
+        app.add_api_route(f"{prefix}/infer", _model_route(infer, *served), methods=["POST"],
+                          **infer_schema_)  # fmt: skip
 
     @app.get(
         "/metrics",
@@ -757,22 +765,22 @@ def create_app(
     return app
 
 
-def _plain(handler):
-    """A v2 model route's endpoint without a version in its path."""
+def _model_route(handler, model_name: str, version: str | None):
+    """A v2 model route's endpoint, with a version in its path or without. The schema lists
+    the name and version served (any other gets 404, from the handler)."""
+    name_type = Annotated[str, PathParameter(json_schema_extra={"enum": [model_name]})]
+    if version is None:
 
-    async def endpoint(request: Request, name: str):
-        return await handler(request, name)
+        async def endpoint(request: Request, name: name_type):
+            return await handler(request, name)
 
-    return endpoint
+        return endpoint
+    version_type = Annotated[str, PathParameter(json_schema_extra={"enum": [version]})]
 
-
-def _versioned(handler):
-    """A v2 model route's endpoint under /versions/{version}."""
-
-    async def endpoint(request: Request, name: str, version: str):
+    async def versioned(request: Request, name: name_type, version: version_type):
         return await handler(request, name, version)
 
-    return endpoint
+    return versioned
 
 
 class DrainingServer:
