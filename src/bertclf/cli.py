@@ -219,7 +219,13 @@ def probability(value: str) -> float:
 
 def seconds_or_zero(value: str) -> float:
     """A number of seconds, 0 included."""
-    return 0.0 if value.strip() in ("0", "0.0") else positive_seconds(value)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, not {value!r}")
+    return seconds
 
 
 def positive_seconds(value: str) -> float:

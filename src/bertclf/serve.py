@@ -547,6 +547,15 @@ def _probe_answers(key: str, *also: str) -> dict:
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
+def check_model_name(name: str) -> None:
+    """A name that can stand in a URL's path as it is."""
+    if not MODEL_NAME.fullmatch(name):
+        raise BertclfError(
+            f"--model-name {name!r}: use letters, digits, '_', '.' and '-', starting with a "
+            "letter or digit (at most 128)"
+        )
+
+
 def create_app(
     classifier,
     limits: Limits,
@@ -556,10 +565,7 @@ def create_app(
 ) -> FastAPI:
     """The server: /v1 and the Open Inference Protocol's /v2 routes, the probes and /metrics,
     behind its guards. `app.state.probes` is what SIGTERM's drain turns unready."""
-    if not MODEL_NAME.fullmatch(model_name):
-        raise BertclfError(
-            f"--model-name {model_name!r}: use letters, digits, '_', '.' and '-' (at most 128)"
-        )
+    check_model_name(model_name)
     batcher = Batcher(classifier, limits.max_batch_texts, limits.max_queue_texts)
     probes = Probes(batcher)
     body_model = request_model(limits, classifier.text_pair)
@@ -838,13 +844,13 @@ def serve(
 
     from bertclf.classifier import Classifier
 
+    model_name = model_name or package.resolve().name
+    check_model_name(model_name)  # before the package loads: a mistake is told at once
     classifier = Classifier.load(
         package, expect_sha256=expect_sha256, runtime=runtime, precision=precision
     )
     print(f"{package}: {classifier.describe()}", flush=True)
-    app = create_app(
-        classifier, limits, allowed_hosts, model_name or package.resolve().name, api_key
-    )
+    app = create_app(classifier, limits, allowed_hosts, model_name, api_key)
     # bertclf's own lines (a failed model call, a client gone) as uvicorn's are written
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["bertclf"] = {"handlers": ["default"], "level": "INFO"}
