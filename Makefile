@@ -42,8 +42,14 @@ tune: install
 exps: install
 	bertclf experiments
 
+# PostgreSQL 15's server (Debian's package), which the shared-study tests of bertclf tune start
+# and stop in a folder of their own; installed once where it is missing (as root).
+POSTGRES_INITDB := /usr/lib/postgresql/15/bin/initdb
+$(POSTGRES_INITDB):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15
+
 # Every test, then the 15 slowest.
-test: install
+test: install $(POSTGRES_INITDB)
 	pytest -q -rs --durations=15
 
 # The tests that build no DAG and use no real encoder (under 3 minutes).

@@ -3,6 +3,7 @@ new git repository, the tiny build's params, and (from tools/harness.py, which t
 use too) the paths, params sections with conf/'s defaults and `bertclf serve` on loopback with
 well-behaved and misbehaving clients."""
 
+import contextlib
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -185,3 +187,43 @@ def triton_infer(port: int, model: str, columns: dict, outputs=None, **options):
         return client.infer(model, inputs, outputs=asked, **options)
     finally:
         client.close()
+
+
+# Debian's postgresql-15, for the shared-study tests (`make test` installs it where it is missing)
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@contextlib.contextmanager
+def postgres_server():
+    """A PostgreSQL 15 server of its own, in a new folder under /tmp, on a free loopback port,
+    with a database `tune`; yields its SQLAlchemy URL, then stops it and removes the folder.
+    initdb and pg_ctl refuse to run as root, so under root they run as the `postgres` user
+    (`runuser`), which owns the folder (pytest's own folders are root's alone)."""
+    if not (POSTGRES_BIN / "initdb").is_file():
+        raise AssertionError(f"{POSTGRES_BIN}/initdb not found: `make test` installs postgresql-15")
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="bertclf-postgres-"))
+    if as_user:
+        shutil.chown(folder, "postgres", "postgres")
+    data, log, port = folder / "data", folder / "postgres.log", free_port()
+
+    def postgres(*args: str) -> None:
+        done = subprocess.run([*as_user, *args], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            server_log = log.read_text()[-2000:] if log.exists() else ""
+            raise AssertionError(f"{args[0]} failed: {done.stderr}\n{server_log}")
+
+    try:
+        postgres(str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", "bertclf", "-A", "trust",
+                 "--no-sync")  # fmt: skip
+        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        postgres(str(POSTGRES_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log),
+                 "-w", "-t", "60", "start")  # fmt: skip
+        try:
+            postgres(str(POSTGRES_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port),
+                     "-U", "bertclf", "tune")  # fmt: skip
+            yield f"postgresql+psycopg://bertclf@127.0.0.1:{port}/tune"
+        finally:
+            postgres(str(POSTGRES_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -2,6 +2,7 @@
 them pruned), an interrupted study that resumes in two processes (--jobs 2), and the tuned
 options reproducing the best trial through `dvc exp run`."""
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -10,7 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import ROOT, run, start, stop
+from helpers import ROOT, free_port, postgres_server, run, start, stop
+
+from bertclf.tune import storage
 
 pytestmark = pytest.mark.e2e
 
@@ -190,3 +193,57 @@ def test_token_caches_of_settings_that_cut_windows_another_way_are_not_shared(
     assert len(head_train.sequences) == 4
     assert len(chunks_train.sequences) > 4  # the long texts in several windows
     assert len(token_caches(head)[0].sequences) == 4  # and head's cache is still its own
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "journal"])
+def test_two_working_copies_share_one_study_on_a_storage_of_their_own(dag_repo, tmp_path, kind):
+    """Two processes in two clones, as two hosts would run, on one study in PostgreSQL (a real
+    server) or in a journal file: both start as worker 0 with the same seed, so only the seed
+    from the host and process keeps their draws apart; the study stops at its trials in all."""
+    import optuna
+
+    copies = [clone_build(dag_repo, tmp_path / name) for name in ("a", "b")]
+    for repo in copies:
+        write_space(repo, "shared", {"type": "none"}, epochs=1)
+    with contextlib.ExitStack() as stack:
+        if kind == "postgresql":
+            url = stack.enter_context(postgres_server())
+        else:
+            url = f"journal:{tmp_path / 'shared.journal'}"
+        command = ["bertclf", "tune", "--space", "shared", "--trials", "4", "--storage", url]
+        processes = [start(command, repo) for repo in copies]
+        outputs = []
+        for process in processes:
+            try:
+                out, err = process.communicate(timeout=900)
+            finally:
+                stop(process)
+            outputs.append(out + err)
+            assert process.returncode == 0, out + err
+        study = optuna.load_study(study_name="shared", storage=storage(url, "shared"))
+        trials = study.get_trials(deepcopy=False)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert 4 <= len(trials) <= 5  # a trial another process had begun may finish past 4
+    vectors = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(vectors)) == len(vectors), vectors  # no two draws alike
+    # each trial is a DVC experiment in the copy that ran it, and every copy ran some
+    ran = [{n for n in experiments(repo) if n.startswith("shared-")} for repo in copies]
+    assert all(ran) and not ran[0] & ran[1], ran
+    assert ran[0] | ran[1] == {f"shared-{t.number}" for t in trials}
+    assert not (copies[0] / ".tune/shared.db").exists()  # the default storage is not used
+    assert all("study shared: " in output for output in outputs), outputs
+
+
+def test_a_storage_that_cannot_be_reached_is_one_line_without_its_password(tmp_path):
+    from bertclf.errors import BertclfError
+    from bertclf.tune import make_study
+
+    space = {"seed": 0, "pruner": {"type": "none"}, "space": {}}
+    url = f"postgresql+psycopg://bertclf:hunter2@127.0.0.1:{free_port()}/tune"
+    with pytest.raises(
+        BertclfError, match=r"^--storage postgresql\+psycopg://bertclf:\*\*\*@"
+    ) as error:
+        make_study("shared", space, storage_url=url)
+    assert "hunter2" not in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(BertclfError, match="is not a folder"):
+        make_study("shared", space, storage_url=f"journal:{tmp_path / 'no/such/x.journal'}")

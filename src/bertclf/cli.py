@@ -390,7 +390,9 @@ def experiments(args: argparse.Namespace) -> None:
 def tune(args: argparse.Namespace) -> None:
     from bertclf.tune import tune as run_study
 
-    summary = run_study(args.space, args.trials, args.timeout, args.jobs)
+    summary = run_study(
+        args.space, args.trials, args.timeout, args.jobs, args.storage, args.worker_id
+    )
     print(
         f"study {args.space}: {summary['trials']} trials, {summary['complete']} complete, "
         f"{summary['pruned']} pruned; best: trial {summary['best_trial']}, validation loss "
@@ -625,6 +627,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=positive_int, default=20, help="finished trials in all")
     p.add_argument("--timeout", type=positive_seconds, default=None, help="seconds a process")
     p.add_argument("--jobs", type=positive_int, default=1, help="processes sharing the study")
+    p.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="the study's Optuna storage, shared by every host that names it: "
+        "postgresql+psycopg://user:password@host/db, sqlite:///PATH or journal:PATH "
+        "(default: .tune/SPACE.db)",
+    )
+    p.add_argument(
+        "--worker-id",
+        default=None,
+        help="what seeds this host's draws in a shared study (default: host name and process id)",
+    )
     p.set_defaults(run=tune)
 
     p = commands.add_parser("params", help="compose conf/ into params.yaml (as dvc exp run does)")

@@ -5,14 +5,18 @@ Trials train in-process on `data/tokenized` (other tokenize settings are tokeniz
 into `.tune/tokenized/`), `models/pretrained` and `models/labels.json`; the test split is never
 read. Each trial reports its validation loss after every epoch to the pruner. The study lives
 in `.tune/<space>.db` (SQLite, ignored by git), so an interrupted study resumes where it
-stopped. Each trial logs with DVCLive into `.tune/trials/<space>-<n>/`, with a dvc.yaml of its
-own there (never the root one), and is saved as the DVC experiment `<space>-<n>`, so
+stopped; `--storage` puts it in any storage Optuna takes (PostgreSQL, a journal file), which
+processes on several hosts share, each in its own working copy. Each trial logs with DVCLive
+into `.tune/trials/<space>-<n>/`, with a dvc.yaml of its own there (never the root one), and
+is saved as the DVC experiment `<space>-<n>`, so
 `dvc exp show` lists it beside ordinary runs (its params: the sampled values, `pruned`).
 """
 
 import copy
+import hashlib
 import math
 import os
+import socket
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -22,6 +26,39 @@ from bertclf.errors import BertclfError
 from bertclf.paths import LABELS, PREPARED, PRETRAINED, TOKENIZED
 
 TUNE_DIR = Path(".tune")
+JOURNAL = "journal:"  # --storage journal:PATH: Optuna's journal file at PATH
+
+
+def storage(url: str | None, space_name: str):
+    """Optuna's storage of the study: `.tune/<space>.db` without a URL; `journal:PATH`, a
+    journal file (JournalFileBackend: every process appends to it; on a file system all the
+    hosts mount); any other URL goes to Optuna's RDB storage as it is (`sqlite:///...`,
+    `postgresql+psycopg://user:password@host/db`)."""
+    import optuna
+
+    if url is None:
+        TUNE_DIR.mkdir(exist_ok=True)
+        return f"sqlite:///{TUNE_DIR / space_name}.db"
+    if url.startswith(JOURNAL):
+        path = Path(url[len(JOURNAL) :])
+        if not path.name or not path.parent.is_dir():
+            raise BertclfError(f"--storage {url}: {path.parent} is not a folder")
+        backend = optuna.storages.journal.JournalFileBackend(str(path))
+        return optuna.storages.JournalStorage(backend)
+    return url
+
+
+def shown(url: str) -> str:
+    """A storage URL as it may be printed: without its password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("@")[-1]
+
+
 GROUPS = ("train", "head")  # the Hydra groups the best values are written to, as `tuned`
 
 
@@ -195,11 +232,20 @@ def run_trial(trial, space_name: str, space: dict, save_lock) -> float:
     return float(min(losses))
 
 
-def make_study(space_name: str, space: dict, worker: int = 0):
-    """The study in .tune/NAME.db, created or loaded. A fresh study in one process samples as
-    TPESampler(seed); a resumed study, or the second of --jobs processes, seeds its sampler from
-    (seed, worker, trials so far): TPE draws its first trials at random, and the same seed
-    would draw the values of trials the study already holds again."""
+def make_study(
+    space_name: str,
+    space: dict,
+    worker: int = 0,
+    storage_url: str | None = None,
+    worker_id: str | None = None,
+):
+    """The study, created or loaded: in .tune/NAME.db, or in `storage_url`. A fresh study in
+    one process samples as TPESampler(seed); a resumed study, or the second of --jobs
+    processes, seeds its sampler from (seed, worker, trials so far): TPE draws its first
+    trials at random, and the same seed would draw the values of trials the study already
+    holds again. A study in a storage of the user's is shared by hosts that may all start as
+    worker 0 at once: their seeds take `worker_id` too (by default the host's name and the
+    process id), so that no two draw alike."""
     import numpy as np
     import optuna
 
@@ -216,19 +262,32 @@ def make_study(space_name: str, space: dict, worker: int = 0):
     if kind not in pruners:
         raise BertclfError(f"conf/tune/{space_name}.yaml: pruner.type {kind!r}: expected one of "
                            f"{', '.join(pruners)}")  # fmt: skip
-    TUNE_DIR.mkdir(exist_ok=True)
     seed = space.get("seed", 0)
-    study = optuna.create_study(
-        study_name=space_name,
-        storage=f"sqlite:///{TUNE_DIR / space_name}.db",
-        load_if_exists=True,
-        direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=pruners[kind](),
-    )
+    where = storage(storage_url, space_name)
+    try:
+        study = optuna.create_study(
+            study_name=space_name,
+            storage=where,
+            load_if_exists=True,
+            direction="minimize",
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            pruner=pruners[kind](),
+        )
+    except Exception as error:  # a URL Optuna or SQLAlchemy refuses, a server not reached
+        if storage_url is None:
+            raise
+        message = " ".join(str(error).split()).replace(storage_url, shown(storage_url))
+        raise BertclfError(
+            f"--storage {shown(storage_url)}: {type(error).__name__}: {message[:300]}"
+        ) from None
+    if worker_id is None and storage_url is not None:
+        worker_id = f"{socket.gethostname()}-{os.getpid()}"
     started = len(study.trials)
-    if worker or started:
-        state = np.random.SeedSequence([seed, worker, started]).generate_state(1)[0]
+    if worker or started or worker_id is not None:
+        words = [seed, worker, started]
+        if worker_id is not None:
+            words.append(int.from_bytes(hashlib.sha256(worker_id.encode()).digest()[:8]))
+        state = np.random.SeedSequence(words).generate_state(1)[0]
         study.sampler = optuna.samplers.TPESampler(seed=int(state))
     return study
 
@@ -241,9 +300,17 @@ def finished(study) -> int:
 
 
 def optimize(
-    space_name: str, n_trials: int, timeout: float | None, threads: int, worker: int = 0
+    space_name: str,
+    n_trials: int,
+    timeout: float | None,
+    threads: int,
+    worker: int = 0,
+    storage_url: str | None = None,
+    worker_id: str | None = None,
+    total: int | None = None,
 ) -> None:
-    """One process's share of the study: `n_trials` more trials, or fewer at the timeout."""
+    """One process's share of the study: `n_trials` more trials, or fewer at the timeout, or
+    once the study holds `total` finished trials (processes on other hosts add theirs)."""
     import filelock
     import optuna
 
@@ -251,13 +318,17 @@ def optimize(
 
     configure("auto", threads)
     space = load_space(space_name)
-    study = make_study(space_name, space, worker)
+    study = make_study(space_name, space, worker, storage_url, worker_id)
+    TUNE_DIR.mkdir(exist_ok=True)
     lock = filelock.FileLock(str(TUNE_DIR / "exp-save.lock"))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    callbacks = [] if total is None else [optuna.study.MaxTrialsCallback(total, states)]
     study.optimize(
         lambda trial: run_trial(trial, space_name, space, lock),
         n_trials=n_trials,
         timeout=timeout,
+        callbacks=callbacks,
     )
 
 
@@ -282,8 +353,16 @@ def missing_outputs() -> list[str]:
     return sorted(missing)
 
 
-def tune(space_name: str, trials: int, timeout: float | None, jobs: int) -> dict:
-    """Run (or resume) the study with `jobs` processes; write the best values as Hydra options
+def tune(
+    space_name: str,
+    trials: int,
+    timeout: float | None,
+    jobs: int,
+    storage_url: str | None = None,
+    worker_id: str | None = None,
+) -> dict:
+    """Run (or resume) the study with `jobs` processes, until it holds `trials` finished ones
+    (with those of other hosts, on a shared storage); write the best values as Hydra options
     and return a summary."""
     import multiprocessing
 
@@ -298,15 +377,19 @@ def tune(space_name: str, trials: int, timeout: float | None, jobs: int) -> dict
         )
     # trials the study still needs, split between the processes up front (a process that
     # counted finished trials itself would start one more while another's is still running)
-    remaining = max(0, trials - finished(make_study(space_name, load_space(space_name))))
+    study = make_study(space_name, load_space(space_name), 0, storage_url, worker_id)
+    remaining = max(0, trials - finished(study))
     shares = [n for n in (remaining // jobs + (w < remaining % jobs) for w in range(jobs)) if n]
     threads = max(1, (os.cpu_count() or 1) // len(shares)) if len(shares) > 1 else 0
+    shared = (storage_url, worker_id, trials)
     if len(shares) == 1:
-        optimize(space_name, shares[0], timeout, threads)
+        optimize(space_name, shares[0], timeout, threads, 0, *shared)
     elif shares:
         context = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
         workers = [
-            context.Process(target=optimize, args=(space_name, n, timeout, threads, worker))
+            context.Process(
+                target=optimize, args=(space_name, n, timeout, threads, worker, *shared)
+            )
             for worker, n in enumerate(shares)
         ]
         for worker in workers:
@@ -322,16 +405,18 @@ def tune(space_name: str, trials: int, timeout: float | None, jobs: int) -> dict
         failed = [w.exitcode for w in workers if w.exitcode]
         if failed:
             raise BertclfError(f"bertclf tune: {len(failed)} of {jobs} worker processes failed")
-    return write_tuned(space_name)
+    return write_tuned(space_name, storage_url=storage_url)
 
 
-def write_tuned(space_name: str, config_dir: Path = Path("conf")) -> dict:
+def write_tuned(
+    space_name: str, config_dir: Path = Path("conf"), storage_url: str | None = None
+) -> dict:
     """conf/train/tuned.yaml and conf/head/tuned.yaml: the groups' default options with the
     best trial's values; returns the study's summary and the command that reproduces it."""
     import optuna
 
     space = load_space(space_name, config_dir)
-    study = make_study(space_name, space)
+    study = make_study(space_name, space, storage_url=storage_url)
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         raise BertclfError(f"study {space_name}: no trial finished unpruned yet")
     best = study.best_trial
