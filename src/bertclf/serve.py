@@ -266,8 +266,8 @@ class Batcher:
 
 
 class Refusal(Exception):
-    """A request answered with an error: its status and detail (one line, or pydantic's list
-    of problems for /v1's 422), the limit that refused it and the texts it held, for
+    """A request answered with an error: its status and detail (one line; /v1's 422 gives
+    pydantic's list of problems), the limit that refused it and the texts it held, for
     /metrics."""
 
     def __init__(
@@ -293,15 +293,7 @@ class Refusal(Exception):
             headers["Connection"] = "close"
         if self.retry:
             headers["Retry-After"] = "1"
-        detail = self.detail if key == "detail" else _error_line(self.detail)
-        return JSONResponse({key: detail}, status_code=self.status, headers=headers or None)
-
-
-def _error_line(detail) -> str:
-    """/v1's 422 detail (pydantic's problems) as the one line the v2 protocol's error is."""
-    if isinstance(detail, str):
-        return detail
-    return "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in detail)
+        return JSONResponse({key: self.detail}, status_code=self.status, headers=headers or None)
 
 
 def _validation_error(error: ValidationError, limits: Limits, texts: int) -> Refusal:
@@ -481,7 +473,10 @@ def infer_route_schema(classifier, limits: Limits) -> dict:
     reasons[400] += ", a tensor whose shape does not count its data, or inputs of different "
     reasons[400] += "lengths"
     reasons[404] = "another model name or version than the one served"
-    reasons[415] += " (Triton's binary tensor extension is not spoken)"
+    reasons[415] = (
+        "a Content-Type other than application/json (a body without one is taken as "
+        "JSON), or Triton's binary tensor extension, which is not spoken"
+    )
     return {
         "openapi_extra": {
             "requestBody": {"required": True, "content": {"application/json": {"schema": body}}}
