@@ -784,36 +784,28 @@ def _model_route(handler, model_name: str, version: str | None):
     return versioned
 
 
-class DrainingServer:
+def draining_server(config, probes: Probes, drain_seconds: float):
     """uvicorn's server with a drain: at SIGTERM, ready turns 503 at once and requests are
     still served for `drain_seconds`, so that a load balancer stops sending; then uvicorn's
     graceful shutdown begins. uvicorn alone stops listening at SIGTERM. A second SIGTERM, or
     Ctrl-C (SIGINT), shuts down at once."""
+    import uvicorn
 
-    def __init__(self, config, probes: Probes, drain_seconds: float):
-        import uvicorn
+    server = uvicorn.Server(config)
+    shut_down = server.handle_exit
 
-        self.probes, self.drain_seconds = probes, drain_seconds
-        server = uvicorn.Server(config)
-        shut_down = server.handle_exit
-
-        def handle_exit(sig, frame) -> None:
-            if sig != signal.SIGTERM or probes.draining or drain_seconds <= 0:
-                probes.draining = True
-                return shut_down(sig, frame)
+    def handle_exit(sig, frame) -> None:
+        if sig != signal.SIGTERM or probes.draining or drain_seconds <= 0:
             probes.draining = True
-            LOG.info("SIGTERM: not ready; serving %g s more, then shutting down", drain_seconds)
-            timer = threading.Timer(drain_seconds, shut_down, (sig, frame))
-            timer.daemon = True
-            timer.start()
+            return shut_down(sig, frame)
+        probes.draining = True
+        LOG.info("SIGTERM: not ready; serving %g s more, then shutting down", drain_seconds)
+        timer = threading.Timer(drain_seconds, shut_down, (sig, frame))
+        timer.daemon = True
+        timer.start()
 
-        server.handle_exit = handle_exit
-        self.server = server
-
-    def run(self) -> bool:
-        """Serve until shut down; whether the server had started."""
-        self.server.run()
-        return self.server.started
+    server.handle_exit = handle_exit  # what uvicorn installs as the signal handler
+    return server
 
 
 def serve(
@@ -861,5 +853,7 @@ def serve(
         log_config=log_config,
         timeout_graceful_shutdown=limits.timeout_graceful_shutdown,
     )
-    if not DrainingServer(config, app.state.probes, drain_seconds).run():
+    server = draining_server(config, app.state.probes, drain_seconds)
+    server.run()
+    if not server.started:
         sys.exit(3)  # uvicorn's exit code when the server could not start (the port is taken)
