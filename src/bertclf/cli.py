@@ -2,11 +2,17 @@
 
 import argparse
 import itertools
-import json
 import os
 import re
 from pathlib import Path
 
+from bertclf.batch_prediction import (
+    check_pair_option,
+    input_columns,
+    input_texts,
+    output_columns,
+    prediction_frame,
+)
 from bertclf.errors import BertclfError, exits_cleanly
 
 
@@ -22,6 +28,8 @@ def predict(args: argparse.Namespace) -> None:
     from bertclf.package_reader import open_package
     from bertclf.tables import TableWriter, rows_read, spreadsheet_safe, table_format
 
+    if args.engine == "ray":
+        return predict_with_ray(args)
     shard, shards = parse_shard(args.shard)
     check_output_path(args.output, args.input)
     output_format = table_format(args.output)  # an unknown output type is refused before any work
@@ -60,62 +68,22 @@ def predict(args: argparse.Namespace) -> None:
     print(f"{args.input}: read {rows_read(args.input, seen['rows'])}")
 
 
-def input_columns(args: argparse.Namespace) -> list[str]:
-    """The input's columns that the output keeps: the id, the text and the second text."""
-    return [c for c in (args.id_column, args.text_column, args.text_pair_column) if c]
-
-
-def output_columns(args: argparse.Namespace, task) -> list[str]:
-    columns = input_columns(args) + task.output_columns()
-    if args.top_k:
-        columns += ["top_labels", "top_probabilities"]
-    return columns
-
-
-def prediction_frame(
-    args: argparse.Namespace, classifier, chunk, texts: list[str], output_format, pairs=None
-):
-    """One chunk's rows of `bertclf predict`'s output (`pairs`: the chunk's second texts)."""
-    import pandas as pd
-
-    from bertclf.classifier import most_probable
-
-    check_pair_option(args, classifier)
-    encoded = classifier.encode(texts, pairs)
-    probabilities = classifier.predict_encoded(encoded, args.batch_size)
-    out = pd.DataFrame(index=chunk.index)
-    if args.id_column:
-        out[args.id_column] = chunk[args.id_column]
-    out[args.text_column] = texts
-    if pairs is not None:
-        out[args.text_pair_column] = pairs
-    rows = classifier.task.output_rows(
-        lambda p: classifier.decide(p, args.threshold),
-        probabilities,
-        as_lists=output_format in (".jsonl", ".parquet"),
-        separator=args.label_separator,
-    )
-    for column, values in rows.items():
-        out[column] = values
-    if args.top_k:
-        ranked = most_probable(probabilities, classifier.classes_, args.top_k)
-        out["top_labels"] = [json.dumps([label for label, _ in row]) for row in ranked]
-        out["top_probabilities"] = [json.dumps([p for _, p in row]) for row in ranked]
-    return out
-
-
-def check_pair_option(args: argparse.Namespace, classifier) -> None:
-    """--text-pair-column is given exactly when the package's model takes text pairs."""
-    if classifier.text_pair and not args.text_pair_column:
+def predict_with_ray(args: argparse.Namespace) -> None:
+    """`--engine ray`: Ray Data reads, splits and schedules; the options that only the local
+    engine has are refused."""
+    try:
+        from bertclf.ray_predict import predict_on_ray
+    except ImportError as error:
         raise BertclfError(
-            f"{args.model}: the model takes text pairs; name the second text's column with "
-            "--text-pair-column"
-        )
-    if args.text_pair_column and not classifier.text_pair:
-        raise BertclfError(
-            f"{args.model}: the model takes one text per example; drop --text-pair-column "
-            f"{args.text_pair_column}"
-        )
+            f"--engine ray needs Ray Data: pip install 'bertclf[ray]' ({error})"
+        ) from None
+    local_only = {"--shard": args.shard != "0/1", "--top-k": args.top_k is not None,
+                  "--spreadsheet-safe": args.spreadsheet_safe}  # fmt: skip
+    for option, given in local_only.items():
+        if given:
+            raise BertclfError(f"{option} is for the local engine; --engine ray splits by itself")
+    rows = predict_on_ray(args)
+    print(f"wrote {rows} predictions to {args.output}/ (Parquet partitions)")
 
 
 def load_package(args: argparse.Namespace, package):
@@ -155,20 +123,6 @@ def read_shard(args: argparse.Namespace, shard: int, shards: int, seen: dict | N
                 yield chunk, *input_texts(args, chunk)
 
     return selected()
-
-
-def input_texts(args: argparse.Namespace, table) -> tuple[list[str], list[str] | None]:
-    """The texts of a table read by `predict` or `evaluate`, and with --text-pair-column their
-    second texts; a blank one is refused naming its row and column."""
-    from bertclf.tables import refuse_blank_texts, text_cells
-
-    found = []
-    for column in (args.text_column, args.text_pair_column):
-        if column:
-            texts = text_cells(table, column, args.input)
-            refuse_blank_texts(texts, column, args.input)
-            found.append(texts.tolist())
-    return found[0], found[1] if len(found) > 1 else None
 
 
 def check_output_path(output: str, input_path: str | None = None) -> None:
@@ -228,14 +182,18 @@ def seconds_or_zero(value: str) -> float:
     return seconds
 
 
-def positive_seconds(value: str) -> float:
+def positive_number(value: str, unit: str = "a number") -> float:
     try:
-        seconds = float(value)
+        number = float(value)
     except ValueError:
-        seconds = 0.0
-    if not 0 < seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, not {value!r}")
-    return seconds
+        number = 0.0
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected {unit} above 0, not {value!r}")
+    return number
+
+
+def positive_seconds(value: str) -> float:
+    return positive_number(value, "a number of seconds")
 
 
 API_KEY_VARIABLE = "BERTCLF_API_KEY"
@@ -492,6 +450,27 @@ def parser() -> argparse.ArgumentParser:
         "as formulas); this changes those texts",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process streams the file; ray: Ray Data reads --input (a folder or "
+        "glob of Parquet or CSV files) and writes Parquet partitions into the new folder "
+        "--output (pip install 'bertclf[ray]')",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=1,
+        help="--engine ray: actors scoring at once, each with the package loaded once",
+    )
+    p.add_argument(
+        "--cpus-per-actor",
+        type=positive_number,
+        default=1.0,
+        help="--engine ray: the CPUs Ray reserves for each actor (a fraction such as 0.5 "
+        "shares one)",
+    )
     add_package_options(p)
     p.set_defaults(run=predict)
 

@@ -350,12 +350,13 @@ def text_cells(df: pd.DataFrame, column: str, path: str | Path) -> pd.Series:
         value = values.iloc[row]
         kind = "a list" if isinstance(value, list | tuple) or hasattr(value, "shape") else "text"
         raise BertclfError(
-            f"{path}: row {df.index[row] + 1} of column '{column}' is not text: {value!r}"
+            f"{path}: {row_name(df.index, row)} of column '{column}' is not text: {value!r}"
             + (f" ({kind}; give one text per cell)" if kind == "a list" else "")
         )
     texts = values.map(lambda v: v if isinstance(v, str) else "")
-    if table_format(path) in (".csv", ".tsv"):
-        warn_merged_rows(texts, path, "," if table_format(path) == ".csv" else "\t")
+    suffix = Path(path).suffix.lower()  # a folder of files (the Ray engine's input) has none
+    if suffix in (".csv", ".tsv"):
+        warn_merged_rows(texts, path, "," if suffix == ".csv" else "\t")
     return texts
 
 
@@ -366,9 +367,16 @@ def refuse_blank_texts(texts: pd.Series, column: str, path: str | Path) -> None:
     if blank.any():
         row = int(blank.to_numpy().nonzero()[0][0])
         raise BertclfError(
-            f"{path}: row {texts.index[row] + 1} of column '{column}' is empty or only "
+            f"{path}: {row_name(texts.index, row)} of column '{column}' is empty or only "
             "whitespace: nothing to classify; remove or fill such rows"
         )
+
+
+def row_name(index: pd.Index, position: int) -> str:
+    """How a message names a table's row: by its number when the index counts rows from 0, or
+    by the name the index holds (the Ray engine's batches name theirs by id)."""
+    label = index[position]
+    return f"row {label + 1}" if pd.api.types.is_integer(label) else str(label)
 
 
 def _is_missing(value) -> bool:
