@@ -3,12 +3,13 @@ run at once, and `--engine ray` on a local Ray cluster, on the same rows of one 
 
     python benchmarks/ray_predict.py --model PACKAGE [--rows 2000] [--rounds 3]
 
-The rows are the first `--rows` Reuters test texts (../shared), written once as one Parquet
-file (for the local engine and the shards) and as four (for Ray). Each round runs every
-variant in turn; each run is a whole command, start-up and package loading included, as a
-user would time it. Writes docs/results/ray_predict.json with every run and the medians, and
-prints rows per second and the ratios against the local engine measured in the same rounds.
-Nothing is asserted: these machines are shared and noisy.
+The rows are the first `--rows` Reuters test texts (../shared; repeated past its 3,019),
+written once as one Parquet file (for the local engine and the shards) and as four (for Ray).
+Each round runs every variant in turn; each run is a whole command, start-up and package
+loading included, as a user would time it. Writes `--output` (by default
+docs/results/ray_predict.json) with every run and the medians, and prints rows per second and
+the ratios against the local engine measured in the same rounds. Nothing is asserted: these
+machines are shared and noisy.
 """
 
 import argparse
@@ -67,9 +68,12 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="the package to score with")
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--output", type=Path, default=OUT)
     args = parser.parse_args()
-    table = pd.read_json(REUTERS, lines=True).head(args.rows)[["id", "text"]]
-    table["id"] = table["id"].astype(str)
+    texts = pd.read_json(REUTERS, lines=True)["text"]
+    repeats = -(-args.rows // len(texts))  # more rows than the file holds repeat its texts
+    table = pd.DataFrame({"text": pd.concat([texts] * repeats).head(args.rows).tolist()})
+    table.insert(0, "id", [f"row{i}" for i in range(len(table))])
     data = Path(tempfile.mkdtemp(prefix="bertclf-bench-data-"))
     (data / "parts").mkdir()
     table.to_parquet(data / "all.parquet", index=False)
@@ -90,7 +94,7 @@ def main() -> None:
         "rows_per_second": rates,
         "ratio_to_local": {name: round(rate / rates["local"], 3) for name, rate in rates.items()},
     }
-    OUT.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for name, rate in result["rows_per_second"].items():
         spread = f"{min(runs[name]):.1f}-{max(runs[name]):.1f} s"
         print(f"{name}: {rate} rows/s ({result['ratio_to_local'][name]}x local; runs {spread})")

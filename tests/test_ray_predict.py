@@ -91,6 +91,9 @@ def test_ray_engine_refuses_in_one_line_and_writes_nothing(dag_repo, tmp_path):
         (str(inputs), str(existing)): f"{existing}: exists",
         (str(tmp_path / "none" / "*.parquet"), str(tmp_path / "out")): "no Parquet or CSV files",
         (str(inputs), str(tmp_path / "out"), "--shard", "0/2"): "--shard is for the local engine",
+        (str(inputs), str(tmp_path / "out"), "--text-pair-column", "text"): (
+            "models/package: the model takes one text per example"
+        ),
         # checked on the cluster: the actors would leave no CPU to read with
         (str(inputs), str(tmp_path / "out"), "--concurrency", "2"): "Ray Data needs one more",
         # found by an actor, in the second file
@@ -109,3 +112,21 @@ def test_ray_engine_refuses_in_one_line_and_writes_nothing(dag_repo, tmp_path):
         assert "Traceback" not in result.stderr
     assert (existing / "keep.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["existing", "in"]  # no partial output
+
+
+def test_an_actor_s_error_is_its_one_line_whichever_way_ray_carries_it():
+    """A batch's error arrives as the cause of a RayTaskError; an actor that failed to start
+    (the package missing on a worker node) as an ActorDiedError holding only its text."""
+    import ray.exceptions
+
+    from bertclf.errors import BertclfError
+    from bertclf.ray_predict import _bertclf_error
+
+    line = "/models/package: package directory not found"
+    traceback = (
+        f'Traceback (most recent call last):\n  File "a.py"\nbertclf.errors.BertclfError: {line}\n'
+    )
+    task_error = ray.exceptions.RayTaskError("__init__", traceback, BertclfError(line))
+    assert str(_bertclf_error(task_error.as_instanceof_cause())) == line
+    assert str(_bertclf_error(ray.exceptions.ActorDiedError(task_error))) == line
+    assert _bertclf_error(ray.exceptions.ActorDiedError()) is None  # not ours: left as it is

@@ -52,14 +52,15 @@ def prediction_frame(
     return out
 
 
-def check_pair_option(args: argparse.Namespace, classifier) -> None:
-    """--text-pair-column is given exactly when the package's model takes text pairs."""
-    if classifier.text_pair and not args.text_pair_column:
+def check_pair_option(args: argparse.Namespace, model) -> None:
+    """--text-pair-column is given exactly when the package's model takes text pairs (`model`:
+    a Classifier, or the Package it is loaded from)."""
+    if model.text_pair and not args.text_pair_column:
         raise BertclfError(
             f"{args.model}: the model takes text pairs; name the second text's column with "
             "--text-pair-column"
         )
-    if args.text_pair_column and not classifier.text_pair:
+    if args.text_pair_column and not model.text_pair:
         raise BertclfError(
             f"{args.model}: the model takes one text per example; drop --text-pair-column "
             f"{args.text_pair_column}"

@@ -13,6 +13,7 @@ import argparse
 import glob
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -78,6 +79,7 @@ def predict_on_ray(args: argparse.Namespace) -> int:
     import ray
 
     files, suffix = input_files(args.input)
+    check_package(args)
     output = Path(args.output)
     if output.exists() or output.is_symlink():
         raise BertclfError(
@@ -124,6 +126,20 @@ def predict_on_ray(args: argparse.Namespace) -> int:
     return rows
 
 
+def check_package(args: argparse.Namespace) -> None:
+    """What every actor would refuse on loading the package, refused once here before Ray
+    starts: a package that fails its checks, the wrong pair option, a runtime or precision the
+    package does not offer."""
+    from bertclf.hardware import cpu, native_bfloat16
+    from bertclf.package_reader import open_package
+    from bertclf.runtime import choose
+
+    with open_package(args.model, args.expect_sha256) as package:
+        check_pair_option(args, package)
+        bfloat16 = native_bfloat16(cpu()["flags"])
+        choose(args.runtime, args.precision, list(package.offered), bfloat16, package.path)
+
+
 def quiet_ray(context, quiet: bool) -> None:
     """An actor's BertclfError reaches the driver as itself (the cause of Ray's RayTaskError), and
     Ray Data's own log lines stay in its log files: a bad row is one line, as in the local
@@ -149,9 +165,14 @@ def check_local_cpus(args: argparse.Namespace, cpus: float) -> None:
 
 
 def _bertclf_error(error: BaseException) -> BertclfError | None:
-    """The BertclfError an actor raised, if that is what Ray's RayTaskError carries (its own
-    text is the actor's traceback)."""
+    """The BertclfError an actor raised, if that is what Ray's exception carries: a batch's
+    RayTaskError holds it as its cause (its own text is the actor's traceback), while an
+    actor that failed to start (a package path missing on a worker node) reaches the driver as
+    an ActorDiedError that keeps only the traceback's text, whose last line is ours."""
     cause = getattr(error, "cause", None)
     if isinstance(cause, BertclfError):
         return cause
-    return error if isinstance(error, BertclfError) else None
+    if isinstance(error, BertclfError):
+        return error
+    found = re.findall(rf"{BertclfError.__module__}\.BertclfError: (.+)", str(error))
+    return BertclfError(found[-1]) if found else None
