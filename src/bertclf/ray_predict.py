@@ -75,7 +75,6 @@ def input_files(pattern: str) -> tuple[list[str], str]:
 
 def predict_on_ray(args: argparse.Namespace) -> int:
     """Score `args.input` into the new folder `args.output`; the rows written."""
-    import pyarrow.parquet as pq
     import ray
 
     files, suffix = input_files(args.input)
@@ -91,9 +90,22 @@ def predict_on_ray(args: argparse.Namespace) -> int:
     if started:
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # Ray's C++ core: no notices
         ray.init(logging_level="ERROR", log_to_driver=False, include_dashboard=False)
-        if not os.environ.get("RAY_ADDRESS"):  # a cluster the user runs is theirs to size
+    try:
+        if started and not os.environ.get("RAY_ADDRESS"):  # a cluster one runs is one's to size
             check_local_cpus(args, ray.cluster_resources().get("CPU", 0))
-    quiet_ray(ray.data.DataContext.get_current(), args.quiet)
+        quiet_ray(ray.data.DataContext.get_current(), args.quiet)
+        return write_partitions(args, files, suffix, output)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def write_partitions(args: argparse.Namespace, files: list[str], suffix: str, output: Path) -> int:
+    """Score the files into a hidden folder beside `output`, renamed to it once complete; the
+    rows written."""
+    import pyarrow.parquet as pq
+    import ray
+
     scratch = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
         dataset = getattr(ray.data, READERS[suffix])(files)
@@ -114,16 +126,13 @@ def predict_on_ray(args: argparse.Namespace) -> int:
         if output.exists():  # made while we wrote: never replace it
             raise BertclfError(f"{output}: appeared during the run; the partitions are not moved")
         os.rename(scratch, output)
+        return rows
     except BaseException as error:
         shutil.rmtree(scratch, ignore_errors=True)
         ours = _bertclf_error(error)
         if ours is not None:  # an actor's line, without the retry count Ray Data appends
             raise BertclfError(str(ours).splitlines()[0]) from None
         raise
-    finally:
-        if started:
-            ray.shutdown()
-    return rows
 
 
 def check_package(args: argparse.Namespace) -> None:
