@@ -7,8 +7,8 @@ import argparse
 
 from bertclf.config import load_section
 from bertclf.errors import BertclfError, exits_cleanly
-from bertclf.files import write_json
-from bertclf.paths import FOLDS, LABELS, PRETRAINED, TOKENIZED, fold_metrics
+from bertclf.files import atomic_path, write_json
+from bertclf.paths import FOLDS, LABELS, PRETRAINED, TOKENIZED, fold_metrics, held_out_predictions
 
 
 @exits_cleanly
@@ -30,6 +30,7 @@ def main() -> None:
     import pandas as pd  # noqa: I001  (TensorFlow loads below, after the params are validated)
 
     from bertclf.checkpoint import Checkpoint
+    from bertclf.label_issues import fold_predictions
     from bertclf.labels import LabelMap
     from bertclf.tasks import task_of
     from bertclf.metrics import metrics_of
@@ -83,6 +84,11 @@ def main() -> None:
         answers.thresholds,
     )
     write_json(fold_metrics(fold), metrics)
+    held_out_rows = fold_predictions(
+        texts.ids, probabilities, task.labels(answers.decide(probabilities)), fold
+    )
+    with atomic_path(held_out_predictions(fold)) as tmp:
+        held_out_rows.to_parquet(tmp, index=False)
     checkpoint.remove()
     key = task.headline_metric
     print(f"train_fold {fold}: {key} {metrics[key]:.4f} on {metrics['n']} held-out texts")

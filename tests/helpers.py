@@ -227,3 +227,29 @@ def postgres_server():
             postgres(str(POSTGRES_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def check_label_issues(repo: Path):
+    """After a build with folds: data/out_of_fold.parquet is the training split with one
+    out-of-fold prediction per row, from the fold that held the row out, and the label_issues
+    reports agree with it. Returns the table and the flagged rows."""
+    import pandas as pd
+
+    train = pd.read_parquet(repo / "data/prepared/train.parquet")
+    table = pd.read_parquet(repo / "data/out_of_fold.parquet")
+    assert list(table["id"]) == list(train["id"])
+    pd.testing.assert_frame_equal(table[list(train.columns)], train)
+    folds = pd.read_parquet(repo / "data/folds.parquet").set_index("id")["fold"]
+    assert (table["fold"].to_numpy() == folds.loc[table["id"]].to_numpy()).all()
+    issues = pd.read_csv(
+        repo / "reports/label_issues.csv", dtype={"id": str}, keep_default_na=False
+    )
+    summary = read_json(repo, "reports/label_issues.json")
+    assert summary["enabled"] and summary["rows"] == len(train)
+    assert summary["flagged"] == len(issues) and set(issues["id"]) <= set(train["id"])
+    assert list(issues["rank"]) == list(range(1, len(issues) + 1))
+    assert issues["label_quality"].is_monotonic_increasing
+    merged = issues.merge(table, on="id", suffixes=("", "_table"))
+    assert (merged["text"] == merged["text_table"]).all()
+    assert (merged["fold"] == merged["fold_table"]).all()
+    return table, issues

@@ -8,9 +8,20 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
-from helpers import BEFORE_TEMPERATURE, TINY, command_env, commit_all, restore, run, stages_run
+from helpers import (
+    BEFORE_TEMPERATURE,
+    TINY,
+    check_label_issues,
+    command_env,
+    commit_all,
+    read_json,
+    restore,
+    run,
+    stages_run,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -36,6 +47,7 @@ def test_kfold3_cross_validation(dag_repo):
             "train_fold@1",
             "train_fold@2",
             "cv_summary",
+            "label_issues",
         }, out.stdout
         cv = json.loads((dag_repo / "reports/cv.json").read_text())
         test_metrics = json.loads((dag_repo / "reports/metrics.json").read_text())["test"]
@@ -60,6 +72,20 @@ def test_kfold3_cross_validation(dag_repo):
         test_ids = set(pd.read_parquet(dag_repo / "data/prepared/test.parquet")["id"])
         assert not test_ids & set(folds["id"])  # the test split never enters a fold
 
+        # every training row's out-of-fold prediction, by the model that did not see it: the
+        # fold's accuracy is that of its rows in the table
+        table, issues = check_label_issues(dag_repo)
+        probabilities = np.stack(table["probabilities"].to_numpy())
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+        for k, fold in enumerate(cv["folds"]):
+            rows = table[table["fold"] == k]
+            assert (rows["predicted"] == rows["label"]).mean() == pytest.approx(fold["accuracy"])
+        assert set(issues["given"]) <= set(train["label"])
+        assert set(issues["suggested"]) <= set(train["label"])
+        summary = read_json(dag_repo, "reports/label_issues.json")
+        assert sum(c["rows"] for c in summary["per_class"].values()) == len(train)
+        assert "label_issues: " in out.stdout and "training rows flagged" in out.stdout
+
         # only the CV seed changes: the folds re-run, prepare and tokenize do not
         run(["bertclf", "params", *TINY, "cv=kfold3", "cv.seed=7"], dag_repo)
         out = run(["dvc", "repro", "--no-run-cache", "folds"], dag_repo)
@@ -75,6 +101,18 @@ def test_cv_none_has_no_fold_stages(dag_repo):
     stages = run(["dvc", "stage", "list"], dag_repo).stdout
     assert "train_fold" not in stages and "cv_summary" in stages
     assert json.loads((dag_repo / "reports/cv.json").read_text())["k"] == 0
+    assert pd.read_parquet(dag_repo / "data/out_of_fold.parquet").empty
+    issues = pd.read_csv(dag_repo / "reports/label_issues.csv")
+    assert issues.empty and "label_quality" in issues.columns
+    assert read_json(dag_repo, "reports/label_issues.json") == {
+        "enabled": True,
+        "rows": 0,
+        "flagged": 0,
+        "share": 0.0,
+    }
+    out = run(["dvc", "repro", "--force", "--single-item", "label_issues"], dag_repo)
+    assert "label_issues: no cross-validation (cv=none)" in out.stdout
+    assert "up to date" in run(["dvc", "status"], dag_repo).stdout  # the same outputs again
 
 
 def test_k_larger_than_a_class_is_refused(dag_repo):

@@ -11,6 +11,7 @@ from helpers import (
     BEFORE_TEMPERATURE,
     TINY,
     build_repo,
+    check_label_issues,
     command_env,
     copy_project,
     free_port,
@@ -118,6 +119,14 @@ def test_the_dag_builds_multi_label_reports(tagged_repo):
     folds = pd.read_parquet(tagged_repo / "data/folds.parquet")
     train = pd.read_parquet(tagged_repo / "data/prepared/train.parquet")
     assert sorted(folds["id"]) == sorted(train["id"]) and set(folds["fold"]) == {0, 1, 2}
+    table, issues = check_label_issues(tagged_repo)
+    assert all(len(p) == len(TOPICS) for p in table["probabilities"])
+    summary = read_json(tagged_repo, "reports/label_issues.json")
+    assert set(summary["per_class"]) == set(TOPICS)
+    for name, counts in summary["per_class"].items():
+        assert counts["rows"] == sum(name in labels for labels in train["labels"])
+    for given in issues["given"]:  # label sets joined by the task's separator
+        assert set(filter(None, given.split("|"))) <= set(TOPICS)
 
 
 def test_the_saved_model_decides_as_the_python_api(tagged_repo):

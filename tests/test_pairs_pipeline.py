@@ -6,6 +6,7 @@ but the task's, which the other builds cover; the MRPC run of docs/pairs-and-reg
 trains one for real.)"""
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from helpers import (
     SHARED,
     TINY,
     build_repo,
+    check_label_issues,
     command_env,
     copy_project,
     free_port,
@@ -82,6 +84,12 @@ def test_the_dag_builds_pair_regression_reports_with_folds(pairs_repo):
     assert "Evaluation report (regression)" in (pairs_repo / "reports/report.md").read_text()
     cv = read_json(pairs_repo, "reports/cv.json")
     assert cv["k"] == 3 and "pearson" in cv["mean"]
+    table, issues = check_label_issues(pairs_repo)
+    for k, fold in enumerate(cv["folds"]):  # each fold's score is its rows' in the table
+        rows = table[table["fold"] == k]
+        assert pearson(rows["score"], rows["predicted"]) == pytest.approx(fold["pearson"], abs=1e-4)
+    assert len(issues) == math.ceil(len(table) * 0.05)  # label_issues.regression_fraction
+    assert list(issues.columns[:4]) == ["rank", "id", "text", "text_pair"]
     card = (pairs_repo / "models/package/MODEL_CARD.md").read_text()
     assert "Regression" in card and "Pearson" in card
     assert "text pairs from columns `sentence1` and `sentence2`" in card

@@ -15,7 +15,7 @@ def test_committed_params_equal_composition_of_conf(tmp_path):
     )
 
 
-@pytest.mark.parametrize("group", ["data", "model", "head", "train", "cv"])
+@pytest.mark.parametrize("group", ["data", "model", "head", "train", "cv", "label_issues"])
 def test_every_option_of_a_group_defines_the_same_keys(group):
     options = sorted((ROOT / "conf" / group).glob("*.yaml"))
     import yaml
@@ -25,7 +25,7 @@ def test_every_option_of_a_group_defines_the_same_keys(group):
 
 
 def test_every_option_validates(tmp_path):
-    for group in ("data", "model", "head", "train", "cv"):
+    for group in ("data", "model", "head", "train", "cv", "label_issues"):
         for option in sorted((ROOT / "conf" / group).glob("*.yaml")):
             out = tmp_path / f"{group}-{option.stem}.yaml"
             overrides = [f"{group}={option.stem}"]
@@ -48,6 +48,8 @@ def test_every_option_validates(tmp_path):
         ("package.precisions=[fp64]", r"package\.precisions lists 'fp64'"),
         ("+train.epochz=3", r"train\.epochz: Key 'epochz' not in 'TrainConfig' \(the keys of "),
         ("data=news_sample", r"data\.path is required; set it with -S data\.path="),
+        ("label_issues.filter_by=guess", r"label_issues\.filter_by must be one of prune_by_"),
+        ("label_issues.frac_noise=0", r"label_issues\.frac_noise must be in \(0, 1\]"),
     ],
 )
 def test_a_bad_value_fails_composition_in_one_line_naming_the_key(tmp_path, override, message):

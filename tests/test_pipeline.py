@@ -25,6 +25,7 @@ STAGES = {
     "package",
     "folds",
     "cv_summary",
+    "label_issues",
 }
 
 

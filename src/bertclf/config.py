@@ -292,6 +292,40 @@ class BaselineConfig:
         _require(self.C > 0, "baseline.C", "must be positive")
 
 
+# cleanlab's filter_by options for find_label_issues (classification)
+LABEL_ISSUE_FILTERS = (
+    "prune_by_noise_rate",
+    "prune_by_class",
+    "both",
+    "confident_learning",
+    "predicted_neq_given",
+)
+
+
+@dataclass
+class LabelIssuesConfig:
+    """How the label_issues stage flags training rows from the out-of-fold probabilities."""
+
+    enabled: bool
+    filter_by: str
+    frac_noise: float
+    regression_fraction: float
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.enabled, bool), "label_issues.enabled", "must be true or false")
+        _require(
+            self.filter_by in LABEL_ISSUE_FILTERS,
+            "label_issues.filter_by",
+            f"must be one of {', '.join(LABEL_ISSUE_FILTERS)}",
+        )
+        _require(0 < self.frac_noise <= 1, "label_issues.frac_noise", "must be in (0, 1]")
+        _require(
+            0 < self.regression_fraction < 1,
+            "label_issues.regression_fraction",
+            "must be between 0 and 1",
+        )
+
+
 SCHEMAS: dict[str, type] = {
     "baseline": BaselineConfig,
     "cv": CvConfig,
@@ -304,6 +338,7 @@ SCHEMAS: dict[str, type] = {
     "calibrate": CalibrateConfig,
     "package": PackageConfig,
     "task": TaskConfig,
+    "label_issues": LabelIssuesConfig,
 }
 
 

@@ -31,6 +31,9 @@ REPORT = REPORTS / "report.md"
 TRAINING_CURVES_PNG = REPORTS / "training_curves.png"
 FOLDS_REPORT = REPORTS / "cv" / "folds.json"
 CV_SUMMARY = REPORTS / "cv.json"
+OUT_OF_FOLD = Path("data/out_of_fold.parquet")
+LABEL_ISSUES = REPORTS / "label_issues.csv"
+LABEL_ISSUES_SUMMARY = REPORTS / "label_issues.json"
 PACKAGE_REPORT = REPORTS / "package.json"
 
 
@@ -40,3 +43,8 @@ def prepared_split(name: str) -> Path:
 
 def fold_metrics(fold: int) -> Path:
     return REPORTS / "cv" / f"fold_{fold}.json"
+
+
+def held_out_predictions(fold: int) -> Path:
+    """What fold `fold`'s model predicted on the training rows it held out."""
+    return REPORTS / "cv" / f"fold_{fold}_held_out.parquet"
