@@ -62,12 +62,13 @@ def test_every_layer_knows_every_task():
     """Each layer keeps its per-task part keyed by the task's name: a task added to `TASKS`
     and forgotten in a layer fails here, not in the middle of a run."""
     from bertclf.evaluation import TASK_TABLES
+    from bertclf.label_issues import TASK_LABEL_ISSUES
     from bertclf.metrics import TASK_METRICS
     from bertclf.model_card import TASK_CARDS
     from bertclf.report import TASK_REPORTS
     from bertclf.tasks import TASKS
 
-    for layer in (TASK_METRICS, TASK_TABLES, TASK_CARDS, TASK_REPORTS):
+    for layer in (TASK_METRICS, TASK_TABLES, TASK_CARDS, TASK_REPORTS, TASK_LABEL_ISSUES):
         assert set(layer) == set(TASKS)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bertclf.errors import BertclfError
-from bertclf.labels import SCORE
+from bertclf.labels import MULTI_LABEL, REGRESSION, SCORE, SINGLE_LABEL
 
 PROBABILITIES = "probabilities"
 PREDICTED = "predicted"
@@ -51,7 +51,7 @@ def out_of_fold(train: pd.DataFrame, folds: list[pd.DataFrame]) -> pd.DataFrame:
         shown = missing[0] if missing else "(an id not in the training split)"
         raise BertclfError(
             f"reports/cv: the folds' predictions do not cover the training split "
-            f"(first missing: {shown}); run `dvc repro cv_summary` again"
+            f"(first missing: {shown}); run `dvc repro` again"
         )
     return train.merge(predictions, on="id", how="left", validate="one_to_one")
 
@@ -61,12 +61,10 @@ def find_label_issues(table: pd.DataFrame, task, config, separator: str):
     many rows were flagged, and per class). The table is `out_of_fold`'s."""
     if table.empty:
         return pd.DataFrame(columns=ISSUE_COLUMNS), {"rows": 0, "flagged": 0, "share": 0.0}
+    rule = TASK_LABEL_ISSUES[task.name]
     probabilities = np.stack(table[PROBABILITIES].to_numpy()).astype(np.float64)
     targets = task.targets(table)
-    if task.name == "regression":
-        quality, flagged = _regression(targets, probabilities[:, 0], config)
-    else:
-        quality, flagged = _classification(targets, probabilities, task, config)
+    quality, flagged = rule.flag(targets, probabilities, config)
     order = np.argsort(quality[flagged], kind="stable")
     rows = table[flagged].iloc[order]
     issues = pd.DataFrame(
@@ -76,46 +74,90 @@ def find_label_issues(table: pd.DataFrame, task, config, separator: str):
             "text": rows["text"].to_numpy(),
             **({"text_pair": rows["text_pair"].to_numpy()} if "text_pair" in rows else {}),
             FOLD: rows[FOLD].to_numpy(),
-            "given": [_shown(v, separator) for v in _given(rows, task)],
+            "given": [_shown(v, separator) for v in rows[rule.given_column]],
             "suggested": [_shown(v, separator) for v in rows[PREDICTED]],
             "label_quality": quality[flagged][order],
         }
     )
-    return issues, _summary(targets, flagged, task)
+    summary = {"rows": len(table), "flagged": int(flagged.sum()), "share": float(flagged.mean())}
+    carrying = rule.carrying(targets, len(task.classes))
+    if carrying is not None:
+        summary["per_class"] = _per_class(carrying, flagged, task.classes)
+    return issues, summary
 
 
-def _classification(targets: np.ndarray, probabilities: np.ndarray, task, config):
-    if task.multi_label:
-        from cleanlab.multilabel_classification import get_label_quality_scores
-        from cleanlab.multilabel_classification.filter import find_label_issues as flag
+class SingleLabelIssues:
+    """Confident learning on the class probabilities (cleanlab.filter); the given class."""
 
-        labels = [np.flatnonzero(row).tolist() for row in targets]
-    else:
+    given_column = "label"
+
+    @staticmethod
+    def flag(targets: np.ndarray, probabilities: np.ndarray, config):
         from cleanlab.filter import find_label_issues as flag
         from cleanlab.rank import get_label_quality_scores
 
         labels = np.asarray(targets, dtype=np.int64)
-    flagged = flag(
-        labels, probabilities, filter_by=config.filter_by, frac_noise=config.frac_noise, n_jobs=1
-    )
-    return np.asarray(get_label_quality_scores(labels, probabilities)), np.asarray(flagged)
+        flagged = flag(
+            labels, probabilities, filter_by=config.filter_by, frac_noise=config.frac_noise,
+            n_jobs=1,
+        )  # fmt: skip
+        return np.asarray(get_label_quality_scores(labels, probabilities)), np.asarray(flagged)
+
+    @staticmethod
+    def carrying(targets: np.ndarray, classes: int) -> np.ndarray:
+        return np.eye(classes, dtype=bool)[targets]
 
 
-def _regression(scores: np.ndarray, predictions: np.ndarray, config):
-    from cleanlab.regression.rank import get_label_quality_scores
+class MultiLabelIssues:
+    """Confident learning on each label's probability (cleanlab.multilabel_classification): a
+    label set with a label missing or extra is flagged."""
 
-    quality = np.asarray(get_label_quality_scores(scores, predictions))
-    flagged = np.zeros(len(scores), dtype=bool)
-    flagged[
-        np.argsort(quality, kind="stable")[: math.ceil(len(scores) * config.regression_fraction)]
-    ] = True
-    return quality, flagged
+    given_column = "labels"
+
+    @staticmethod
+    def flag(targets: np.ndarray, probabilities: np.ndarray, config):
+        from cleanlab.multilabel_classification import get_label_quality_scores
+        from cleanlab.multilabel_classification.filter import find_label_issues as flag
+
+        labels = [np.flatnonzero(row).tolist() for row in targets]
+        flagged = flag(
+            labels, probabilities, filter_by=config.filter_by, frac_noise=config.frac_noise,
+            n_jobs=1,
+        )  # fmt: skip
+        return np.asarray(get_label_quality_scores(labels, probabilities)), np.asarray(flagged)
+
+    @staticmethod
+    def carrying(targets: np.ndarray, classes: int) -> np.ndarray:
+        return np.asarray(targets) > 0
 
 
-def _given(rows: pd.DataFrame, task):
-    if task.name == "regression":
-        return rows[SCORE].to_numpy()
-    return rows["labels" if task.multi_label else "label"].to_numpy()
+class RegressionIssues:
+    """cleanlab.regression's label quality of each score given its out-of-fold prediction.
+    cleanlab estimates no noise rate for regression without refitting models, so the lowest
+    `label_issues.regression_fraction` of the rows are flagged."""
+
+    given_column = SCORE
+
+    @staticmethod
+    def flag(targets: np.ndarray, probabilities: np.ndarray, config):
+        from cleanlab.regression.rank import get_label_quality_scores
+
+        quality = np.asarray(get_label_quality_scores(targets, probabilities[:, 0]))
+        flagged = np.zeros(len(targets), dtype=bool)
+        worst = np.argsort(quality, kind="stable")
+        flagged[worst[: math.ceil(len(targets) * config.regression_fraction)]] = True
+        return quality, flagged
+
+    @staticmethod
+    def carrying(targets: np.ndarray, classes: int) -> None:
+        return None  # no classes to count by
+
+
+TASK_LABEL_ISSUES = {
+    SINGLE_LABEL: SingleLabelIssues,
+    MULTI_LABEL: MultiLabelIssues,
+    REGRESSION: RegressionIssues,
+}
 
 
 def _shown(value, separator: str):
@@ -125,18 +167,13 @@ def _shown(value, separator: str):
     return value
 
 
-def _summary(targets: np.ndarray, flagged: np.ndarray, task) -> dict:
-    n = len(flagged)
-    summary = {"rows": n, "flagged": int(flagged.sum()), "share": float(flagged.mean())}
-    if task.name == "regression":
-        return summary
-    carrying = targets.astype(bool) if task.multi_label else np.eye(len(task.classes))[targets] > 0
-    summary["per_class"] = {
+def _per_class(carrying: np.ndarray, flagged: np.ndarray, classes) -> dict:
+    """Rows given each class (multi-label: carrying each label), and how many were flagged."""
+    return {
         str(name): {
             "rows": int(carrying[:, j].sum()),
             "flagged": int((carrying[:, j] & flagged).sum()),
             "share": float((carrying[:, j] & flagged).sum() / max(carrying[:, j].sum(), 1)),
         }
-        for j, name in enumerate(task.classes)
+        for j, name in enumerate(classes)
     }
-    return summary
