@@ -40,7 +40,11 @@ sys.path.insert(0, str(ROOT / "tools"))
 from harness import machine  # noqa: E402
 
 from bertclf.config import LABEL_ISSUE_FILTERS, LabelIssuesConfig  # noqa: E402
-from bertclf.label_issues import PROBABILITIES, find_label_issues  # noqa: E402
+from bertclf.label_issues import (  # noqa: E402
+    PROBABILITIES,
+    TASK_LABEL_ISSUES,
+    find_label_issues,
+)
 from bertclf.labels import LabelMap  # noqa: E402
 from bertclf.tasks import task_of  # noqa: E402
 
@@ -85,6 +89,13 @@ def given_label_probability(table: pd.DataFrame, task) -> np.ndarray:
     return probabilities[np.arange(len(table)), targets]
 
 
+def label_quality(table: pd.DataFrame, task) -> np.ndarray:
+    """cleanlab's label quality of every row, as label_issues ranks its flagged rows."""
+    probabilities = np.stack(table[PROBABILITIES].to_numpy()).astype(np.float64)
+    config = LabelIssuesConfig(True, "prune_by_noise_rate", 1.0, 0.05)
+    return TASK_LABEL_ISSUES[task.name].flag(task.targets(table), probabilities, config)[0]
+
+
 def scores(found: set[str], changed: set[str]) -> dict:
     hits = len(found & changed)
     precision = hits / len(found) if found else 0.0
@@ -127,6 +138,8 @@ def main() -> None:
         filters[name] = scores(set(issues["id"]), changed_set)
     ranked = table["id"].to_numpy()[np.argsort(given_label_probability(table, task))]
     default_count = filters["prune_by_noise_rate"]["flagged"]
+    quality = label_quality(table, task)
+    by_quality = table["id"].to_numpy()[np.argsort(quality, kind="stable")]
     listed = pd.read_csv(repo / "reports/label_issues.csv", dtype={"id": str},
                          keep_default_na=False)  # fmt: skip
     top = listed.head(TOP).assign(changed=lambda d: d["id"].isin(changed_set))
@@ -143,6 +156,10 @@ def main() -> None:
             "at_default_count": scores(set(ranked[:default_count]), changed_set),
             "at_changed_count": scores(set(ranked[: len(changed)]), changed_set),
         },
+        "label_quality_ranking_at_changed_count": scores(
+            set(by_quality[: len(changed)]), changed_set
+        ),
+        "changed_ids": changed,
         "top": top.to_dict(orient="records"),
         "log": log.splitlines()[-12:],
     }
