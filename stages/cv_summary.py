@@ -8,14 +8,13 @@ from bertclf.config import load_section
 from bertclf.cv import summarise
 from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, read_json, write_json
-from bertclf.label_issues import out_of_fold
+from bertclf.label_issues import out_of_fold, read_held_out
 from bertclf.labels import LabelMap
 from bertclf.paths import (
     CV_SUMMARY,
     LABELS,
     OUT_OF_FOLD,
     fold_metrics,
-    held_out_predictions,
     prepared_split,
 )
 from bertclf.tasks import task_of
@@ -27,7 +26,7 @@ def main() -> None:
 
     summary = summarise([read_json(fold_metrics(fold)) for fold in cv.folds])
     train = pd.read_parquet(prepared_split("train"))
-    table = out_of_fold(train, [pd.read_parquet(held_out_predictions(k)) for k in cv.folds])
+    table = out_of_fold(train, read_held_out(cv.folds))
     with atomic_path(OUT_OF_FOLD) as tmp:
         table.to_parquet(tmp, index=False)
     write_json(CV_SUMMARY, summary)

@@ -155,3 +155,13 @@ def test_folds_that_do_not_cover_the_split_once_are_refused():
     c = fold_predictions(["a"], p, ["bad"], 2)
     with pytest.raises(BertclfError, match="row 'a' is held out by more than one fold"):
         out_of_fold(train, [a, b, c])
+
+
+def test_a_missing_fold_file_is_named(tmp_path, monkeypatch):
+    from bertclf.label_issues import read_held_out
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        BertclfError, match=r"fold_1_held_out\.parquet: not found; run `dvc repro train_fold@1`"
+    ):
+        read_held_out([1])

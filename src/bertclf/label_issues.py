@@ -15,6 +15,7 @@ import pandas as pd
 
 from bertclf.errors import BertclfError
 from bertclf.labels import MULTI_LABEL, REGRESSION, SCORE, SINGLE_LABEL
+from bertclf.paths import held_out_predictions
 
 PROBABILITIES = "probabilities"
 PREDICTED = "predicted"
@@ -33,6 +34,17 @@ def fold_predictions(ids, probabilities: np.ndarray, predicted, fold: int) -> pd
             PREDICTED: list(predicted),
         }
     )
+
+
+def read_held_out(folds: list[int]) -> list[pd.DataFrame]:
+    """Each fold's `fold_predictions`, as `train_fold@k` wrote them."""
+    tables = []
+    for fold in folds:
+        path = held_out_predictions(fold)
+        if not path.is_file():
+            raise BertclfError(f"{path}: not found; run `dvc repro train_fold@{fold}`")
+        tables.append(pd.read_parquet(path))
+    return tables
 
 
 def out_of_fold(train: pd.DataFrame, folds: list[pd.DataFrame]) -> pd.DataFrame:
