@@ -98,6 +98,14 @@ def find_label_issues(table: pd.DataFrame, task, config, separator: str):
     return issues, summary
 
 
+def _confident_learning(flag, quality, labels, probabilities: np.ndarray, config):
+    """cleanlab's filter (`flag`) and label quality scores (`quality`) of one task's kind."""
+    flagged = flag(
+        labels, probabilities, filter_by=config.filter_by, frac_noise=config.frac_noise, n_jobs=1
+    )
+    return np.asarray(quality(labels, probabilities)), np.asarray(flagged)
+
+
 class SingleLabelIssues:
     """Confident learning on the class probabilities (cleanlab.filter); the given class."""
 
@@ -109,11 +117,7 @@ class SingleLabelIssues:
         from cleanlab.rank import get_label_quality_scores
 
         labels = np.asarray(targets, dtype=np.int64)
-        flagged = flag(
-            labels, probabilities, filter_by=config.filter_by, frac_noise=config.frac_noise,
-            n_jobs=1,
-        )  # fmt: skip
-        return np.asarray(get_label_quality_scores(labels, probabilities)), np.asarray(flagged)
+        return _confident_learning(flag, get_label_quality_scores, labels, probabilities, config)
 
     @staticmethod
     def carrying(targets: np.ndarray, classes: int) -> np.ndarray:
@@ -132,11 +136,7 @@ class MultiLabelIssues:
         from cleanlab.multilabel_classification.filter import find_label_issues as flag
 
         labels = [np.flatnonzero(row).tolist() for row in targets]
-        flagged = flag(
-            labels, probabilities, filter_by=config.filter_by, frac_noise=config.frac_noise,
-            n_jobs=1,
-        )  # fmt: skip
-        return np.asarray(get_label_quality_scores(labels, probabilities)), np.asarray(flagged)
+        return _confident_learning(flag, get_label_quality_scores, labels, probabilities, config)
 
     @staticmethod
     def carrying(targets: np.ndarray, classes: int) -> np.ndarray:
