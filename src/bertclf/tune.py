@@ -17,6 +17,7 @@ import hashlib
 import math
 import os
 import socket
+import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -265,7 +266,7 @@ def make_study(
     seed = space.get("seed", 0)
     where = storage(storage_url, space_name)
     try:
-        study = optuna.create_study(
+        study = create_study(
             study_name=space_name,
             storage=where,
             load_if_exists=True,
@@ -290,6 +291,24 @@ def make_study(
         state = np.random.SeedSequence(words).generate_state(1)[0]
         study.sampler = optuna.samplers.TPESampler(seed=int(state))
     return study
+
+
+def create_study(attempts: int = 5, **options):
+    """`optuna.create_study`, asked again when the database refuses its schema: two hosts that
+    start together on a new database both create Optuna's tables and types, and the second's
+    `CREATE TYPE` fails with a duplicate key (seen with PostgreSQL) although the schema is
+    then there."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return optuna.create_study(**options)
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts:
+                raise
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
 
 
 def finished(study) -> int:
