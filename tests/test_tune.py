@@ -256,3 +256,28 @@ def test_a_storage_that_cannot_be_reached_is_one_line_without_its_password(tmp_p
     assert "hunter2" not in str(error.value) and "\n" not in str(error.value)
     with pytest.raises(BertclfError, match="is not a folder"):
         make_study("shared", space, storage_url=f"journal:{tmp_path / 'no/such/x.journal'}")
+
+
+def test_hosts_starting_together_on_a_new_database_all_open_the_study():
+    """Four processes open one study at once on a new PostgreSQL database: each creates
+    Optuna's schema, and without asking again one of them failed on a duplicate CREATE TYPE
+    (4 of 16 processes over four such rounds, before `tune.create_study` asked again)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, optuna; optuna.logging.set_verbosity(optuna.logging.ERROR); "
+        "from bertclf.tune import create_study; "
+        "create_study(study_name='s', storage=sys.argv[1], load_if_exists=True)"
+    )
+    for _ in range(2):
+        with postgres_server() as url:
+            processes = [
+                subprocess.Popen(
+                    [sys.executable, "-c", code, url], stderr=subprocess.PIPE, text=True
+                )
+                for _ in range(4)
+            ]
+            for process in processes:
+                _, err = process.communicate(timeout=120)
+                assert process.returncode == 0, err
