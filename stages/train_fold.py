@@ -75,18 +75,12 @@ def main() -> None:
     rule = fit_rule(task.name, classes, task_config, validation)
     answers = answers.with_rule(rule, classes)
     long = texts.text_lengths > tokenize.max_length
+    decided = answers.decide(probabilities)
     metrics = metrics_of(task.name).split(
-        texts.labels,
-        probabilities,
-        answers.decide(probabilities),
-        classes,
-        long,
-        answers.thresholds,
+        texts.labels, probabilities, decided, classes, long, answers.thresholds
     )
     write_json(fold_metrics(fold), metrics)
-    held_out_rows = fold_predictions(
-        texts.ids, probabilities, task.labels(answers.decide(probabilities)), fold
-    )
+    held_out_rows = fold_predictions(texts.ids, probabilities, task.labels(decided), fold)
     with atomic_path(held_out_predictions(fold)) as tmp:
         held_out_rows.to_parquet(tmp, index=False)
     checkpoint.remove()
