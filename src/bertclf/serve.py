@@ -784,17 +784,18 @@ def _model_route(handler, model_name: str, version: str | None):
     return versioned
 
 
-def draining_server(config, probes: Probes, drain_seconds: float):
+def draining_server(config, probes: Probes, drain_seconds: float, received: list[int]):
     """uvicorn's server with a drain: at SIGTERM, ready turns 503 at once and requests are
     still served for `drain_seconds`, so that a load balancer stops sending; then uvicorn's
     graceful shutdown begins. uvicorn alone stops listening at SIGTERM. A second SIGTERM, or
-    Ctrl-C (SIGINT), shuts down at once."""
+    Ctrl-C (SIGINT), shuts down at once. Every exit signal is appended to `received`."""
     import uvicorn
 
     server = uvicorn.Server(config)
     shut_down = server.handle_exit
 
     def handle_exit(sig, frame) -> None:
+        received.append(sig)
         if sig != signal.SIGTERM or probes.draining or drain_seconds <= 0:
             probes.draining = True
             return shut_down(sig, frame)
@@ -853,7 +854,13 @@ def serve(
         log_config=log_config,
         timeout_graceful_shutdown=limits.timeout_graceful_shutdown,
     )
-    server = draining_server(config, app.state.probes, drain_seconds)
+    received: list[int] = []
+    server = draining_server(config, app.state.probes, drain_seconds, received)
     server.run()
+    if signal.SIGINT in received:
+        # Ctrl-C exits 130. uvicorn re-raises the signal after its graceful shutdown, but inside
+        # asyncio's runner, which turns it into a cancellation of a task that may already have
+        # finished, and then exits 0 (the fresh-clone suite saw exit 0 twice in a row).
+        raise KeyboardInterrupt
     if not server.started:
         sys.exit(3)  # uvicorn's exit code when the server could not start (the port is taken)
