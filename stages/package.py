@@ -70,7 +70,9 @@ def main() -> None:
     with atomic_path(PACKAGE, replace_directory=True) as tmp:
         tmp.mkdir()
         saved_model = tmp / SAVED_MODEL
-        module = export_saved_model(model, PRETRAINED, preprocessor, spec["classes"], saved_model)
+        module = export_saved_model(
+            model, PRETRAINED, preprocessor, spec["classes"], saved_model, spec["head"]["pooling"]
+        )
         parity = check_parity(
             module, saved_model, model, test["text"].tolist(), batch_size, test_pairs
         )

@@ -39,7 +39,7 @@ def graph_windows(tokenize: TokenizeConfig, texts: list[str]):
     key = repr(tokenize)
     if key not in MODULES:
         MODULES[key] = RawTextClassifier(
-            None, VOCAB, TABLE, 100, Preprocessor(None, tokenize), ["a"]
+            None, VOCAB, TABLE, 100, Preprocessor(None, tokenize), ["a"], "cls"
         )
     module = MODULES[key]
     sequences, text_of = module.windows(module.wordpiece_ids(tf.constant(texts)))

@@ -91,7 +91,7 @@ def test_parity_check_fails_when_tokenizer_or_model_differ(dag_repo, tmp_path):
     cased_tokenizer = load_tokenizer(package(dag_repo))
     cased_tokenizer.normalizer = BertNormalizer(lowercase=False, strip_accents=False)
     cased = RawTextClassifier(trained, vocab, character_table(cased_tokenizer), 100, preprocessor,
-                              classes)  # fmt: skip
+                              classes, spec["head"]["pooling"])  # fmt: skip
     tf.saved_model.save(
         cased, str(tmp_path / "cased"), signatures={"serving_default": cased.serving_default()}
     )
@@ -100,8 +100,9 @@ def test_parity_check_fails_when_tokenizer_or_model_differ(dag_repo, tmp_path):
 
     untrained = build_classifier(spec["encoder"], HeadConfig(**spec["head"]), len(classes))
     module = export_saved_model(
-        untrained, package(dag_repo), preprocessor, classes, tmp_path / "untrained"
-    )
+        untrained, package(dag_repo), preprocessor, classes, tmp_path / "untrained",
+        spec["head"]["pooling"],
+    )  # fmt: skip
     with pytest.raises(BertclfError, match="probabilities differ from the trained model's"):
         check_parity(module, tmp_path / "untrained", trained, texts, 32)
 
@@ -180,7 +181,7 @@ def test_bundle_holds_no_pickle_and_lists_every_file(dag_repo):
     manifest = json.loads((bundle / "manifest.json").read_text())
     files = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
     assert set(manifest["files"]) == files - {"manifest.json"}
-    assert manifest["format_version"] == 9
+    assert manifest["format_version"] == 10
     assert "tensorflow-text" in manifest["libraries"]
     assert not [name for name in files if name.endswith((".pkl", ".pickle", ".joblib", ".h5"))]
     for name in files:
@@ -486,7 +487,8 @@ def cleaning_package(dag_repo, tmp_path):
 
     preprocessor = Preprocessor(load_tokenizer(bundle), TokenizeConfig(**spec["tokenize"]), clean,
                                 temperature=calibration.get("temperature"))  # fmt: skip
-    export_saved_model(trained, bundle, preprocessor, spec["classes"], bundle / "saved_model")
+    export_saved_model(trained, bundle, preprocessor, spec["classes"], bundle / "saved_model",
+                       spec["head"]["pooling"])  # fmt: skip
     model_spec = json.loads((bundle / "model.json").read_text())
     (bundle / "model.json").write_text(json.dumps({**model_spec, "clean": vars(clean)}))
     (bundle / "manifest.json").unlink()

@@ -14,7 +14,7 @@ from bertclf import Classifier
 from bertclf.errors import BertclfError
 
 FIXTURES = Path(__file__).parent / "fixtures"
-PACKAGE = FIXTURES / "package_v8"
+PACKAGE = FIXTURES / "package_v9"
 
 
 def recorded(name: str) -> dict:
@@ -28,10 +28,10 @@ def recorded(name: str) -> dict:
     return expected
 
 
-def test_format_8_package_cleans_and_tokenizes_in_its_own_graph_as_before():
-    """Format 8 (the one before the current) with data.clean's remove_urls and remove_html:
+def test_format_9_package_cleans_and_tokenizes_in_its_own_graph_as_before():
+    """Format 9 (the one before the current) with data.clean's remove_urls and remove_html:
     every runtime predicts what it did when written, the cleaning applied."""
-    expected = recorded("package_v8_expected.json")
+    expected = recorded("package_v9_expected.json")
     for runtime, precision, tolerance in (("tensorflow", "f32", 1e-6), ("openvino", "f32", 1e-5)):
         classifier = Classifier.load(PACKAGE, runtime=runtime, precision=precision)
         assert classifier.clean.remove_urls and classifier.clean.remove_html
@@ -51,7 +51,7 @@ def test_a_package_of_a_format_before_the_readable_ones_is_refused_with_what_to_
         Classifier.load(package)
     message = str(refused.value)
     assert f"format_version {READABLE_VERSIONS[0] - 1} is not one this bertclf" in message
-    assert "(8, 9)" in message and "rebuild the package with `dvc repro`" in message
+    assert "(9, 10)" in message and "rebuild the package with `dvc repro`" in message
     assert "\n" not in message
 
 
@@ -65,7 +65,7 @@ def test_unknown_format_version_is_refused(tmp_path):
 
 
 def tampered(tmp_path: Path, change) -> Path:
-    """The format-8 fixture with `change(folder)` applied and its manifest written again, as
+    """The format-9 fixture with `change(folder)` applied and its manifest written again, as
     a hostile package's builder would: the checksums pass, the content is wrong."""
 
     bundle = tmp_path / "package"
@@ -77,11 +77,11 @@ def tampered(tmp_path: Path, change) -> Path:
 
 
 def rewrite_manifest(bundle: Path) -> None:
-    """The manifest of the bundle's files as they now are, of the fixture's format (8)."""
+    """The manifest of the bundle's files as they now are, of the fixture's format (9)."""
     from bertclf.package import write_manifest
 
     write_manifest(bundle)
-    edit_json(bundle / "manifest.json", lambda m: m.__setitem__("format_version", 8))
+    edit_json(bundle / "manifest.json", lambda m: m.__setitem__("format_version", 9))
 
 
 def edit_json(path: Path, change) -> None:
@@ -266,7 +266,7 @@ def test_open_package_reads_every_file_once_from_a_checked_copy_that_it_removes(
     with open_package(PACKAGE) as package:
         copy = package.path
         assert copy != PACKAGE and (copy / "saved_model/saved_model.pb").is_file()
-        assert package.source == PACKAGE and package.format_version == 8
+        assert package.source == PACKAGE and package.format_version == 9
         assert list(package.label_map.classes) == package.spec["classes"]
         assert package.tokenize.max_length == 64 and package.clean.remove_urls
         assert package.offered == ("f32", "bf16", "int8")

@@ -48,6 +48,7 @@ class Classifier:
         self.task = task_of(label_map)  # what differs between tasks at the front doors
         self.thresholds = thresholds  # multi-label: the rule calibration.json holds
         self.package: Package | None = None  # the package's files, when loaded from one
+        self._explainer = None  # the SavedModel's attribution functions, loaded on first use
         if self.multi_label and thresholds is None:
             raise BertclfError("a multi-label classifier needs its thresholds (calibration.json)")
         # the package's models hold the temperature: the logits they answer are scaled already
@@ -275,6 +276,104 @@ class Classifier:
         """The k most probable labels of each text, with their probabilities."""
         probabilities = self.predict_proba(texts, batch_size, text_pairs=text_pairs)
         return most_probable(probabilities, self.classes_, k)
+
+    def explain(
+        self,
+        texts: str | Iterable[str],
+        text_pairs: str | Iterable[str] | None = None,
+        label: str | None = None,
+        steps: int = 32,
+        baseline: str = "pad",
+    ) -> list[dict]:
+        """Token attributions of each text's answer: integrated gradients on the token
+        embeddings (`bertclf.attributions`), on TensorFlow whatever runtime predicts.
+
+        Each text gets a dict: `text` (and `text_pair`), `tokens` (each token the model saw:
+        `token`, `start` and `end`, character offsets into its text, and for pairs `side`, 0
+        or 1), and `explained`, one entry per explained answer: `label`, `value` (the
+        probability; regression: the score), `baseline_value` (the baseline's) and
+        `attributions`, one per token, adding up to about `value - baseline_value`. The
+        explained answer is the predicted class (multi-label: each predicted label;
+        regression: the score), or `label` for every text. Where data.clean changed a text,
+        `model_text` holds what the model read, which the offsets index."""
+        from bertclf.attributions import check_steps, token_windows
+        from bertclf.cleaning import clean_texts
+        from bertclf.preprocessor import check_pairs_given
+
+        check_steps(steps, baseline)
+        texts = self._texts(texts)
+        pairs = None if text_pairs is None else self._texts(text_pairs, "text_pairs")
+        check_pairs_given(self.preprocessor.text_pair, pairs, len(texts))
+        choose = self._explained_columns(label)
+        explainer = self.explainer()
+        read = clean_texts(texts, self.clean)
+        read_pairs = clean_texts(pairs, self.clean) if pairs is not None else [None] * len(texts)
+        results = []
+        for i, (text, pair) in enumerate(zip(read, read_pairs, strict=True)):
+            windows = token_windows(self.tokenizer, text, self.tokenize, pair)
+            values, baselines, attributions, columns = explainer.attribute(
+                windows, choose, steps, baseline
+            )
+            result = {"text": texts[i]}
+            if pairs is not None:
+                result["text_pair"] = pairs[i]
+            if text != texts[i] or (pairs is not None and pair != pairs[i]):
+                result["model_text"] = text if pair is None else [text, pair]
+            names = ["score"] if self.task.name == REGRESSION else self.classes_[columns]
+            result["tokens"] = windows.tokens
+            result["explained"] = [
+                {
+                    "label": str(name),
+                    "value": float(value),
+                    "baseline_value": float(base),
+                    "attributions": [round(float(a), 6) for a in row],
+                }
+                for name, value, base, row in zip(
+                    names, values, baselines, attributions, strict=True
+                )
+            ]
+            results.append(result)
+        return results
+
+    def _explained_columns(self, label: str | None):
+        """Which answer columns a text's explanation covers, from its answer row."""
+        if label is not None:
+            if self.task.name == REGRESSION:
+                raise BertclfError("label= names a class; a regression model answers one score")
+            if label not in self.label_map.classes:
+                known = ", ".join(map(str, self.classes_))
+                raise BertclfError(f"label {label!r} is not one of the model's classes ({known})")
+            column = list(self.label_map.classes).index(label)
+            return lambda row: [column]
+        if self.multi_label:
+            return lambda row: np.flatnonzero(self.preprocessor.decide(row[None])[0]).tolist()
+        return lambda row: [int(np.argmax(row))]
+
+    def explainer(self):
+        """The package's attribution functions on TensorFlow (loaded once, from the package
+        this classifier was loaded from, checked again against the same manifest digest)."""
+        if self._explainer is not None:
+            return self._explainer
+        if self.package is None:
+            raise BertclfError("explain() needs a classifier loaded from a package")
+        from bertclf.attributions import Explainer
+        from bertclf.layout import SAVED_MODEL
+        from bertclf.package import check_saved_model_ops
+
+        if self.package.format_version < 10:
+            raise BertclfError(
+                f"{self.package.source}: a format-{self.package.format_version} package cannot "
+                "explain (token attributions need format 10); rebuild it with `dvc repro`"
+            )
+        with open_package(self.package.source, self.package.manifest_sha256) as package:
+            check_saved_model_ops(package.path / SAVED_MODEL)
+            pad = self.tokenizer.token_to_id("[PAD]")
+            self._explainer = Explainer(
+                package.path / SAVED_MODEL,
+                lambda logits, text_of, n: self.preprocessor.answer_in_graph(logits, text_of, n),
+                0 if pad is None else pad,
+            )
+        return self._explainer
 
 
 def _top_columns(probabilities: np.ndarray, k: int, n_classes: int) -> np.ndarray:

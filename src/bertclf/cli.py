@@ -68,6 +68,49 @@ def predict(args: argparse.Namespace) -> None:
     print(f"{args.input}: read {rows_read(args.input, seen['rows'])}")
 
 
+def explain(args: argparse.Namespace) -> None:
+    """Token attributions of each text's answer, as an HTML page or JSON Lines. The input is
+    read and checked whole (at most --max-rows texts: each costs --steps forward and backward
+    passes) before the package is read; the output appears only when complete."""
+    from tqdm import tqdm
+
+    from bertclf.classifier import Classifier
+    from bertclf.explanation_page import output_format, write_explanations
+    from bertclf.files import atomic_path
+    from bertclf.package_reader import open_package
+
+    check_output_path(args.output, args.input)
+    output_format(args.output)
+    chunks, texts, pairs = [], [], []
+    for chunk, chunk_texts, chunk_pairs in read_shard(args, 0, 1):
+        chunks.append(chunk)
+        texts += chunk_texts
+        pairs += chunk_pairs or []
+        if len(texts) > args.max_rows:
+            raise BertclfError(
+                f"{args.input}: more than {args.max_rows} texts; explain a sample, or raise "
+                "--max-rows (each text costs --steps forward and backward passes)"
+            )
+    ids = None
+    if args.id_column:
+        ids = [value for chunk in chunks for value in chunk[args.id_column].tolist()]
+    with open_package(args.model, args.expect_sha256) as package:
+        classifier = Classifier.from_package(package, runtime="tensorflow")
+    check_pair_option(args, classifier)
+    print(f"{args.model}: integrated gradients, {args.steps} steps, baseline {args.baseline}, "
+          "on TensorFlow", flush=True)  # fmt: skip
+    results = []
+    for i in tqdm(range(len(texts)), unit="text", desc="explain", disable=args.quiet):
+        results += classifier.explain(
+            texts[i], pairs[i] if args.text_pair_column else None, args.label, args.steps,
+            args.baseline,
+        )  # fmt: skip
+    method = f"integrated gradients, {args.steps} steps, {args.baseline} baseline"
+    with atomic_path(args.output) as tmp:
+        write_explanations(tmp, results, ids, f"bertclf explain: {args.input}", method)
+    print(f"wrote {len(results)} explanations to {args.output}")
+
+
 def predict_with_ray(args: argparse.Namespace) -> None:
     """`--engine ray`: Ray Data reads, splits and schedules; the options that only the local
     engine has are refused."""
@@ -473,6 +516,39 @@ def parser() -> argparse.ArgumentParser:
     )
     add_package_options(p)
     p.set_defaults(run=predict)
+
+    p = commands.add_parser(
+        "explain", help="token attributions of each text's answer: an HTML page or JSON Lines"
+    )
+    p.add_argument("--model", required=True, help="package directory (models/package)")
+    p.add_argument("--input", required=True, help="CSV, TSV, XLSX, Parquet or JSONL")
+    p.add_argument("--output", required=True, help="explained.html (a page) or .jsonl")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--text-pair-column", default=None, help="a pair model's second text")
+    p.add_argument("--id-column", default=None, help="shown beside each text")
+    p.add_argument(
+        "--label",
+        default=None,
+        help="explain this class for every text (default: the predicted class; multi-label: "
+        "each predicted label)",
+    )
+    p.add_argument(
+        "--steps",
+        type=positive_int,
+        default=32,
+        help="integrated gradients' points between baseline and text (fewer: faster, coarser)",
+    )
+    p.add_argument(
+        "--baseline",
+        choices=["pad", "zeros"],
+        default="pad",
+        help="what each token is compared with: [PAD]'s embedding, or zeros",
+    )
+    p.add_argument("--max-rows", type=positive_int, default=1_000, help="refuse longer inputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--expect-sha256", default=None, metavar="DIGEST",
+                   help="refuse the package unless its manifest.json has this sha256")  # fmt: skip
+    p.set_defaults(run=explain, chunk_rows=1_000)
 
     p = commands.add_parser(
         "serve",

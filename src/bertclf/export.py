@@ -41,6 +41,7 @@ from bertclf.cleaning import (
 from bertclf.errors import BertclfError
 from bertclf.labels import REGRESSION, SINGLE_LABEL
 from bertclf.layout import VOCAB
+from bertclf.model import logits_from_token_embeddings
 from bertclf.prediction import probabilities_in_graph, scale_in_graph
 from bertclf.preprocessor import Preprocessor
 
@@ -104,9 +105,11 @@ class RawTextClassifier(tf.Module):
         max_word_chars: int,
         preprocessor: Preprocessor,
         classes: list[str],
+        pooling: str,
     ):
         super().__init__()
         self.model = model
+        self.pooling = pooling  # head.pooling, for from_token_embeddings
         self.preprocessor = preprocessor
         self.clean = preprocessor.clean if cleans(preprocessor.clean) else None
         if self.clean is not None:
@@ -205,12 +208,44 @@ class RawTextClassifier(tf.Module):
             "logits": logits,
         }
 
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="input_ids")])
+    def token_embeddings(self, input_ids):
+        """The encoder's token embeddings of the ids (format 10 on): where token attributions
+        start (`attributions`)."""
+        encoder = self.model.get_layer("encoder")
+        return {"token_embeddings": tf.cast(encoder.token_embedding(input_ids), tf.float32)}
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, None], tf.float32, name="token_embeddings"),
+            tf.TensorSpec([None, None], tf.int32, name="input_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="attention_mask"),
+        ]
+    )
+    def from_token_embeddings(self, token_embeddings, input_ids, attention_mask):
+        """`token_ids` with the token embeddings given (format 10 on): differentiable in them,
+        as `token_ids` is not (ids are integers). The ids give positions and pair segments."""
+        logits = logits_from_token_embeddings(
+            self.model, self.pooling, token_embeddings, input_ids, attention_mask
+        )
+        logits = scale_in_graph(logits, self.temperature)
+        return {
+            "probabilities": probabilities_in_graph(logits, self.preprocessor.task),
+            "logits": logits,
+        }
+
 
 def export_saved_model(
-    model, tokenizer_dir: Path, preprocessor: Preprocessor, classes: list[str], out: Path
+    model,
+    tokenizer_dir: Path,
+    preprocessor: Preprocessor,
+    classes: list[str],
+    out: Path,
+    pooling: str,
 ) -> RawTextClassifier:
-    """The raw-text SavedModel of `model` and its preprocessor (multi-label when the
-    preprocessor's task is; its temperature and cleaning applied in the graph)."""
+    """The raw-text SavedModel of `model` (whose head pools by `pooling`) and its preprocessor
+    (multi-label when the preprocessor's task is; its temperature and cleaning applied in the
+    graph)."""
     vocab = (tokenizer_dir / VOCAB).read_text(encoding="utf-8").splitlines()
     module = RawTextClassifier(
         model,
@@ -219,6 +254,7 @@ def export_saved_model(
         preprocessor.tokenizer.model.max_input_chars_per_word,
         preprocessor,
         classes,
+        pooling,
     )
     # Keras' ExportArchive saves the variables the functions read, once each and under their own
     # names, so TensorFlow's session loader (saved_model_cli run, TF Serving) restores them too;
@@ -229,6 +265,8 @@ def export_saved_model(
     endpoints = (
         ("serving_default", module.serving_default()),
         ("token_ids", module.from_token_ids),
+        ("token_embeddings", module.token_embeddings),
+        ("from_token_embeddings", module.from_token_embeddings),
     )
     for name, function in endpoints:
         function.get_concrete_function()

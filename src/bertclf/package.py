@@ -19,7 +19,7 @@ from bertclf.errors import BertclfError
 from bertclf.files import sha256_file, write_json
 from bertclf.layout import MANIFEST
 
-# Formats 1 to 7 are no longer read (the policy below).
+# Formats 1 to 8 are no longer read (the policy below).
 # 1: weights.h5 and model.json. 2: saved_model/ (raw text in, in-graph tokenization; and
 # token ids in, which the Python API calls) and model.json. 3: calibration.json (the decision
 # rule: multi-label thresholds), the task in model.json, and a multi-label SavedModel's
@@ -35,11 +35,13 @@ from bertclf.layout import MANIFEST
 # beside `probabilities`, and the Python side pools a long text's windows from them. 9: tasks
 # and inputs an 8 reader does not know: regression (`serving_default` answers `score`, labels.json
 # holds the scores' summary) and text pairs (model.json's `pair_separator_id`; `serving_default`
-# takes `text_pair` too, and the model computes segment ids from the ids).
-FORMAT_VERSION = 9
+# takes `text_pair` too, and the model computes segment ids from the ids). 10: the SavedModel
+# exports `token_embeddings` and `from_token_embeddings`, what token attributions differentiate
+# (a 9 package cannot explain).
+FORMAT_VERSION = 10
 # The policy (docs/package.md): a bertclf reads the format it writes and the one before it; an
 # older package is refused in one line and rebuilt with `dvc repro`.
-READABLE_VERSIONS = (8, 9)
+READABLE_VERSIONS = (9, 10)
 EXPECT_SHA256_VARIABLE = "BERTCLF_PACKAGE_SHA256"
 
 
