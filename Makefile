@@ -48,8 +48,14 @@ POSTGRES_INITDB := /usr/lib/postgresql/15/bin/initdb
 $(POSTGRES_INITDB):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15
 
+# Debian's Chromium, in which a test renders `bertclf explain`'s page headless; installed once
+# where it is missing (as root).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 # Every test, then the 15 slowest.
-test: install $(POSTGRES_INITDB)
+test: install $(POSTGRES_INITDB) $(CHROMIUM)
 	pytest -q -rs --durations=15
 
 # The tests that build no DAG and use no real encoder (under 3 minutes).

@@ -1,14 +1,18 @@
-"""Write reports/report.md and the training-curves PNG from the other stages' reports."""
+"""Write reports/report.md and the training-curves PNG from the other stages' reports, with
+the tokens that drove the first mistakes (the package's token attributions)."""
 
 import pandas as pd
 
+from bertclf.classifier import Classifier
 from bertclf.config import load_params
 from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, read_json
 from bertclf.labels import LabelMap
-from bertclf.paths import LABELS, REPORT, REPORTS, TRAINING_CURVES_PNG
+from bertclf.paths import LABELS, PACKAGE, REPORT, REPORTS, TRAINING_CURVES_PNG
 from bertclf.report import render_report, training_curves_png
 from bertclf.tasks import task_of
+
+EXPLAINED_MISTAKES = 5  # the report explains the first mistakes of reports/errors.csv
 
 
 @exits_cleanly
@@ -16,14 +20,20 @@ def main() -> None:
     params = load_params()
     with atomic_path(TRAINING_CURVES_PNG) as tmp:
         training_curves_png(REPORTS / "train", tmp)
+    errors = pd.read_csv(REPORTS / "errors.csv", dtype={"id": str}, keep_default_na=False)
+    mistakes = errors.head(EXPLAINED_MISTAKES)
+    pairs = mistakes["text_pair"].tolist() if "text_pair" in mistakes.columns else None
+    classifier = Classifier.load(PACKAGE, runtime="tensorflow")
+    explained = classifier.explain(mistakes["text"].tolist(), pairs) if len(mistakes) else []
     report = render_report(
         task_of(LabelMap.load(LABELS)).name,  # the task, as labels.json alone says
         params,
         read_json(REPORTS / "prepare.json"),
         read_json(REPORTS / "metrics.json"),
         read_json(REPORTS / "baseline.json"),
-        pd.read_csv(REPORTS / "errors.csv", dtype={"id": str}, keep_default_na=False),
+        errors,
         {"Confusion matrix (test)": "confusion.png", "Training curves": "training_curves.png"},
+        explained,
     )
     with atomic_path(REPORT) as tmp:
         tmp.write_text(report, encoding="utf-8")

@@ -253,3 +253,32 @@ def check_label_issues(repo: Path):
     assert (merged["text"] == merged["text_table"]).all()
     assert (merged["fold"] == merged["fold_table"]).all()
     return table, issues
+
+
+def check_explained_mistakes(repo: Path) -> None:
+    """After a build: the report's tokens that drove the first mistakes are those the
+    package's token attributions rank first, explained again here."""
+    import pandas as pd
+
+    from bertclf import Classifier
+    from bertclf.attributions import top_tokens
+
+    report = (repo / "reports/report.md").read_text()
+    errors = pd.read_csv(repo / "reports/errors.csv", dtype={"id": str}, keep_default_na=False)
+    mistakes = errors.head(5)
+    assert f"## The tokens that drove the first {len(mistakes)} mistakes" in report
+    lines = report.split("## The tokens that drove the first")[1].splitlines()
+    rows = [line for line in lines if line.startswith("| ") and line[2:4] not in ("id", "--")]
+    classifier = Classifier.load(repo / "models/package", runtime="tensorflow")
+    pairs = mistakes["text_pair"].tolist() if "text_pair" in mistakes.columns else None
+    expected = [
+        (row_id, answer, tokens)
+        for row_id, result in zip(mistakes["id"], classifier.explain(mistakes["text"].tolist(),
+                                                                     pairs), strict=True)
+        for answer, tokens in top_tokens(result) or [("(no label)", [])]
+    ]  # fmt: skip
+    assert len(rows) == len(expected) > 0
+    for row, (row_id, answer, tokens) in zip(rows, expected, strict=True):
+        assert row.startswith(f"| {row_id} | {answer} | ")
+        shown = re.findall(r"\(([+-][0-9.]+)\)", row.split(" | ")[2])
+        assert shown == [f"{value:+.3f}" for _, value in tokens]

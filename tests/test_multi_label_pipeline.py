@@ -11,6 +11,7 @@ from helpers import (
     BEFORE_TEMPERATURE,
     TINY,
     build_repo,
+    check_explained_mistakes,
     check_label_issues,
     command_env,
     copy_project,
@@ -110,6 +111,7 @@ def test_the_dag_builds_multi_label_reports(tagged_repo):
     plots = tagged_repo / "reports/plots"
     assert set(pd.read_csv(plots / "per_class_f1.csv")["class"]) == set(TOPICS)
     assert "Evaluation report (multi-label)" in (tagged_repo / "reports/report.md").read_text()
+    check_explained_mistakes(tagged_repo)
     headline = run(["bertclf", "metrics"], tagged_repo).stdout.splitlines()
     micro = next(line for line in headline if line.startswith("micro_f1")).split()
     assert float(micro[1]) == round(metrics["test"]["micro_f1"], 4)

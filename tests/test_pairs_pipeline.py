@@ -15,6 +15,7 @@ from helpers import (
     SHARED,
     TINY,
     build_repo,
+    check_explained_mistakes,
     check_label_issues,
     command_env,
     copy_project,
@@ -82,6 +83,7 @@ def test_the_dag_builds_pair_regression_reports_with_folds(pairs_repo):
     assert list(errors.columns) == columns
     assert errors["error"].abs().is_monotonic_decreasing
     assert "Evaluation report (regression)" in (pairs_repo / "reports/report.md").read_text()
+    check_explained_mistakes(pairs_repo)
     cv = read_json(pairs_repo, "reports/cv.json")
     assert cv["k"] == 3 and "pearson" in cv["mean"]
     table, issues = check_label_issues(pairs_repo)

@@ -7,7 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import BEFORE_TEMPERATURE, TINY, commit_all, restore, run, stages_run
+from helpers import (
+    BEFORE_TEMPERATURE,
+    TINY,
+    check_explained_mistakes,
+    commit_all,
+    restore,
+    run,
+    stages_run,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -156,6 +164,7 @@ def test_report_reads_top_to_bottom(dag_repo):
         "## Per class (test)",
         "## Plots",
         "## The ten most confident mistakes",
+        "## The tokens that drove the first",
     ]
     positions = [report.index(s) for s in sections]
     assert positions == sorted(positions)
@@ -169,7 +178,9 @@ def test_report_reads_top_to_bottom(dag_repo):
     ) in report
     errors = pd.read_csv(dag_repo / "reports/errors.csv")
     assert errors["confidence"].is_monotonic_decreasing
-    mistakes = report.split("## The ten most confident mistakes")[1].splitlines()
+    check_explained_mistakes(dag_repo)
+    mistakes = report.split("## The ten most confident mistakes")[1]
+    mistakes = mistakes.split("## The tokens that drove")[0].splitlines()
     rows = [line for line in mistakes if line.startswith("| ") and not line.startswith("| id")]
     assert len(rows) - 1 == min(len(errors), 10)  # minus the |---| line
 

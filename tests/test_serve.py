@@ -3,6 +3,7 @@
 
 import http.client
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -22,12 +23,16 @@ def server(dag_repo, tmp_path_factory):
         log,
         "--max-texts", "8", "--max-chars", "300", "--max-body-bytes", "5000",
         "--max-request-chars", "1000", "--allowed-hosts", "127.0.0.1,localhost",
+        "--explain", "--explain-max-texts", "2", "--explain-max-chars", "200",
+        "--explain-steps", "16",
         env=command_env(),
     )  # fmt: skip
     yield port
     stop_server(process)
     assert process.returncode is not None
-    assert '"POST /v1/predict HTTP/1.1" 200' in log.read_text()  # the access log, by default
+    text = log.read_text()
+    assert '"POST /v1/predict HTTP/1.1" 200' in text  # the access log, by default
+    assert re.search(r"/v1/explain on, on TensorFlow, \+\d+ MB resident \(\d+ MB\)", text)
 
 
 def post(port: int, body) -> tuple[int, object]:
@@ -68,6 +73,7 @@ def test_health_and_metadata(server, dag_repo):
     assert about["model_card"]["encoder"]["name"] == "tiny"
     assert {"tensorflow", "tensorflow-text", "bertclf"} <= set(about["versions"])
     assert about["limits"]["max_texts"] == 8
+    assert about["explain"] == {"max_texts": 2, "max_chars": 200, "steps": 16}
     assert request(server, "GET", "/docs")[0] == 404  # its page would need a CDN
     assert str(dag_repo) not in json.dumps(about) and "site-packages" not in json.dumps(about)
 
@@ -255,3 +261,33 @@ def test_schemathesis_finds_nothing_against_the_served_schema(server, tmp_path):
         tmp_path, check=False, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def explain(port: int, body) -> tuple[int, object]:
+    return request(port, "POST", "/v1/explain", json.dumps(body).encode())
+
+
+def test_explain_answers_what_the_python_api_explains_within_its_own_limits(server, dag_repo):
+    from bertclf import Classifier
+
+    texts = ["Wonderful coffee, I buy it every month.", "Arrived stale and broken."]
+    status, answer = explain(server, {"texts": texts})
+    assert status == 200
+    expected = Classifier.load(dag_repo / "models/package").explain(texts, steps=16)
+    for got, want in zip(answer["explanations"], expected, strict=True):
+        assert got["tokens"] == want["tokens"]
+        assert got["explained"][0]["label"] == want["explained"][0]["label"]
+        attributions = got["explained"][0]["attributions"]
+        assert attributions == pytest.approx(want["explained"][0]["attributions"], abs=1e-5)
+    status, answer = explain(server, {"texts": texts[:1], "label": "other", "steps": 4})
+    assert status == 200 and answer["explanations"][0]["explained"][0]["label"] == "other"
+    assert explain(server, {"texts": []}) == (200, {"explanations": []})
+    status, answer = explain(server, {"texts": texts * 2})  # 4 texts: /v1/predict takes 8
+    assert status == 413 and answer["detail"] == "too many texts: at most 2 a request"
+    assert explain(server, {"texts": ["x" * 201]})[0] == 422  # /v1/predict takes 300
+    assert explain(server, {"texts": ["fine"], "steps": 17})[0] == 422
+    assert explain(server, {"texts": ["  "]})[0] == 422
+    status, answer = explain(server, {"texts": ["fine"], "label": "nope"})
+    assert status == 422 and answer["detail"].startswith("label 'nope' is not one of")
+    assert request(server, "POST", "/v1/explain", b"x" * 6000)[0] == 413  # the body's limit
+    assert request(server, "GET", "/openapi.json")[1]["paths"]["/v1/explain"]["post"]

@@ -220,9 +220,10 @@ def test_metrics_move_by_what_known_requests_did(server, dag_repo):
     assert info["runtime"] == "openvino" and info["precision"] == "f32"
     # a path that names no route is counted as `other`: it adds no series of its own
     assert call(port, "GET", "/no/such/route/x1")[0] == 404
+    assert call(port, "POST", "/v1/explain", {"texts": ["x"]})[0] == 404  # not without --explain
     final = scrape(port)
     other = ("bertclf_requests_total", (("route", "other"), ("status", "404")))
-    assert final[other] - after.get(other, 0) == 1
+    assert final[other] - after.get(other, 0) == 2
     assert not any("/no/such" in str(labels) for _, labels in final)
 
 

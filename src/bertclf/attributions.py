@@ -177,3 +177,15 @@ def check_steps(steps: int, baseline: str) -> None:
         raise BertclfError(f"steps={steps!r}: expected a whole number from 1 to 1024")
     if baseline not in BASELINES:
         raise BertclfError(f"baseline={baseline!r}: expected one of {', '.join(BASELINES)}")
+
+
+def top_tokens(result: dict, k: int = 5) -> list[tuple[str, list[tuple[str, float]]]]:
+    """Each explained answer of a `Classifier.explain` result with its `k` tokens of largest
+    attribution (those that raised it most), largest first."""
+    found = []
+    for explained in result["explained"]:
+        ranked = sorted(
+            zip(result["tokens"], explained["attributions"], strict=True), key=lambda t: -t[1]
+        )
+        found.append((explained["label"], [(t["token"], a) for t, a in ranked[:k] if a > 0]))
+    return found

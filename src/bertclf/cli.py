@@ -263,7 +263,7 @@ def api_key(path: str | None) -> str | None:
 
 
 def serve(args: argparse.Namespace) -> None:
-    from bertclf.serve import Limits, serve
+    from bertclf.serve import ExplainLimits, Limits, serve
 
     limits = Limits(
         max_texts=args.max_texts,
@@ -292,6 +292,9 @@ def serve(args: argparse.Namespace) -> None:
         args.model_name,
         api_key(args.api_key_file),
         args.drain_seconds,
+        ExplainLimits(args.explain_max_texts, args.explain_max_chars, args.explain_steps)
+        if args.explain
+        else None,
     )
 
 
@@ -563,6 +566,19 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="also serve POST /v1/explain (token attributions, on TensorFlow: loads the "
+        "SavedModel's functions beside the runtime, and says what that costs in memory)",
+    )
+    p.add_argument("--explain-max-texts", type=positive_int, default=4,
+                   help="/v1/explain: texts a request")  # fmt: skip
+    p.add_argument("--explain-max-chars", type=positive_int, default=2_000,
+                   help="/v1/explain: characters a text")  # fmt: skip
+    p.add_argument("--explain-steps", type=positive_int, default=32,
+                   help="/v1/explain: integrated gradients' steps, the default and the most a "
+                   "request may ask")  # fmt: skip
     p.add_argument("--max-texts", type=positive_int, default=256, help="texts a request")
     p.add_argument("--max-chars", type=positive_int, default=10_000, help="characters a text")
     p.add_argument("--max-body-bytes", type=positive_int, default=1_000_000, help="bytes a body")

@@ -240,42 +240,6 @@ def build_classifier(
     return keras.Model(inputs, logits, name="bertclf")
 
 
-def logits_from_token_embeddings(model, pooling: str, token_embeddings, input_ids, attention_mask):
-    """The classifier's logits (inference: no dropout) with the encoder's token embeddings
-    given instead of looked up from `input_ids`: what token attributions differentiate. The
-    rest is the classifier's own layers, in `build_classifier`'s order; the ids still give the
-    positions and a pair model's segments. `tests/test_attributions.py` checks it against the
-    model on the embeddings of the ids, for each pooling."""
-    encoder = model.get_layer("encoder")
-    if any(layer.name == "pair_segments" for layer in model.layers):
-        segments = model.get_layer("pair_segments")(input_ids)
-    else:
-        segments = keras.ops.zeros_like(input_ids)
-    x = encoder.embeddings_add(
-        (
-            token_embeddings,
-            encoder.position_embedding(token_embeddings),
-            encoder.segment_embedding(segments),
-        )
-    )
-    x = encoder.embeddings_layer_norm(x)
-    for layer in encoder.transformer_layers:
-        x = layer(x, padding_mask=attention_mask, training=False)
-    if pooling == "pooler":
-        x = encoder.pooled_dense(x[:, 0, :])
-    elif pooling == "cls":
-        x = x[:, 0, :]
-    else:
-        x = model.get_layer("mean_pool")(x, attention_mask)
-    dense = sorted(
-        (layer for layer in model.layers if layer.name.startswith("head_dense_")),
-        key=lambda layer: int(layer.name.rsplit("_", 1)[1]),
-    )
-    for layer in dense:
-        x = layer(x)
-    return model.get_layer("logits")(x)
-
-
 def freeze_lower_layers(model, count: int) -> None:
     """Keep the encoder's embeddings and its `count` lowest transformer layers as the checkpoint
     has them (train.frozen_layers; 0 trains all). No gradient is computed below the lowest

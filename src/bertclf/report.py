@@ -89,9 +89,35 @@ def render_report(
     baseline: dict,
     errors: pd.DataFrame,
     images: dict[str, str],
+    explained: list[dict] | None = None,
 ) -> str:
-    """The report of a run of the task labels.json names (`Task.name`)."""
-    return TASK_REPORTS[task_name](params, prepare, metrics, baseline, errors, images)
+    """The report of a run of the task labels.json names (`Task.name`); with `explained`
+    (`Classifier.explain` of the first mistakes), the tokens that drove them."""
+    report = TASK_REPORTS[task_name](params, prepare, metrics, baseline, errors, images)
+    if explained is None:
+        return report
+    return report + "\n" + explained_mistakes(errors, explained) + "\n"
+
+
+def explained_mistakes(errors: pd.DataFrame, explained: list[dict]) -> str:
+    """The tokens that drove the model's answer on each explained mistake (the first rows of
+    `errors`), by integrated gradients."""
+    from bertclf.attributions import top_tokens
+
+    lines = [
+        f"## The tokens that drove the first {len(explained)} mistakes",
+        "",
+        "Each answer's five tokens of largest attribution (integrated gradients on the token "
+        "embeddings, 32 steps; `bertclf explain` shows every token).",
+        "",
+        "| id | answer | tokens that raised it most | text |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row, result in zip(errors.itertuples(), explained, strict=False):
+        for answer, tokens in top_tokens(result) or [("(no label)", [])]:
+            found = ", ".join(f"{_cell(token, 40)} ({value:+.3f})" for token, value in tokens)
+            lines.append(f"| {row.id} | {_cell(answer)} | {found} | {_cell(row.text)} |")
+    return "\n".join(lines)
 
 
 def render_single_label_report(

@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -78,27 +78,41 @@ class Limits:
             )
 
 
+@dataclass(frozen=True)
+class ExplainLimits:
+    """`/v1/explain`'s own limits (`bertclf serve --explain`): an explanation costs `steps`
+    forward and backward passes a text, so they are tighter than /v1/predict's, and one runs
+    at a time (another gets 503 with Retry-After)."""
+
+    max_texts: int  # texts in one request (more: 413)
+    max_chars: int  # characters in one text (more: 422); a request's total: their product
+    steps: int  # integrated gradients' steps: the default and the most a request may ask
+
+
 def _not_blank(text: str) -> str:
     if not text.strip():
         raise ValueError("text is empty or only whitespace")
     return text
 
 
-def request_model(limits: Limits, text_pair: bool = False) -> type[BaseModel]:
-    """The body of /v1/predict, with the limits on texts; a pair model's takes `text_pairs`,
-    one second text per text."""
+def request_model(limits: Limits, text_pair: bool = False, **fields) -> type[BaseModel]:
+    """The body of /v1/predict (with `fields`, of /v1/explain), with the limits on texts; a
+    pair model's takes `text_pairs`, one second text per text."""
     text = Annotated[
         str, Field(strict=True, max_length=limits.max_chars), AfterValidator(_not_blank)
     ]
     texts = (list[text], Field(max_length=limits.max_texts))
     if not text_pair:
-        return create_model("PredictRequest", __config__=ConfigDict(extra="forbid"), texts=texts)
+        return create_model(
+            "PredictRequest", __config__=ConfigDict(extra="forbid"), texts=texts, **fields
+        )
     return create_model(
         "PredictPairsRequest",
         __config__=ConfigDict(extra="forbid"),
         __validators__={"same_length": model_validator(mode="after")(_one_pair_per_text)},
         texts=texts,
         text_pairs=texts,
+        **fields,
     )
 
 
@@ -363,10 +377,11 @@ def _without_paths(value):
     return value
 
 
-def metadata(classifier, limits: Limits) -> dict:
+def metadata(classifier, limits: Limits, explain: ExplainLimits | None = None) -> dict:
     """What /v1/metadata answers: read from the package's checked files at load."""
     package = classifier.package
     return {
+        "explain": None if explain is None else asdict(explain),
         "task": classifier.label_map.task,
         "inputs": _input_names(classifier),
         "labels": classifier.classes_.tolist(),
@@ -557,14 +572,16 @@ def create_app(
     allowed_hosts: list[str] | None = None,
     model_name: str = "package",
     api_key: str | None = None,
+    explain: ExplainLimits | None = None,
 ) -> FastAPI:
     """The server: /v1 and the Open Inference Protocol's /v2 routes, the probes and /metrics,
-    behind its guards. `app.state.probes` is what SIGTERM's drain turns unready."""
+    behind its guards; with `explain`, /v1/explain. `app.state.probes` is what SIGTERM's drain
+    turns unready."""
     check_model_name(model_name)
     batcher = Batcher(classifier, limits.max_batch_texts, limits.max_queue_texts)
     probes = Probes(batcher)
     body_model = request_model(limits, classifier.text_pair)
-    about = metadata(classifier, limits)
+    about = metadata(classifier, limits, explain)
     v2_metadata = model_metadata(classifier, model_name)
     version = classifier.package.manifest_sha256
     specs = classifier.task.tensor_specs()
@@ -676,6 +693,9 @@ def create_app(
             return refused(refusal, "detail")
         return {"predictions": classifier.task.answers(classifier.decide, outputs)}
 
+    if explain is not None:
+        add_explain_route(app, classifier, limits, explain, refused)
+
     # The Open Inference Protocol (KServe v2): each model route plain and versioned
     @app.get("/v2", responses=_error_responses(GUARDED, "error"))
     async def server_metadata():
@@ -766,6 +786,71 @@ def create_app(
     return app
 
 
+def add_explain_route(app: FastAPI, classifier, limits: Limits, explain: ExplainLimits, refused):
+    """POST /v1/explain {"texts": [...], "label": optional, "steps": optional} ->
+    {"explanations": [...]}, each as `Classifier.explain` gives it; one at a time, within
+    `explain`'s limits."""
+    explain_limits = replace(
+        limits,
+        max_texts=explain.max_texts,
+        max_chars=explain.max_chars,
+        max_request_chars=explain.max_texts * explain.max_chars,
+    )
+    body_model = request_model(
+        explain_limits,
+        classifier.text_pair,
+        label=(str | None, None),
+        steps=(int | None, Field(None, ge=1, le=explain.steps)),
+    )
+    running = asyncio.Lock()
+    reasons = _body_reasons(explain_limits)
+    reasons[422] += f"; a label the model does not have, or steps over {explain.steps}"
+    reasons[503] = "an explanation is running (one at a time)"
+    schema = body_model.model_json_schema()
+    answer = {"type": "object", "properties": {"explanations": {"type": "array"}}}
+
+    @app.post(
+        "/v1/explain",
+        openapi_extra={"requestBody": {"required": True,
+                                       "content": {"application/json": {"schema": schema}}}},
+        responses={200: _json_answer("one explanation per text, in order", answer),
+                   **_error_responses(reasons, "detail")},
+    )  # fmt: skip
+    async def explain_texts(request: Request):
+        try:
+            body = await _read_body(request, limits.max_body_bytes)
+            try:
+                parsed = body_model.model_validate_json(body)
+            except ValidationError as error:
+                raise _validation_error(error, explain_limits, _texts_in(body)) from None
+            if not parsed.texts:
+                return {"explanations": []}
+            if running.locked():
+                raise Refusal(503, "an explanation is running: one at a time", "explain_busy",
+                              len(parsed.texts), retry=True)  # fmt: skip
+            async with running:
+                try:
+                    results = await asyncio.to_thread(
+                        classifier.explain, parsed.texts, getattr(parsed, "text_pairs", None),
+                        parsed.label, parsed.steps or explain.steps,
+                    )  # fmt: skip
+                except BertclfError as error:
+                    raise Refusal(422, str(error)) from None
+        except Refusal as refusal:
+            return refused(refusal, "detail")
+        return {"explanations": results}
+
+
+def resident_megabytes() -> float | None:
+    """This process's resident memory (Linux), or None where /proc does not say."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+    return int(found.group(1)) / 1024 if found else None
+
+
 def _model_route(handler, model_name: str, version: str | None):
     """A v2 model route's endpoint, with a version in its path or without. The schema lists
     the name and version served (any other gets 404, from the handler)."""
@@ -822,6 +907,7 @@ def serve(
     model_name: str | None = None,
     api_key: str | None = None,
     drain_seconds: float = 5.0,
+    explain: ExplainLimits | None = None,
 ) -> None:
     """Load the package, then listen at once: ready (/v2/health/ready) answers 503 until the
     model has answered a warm-up batch, which runs in the background."""
@@ -838,7 +924,13 @@ def serve(
         package, expect_sha256=expect_sha256, runtime=runtime, precision=precision
     )
     print(f"{package}: {classifier.describe()}", flush=True)
-    app = create_app(classifier, limits, allowed_hosts, model_name, api_key)
+    if explain is not None:  # the TensorFlow functions, loaded now: their cost is told at once
+        before = resident_megabytes()
+        classifier.explainer()
+        after = resident_megabytes()
+        cost = "" if before is None else f", {after - before:+.0f} MB resident ({after:.0f} MB)"
+        print(f"{package}: /v1/explain on, on TensorFlow{cost}", flush=True)
+    app = create_app(classifier, limits, allowed_hosts, model_name, api_key, explain)
     # bertclf's own lines (a failed model call, a client gone) as uvicorn's are written
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["bertclf"] = {"handlers": ["default"], "level": "INFO"}
