@@ -316,3 +316,54 @@ def test_sigterm_turns_ready_503_and_serves_through_the_drain(dag_repo, tmp_path
     output = log.read_text()
     assert "SIGTERM: not ready; serving 8 s more, then shutting down" in output
     assert "Finished server process" in output and "Traceback" not in output, output
+
+
+def test_an_explanation_asked_while_one_runs_gets_503_with_retry_after(dag_repo):
+    """/v1/explain runs one at a time: the first is held inside its explanation while a second
+    arrives; the second gets 503 and Retry-After at once, and the first its answer."""
+    import uvicorn
+
+    from bertclf import Classifier
+    from bertclf.serve import ExplainLimits, Limits, create_app
+
+    classifier = Classifier.load(dag_repo / "models/package")
+    running, release = threading.Event(), threading.Event()
+    explain = classifier.explain
+
+    def held_explain(*args, **kwargs):
+        running.set()
+        release.wait(120)
+        return explain(*args, **kwargs)
+
+    classifier.explain = held_explain
+    limits = Limits(8, 300, 5000, 16, 1000, 64, 60.0, 10.0, 10.0, 20, 5.0)
+    app = create_app(classifier, limits, model_name="news", explain=ExplainLimits(2, 200, 8))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    first: list = []
+    body = json.dumps({"texts": ["Great coffee"], "steps": 4}).encode()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        asking = threading.Thread(
+            target=lambda: first.append(request(port, "POST", "/v1/explain", body))
+        )
+        asking.start()
+        assert running.wait(60)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        connection.request("POST", "/v1/explain", body, {"Content-Type": "application/json"})
+        second = connection.getresponse()
+        assert second.status == 503 and second.getheader("Retry-After") == "1"
+        assert json.loads(second.read()) == {"detail": "an explanation is running: one at a time"}
+        connection.close()
+        release.set()
+        asking.join(60)
+        assert first[0][0] == 200 and len(first[0][1]["explanations"]) == 1
+    finally:
+        release.set()
+        server.should_exit = True
+        thread.join(30)
+    assert not thread.is_alive()

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -451,14 +451,21 @@ def _json_answer(description: str, schema: dict) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def body_schema(body_model: type[BaseModel]) -> dict:
+    """The JSON Schema of a /v1 body, with what the model's validators add: a text is not
+    empty, nor only spaces."""
+    body = body_model.model_json_schema()
+    for name in ("texts", "text_pairs"):
+        if name in body["properties"]:
+            body["properties"][name]["items"]["pattern"] = r"\S"
+    return body
+
+
 def predict_schema(body_model: type[BaseModel], classifier, limits: Limits) -> dict:
     """What /openapi.json says of /v1/predict: its body, its answers and their limits. The
     handler reads and checks the body itself (a FastAPI parameter would answer 422 where the
     docs promise 413 for too many texts), so the schema is declared, not inferred."""
-    body = body_model.model_json_schema()
-    for name in ("texts", "text_pairs"):
-        if name in body["properties"]:  # not empty, not only spaces
-            body["properties"][name]["items"]["pattern"] = r"\S"
+    body = body_schema(body_model)
     prediction = classifier.task.answer_schema()
     answer = {
         "type": "object",
@@ -796,17 +803,19 @@ def add_explain_route(app: FastAPI, classifier, limits: Limits, explain: Explain
         max_chars=explain.max_chars,
         max_request_chars=explain.max_texts * explain.max_chars,
     )
+    classes = () if classifier.task.name == "regression" else tuple(classifier.classes_.tolist())
+    label = Literal[classes] | None if classes else None  # a regression model has no label
     body_model = request_model(
         explain_limits,
         classifier.text_pair,
-        label=(str | None, None),
+        label=(label, None),
         steps=(int | None, Field(None, ge=1, le=explain.steps)),
     )
     running = asyncio.Lock()
     reasons = _body_reasons(explain_limits)
     reasons[422] += f"; a label the model does not have, or steps over {explain.steps}"
     reasons[503] = "an explanation is running (one at a time)"
-    schema = body_model.model_json_schema()
+    schema = body_schema(body_model)
     answer = {"type": "object", "properties": {"explanations": {"type": "array"}}}
 
     @app.post(
