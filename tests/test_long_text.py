@@ -58,6 +58,16 @@ def test_a_model_trained_with_chunks_predicts_with_chunks(dag_repo, tmp_path):
         serve = load_saved_model(dag_repo / "models/package/saved_model")
         exported = serve(text=tf.constant(texts))["probabilities"].numpy()
         np.testing.assert_allclose(exported, predicted, atol=1e-4)
+        # attributions follow the chunks: every token of the text, its windows pooled into
+        # one answer, and they add up to that answer's change
+        for text, row, result in zip(texts[:2], predicted, classifier.explain(texts[:2], steps=64),
+                                     strict=False):  # fmt: skip
+            whole = classifier.tokenizer.encode(text, add_special_tokens=False)
+            assert [(t["start"], t["end"]) for t in result["tokens"]] == whole.offsets
+            (answer,) = result["explained"]
+            assert answer["value"] == pytest.approx(row.max(), abs=1e-5)
+            change = answer["value"] - answer["baseline_value"]
+            assert sum(answer["attributions"]) == pytest.approx(change, rel=0.05, abs=1e-5)
         # reading the same texts by their head gives other numbers: the strategy matters
         head = dataclasses.replace(classifier.tokenize, long_text="head")
         classifier.preprocessor = dataclasses.replace(classifier.preprocessor, tokenize=head)
