@@ -50,6 +50,10 @@ def test_a_model_trained_with_chunks_predicts_with_chunks(dag_repo, tmp_path):
             by_hand.append(mean / mean.sum())
         predicted = classifier.predict_proba(texts)
         np.testing.assert_allclose(predicted, np.array(by_hand), atol=1e-5)
+        # the TensorFlow runtime loads it too (its graph pools with LogSoftmax, an op the
+        # allowlist lacked until format 10) and answers the same
+        on_tensorflow = Classifier.load(dag_repo / "models/package", runtime="tensorflow")
+        np.testing.assert_allclose(on_tensorflow.predict_proba(texts), predicted, atol=1e-5)
         # the SavedModel cuts and pools in its graph the same way, checked by the package stage
         # on every test text and here on the long ones
         parity = json.loads((dag_repo / "reports/package.json").read_text())

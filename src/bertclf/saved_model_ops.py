@@ -4,7 +4,9 @@ against at load (`package.check_saved_model_ops`).
 Collected from packages exported with every head pooling, with and without hidden layers, and
 every long-text strategy and pooling, single- and multi-label (Sigmoid, and the thresholds'
 Any, LogicalAnd, LogicalNot and OneHot), before and after the move to Keras 3 and KerasHub
-(Einsum, Pow, Slice, VarIsInitializedOp), temperature scaling (Log1p), and format 7's
+(Einsum, Pow, Slice, VarIsInitializedOp), temperature scaling (Log1p), chunks pooled from
+logits (LogSoftmax, format 8 on: until format 10 the list lacked it, and a single-label
+chunks package was refused on the TensorFlow runtime), and format 7's
 tokenizer and cleaning (the character table: HashTableV2, LookupTableImportV2 and
 LookupTableFindV2 on tensors held in the graph; UnicodeDecode, UnicodeEncode, StringSplitV2,
 Substr, UnsortedSegmentJoin and arithmetic); the tests fail
@@ -49,6 +51,7 @@ PACKAGE_OPS = frozenset(
         "LessEqual",
         "Log",
         "Log1p",
+        "LogSoftmax",
         "LogicalAnd",
         "LogicalNot",
         "LogicalOr",
