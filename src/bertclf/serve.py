@@ -933,9 +933,10 @@ def serve(
         package, expect_sha256=expect_sha256, runtime=runtime, precision=precision
     )
     print(f"{package}: {classifier.describe()}", flush=True)
-    if explain is not None:  # the TensorFlow functions, loaded now: their cost is told at once
+    if explain is not None:  # the TensorFlow functions, loaded and traced now (a warm-up
+        # explanation), so that no client pays for it, and their cost told at once
         before = resident_megabytes()
-        classifier.explainer()
+        classifier.explain("warm-up", "warm-up" if classifier.text_pair else None, steps=2)
         after = resident_megabytes()
         cost = "" if before is None else f", {after - before:+.0f} MB resident ({after:.0f} MB)"
         print(f"{package}: /v1/explain on, on TensorFlow{cost}", flush=True)
