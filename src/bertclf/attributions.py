@@ -23,11 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bertclf.choices import ATTRIBUTION_BASELINES, ATTRIBUTION_STEPS
 from bertclf.errors import BertclfError
 from bertclf.tokenization import cut_to_window, fit_to_window, pair_budget, window_budget
 
-BASELINES = ("pad", "zeros")
-DEFAULT_STEPS = 32
 EXPLAIN_FUNCTIONS = ("token_embeddings", "from_token_embeddings")
 
 
@@ -93,11 +92,10 @@ def _padded(windows, tokens: list[dict], texts: tuple) -> TokenWindows:
 class Explainer:
     """Integrated gradients through a package's SavedModel (format 10 on)."""
 
-    def __init__(self, saved_model: Path, answer, pad_id: int):
-        import tensorflow as tf
-        import tensorflow_text  # noqa: F401 (registers the tokenizer's ops the graph holds)
-
-        self.loaded = tf.saved_model.load(str(saved_model))
+    def __init__(self, loaded, saved_model: Path, answer, pad_id: int):
+        """`loaded`: the package's SavedModel as `tf.saved_model.load` gives it (`saved_model`
+        names it in messages)."""
+        self.loaded = loaded
         missing = [name for name in EXPLAIN_FUNCTIONS if name not in self.loaded.signatures]
         if missing:
             raise BertclfError(
@@ -127,7 +125,7 @@ class Explainer:
         self,
         windows: TokenWindows,
         choose,
-        steps: int = DEFAULT_STEPS,
+        steps: int = ATTRIBUTION_STEPS,
         baseline: str = "pad",
         rows_per_call: int = 64,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
@@ -175,8 +173,9 @@ class Explainer:
 def check_steps(steps: int, baseline: str) -> None:
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 1024:
         raise BertclfError(f"steps={steps!r}: expected a whole number from 1 to 1024")
-    if baseline not in BASELINES:
-        raise BertclfError(f"baseline={baseline!r}: expected one of {', '.join(BASELINES)}")
+    if baseline not in ATTRIBUTION_BASELINES:
+        expected = ", ".join(ATTRIBUTION_BASELINES)
+        raise BertclfError(f"baseline={baseline!r}: expected one of {expected}")
 
 
 def top_tokens(result: dict, k: int = 5) -> list[tuple[str, list[tuple[str, float]]]]:

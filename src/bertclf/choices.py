@@ -13,3 +13,5 @@ CALIBRATION_METHODS = ("temperature", "none")
 OPENVINO_PRECISIONS = ("f32", "bf16", "int8")  # a package's OpenVINO models
 PRECISION_CHOICES = ("auto", *OPENVINO_PRECISIONS)  # what --precision takes
 RUNTIMES = ("auto", "tensorflow", "openvino")
+ATTRIBUTION_BASELINES = ("pad", "zeros")  # what a token is compared with: [PAD], zeros
+ATTRIBUTION_STEPS = 32  # integrated gradients' default steps

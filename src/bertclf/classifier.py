@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bertclf.choices import ATTRIBUTION_STEPS
 from bertclf.config import CleanConfig, TokenizeConfig
 from bertclf.errors import BertclfError
 from bertclf.labels import REGRESSION, LabelMap
@@ -282,7 +283,7 @@ class Classifier:
         texts: str | Iterable[str],
         text_pairs: str | Iterable[str] | None = None,
         label: str | None = None,
-        steps: int = 32,
+        steps: int = ATTRIBUTION_STEPS,
         baseline: str = "pad",
     ) -> list[dict]:
         """Token attributions of each text's answer: integrated gradients on the token
@@ -350,13 +351,15 @@ class Classifier:
         return lambda row: [int(np.argmax(row))]
 
     def explainer(self):
-        """The package's attribution functions on TensorFlow (loaded once, from the package
-        this classifier was loaded from, checked again against the same manifest digest)."""
+        """The package's attribution functions on TensorFlow, loaded once: the SavedModel the
+        TensorFlow runtime already holds, else read again from the package this classifier was
+        loaded from, checked against the same manifest digest."""
         if self._explainer is not None:
             return self._explainer
         if self.package is None:
             raise BertclfError("explain() needs a classifier loaded from a package")
         from bertclf.attributions import Explainer
+        from bertclf.export import TokenIdsModel
         from bertclf.layout import SAVED_MODEL
         from bertclf.package import check_saved_model_ops
 
@@ -365,14 +368,19 @@ class Classifier:
                 f"{self.package.source}: a format-{self.package.format_version} package cannot "
                 "explain (token attributions need format 10); rebuild it with `dvc repro`"
             )
-        with open_package(self.package.source, self.package.manifest_sha256) as package:
-            check_saved_model_ops(package.path / SAVED_MODEL)
-            pad = self.tokenizer.token_to_id("[PAD]")
-            self._explainer = Explainer(
-                package.path / SAVED_MODEL,
-                lambda logits, text_of, n: self.preprocessor.answer_in_graph(logits, text_of, n),
-                0 if pad is None else pad,
-            )
+        if isinstance(self.model, TokenIdsModel):  # loaded already: not a second time
+            loaded = self.model.loaded
+        else:
+            with open_package(self.package.source, self.package.manifest_sha256) as package:
+                check_saved_model_ops(package.path / SAVED_MODEL)
+                loaded = TokenIdsModel(package.path / SAVED_MODEL).loaded
+        pad = self.tokenizer.token_to_id("[PAD]")
+        self._explainer = Explainer(
+            loaded,
+            self.package.source / SAVED_MODEL,
+            lambda logits, text_of, n: self.preprocessor.answer_in_graph(logits, text_of, n),
+            0 if pad is None else pad,
+        )
         return self._explainer
 
 

@@ -97,6 +97,7 @@ def explain(args: argparse.Namespace) -> None:
     with open_package(args.model, args.expect_sha256) as package:
         classifier = Classifier.from_package(package, runtime="tensorflow")
     check_pair_option(args, classifier)
+    classifier.explainer()  # a package that cannot explain is refused before any work
     print(f"{args.model}: integrated gradients, {args.steps} steps, baseline {args.baseline}, "
           "on TensorFlow", flush=True)  # fmt: skip
     results = []
@@ -449,6 +450,8 @@ def add_package_options(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    from bertclf.choices import ATTRIBUTION_BASELINES, ATTRIBUTION_STEPS
+
     root = argparse.ArgumentParser(prog="bertclf", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
 
@@ -538,12 +541,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--steps",
         type=positive_int,
-        default=32,
+        default=ATTRIBUTION_STEPS,
         help="integrated gradients' points between baseline and text (fewer: faster, coarser)",
     )
     p.add_argument(
         "--baseline",
-        choices=["pad", "zeros"],
+        choices=ATTRIBUTION_BASELINES,
         default="pad",
         help="what each token is compared with: [PAD]'s embedding, or zeros",
     )
@@ -576,7 +579,7 @@ def parser() -> argparse.ArgumentParser:
                    help="/v1/explain: texts a request")  # fmt: skip
     p.add_argument("--explain-max-chars", type=positive_int, default=2_000,
                    help="/v1/explain: characters a text")  # fmt: skip
-    p.add_argument("--explain-steps", type=positive_int, default=32,
+    p.add_argument("--explain-steps", type=positive_int, default=ATTRIBUTION_STEPS,
                    help="/v1/explain: integrated gradients' steps, the default and the most a "
                    "request may ask")  # fmt: skip
     p.add_argument("--max-texts", type=positive_int, default=256, help="texts a request")

@@ -321,7 +321,8 @@ class TokenIdsModel:
     It answers the function's `logits`."""
 
     def __init__(self, saved_model: Path):
-        self.function = load_saved_model(saved_model, "token_ids")
+        self.loaded = tf.saved_model.load(str(saved_model))  # its other functions explain
+        self.function = self.loaded.signatures["token_ids"]
         outputs = self.function.structured_outputs
         if not isinstance(outputs, dict) or "logits" not in outputs:
             raise BertclfError(f"{saved_model}: its token_ids function has no logits output")
