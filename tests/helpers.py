@@ -261,7 +261,7 @@ def check_explained_mistakes(repo: Path) -> None:
     import pandas as pd
 
     from bertclf import Classifier
-    from bertclf.attributions import top_tokens
+    from bertclf.report import top_tokens
 
     report = (repo / "reports/report.md").read_text()
     errors = pd.read_csv(repo / "reports/errors.csv", dtype={"id": str}, keep_default_na=False)

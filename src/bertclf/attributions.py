@@ -13,9 +13,10 @@ them: a single-label model's probability of the explained class, a multi-label m
 probability of each explained label, a regression model's score. All windows of a text are
 inputs of one answer, so a token in two overlapping chunks gets the sum of both.
 
-It runs the package's SavedModel on TensorFlow (OpenVINO computes no gradients), through two
-functions a package exports from format 10 on: `token_embeddings` (ids to embeddings) and
-`from_token_embeddings` (embeddings to logits).
+It runs on TensorFlow (OpenVINO computes no gradients), through two functions: a package's
+SavedModel exports them from format 10 on, `token_embeddings` (ids to embeddings) and
+`from_token_embeddings` (embeddings to logits); `export.keras_explainer` takes the same two
+from the trained Keras model, for `evaluate`.
 """
 
 from dataclasses import dataclass
@@ -90,23 +91,38 @@ def _padded(windows, tokens: list[dict], texts: tuple) -> TokenWindows:
 
 
 class Explainer:
-    """Integrated gradients through a package's SavedModel (format 10 on)."""
+    """Integrated gradients through a model's two halves: `embed(ids)`, the token embeddings,
+    and `forward(embeddings, ids, mask)`, the temperature-scaled logits, which `preprocessor`
+    (the model's own) turns into answers and pools over each text's windows."""
 
-    def __init__(self, loaded, saved_model: Path, answer, pad_id: int):
-        """`loaded`: the package's SavedModel as `tf.saved_model.load` gives it (`saved_model`
-        names it in messages)."""
-        self.loaded = loaded
-        missing = [name for name in EXPLAIN_FUNCTIONS if name not in self.loaded.signatures]
+    def __init__(self, embed, forward, preprocessor, owner=None):
+        self.owner = owner  # what the functions belong to, kept alive as long as they are
+        self.embed = embed
+        self.forward = forward
+        self.answer = preprocessor.answer_in_graph  # the logits come scaled already
+        pad = preprocessor.tokenizer.token_to_id("[PAD]")
+        self.pad_id = 0 if pad is None else pad
+
+    @classmethod
+    def of_saved_model(cls, loaded, saved_model: Path, preprocessor) -> "Explainer":
+        """Through a package's SavedModel as `tf.saved_model.load` gives it (format 10 on;
+        `saved_model` names it in messages)."""
+        missing = [name for name in EXPLAIN_FUNCTIONS if name not in loaded.signatures]
         if missing:
             raise BertclfError(
                 f"{saved_model}: this package cannot explain (its SavedModel has no "
                 f"{' or '.join(missing)} function: written before format 10); rebuild it "
                 "with `dvc repro`"
             )
-        self.embed = self.loaded.signatures["token_embeddings"]
-        self.forward = self.loaded.signatures["from_token_embeddings"]
-        self.answer = answer  # (window logits, text of each window, n texts) -> answers
-        self.pad_id = pad_id
+        embed, forward = (loaded.signatures[name] for name in EXPLAIN_FUNCTIONS)
+        return cls(
+            lambda ids: embed(input_ids=ids)["token_embeddings"],
+            lambda x, ids, mask: forward(token_embeddings=x, input_ids=ids, attention_mask=mask)[
+                "logits"
+            ],
+            preprocessor,
+            loaded,
+        )
 
     def values(self, embeddings, windows: TokenWindows):
         """The text's answers (one row) for embeddings of its windows, [n, windows, length,
@@ -115,10 +131,10 @@ class Explainer:
 
         n, w = embeddings.shape[0], embeddings.shape[1]
         logits = self.forward(
-            token_embeddings=tf.reshape(embeddings, (n * w, *embeddings.shape[2:])),
-            input_ids=tf.tile(windows.ids, (n, 1)),
-            attention_mask=tf.tile(windows.mask, (n, 1)),
-        )["logits"]
+            tf.reshape(embeddings, (n * w, *embeddings.shape[2:])),
+            tf.tile(windows.ids, (n, 1)),
+            tf.tile(windows.mask, (n, 1)),
+        )
         return self.answer(logits, tf.repeat(tf.range(n, dtype=tf.int64), w), n)
 
     def attribute(
@@ -134,12 +150,12 @@ class Explainer:
         column ([columns, tokens]), and the columns."""
         import tensorflow as tf
 
-        embeddings = self.embed(input_ids=tf.constant(windows.ids))["token_embeddings"]
+        embeddings = self.embed(tf.constant(windows.ids))
         content = tf.constant(windows.token_of >= 0)[:, :, None]
         if baseline == "pad":
             pads = tf.fill(tf.shape(windows.ids), tf.constant(self.pad_id, tf.int32))
-            base = self.embed(input_ids=tf.where(content[:, :, 0], pads, windows.ids))
-            base = tf.where(content, base["token_embeddings"], embeddings)
+            base = self.embed(tf.where(content[:, :, 0], pads, windows.ids))
+            base = tf.where(content, base, embeddings)
         else:
             base = tf.where(content, tf.zeros_like(embeddings), embeddings)
         ends = self.values(tf.stack([embeddings, base]), windows).numpy()
@@ -170,21 +186,72 @@ class Explainer:
         return ends[0][columns], ends[1][columns], attributions, columns
 
 
+def explain_texts(
+    explainer: Explainer,
+    preprocessor,
+    classes: list[str],
+    texts: list[str],
+    pairs: list[str] | None,
+    label: str | None = None,
+    steps: int = ATTRIBUTION_STEPS,
+    baseline: str = "pad",
+) -> list[dict]:
+    """`Classifier.explain`'s results (see there) of the texts and pairs, read as
+    `preprocessor` reads them (its cleaning, tokenizer and window), by `explainer`."""
+    from bertclf.cleaning import clean_texts
+    from bertclf.labels import REGRESSION
+
+    choose = explained_columns(preprocessor, classes, label)
+    read = clean_texts(texts, preprocessor.clean)
+    read_pairs = [None] * len(texts) if pairs is None else clean_texts(pairs, preprocessor.clean)
+    results = []
+    for i, (text, pair) in enumerate(zip(read, read_pairs, strict=True)):
+        windows = token_windows(preprocessor.tokenizer, text, preprocessor.tokenize, pair)
+        values, baselines, attributions, columns = explainer.attribute(
+            windows, choose, steps, baseline
+        )
+        result = {"text": texts[i]}
+        if pairs is not None:
+            result["text_pair"] = pairs[i]
+        if text != texts[i] or (pairs is not None and pair != pairs[i]):
+            result["model_text"] = text if pair is None else [text, pair]
+        names = ["score"] if preprocessor.task == REGRESSION else [classes[c] for c in columns]
+        result["tokens"] = windows.tokens
+        result["explained"] = [
+            {
+                "label": str(name),
+                "value": float(value),
+                "baseline_value": float(base),
+                "attributions": [round(float(a), 6) for a in row],
+            }
+            for name, value, base, row in zip(names, values, baselines, attributions, strict=True)
+        ]
+        results.append(result)
+    return results
+
+
+def explained_columns(preprocessor, classes: list[str], label: str | None):
+    """Which answer columns a text's explanation covers, from its answer row: the column
+    `label` names, else the predicted class (multi-label: each predicted label; regression:
+    the score)."""
+    from bertclf.labels import REGRESSION
+
+    if label is not None:
+        if preprocessor.task == REGRESSION:
+            raise BertclfError("label= names a class; a regression model answers one score")
+        if label not in classes:
+            known = ", ".join(map(str, classes))
+            raise BertclfError(f"label {label!r} is not one of the model's classes ({known})")
+        column = list(classes).index(label)
+        return lambda row: [column]
+    if preprocessor.multi_label:
+        return lambda row: np.flatnonzero(preprocessor.decide(row[None])[0]).tolist()
+    return lambda row: [int(np.argmax(row))]
+
+
 def check_steps(steps: int, baseline: str) -> None:
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 1024:
         raise BertclfError(f"steps={steps!r}: expected a whole number from 1 to 1024")
     if baseline not in ATTRIBUTION_BASELINES:
         expected = ", ".join(ATTRIBUTION_BASELINES)
         raise BertclfError(f"baseline={baseline!r}: expected one of {expected}")
-
-
-def top_tokens(result: dict, k: int = 5) -> list[tuple[str, list[tuple[str, float]]]]:
-    """Each explained answer of a `Classifier.explain` result with its `k` tokens of largest
-    attribution (those that raised it most), largest first."""
-    found = []
-    for explained in result["explained"]:
-        ranked = sorted(
-            zip(result["tokens"], explained["attributions"], strict=True), key=lambda t: -t[1]
-        )
-        found.append((explained["label"], [(t["token"], a) for t, a in ranked[:k] if a > 0]))
-    return found

@@ -297,58 +297,18 @@ class Classifier:
         explained answer is the predicted class (multi-label: each predicted label;
         regression: the score), or `label` for every text. Where data.clean changed a text,
         `model_text` holds what the model read, which the offsets index."""
-        from bertclf.attributions import check_steps, token_windows
-        from bertclf.cleaning import clean_texts
+        from bertclf.attributions import check_steps, explain_texts, explained_columns
         from bertclf.preprocessor import check_pairs_given
 
         check_steps(steps, baseline)
         texts = self._texts(texts)
         pairs = None if text_pairs is None else self._texts(text_pairs, "text_pairs")
         check_pairs_given(self.preprocessor.text_pair, pairs, len(texts))
-        choose = self._explained_columns(label)
-        explainer = self.explainer()
-        read = clean_texts(texts, self.clean)
-        read_pairs = clean_texts(pairs, self.clean) if pairs is not None else [None] * len(texts)
-        results = []
-        for i, (text, pair) in enumerate(zip(read, read_pairs, strict=True)):
-            windows = token_windows(self.tokenizer, text, self.tokenize, pair)
-            values, baselines, attributions, columns = explainer.attribute(
-                windows, choose, steps, baseline
-            )
-            result = {"text": texts[i]}
-            if pairs is not None:
-                result["text_pair"] = pairs[i]
-            if text != texts[i] or (pairs is not None and pair != pairs[i]):
-                result["model_text"] = text if pair is None else [text, pair]
-            names = ["score"] if self.task.name == REGRESSION else self.classes_[columns]
-            result["tokens"] = windows.tokens
-            result["explained"] = [
-                {
-                    "label": str(name),
-                    "value": float(value),
-                    "baseline_value": float(base),
-                    "attributions": [round(float(a), 6) for a in row],
-                }
-                for name, value, base, row in zip(
-                    names, values, baselines, attributions, strict=True
-                )
-            ]
-            results.append(result)
-        return results
-
-    def _explained_columns(self, label: str | None):
-        """Which answer columns a text's explanation covers, from its answer row."""
-        if label is not None:
-            if self.task.name == REGRESSION:
-                raise BertclfError("label= names a class; a regression model answers one score")
-            if label not in self.label_map.classes:
-                known = ", ".join(map(str, self.classes_))
-                raise BertclfError(f"label {label!r} is not one of the model's classes ({known})")
-            column = list(self.label_map.classes).index(label)
-            return lambda row: [column]
-        if self.multi_label:
-            return lambda row: np.flatnonzero(self.preprocessor.decide(row[None])[0]).tolist()
-        return lambda row: [int(np.argmax(row))]
+        classes = [str(c) for c in self.label_map.classes]
+        explained_columns(self.preprocessor, classes, label)  # a bad label, before any loading
+        return explain_texts(
+            self.explainer(), self.preprocessor, classes, texts, pairs, label, steps, baseline
+        )
 
     def explainer(self):
         """The package's attribution functions on TensorFlow, loaded once: the SavedModel the
@@ -374,12 +334,8 @@ class Classifier:
             with open_package(self.package.source, self.package.manifest_sha256) as package:
                 check_saved_model_ops(package.path / SAVED_MODEL)
                 loaded = TokenIdsModel(package.path / SAVED_MODEL).loaded
-        pad = self.tokenizer.token_to_id("[PAD]")
-        self._explainer = Explainer(
-            loaded,
-            self.package.source / SAVED_MODEL,
-            lambda logits, text_of, n: self.preprocessor.answer_in_graph(logits, text_of, n),
-            0 if pad is None else pad,
+        self._explainer = Explainer.of_saved_model(
+            loaded, self.package.source / SAVED_MODEL, self.preprocessor
         )
         return self._explainer
 

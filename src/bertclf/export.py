@@ -127,6 +127,25 @@ def logits_from_token_embeddings(model, pooling: str, token_embeddings, input_id
     return model.get_layer("logits")(x)
 
 
+def keras_explainer(model, pooling: str, preprocessor):
+    """Token attributions through the trained Keras model (`evaluate`, before there is a
+    package): the functions the package's `token_embeddings` and `from_token_embeddings`
+    export, without the SavedModel."""
+    from bertclf.attributions import Explainer
+
+    encoder = model.get_layer("encoder")
+    temperature = preprocessor.temperature
+    if temperature is not None:
+        temperature = tf.constant(temperature, tf.float32)
+    return Explainer(
+        lambda ids: tf.cast(encoder.token_embedding(ids), tf.float32),
+        lambda x, ids, mask: scale_in_graph(
+            logits_from_token_embeddings(model, pooling, x, ids, mask), temperature
+        ),
+        preprocessor,
+    )
+
+
 class RawTextClassifier(tf.Module):
     """The package's SavedModel: the model between the graph forms of its preprocessor's rules
     (the cleaning, the character table and WordPiece, the window, the temperature, the

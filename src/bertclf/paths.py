@@ -26,6 +26,7 @@ METRICS = REPORTS / "metrics.json"
 PLOTS = REPORTS / "plots"
 CONFUSION_PNG = REPORTS / "confusion.png"
 ERRORS = REPORTS / "errors.csv"
+EXPLAINED_MISTAKES = REPORTS / "explained_mistakes.json"  # the first errors' token attributions
 BASELINE = REPORTS / "baseline.json"
 REPORT = REPORTS / "report.md"
 TRAINING_CURVES_PNG = REPORTS / "training_curves.png"

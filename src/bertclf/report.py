@@ -99,11 +99,21 @@ def render_report(
     return report + "\n" + explained_mistakes(errors, explained) + "\n"
 
 
+def top_tokens(result: dict, k: int = 5) -> list[tuple[str, list[tuple[str, float]]]]:
+    """Each explained answer of a `Classifier.explain` result with its `k` tokens of largest
+    attribution (those that raised it most), largest first."""
+    found = []
+    for explained in result["explained"]:
+        ranked = sorted(
+            zip(result["tokens"], explained["attributions"], strict=True), key=lambda t: -t[1]
+        )
+        found.append((explained["label"], [(t["token"], a) for t, a in ranked[:k] if a > 0]))
+    return found
+
+
 def explained_mistakes(errors: pd.DataFrame, explained: list[dict]) -> str:
     """The tokens that drove the model's answer on each explained mistake (the first rows of
     `errors`), by integrated gradients."""
-    from bertclf.attributions import top_tokens
-
     lines = [
         f"## The tokens that drove the first {len(explained)} mistakes",
         "",
