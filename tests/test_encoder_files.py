@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,16 @@ def encoder_without_weights(tmp_path):
     return source
 
 
-@pytest.mark.parametrize("name", ["bert-base-cased", "hf://bert-base-cased"])
+def hub_options() -> list[str]:
+    """The hub names conf/model/'s options give (bert_base_cased, distilbert_base_uncased, ...)."""
+    import yaml
+
+    options = sorted((Path(__file__).parents[1] / "conf/model").glob("*.yaml"))
+    names = [yaml.safe_load(option.read_text())["pretrained"] for option in options]
+    return [name for name in names if not name.startswith("package:")]
+
+
+@pytest.mark.parametrize("name", [*hub_options(), "hf://bert-base-cased"])
 def test_an_unreachable_hub_is_one_line(tmp_path, name):
     code = (
         "import sys; from pathlib import Path; from bertclf.config import ModelConfig;"

@@ -139,7 +139,7 @@ def test_the_saved_model_decides_as_the_python_api(tagged_repo):
 
     package = read_json(tagged_repo, "reports/package.json")
     assert package["labels_identical"] == 1.0 and package["max_probability_difference"] < 1e-4
-    assert read_json(tagged_repo, "models/package/manifest.json")["format_version"] == 10
+    assert read_json(tagged_repo, "models/package/manifest.json")["format_version"] == 11
     f32 = package["openvino"]["precisions"]["f32"]  # the gate on decisions and micro-F1
     assert f32["passed"] and f32["micro_f1"] == pytest.approx(f32["tensorflow_micro_f1"], abs=0.01)
     assert f32["n"] == len(pd.read_parquet(tagged_repo / "data/prepared/test.parquet"))

@@ -181,7 +181,7 @@ def test_bundle_holds_no_pickle_and_lists_every_file(dag_repo):
     manifest = json.loads((bundle / "manifest.json").read_text())
     files = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
     assert set(manifest["files"]) == files - {"manifest.json"}
-    assert manifest["format_version"] == 10
+    assert manifest["format_version"] == 11
     assert "tensorflow-text" in manifest["libraries"]
     assert not [name for name in files if name.endswith((".pkl", ".pickle", ".joblib", ".h5"))]
     for name in files:

@@ -14,7 +14,7 @@ from bertclf import Classifier
 from bertclf.errors import BertclfError
 
 FIXTURES = Path(__file__).parent / "fixtures"
-PACKAGE = FIXTURES / "package_v9"
+PACKAGE = FIXTURES / "package_v10"
 
 
 def recorded(name: str) -> dict:
@@ -28,16 +28,21 @@ def recorded(name: str) -> dict:
     return expected
 
 
-def test_format_9_package_cleans_and_tokenizes_in_its_own_graph_as_before():
-    """Format 9 (the one before the current) with data.clean's remove_urls and remove_html:
-    every runtime predicts what it did when written, the cleaning applied."""
-    expected = recorded("package_v9_expected.json")
+def test_format_10_package_cleans_tokenizes_and_explains_in_its_own_graph_as_before():
+    """Format 10 (the one before the current) with data.clean's remove_urls and remove_html:
+    every runtime predicts what it did when written, the cleaning applied, and it explains."""
+    expected = recorded("package_v10_expected.json")
     for runtime, precision, tolerance in (("tensorflow", "f32", 1e-6), ("openvino", "f32", 1e-5)):
         classifier = Classifier.load(PACKAGE, runtime=runtime, precision=precision)
         assert classifier.clean.remove_urls and classifier.clean.remove_html
         probabilities = classifier.predict_proba(expected["texts"])
         np.testing.assert_allclose(probabilities, expected["probabilities"], atol=tolerance)
         assert classifier.predict(expected["texts"]).tolist() == expected["labels"]
+    (explained,) = classifier.explain(["a film about money"], steps=64)
+    assert [t["token"] for t in explained["tokens"]] == ["a", "film", "about", "money"]
+    (answer,) = explained["explained"]
+    total = sum(answer["attributions"])
+    assert abs(total - (answer["value"] - answer["baseline_value"])) <= 0.05 * abs(total) + 1e-4
 
 
 def test_a_package_of_a_format_before_the_readable_ones_is_refused_with_what_to_do(tmp_path):
@@ -51,7 +56,7 @@ def test_a_package_of_a_format_before_the_readable_ones_is_refused_with_what_to_
         Classifier.load(package)
     message = str(refused.value)
     assert f"format_version {READABLE_VERSIONS[0] - 1} is not one this bertclf" in message
-    assert "(9, 10)" in message and "rebuild the package with `dvc repro`" in message
+    assert "(10, 11)" in message and "rebuild the package with `dvc repro`" in message
     assert "\n" not in message
 
 
@@ -65,7 +70,7 @@ def test_unknown_format_version_is_refused(tmp_path):
 
 
 def tampered(tmp_path: Path, change) -> Path:
-    """The format-9 fixture with `change(folder)` applied and its manifest written again, as
+    """The format-10 fixture with `change(folder)` applied and its manifest written again, as
     a hostile package's builder would: the checksums pass, the content is wrong."""
 
     bundle = tmp_path / "package"
@@ -77,11 +82,11 @@ def tampered(tmp_path: Path, change) -> Path:
 
 
 def rewrite_manifest(bundle: Path) -> None:
-    """The manifest of the bundle's files as they now are, of the fixture's format (9)."""
+    """The manifest of the bundle's files as they now are, of the fixture's format (10)."""
     from bertclf.package import write_manifest
 
     write_manifest(bundle)
-    edit_json(bundle / "manifest.json", lambda m: m.__setitem__("format_version", 9))
+    edit_json(bundle / "manifest.json", lambda m: m.__setitem__("format_version", 10))
 
 
 def edit_json(path: Path, change) -> None:
@@ -121,8 +126,24 @@ def five_classes(bundle: Path) -> None:
             lambda b: edit_json(b / "model.json", lambda d: d["encoder"].update(vocab_size=100)),
             r"tokenizer\.json has 30522 tokens, but the model's embedding has 100 rows",
         ),
+        (
+            lambda b: edit_json(b / "model.json", lambda d: d["encoder"].update(model_type="xlm")),
+            r"model\.json: encoder model_type 'xlm' is not a family this bertclf reads \(bert, ",
+        ),
+        (
+            lambda b: edit_json(b / "model.json", lambda d: d.update(encoder=[1])),
+            r"model\.json: encoder is not a JSON object",
+        ),
     ],
-    ids=["string max_length", "unknown key", "no tokenize", "6 outputs for 5", "vocabulary"],
+    ids=[
+        "string max_length",
+        "unknown key",
+        "no tokenize",
+        "6 outputs for 5",
+        "vocabulary",
+        "unknown family",
+        "encoder not an object",
+    ],  # fmt: skip
 )
 @pytest.mark.parametrize("runtime", ["tensorflow", "openvino"])
 def test_a_package_whose_files_disagree_with_its_model_is_refused_in_one_line(
@@ -266,7 +287,7 @@ def test_open_package_reads_every_file_once_from_a_checked_copy_that_it_removes(
     with open_package(PACKAGE) as package:
         copy = package.path
         assert copy != PACKAGE and (copy / "saved_model/saved_model.pb").is_file()
-        assert package.source == PACKAGE and package.format_version == 9
+        assert package.source == PACKAGE and package.format_version == 10
         assert list(package.label_map.classes) == package.spec["classes"]
         assert package.tokenize.max_length == 64 and package.clean.remove_urls
         assert package.offered == ("f32", "bf16", "int8")

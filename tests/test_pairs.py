@@ -202,7 +202,7 @@ def test_a_single_text_package_refuses_text_pairs_in_one_line(tmp_path):
 
     from bertclf import Classifier
 
-    package = Path(__file__).parent / "fixtures/package_v9"
+    package = Path(__file__).parent / "fixtures/package_v10"
     classifier = Classifier.load(package, runtime="tensorflow")
     assert not classifier.text_pair
     with pytest.raises(BertclfError, match="takes one text per example, not text pairs"):

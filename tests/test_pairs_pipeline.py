@@ -169,7 +169,7 @@ def test_serve_takes_text_pairs_and_answers_scores(pairs_repo, tmp_path):
     try:
         status, about = request(port, "GET", "/v1/metadata")
         assert status == 200 and about["inputs"] == ["text", "text_pair"]
-        assert about["task"] == "regression" and about["format_version"] == 10
+        assert about["task"] == "regression" and about["format_version"] == 11
 
         def post(body):
             return request(port, "POST", "/v1/predict", json.dumps(body).encode())

@@ -67,7 +67,7 @@ def test_health_and_metadata(server, dag_repo):
     assert status == 200
     assert about["labels"] == ["great", "other"]
     assert about["task"] == "single_label" and about["inputs"] == ["text"]
-    assert about["format_version"] == 10
+    assert about["format_version"] == 11
     assert about["runtime"] == {"name": "openvino", "precision": "f32"}  # auto; f32 only here
     assert about["model_card"]["data"]["name"] == "fine_food"
     assert about["model_card"]["encoder"]["name"] == "tiny"

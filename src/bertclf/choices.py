@@ -15,3 +15,6 @@ PRECISION_CHOICES = ("auto", *OPENVINO_PRECISIONS)  # what --precision takes
 RUNTIMES = ("auto", "tensorflow", "openvino")
 ATTRIBUTION_BASELINES = ("pad", "zeros")  # what a token is compared with: [PAD], zeros
 ATTRIBUTION_STEPS = 32  # integrated gradients' default steps
+
+# the encoder families (config.json's model_type) a model can be built on and a package read with
+ENCODER_FAMILIES = ("bert", "distilbert")

@@ -323,11 +323,6 @@ class Classifier:
         from bertclf.layout import SAVED_MODEL
         from bertclf.package import check_saved_model_ops
 
-        if self.package.format_version < 10:
-            raise BertclfError(
-                f"{self.package.source}: a format-{self.package.format_version} package cannot "
-                "explain (token attributions need format 10); rebuild it with `dvc repro`"
-            )
         if isinstance(self.model, TokenIdsModel):  # loaded already: not a second time
             loaded = self.model.loaded
         else:

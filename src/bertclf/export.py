@@ -41,6 +41,7 @@ from bertclf.cleaning import (
 from bertclf.errors import BertclfError
 from bertclf.labels import REGRESSION, SINGLE_LABEL
 from bertclf.layout import VOCAB
+from bertclf.model import logits_from_token_embeddings
 from bertclf.prediction import probabilities_in_graph, scale_in_graph
 from bertclf.preprocessor import Preprocessor
 
@@ -89,42 +90,6 @@ def character_table(tokenizer) -> tuple[np.ndarray, np.ndarray]:
             codes.append(code)
             becomes.append(mapped)
     return np.asarray(codes, dtype=np.int32), np.asarray(becomes, dtype=object)
-
-
-def logits_from_token_embeddings(model, pooling: str, token_embeddings, input_ids, attention_mask):
-    """The classifier's logits (inference: no dropout) with the encoder's token embeddings
-    given instead of looked up from `input_ids`: what token attributions differentiate. The
-    rest is the classifier's own layers, in `build_classifier`'s order; the ids still give the
-    positions and a pair model's segments. `tests/test_attributions.py` checks it against the
-    model on the embeddings of the ids, for each pooling."""
-    encoder = model.get_layer("encoder")  # KerasHub's BertBackbone
-    if any(layer.name == "pair_segments" for layer in model.layers):
-        segments = model.get_layer("pair_segments")(input_ids)
-    else:
-        segments = keras.ops.zeros_like(input_ids)
-    x = encoder.embeddings_add(
-        (
-            token_embeddings,
-            encoder.position_embedding(token_embeddings),
-            encoder.segment_embedding(segments),
-        )
-    )
-    x = encoder.embeddings_layer_norm(x)
-    for layer in encoder.transformer_layers:
-        x = layer(x, padding_mask=attention_mask, training=False)
-    if pooling == "pooler":
-        x = encoder.pooled_dense(x[:, 0, :])
-    elif pooling == "cls":
-        x = x[:, 0, :]
-    else:
-        x = model.get_layer("mean_pool")(x, attention_mask)
-    dense = sorted(
-        (layer for layer in model.layers if layer.name.startswith("head_dense_")),
-        key=lambda layer: int(layer.name.rsplit("_", 1)[1]),
-    )
-    for layer in dense:
-        x = layer(x)
-    return model.get_layer("logits")(x)
 
 
 def keras_explainer(model, pooling: str, preprocessor):
@@ -279,6 +244,10 @@ class RawTextClassifier(tf.Module):
     def from_token_embeddings(self, token_embeddings, input_ids, attention_mask):
         """`token_ids` with the token embeddings given (format 10 on): differentiable in them,
         as `token_ids` is not (ids are integers). The ids give positions and pair segments."""
+        # the hidden size known to the graph, as a family's layer normalisation needs it
+        hidden = self.model.get_layer("encoder").token_embedding.embeddings.shape[-1]
+        shape = tf.shape(token_embeddings)
+        token_embeddings = tf.reshape(token_embeddings, [shape[0], shape[1], hidden])
         logits = logits_from_token_embeddings(
             self.model, self.pooling, token_embeddings, input_ids, attention_mask
         )

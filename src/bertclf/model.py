@@ -1,21 +1,25 @@
 """The encoder (copied once into models/pretrained/) and the classifier built on it.
 
-The encoder is KerasHub's `BertBackbone` on Keras 3 (TensorFlow backend), read from a directory
-in Hugging Face layout (`config.json` plus `model.safetensors`); the head is plain Keras.
+The encoder is a KerasHub backbone on Keras 3 (TensorFlow backend) of one of `FAMILIES`, named
+by `config.json`'s `model_type` and read from a directory in Hugging Face layout (`config.json`
+plus `model.safetensors`) by KerasHub's converter for its family; the head is plain Keras.
 """
 
 import contextlib
+import importlib
 import importlib.util
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from bertclf.choices import ENCODER_FAMILIES
 from bertclf.config import HeadConfig, ModelConfig, TokenizeConfig
 from bertclf.errors import BertclfError
-from bertclf.files import sha256_file
+from bertclf.files import read_json, sha256_file
 from bertclf.layout import (
     BACKBONE_WEIGHTS,
     ENCODER_CONFIG,
@@ -70,19 +74,72 @@ def _download(name: str) -> Path:
         )
 
 
+@dataclass(frozen=True)
+class Family:
+    """What differs between encoder families: KerasHub's backbone and converter, and the
+    checkpoint's and the backbone's shapes."""
+
+    model_type: str  # config.json's
+    backbone: str  # the KerasHub class
+    key_prefix: str  # what a *ForMaskedLM save puts before a bare *Model save's weight names
+    pooler: bool  # a trained pooler layer (head.pooling=pooler)
+    segments: bool  # segment (token type) embeddings: a pair's second text gets segment 1
+    position_offset: int = 0  # positions the family reserves before the first token's
+
+    def check_window(self, encoder_config: dict, max_length: int) -> None:
+        """Refuse a window longer than the encoder's position table holds."""
+        longest = encoder_config.get("max_position_embeddings", 512) - self.position_offset
+        if max_length > longest:
+            raise BertclfError(
+                f"tokenize.max_length={max_length}: a {self.model_type} encoder of "
+                f"max_position_embeddings {longest + self.position_offset} takes at most "
+                f"{longest} tokens"
+            )
+
+
+FAMILIES = {
+    family.model_type: family
+    for family in (
+        Family("bert", "BertBackbone", "bert.", pooler=True, segments=True),
+        Family("distilbert", "DistilBertBackbone", "distilbert.", pooler=False, segments=False),
+    )
+}
+
+
+assert tuple(FAMILIES) == ENCODER_FAMILIES, "choices.ENCODER_FAMILIES names FAMILIES' keys"
+
+
+def family_of(encoder_config: dict, where: Path | str = ENCODER_CONFIG) -> Family:
+    """The encoder's family, by config.json's `model_type` (`where` names the file)."""
+    model_type = encoder_config.get("model_type")
+    if model_type not in FAMILIES:
+        raise BertclfError(
+            f"{where}: model_type {model_type!r} is not supported; supported: {', '.join(FAMILIES)}"
+        )
+    return FAMILIES[model_type]
+
+
+def _converter(family: Family):
+    """KerasHub's converter of Hugging Face checkpoints of the family (its
+    `convert_backbone_config` and `convert_weights`)."""
+    return importlib.import_module(f"keras_hub.src.utils.transformers.convert_{family.model_type}")
+
+
 def backbone_arguments(encoder_config: dict) -> dict:
-    """`BertBackbone`'s arguments from a Hugging Face BERT config.json. KerasHub's BERT has one
-    dropout rate for hidden states and attention: the hidden one."""
-    return {
-        "vocabulary_size": encoder_config["vocab_size"],
-        "num_layers": encoder_config["num_hidden_layers"],
-        "num_heads": encoder_config["num_attention_heads"],
-        "hidden_dim": encoder_config["hidden_size"],
-        "intermediate_dim": encoder_config["intermediate_size"],
-        "dropout": encoder_config.get("hidden_dropout_prob", 0.1),
-        "max_sequence_length": encoder_config.get("max_position_embeddings", 512),
-        "num_segments": encoder_config.get("type_vocab_size", 2),
-    }
+    """The backbone's arguments from a Hugging Face config.json: KerasHub's converter's, with
+    BERT's dropout and segment count read where the converter leaves its defaults. KerasHub's
+    BERT has one dropout rate for hidden states and attention: the hidden one."""
+    family = family_of(encoder_config)
+    try:
+        arguments = _converter(family).convert_backbone_config(encoder_config)
+    except KeyError as error:
+        raise BertclfError(
+            f"{ENCODER_CONFIG}: lacks {error} (a {family.model_type} encoder's)"
+        ) from None
+    if family.model_type == "bert":
+        arguments["dropout"] = encoder_config.get("hidden_dropout_prob", 0.1)
+        arguments["num_segments"] = encoder_config.get("type_vocab_size", 2)
+    return arguments
 
 
 def random_encoder_config(cfg: ModelConfig, vocab_size: int) -> dict:
@@ -127,6 +184,8 @@ def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
         copied = [n for n in copied if n in TOKENIZER_FILES]
     for name in copied:
         shutil.copy(source / name, out_dir / name)
+    if cfg.random_init is None and (out_dir / ENCODER_CONFIG).is_file():  # before its files
+        family_of(read_json(out_dir / ENCODER_CONFIG), source / ENCODER_CONFIG)
     if not (out_dir / VOCAB).is_file():
         raise BertclfError(f"{source}: holds no {VOCAB} (the encoder's WordPiece vocabulary)")
     if not (out_dir / TOKENIZER).is_file():
@@ -149,6 +208,7 @@ def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
     files = sorted(p.name for p in out_dir.iterdir() if p.is_file())
     return {
         "name": cfg.name,
+        "family": family_of(read_json(out_dir / ENCODER_CONFIG)).model_type,
         "source": cfg.pretrained,
         "origin": origin,
         "parameters": int(backbone.count_params()),
@@ -157,32 +217,52 @@ def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
 
 
 def build_backbone(encoder_config: dict):
-    """A randomly initialised `BertBackbone` of the config's shape."""
+    """A randomly initialised backbone of the config's family and shape."""
     import keras_hub
 
-    return keras_hub.models.BertBackbone(**backbone_arguments(encoder_config), name="encoder")
+    backbone = getattr(keras_hub.models, family_of(encoder_config).backbone)
+    return backbone(**backbone_arguments(encoder_config), name="encoder")
 
 
 def load_backbone(directory: Path, encoder_config: dict | None = None):
     """The encoder of a models/pretrained-like directory: `model.safetensors` (Hugging Face
-    layout, read by KerasHub), `backbone.weights.h5` (a random initialisation written by
-    `resolve_pretrained`) or `tf_model.h5` (written by transformers' TFBertModel)."""
+    layout, read by KerasHub's converter), `backbone.weights.h5` (a random initialisation
+    written by `resolve_pretrained`) or `tf_model.h5` (written by transformers' TFBertModel)."""
     if encoder_config is None:
         encoder_config = json.loads((directory / ENCODER_CONFIG).read_text(encoding="utf-8"))
-    if (directory / SAFETENSORS).is_file():  # built once, with our arguments over the preset's
-        import keras_hub
-
-        return keras_hub.models.BertBackbone.from_preset(
-            str(directory), **backbone_arguments(encoder_config), name="encoder"
-        )
     backbone = build_backbone(encoder_config)
-    if (directory / BACKBONE_WEIGHTS).is_file():
+    if (directory / SAFETENSORS).is_file():
+        _convert_checkpoint(backbone, directory, encoder_config)
+    elif (directory / BACKBONE_WEIGHTS).is_file():
         backbone.load_weights(str(directory / BACKBONE_WEIGHTS))
-    elif (directory / TF_WEIGHTS).is_file():
+    elif (directory / TF_WEIGHTS).is_file() and family_of(encoder_config).model_type == "bert":
         load_tf_bert_weights(backbone, directory / TF_WEIGHTS)
     else:
         raise BertclfError(f"{directory}: holds no encoder weights")
     return backbone
+
+
+def _convert_checkpoint(backbone, directory: Path, encoder_config: dict) -> None:
+    """The checkpoint's weights into the backbone, by KerasHub's converter of its family.
+    They are found by their Hugging Face names under the family's prefix (`*ForMaskedLM`
+    saves) or without it (`*Model` and sentence-transformers saves): some converters name the
+    weights with the prefix, and KerasHub's reader finds a name with a prefix added, never
+    with one removed."""
+    from keras_hub.src.utils.transformers.safetensor_utils import SafetensorLoader
+
+    family = family_of(encoder_config)
+
+    class CheckpointKeys(SafetensorLoader):
+        def get_prefixed_key(self, hf_weight_key, dict_like):
+            found = super().get_prefixed_key(hf_weight_key, dict_like)
+            keys = dict_like.keys()  # a safetensors file has keys(), not `in`
+            if found not in keys and hf_weight_key.startswith(family.key_prefix):
+                bare = hf_weight_key.removeprefix(family.key_prefix)
+                return super().get_prefixed_key(bare, dict_like)
+            return found
+
+    with CheckpointKeys(str(directory)) as loader:
+        _converter(family).convert_weights(backbone, loader, encoder_config)
 
 
 def build_classifier(
@@ -199,30 +279,39 @@ def build_classifier(
     `encoder_weights` is a directory that `load_backbone` reads (else a random encoder);
     `output_bias` initialises the output layer's bias (else zeros). A pair model
     (`pair_separator_id`, the token ending the first text) gives the encoder segment ids 1
-    after that token's first place (`pair_segments`), every other model all zeros."""
+    after that token's first place (`pair_segments`), every other model all zeros; a family
+    without segment embeddings (DistilBERT) reads a pair from its ids alone. `head.pooling`
+    `pooler` needs a family with a pooler."""
+    family = family_of(encoder_config)
+    if head.pooling == "pooler" and not family.pooler:
+        raise BertclfError(
+            f"head.pooling=pooler: a {family.model_type} encoder has no pooler; use cls or mean"
+        )
     if encoder_weights is not None:
         backbone = load_backbone(encoder_weights, encoder_config)
     else:
         backbone = build_backbone(encoder_config)
-    if head.pooling != "pooler":
+    if family.pooler and head.pooling != "pooler":
         backbone.get_layer("pooled_dense").trainable = False  # unused: no gradients flow to it
     input_ids = keras.Input(shape=(None,), dtype="int32", name="input_ids")
     attention_mask = keras.Input(shape=(None,), dtype="int32", name="attention_mask")
-    outputs = backbone(
-        {
-            "token_ids": input_ids,
-            "segment_ids": keras.ops.zeros_like(input_ids)
+    inputs = {"token_ids": input_ids, "padding_mask": attention_mask}
+    if family.segments:
+        inputs["segment_ids"] = (
+            keras.ops.zeros_like(input_ids)
             if pair_separator_id is None
-            else PairSegments(pair_separator_id, name="pair_segments")(input_ids),
-            "padding_mask": attention_mask,
-        }
-    )
+            else PairSegments(pair_separator_id, name="pair_segments")(input_ids)
+        )
+    outputs = backbone(inputs)
     if head.pooling == "pooler":
         x = outputs["pooled_output"]
-    elif head.pooling == "cls":
-        x = outputs["sequence_output"][:, 0, :]
     else:
-        x = MeanPool(name="mean_pool")(outputs["sequence_output"], attention_mask)
+        sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
+        x = (
+            sequence[:, 0, :]
+            if head.pooling == "cls"
+            else MeanPool(name="mean_pool")(sequence, attention_mask)
+        )
     for i, size in enumerate(head.hidden_sizes):
         x = keras.layers.Dropout(head.dropout, name=f"head_dropout_{i}")(x)
         x = keras.layers.Dense(size, activation="relu", name=f"head_dense_{i}")(x)
@@ -238,6 +327,45 @@ def build_classifier(
     )(x)
     inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
     return keras.Model(inputs, logits, name="bertclf")
+
+
+def logits_from_token_embeddings(model, pooling: str, token_embeddings, input_ids, attention_mask):
+    """The classifier's logits (inference: no dropout) with the encoder's token embeddings
+    given instead of looked up from `input_ids`: what token attributions differentiate. The
+    rest is the classifier's own layers, in `build_classifier`'s order; the ids still give the
+    positions and a pair model's segments. `tests/test_attributions.py` checks it against the
+    model on the embeddings of the ids, for each pooling."""
+    encoder = model.get_layer("encoder")  # the family's KerasHub backbone
+    if hasattr(encoder, "segment_embedding"):  # BERT: token, position and segment embeddings
+        if any(layer.name == "pair_segments" for layer in model.layers):
+            segments = model.get_layer("pair_segments")(input_ids)
+        else:
+            segments = keras.ops.zeros_like(input_ids)
+        x = encoder.embeddings_add(
+            (
+                token_embeddings,
+                encoder.position_embedding(token_embeddings),
+                encoder.segment_embedding(segments),
+            )
+        )
+    else:  # DistilBERT: token and position embeddings
+        x = token_embeddings + encoder.embeddings.position_embedding(token_embeddings)
+    x = encoder.embeddings_layer_norm(x)
+    for layer in encoder.transformer_layers:
+        x = layer(x, padding_mask=attention_mask, training=False)
+    if pooling == "pooler":
+        x = encoder.pooled_dense(x[:, 0, :])
+    elif pooling == "cls":
+        x = x[:, 0, :]
+    else:
+        x = model.get_layer("mean_pool")(x, attention_mask)
+    dense = sorted(
+        (layer for layer in model.layers if layer.name.startswith("head_dense_")),
+        key=lambda layer: int(layer.name.rsplit("_", 1)[1]),
+    )
+    for layer in dense:
+        x = layer(x)
+    return model.get_layer("logits")(x)
 
 
 def freeze_lower_layers(model, count: int) -> None:

@@ -69,7 +69,7 @@ def single_label_card(
     return f"""# Model card: bertclf text classifier
 
 ## Encoder
-{encoder["name"]} ({encoder["parameters"]:,} parameters), from `{encoder["source"]}`
+{_encoder_named(encoder)}
 ({encoder["origin"]}), fine-tuned with a classification head{_trained_in(encoder)}.
 
 ## Data
@@ -144,6 +144,16 @@ measured when the package was built on {openvino["cpu"]["model"]} (native bfloat
 By default (`runtime="auto"`) OpenVINO runs, in bf16 on CPUs with native bfloat16 and in f32
 elsewhere; int8 runs only when asked for (`precision="int8"`).
 """
+
+
+def _encoder_named(encoder: dict) -> str:
+    """The encoder: its name, family (source.json records it from format 11 on), size and
+    source."""
+    family = f"a {encoder['family']} encoder, " if "family" in encoder else ""
+    return (
+        f"{encoder['name']} ({family}{encoder['parameters']:,} parameters), "
+        f"from `{encoder['source']}`"
+    )
 
 
 def _trained_in(encoder: dict) -> str:
@@ -237,7 +247,7 @@ Multi-label: each text gets any number of the labels below (one sigmoid per labe
 {thresholds_text(calibration)} The thresholds are in `calibration.json`.
 
 ## Encoder
-{encoder["name"]} ({encoder["parameters"]:,} parameters), from `{encoder["source"]}`
+{_encoder_named(encoder)}
 ({encoder["origin"]}), fine-tuned with a classification head{_trained_in(encoder)}.
 
 ## Data
@@ -290,7 +300,7 @@ def regression_card(
 Regression: each text gets a score (one output, trained with mean squared error).
 
 ## Encoder
-{encoder["name"]} ({encoder["parameters"]:,} parameters), from `{encoder["source"]}`
+{_encoder_named(encoder)}
 ({encoder["origin"]}), fine-tuned with a regression head{_trained_in(encoder)}.
 
 ## Data

@@ -37,11 +37,12 @@ from bertclf.layout import MANIFEST
 # holds the scores' summary) and text pairs (model.json's `pair_separator_id`; `serving_default`
 # takes `text_pair` too, and the model computes segment ids from the ids). 10: the SavedModel
 # exports `token_embeddings` and `from_token_embeddings`, what token attributions differentiate
-# (a 9 package cannot explain).
-FORMAT_VERSION = 10
+# (a 9 package cannot explain). 11: encoder families beyond BERT (model.json's
+# `encoder.model_type`, DistilBERT; a 10 reader would take any for BERT).
+FORMAT_VERSION = 11
 # The policy (docs/package.md): a bertclf reads the format it writes and the one before it; an
 # older package is refused in one line and rebuilt with `dvc repro`.
-READABLE_VERSIONS = (9, 10)
+READABLE_VERSIONS = (10, 11)
 EXPECT_SHA256_VARIABLE = "BERTCLF_PACKAGE_SHA256"
 
 

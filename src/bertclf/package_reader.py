@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bertclf.choices import OPENVINO_PRECISIONS
+from bertclf.choices import ENCODER_FAMILIES, OPENVINO_PRECISIONS
 from bertclf.config import CleanConfig, TokenizeConfig
 from bertclf.errors import BertclfError
 from bertclf.files import read_json
@@ -51,6 +51,11 @@ class Package:
     @property
     def format_version(self) -> int:
         return self.manifest["format_version"]
+
+    @property
+    def family(self) -> str:
+        """The encoder's family (model.json's `encoder.model_type`, checked at read)."""
+        return self.spec["encoder"]["model_type"]
 
     @property
     def text_pair(self) -> bool:
@@ -94,8 +99,17 @@ def read_files(path: Path, source: Path, manifest: dict) -> Package:
     if label_map.multi_label:
         thresholds = load_thresholds(path / CALIBRATION)
         thresholds.check_labels(list(label_map.classes), str(path / CALIBRATION))
+    encoder = spec.get("encoder")
+    if not isinstance(encoder, dict):
+        raise BertclfError(f"{path / MODEL_SPEC}: encoder is not a JSON object")
+    family = encoder.get("model_type")
+    if family not in ENCODER_FAMILIES:
+        raise BertclfError(
+            f"{path / MODEL_SPEC}: encoder model_type {family!r} is not a family this bertclf "
+            f"reads ({', '.join(ENCODER_FAMILIES)})"
+        )
     tokenizer = load_tokenizer(path)
-    vocabulary = spec.get("encoder", {}).get("vocab_size")
+    vocabulary = encoder.get("vocab_size")
     if isinstance(vocabulary, int) and tokenizer.get_vocab_size() > vocabulary:
         raise BertclfError(
             f"{path}: tokenizer.json has {tokenizer.get_vocab_size()} tokens, but the "

@@ -21,7 +21,7 @@ from bertclf.distribution import configure
 from bertclf.errors import BertclfError
 from bertclf.labels import MULTI_LABEL, REGRESSION, SINGLE_LABEL, LabelMap
 from bertclf.layout import ENCODER_CONFIG
-from bertclf.model import build_classifier, freeze_lower_layers
+from bertclf.model import build_classifier, family_of, freeze_lower_layers
 from bertclf.tokenization import TokenCache
 
 
@@ -541,6 +541,7 @@ def train_classifier(
         )
         train = dataclasses.replace(train, epochs=epochs)  # the schedule spans them all
     encoder_config = json.loads((pretrained / ENCODER_CONFIG).read_text())
+    family_of(encoder_config).check_window(encoder_config, tokenize.max_length)
     task = training_of(label_map)
     with strategy.scope():
         model = build_classifier(
