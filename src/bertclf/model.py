@@ -111,7 +111,7 @@ assert tuple(FAMILIES) == ENCODER_FAMILIES, "choices.ENCODER_FAMILIES names FAMI
 
 def family_of(encoder_config: dict, where: Path | str = ENCODER_CONFIG) -> Family:
     """The encoder's family, by config.json's `model_type` (`where` names the file)."""
-    model_type = encoder_config.get("model_type")
+    model_type = encoder_config.get("model_type", "bert")  # BERT's first configs name none
     if model_type not in FAMILIES:
         raise BertclfError(
             f"{where}: model_type {model_type!r} is not supported; supported: {', '.join(FAMILIES)}"
@@ -131,7 +131,9 @@ def backbone_arguments(encoder_config: dict) -> dict:
     BERT has one dropout rate for hidden states and attention: the hidden one."""
     family = family_of(encoder_config)
     try:
-        arguments = _converter(family).convert_backbone_config(encoder_config)
+        # transformers' default for both families where a config.json leaves it out
+        defaults = {"max_position_embeddings": 512}
+        arguments = _converter(family).convert_backbone_config({**defaults, **encoder_config})
     except KeyError as error:
         raise BertclfError(
             f"{ENCODER_CONFIG}: lacks {error} (a {family.model_type} encoder's)"

@@ -55,7 +55,7 @@ class Package:
     @property
     def family(self) -> str:
         """The encoder's family (model.json's `encoder.model_type`, checked at read)."""
-        return self.spec["encoder"]["model_type"]
+        return self.spec["encoder"].get("model_type", "bert")
 
     @property
     def text_pair(self) -> bool:
@@ -102,7 +102,7 @@ def read_files(path: Path, source: Path, manifest: dict) -> Package:
     encoder = spec.get("encoder")
     if not isinstance(encoder, dict):
         raise BertclfError(f"{path / MODEL_SPEC}: encoder is not a JSON object")
-    family = encoder.get("model_type")
+    family = encoder.get("model_type", "bert")  # as model.family_of reads a config.json
     if family not in ENCODER_FAMILIES:
         raise BertclfError(
             f"{path / MODEL_SPEC}: encoder model_type {family!r} is not a family this bertclf "
