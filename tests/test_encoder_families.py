@@ -79,6 +79,7 @@ def test_an_unsupported_family_and_a_pooler_without_one_are_one_line(tmp_path):
     (checkpoint / "config.json").write_text(json.dumps({**config, "model_type": "deberta-v2"}))
     with pytest.raises(BertclfError) as refused:
         resolve_pretrained(ModelConfig("x", str(checkpoint), None), tmp_path / "out", 0)
+    assert not (tmp_path / "out").exists()  # refused before anything was copied
     assert str(refused.value) == (
         f"{checkpoint / 'config.json'}: model_type 'deberta-v2' is not supported; supported: "
         "bert, distilbert"

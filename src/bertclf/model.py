@@ -180,14 +180,14 @@ def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
         origin = f"hub: {cfg.pretrained}"
     else:
         origin = cfg.pretrained  # as configured: no path of this machine
+    if cfg.random_init is None and (source / ENCODER_CONFIG).is_file():  # before any copying
+        family_of(read_json(source / ENCODER_CONFIG), source / ENCODER_CONFIG)
     out_dir.mkdir(parents=True, exist_ok=True)
     copied = [n for n in ENCODER_FILES if (source / n).is_file()]
     if cfg.random_init is not None:
         copied = [n for n in copied if n in TOKENIZER_FILES]
     for name in copied:
         shutil.copy(source / name, out_dir / name)
-    if cfg.random_init is None and (out_dir / ENCODER_CONFIG).is_file():  # before its files
-        family_of(read_json(out_dir / ENCODER_CONFIG), source / ENCODER_CONFIG)
     if not (out_dir / VOCAB).is_file():
         raise BertclfError(f"{source}: holds no {VOCAB} (the encoder's WordPiece vocabulary)")
     if not (out_dir / TOKENIZER).is_file():
