@@ -238,7 +238,8 @@ def test_a_prediction_rule_edit_makes_the_predicting_stages_stale_not_train(dag_
     try:
         with open(dag_repo / "src/bertclf/prediction.py", "a") as module:
             module.write("# an edit\n")
-        assert stale() == {"calibrate", "evaluate", "package", "report"}
+        # report is not among them: it formats what evaluate wrote, and predicts nothing
+        assert stale() == {"calibrate", "evaluate", "package"}
         restore(dag_repo)
         with open(dag_repo / "src/bertclf/paths.py", "a") as module:
             module.write("# an edit\n")
