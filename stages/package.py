@@ -9,6 +9,7 @@ from bertclf.errors import exits_cleanly
 from bertclf.files import atomic_path, read_json, sha256_file, write_json
 from bertclf.labels import LabelMap
 from bertclf.layout import MODEL_CARD, MODEL_CARD_JSON, MODEL_SPEC, SOURCE, TOKENIZER, VOCAB
+from bertclf.model import family_of
 from bertclf.model_card import model_card, model_card_fields
 from bertclf.openvino_build import describe_check
 from bertclf.package import copy_files, write_manifest
@@ -41,8 +42,15 @@ def main() -> None:
     calibration = read_json(CALIBRATION)
     task = task_of(LabelMap.load(LABELS))  # the task, as labels.json alone says
     # the encoder, and the dtype policy it was fine-tuned in (train.precision, resolved)
-    training_precision = read_json(TRAINED / MODEL_SPEC).get("training_precision", "float32")
-    encoder = {**read_json(PRETRAINED / SOURCE), "training_precision": training_precision}
+    trained = read_json(TRAINED / MODEL_SPEC)
+    training_precision = trained.get("training_precision", "float32")
+    # an in-graph tokenizer with ids equal to the Hugging Face one's (`Family.raw_text`)
+    raw_text = family_of(trained["encoder"]).raw_text
+    encoder = {
+        **read_json(PRETRAINED / SOURCE),
+        "training_precision": training_precision,
+        "raw_text_serving": raw_text,
+    }
     card_facts = (task.name, params, read_json(METRICS), encoder)
     card_facts = (*card_facts, data_hashes)
     test = pd.read_parquet(PREPARED / "test.parquet")
@@ -71,7 +79,13 @@ def main() -> None:
         tmp.mkdir()
         saved_model = tmp / SAVED_MODEL
         module = export_saved_model(
-            model, PRETRAINED, preprocessor, spec["classes"], saved_model, spec["head"]["pooling"]
+            model,
+            PRETRAINED,
+            preprocessor,
+            spec["classes"],
+            saved_model,
+            spec["head"]["pooling"],
+            raw_text,
         )
         parity = check_parity(
             module, saved_model, model, test["text"].tolist(), batch_size, test_pairs
@@ -87,10 +101,17 @@ def main() -> None:
             batch_size,
             params["seed"],
         )
-        tokenizer_files = [PRETRAINED / TOKENIZER, PRETRAINED / VOCAB]
+        tokenizer_files = [PRETRAINED / TOKENIZER, *([PRETRAINED / VOCAB] if raw_text else [])]
         copy_files([LABELS, CALIBRATION, *tokenizer_files], tmp)
         # the cleaning training saw, which every prediction path applies too
-        write_json(tmp / MODEL_SPEC, {**read_json(TRAINED / MODEL_SPEC), "clean": vars(clean)})
+        write_json(
+            tmp / MODEL_SPEC,
+            {
+                **read_json(TRAINED / MODEL_SPEC),
+                "clean": vars(clean),
+                "raw_text_serving": raw_text,
+            },
+        )
         card_facts = (*card_facts, calibration, openvino)
         (tmp / MODEL_CARD).write_text(model_card(*card_facts), encoding="utf-8")
         write_json(tmp / MODEL_CARD_JSON, model_card_fields(*card_facts))
@@ -99,10 +120,10 @@ def main() -> None:
     # they trust, and they can check it at load with --expect-sha256.
     write_json(PACKAGE_REPORT, {**parity, "openvino": openvino, "manifest_sha256": manifest_sha256})
     print(f"package: wrote {PACKAGE}/, manifest sha256 {manifest_sha256}")
+    ids = "token ids identical on all" if raw_text else "no raw-text serving (token ids only)"
     print(
         f"package: SavedModel against training on {parity['n']} test texts and "
-        f"{parity['stress_texts']} stress texts: token ids identical on all, largest "
-        "probability difference "
+        f"{parity['stress_texts']} stress texts: {ids}, largest probability difference "
         f"{parity['max_probability_difference']:.2g}{few_texts(parity['n'])}"
     )
     for precision, figures in openvino["precisions"].items():

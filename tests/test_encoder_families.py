@@ -1,7 +1,8 @@
-"""Encoder families beyond BERT (DistilBERT): the family read from config.json's `model_type`,
-its checkpoint read by KerasHub's converter with the weight names prefixed or bare, its head
-rules, and one tiny build of the whole DAG on a DistilBERT checkpoint written here (the hub is
-out of reach; docs/encoders.md has the check of the wiring against transformers)."""
+"""Encoder families beyond BERT (DistilBERT, RoBERTa): the family read from config.json's
+`model_type`, its checkpoint read by KerasHub's converter with the weight names prefixed or
+bare, its tokenizer and pair template, its head rules, and one tiny build of the whole DAG per
+family on a checkpoint written here (the hub is out of reach; docs/encoders.md has the check
+of the wiring against transformers)."""
 
 import json
 
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 from helpers import (
     TINY,
+    TINY_FAMILIES,
     build_repo,
     check_explained_mistakes,
     command_env,
@@ -26,36 +28,88 @@ from helpers import (
 from bertclf.config import HeadConfig, ModelConfig
 from bertclf.errors import BertclfError
 
-IDS = np.array([[101, 7592, 2088, 1010, 2129, 2024, 102, 0], [101, 2023, 2003, 102, 0, 0, 0, 0]])
-MASK = (IDS != 0).astype("int32")
+# ids within every tiny vocabulary (RoBERTa's has 1,200 tokens), padded after 7 and 4 tokens
+IDS = np.array([[101, 759, 208, 1010, 219, 224, 102, 0], [101, 203, 300, 102, 0, 0, 0, 0]])
+MASK = (np.arange(8) < np.array([[7], [4]])).astype("int32")
 
 
 def sequence_output(backbone) -> np.ndarray:
     return np.asarray(backbone({"token_ids": IDS.astype("int32"), "padding_mask": MASK}))
 
 
-def test_prefixed_and_bare_distilbert_checkpoints_load_the_same_weights(tmp_path):
-    """A `DistilBertForMaskedLM` save names its weights `distilbert.…`, a `DistilBertModel` or
-    sentence-transformers save without the prefix; both load, into the same encoder."""
+# the backbone KerasHub builds, and the checkpoint's name of its last layer's output norm
+LAST_NORM = {
+    "distilbert": ("DistilBertBackbone", "transformer.layer.1.output_layer_norm.weight"),
+    "roberta": ("RobertaBackbone", "encoder.layer.1.output.LayerNorm.weight"),
+}
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_prefixed_and_bare_checkpoints_load_the_same_weights(tmp_path, family):
+    """A `*ForMaskedLM` save names its weights `<family>.…`, a `*Model` or sentence-transformers
+    save without the prefix; both load, into the same encoder. RoBERTa's position table loses
+    its two reserved rows (`Family.position_offset`)."""
     from safetensors.numpy import load_file
 
     from bertclf.model import load_backbone
 
-    prefixed = write_tiny_checkpoint(tmp_path / "prefixed", "distilbert", prefixed=True)
-    bare = write_tiny_checkpoint(tmp_path / "bare", "distilbert", prefixed=False)
-    assert all(k.startswith("distilbert.") for k in load_file(prefixed / "model.safetensors"))
-    assert not any(k.startswith("distilbert.") for k in load_file(bare / "model.safetensors"))
+    prefixed = write_tiny_checkpoint(tmp_path / "prefixed", family, prefixed=True)
+    bare = write_tiny_checkpoint(tmp_path / "bare", family, prefixed=False)
+    assert all(k.startswith(f"{family}.") for k in load_file(prefixed / "model.safetensors"))
+    assert not any(k.startswith(f"{family}.") for k in load_file(bare / "model.safetensors"))
     one, other = load_backbone(prefixed), load_backbone(bare)
-    assert type(one).__name__ == "DistilBertBackbone"
+    backbone, last_norm = LAST_NORM[family]
+    assert type(one).__name__ == backbone
     np.testing.assert_array_equal(sequence_output(one), sequence_output(other))
     written = load_file(bare / "model.safetensors")
-    for layer in ("token_embedding", "position_embedding"):
-        name = "word_embeddings" if layer == "token_embedding" else "position_embeddings"
-        variable = getattr(one.get_layer("token_and_position_embedding"), layer).weights[0]
-        np.testing.assert_array_equal(np.asarray(variable), written[f"embeddings.{name}.weight"])
-    norm = one.transformer_layers[1]._feedforward_layer_norm.gamma
+    offset = 2 if family == "roberta" else 0
     np.testing.assert_array_equal(
-        np.asarray(norm), written["transformer.layer.1.output_layer_norm.weight"]
+        np.asarray(one.token_embedding.embeddings), written["embeddings.word_embeddings.weight"]
+    )
+    positions = one.embeddings.position_embedding.position_embeddings
+    np.testing.assert_array_equal(
+        np.asarray(positions), written["embeddings.position_embeddings.weight"][offset:]
+    )
+    norm = one.transformer_layers[1]._feedforward_layer_norm.gamma
+    np.testing.assert_array_equal(np.asarray(norm), written[last_norm])
+
+
+def test_a_roberta_checkpoint_without_tokenizer_json_gets_its_byte_level_bpe(tmp_path):
+    """From `vocab.json` and `merges.txt`, RoBERTa's template: <s> A </s> for a text,
+    <s> A </s></s> B </s> for a pair, whose length counts four special tokens; typed special
+    tokens are text. The attributions' windows follow the same template."""
+    from bertclf.attributions import token_windows
+    from bertclf.config import TokenizeConfig
+    from bertclf.model import resolve_pretrained
+    from bertclf.tokenization import encode_pairs, load_tokenizer
+
+    checkpoint = write_tiny_checkpoint(tmp_path / "ckpt", "roberta", prefixed=False)
+    assert not (checkpoint / "tokenizer.json").exists()
+    source = resolve_pretrained(ModelConfig("x", str(checkpoint), None), tmp_path / "out", 0)
+    assert source["family"] == "roberta"
+    tokenizer = load_tokenizer(tmp_path / "out")
+    start, end = tokenizer.token_to_id("<s>"), tokenizer.token_to_id("</s>")
+    assert (start, end, tokenizer.token_to_id("<pad>")) == (0, 2, 1)
+    first = tokenizer.encode("Oil prices rose", add_special_tokens=False).ids
+    second = tokenizer.encode("Stocks fell </s>", add_special_tokens=False).ids
+    assert tokenizer.encode("Oil prices rose").ids == [start, *first, end]
+    assert end not in second  # "</s>" typed in a text is text
+    window = {"bucket_multiple": 8, "long_text": "head", "head_fraction": 0.25,
+              "chunk_stride": 2, "chunk_pooling": "mean"}  # fmt: skip
+    tokenize = TokenizeConfig(max_length=64, **window)
+    encoded = encode_pairs(tokenizer, ["Oil prices rose"], ["Stocks fell </s>"], tokenize)
+    assert encoded.sequences[0].tolist() == [start, *first, end, end, *second, end]
+    assert encoded.lengths.tolist() == [len(first) + len(second) + 4]
+    short = TokenizeConfig(max_length=len(first) + 4 + 2, **window)  # two of the second text
+    cut = encode_pairs(tokenizer, ["Oil prices rose"], ["Stocks fell </s>"], short)
+    assert len(cut.sequences[0]) == short.max_length
+    windows = token_windows(tokenizer, "Oil prices rose", tokenize, "Stocks fell </s>")
+    assert windows.ids[0].tolist() == encoded.sequences[0].tolist()
+    specials = [i for i, index in enumerate(windows.token_of[0]) if index < 0]
+    assert specials == [0, len(first) + 1, len(first) + 2, len(windows.ids[0]) - 1]
+    assert [t["side"] for t in windows.tokens] == [0] * len(first) + [1] * len(second)
+    assert "".join(t["token"] for t in windows.tokens if t["side"] == 0).replace(" ", "") == (
+        "Oilpricesrose"
     )
 
 
@@ -82,21 +136,30 @@ def test_an_unsupported_family_and_a_pooler_without_one_are_one_line(tmp_path):
     assert not (tmp_path / "out").exists()  # refused before anything was copied
     assert str(refused.value) == (
         f"{checkpoint / 'config.json'}: model_type 'deberta-v2' is not supported; supported: "
-        "bert, distilbert"
+        "bert, distilbert, roberta"
     )
 
 
+SMALL_CONFIGS = {
+    "distilbert": {"model_type": "distilbert", "vocab_size": 120, "dim": 8, "n_layers": 2,
+                   "n_heads": 2, "hidden_dim": 16, "max_position_embeddings": 64,
+                   "dropout": 0.1},
+    "roberta": {"model_type": "roberta", "vocab_size": 120, "hidden_size": 8,
+                "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16,
+                "max_position_embeddings": 66, "hidden_dropout_prob": 0.1},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
 @pytest.mark.parametrize("pair", [False, True])
-def test_a_distilbert_pair_model_reads_its_pair_from_the_ids_alone(pair):
-    """DistilBERT has no segment embeddings: a pair model gets no segment layer, and the
-    attributions' embeddings-to-logits path is the model's."""
+def test_a_pair_model_without_segments_reads_its_pair_from_the_ids_alone(family, pair):
+    """DistilBERT and RoBERTa have no segment embeddings: a pair model gets no segment layer,
+    and the attributions' embeddings-to-logits path is the model's."""
     import keras
 
     from bertclf.model import build_classifier, logits_from_token_embeddings
 
-    config = {"model_type": "distilbert", "vocab_size": 120, "dim": 8, "n_layers": 2,
-              "n_heads": 2, "hidden_dim": 16, "max_position_embeddings": 64}  # fmt: skip
-    config["dropout"] = 0.1
+    config = SMALL_CONFIGS[family]
     keras.utils.set_random_seed(0)
     head = HeadConfig(pooling="mean", hidden_sizes=[4], dropout=0.1)
     model = build_classifier(config, head, 3, pair_separator_id=102 if pair else None)
@@ -111,25 +174,41 @@ def test_a_distilbert_pair_model_reads_its_pair_from_the_ids_alone(pair):
 
 
 @pytest.mark.e2e
-def test_the_dag_builds_packages_and_serves_a_distilbert_checkpoint(tmp_path):
-    """The whole DAG on a tiny DistilBERT checkpoint (prefixed names, as the hub's
-    `distilbert-base-uncased`): train, evaluate, report, package (its SavedModel tokenizes in
-    the graph, checked against the training path on the test split), predict and serve."""
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_the_dag_builds_packages_and_serves_each_family(tmp_path, family):
+    """The whole DAG on a tiny checkpoint of each family (prefixed names, as the hub's
+    `distilbert-base-uncased` and `roberta-base`): train, evaluate, report, package, predict
+    and serve. A DistilBERT SavedModel tokenizes raw text in its graph, checked against the
+    training path on the test split; a RoBERTa one takes token ids only (no equal in-graph
+    byte-level BPE), which the card and /v1/metadata say, and every front door tokenizes with
+    tokenizer.json."""
     from bertclf import Classifier
 
-    checkpoint = write_tiny_checkpoint(tmp_path / "checkpoint", "distilbert", prefixed=True)
+    checkpoint = write_tiny_checkpoint(tmp_path / "checkpoint", family, prefixed=True)
     repo = copy_project(tmp_path / "project")
     overrides = [*TINY, f"model.pretrained={checkpoint}", "model.random_init=null"]
-    build_repo(repo, [*overrides, "model.name=tiny_distilbert"], "tiny DistilBERT")
+    build_repo(repo, [*overrides, f"model.name=tiny_{family}"], f"tiny {family}")
     spec = read_json(repo, "models/trained/model.json")
-    assert spec["encoder"]["model_type"] == "distilbert"
-    assert read_json(repo, "models/pretrained/source.json")["family"] == "distilbert"
+    assert spec["encoder"]["model_type"] == family
+    assert read_json(repo, "models/pretrained/source.json")["family"] == family
     package = repo / "models/package"
     assert read_json(repo, "models/package/manifest.json")["format_version"] == 11
+    raw_text = family != "roberta"
+    assert read_json(repo, "models/package/model.json")["raw_text_serving"] is raw_text
     checks = read_json(repo, "reports/package.json")  # the test split and the stress texts
-    assert checks["token_ids_identical"] == 1.0 and checks["texts_with_other_ids"] == 0
+    assert checks["raw_text_serving"] is raw_text and checks["texts_with_other_ids"] == 0
+    assert checks["token_ids_identical"] == (1.0 if raw_text else None)
+    assert checks["max_probability_difference"] <= 1e-4
     check_explained_mistakes(repo)
-    assert "distilbert" in (package / "MODEL_CARD.md").read_text()
+    card = (package / "MODEL_CARD.md").read_text()
+    assert family in card
+    assert ("Raw-text serving is not offered" in card) is not raw_text
+    import tensorflow as tf
+
+    # the default signature takes raw text, or (Keras' default: the first endpoint) token ids
+    signatures = tf.saved_model.load(str(package / "saved_model")).signatures
+    inputs = set(signatures["serving_default"].structured_input_signature[1])
+    assert inputs == ({"text"} if raw_text else {"input_ids", "attention_mask"})
 
     classifier = Classifier.load(package)
     texts = ["Great coffee, would buy again.", "Stale and overpriced."]
@@ -146,7 +225,8 @@ def test_the_dag_builds_packages_and_serves_a_distilbert_checkpoint(tmp_path):
     server = start_server(package, port, tmp_path / "serve.log", env=command_env())
     try:
         status, about = request(port, "GET", "/v1/metadata")
-        assert status == 200 and about["encoder_family"] == "distilbert"
+        assert status == 200 and about["encoder_family"] == family
+        assert about["raw_text_serving"] is raw_text
         status, answer = request(port, "POST", "/v1/predict", json.dumps({"texts": texts}).encode())
         assert status == 200
         got = [p["probabilities"] for p in answer["predictions"]]

@@ -5,8 +5,9 @@ answer's gradient is averaged along the straight line from a baseline to the tex
 (`steps` points, the midpoint rule) and multiplied by the difference, per embedding dimension;
 a token's attribution is the sum over its dimensions. The attributions of a text add up to its
 answer minus the baseline's (completeness), up to the rule's error, which shrinks with `steps`.
-The baseline keeps [CLS], [SEP] and the positions, and replaces every token of the text by
-[PAD] (`pad`) or by a zero vector (`zeros`).
+The baseline keeps the special tokens ([CLS], [SEP]; RoBERTa's <s>, </s>) and the positions, and
+replaces every token of the text by the padding token ([PAD], <pad>: `pad`) or by a zero vector
+(`zeros`).
 
 The answer is what the package answers, pooled over a long text's windows as the package pools
 them: a single-label model's probability of the explained class, a multi-label model's
@@ -45,21 +46,27 @@ def token_windows(tokenizer, text: str, tokenize, pair: str | None = None) -> To
     """The windows `Preprocessor.encode` makes of a (cleaned) text or pair, and each token's
     span of characters in its text. Tokens a window leaves out (past `head`, between
     `head_tail`'s ends) are not listed: the model did not see them."""
-    cls_id, sep_id = tokenizer.encode("").ids
     if pair is not None:
         first, second = (tokenizer.encode(t, add_special_tokens=False) for t in (text, pair))
-        keep = pair_budget(len(first.ids), len(second.ids), tokenize.max_length - 3)
-        sides = [(first, 0, int(keep[0])), (second, 1, int(keep[1]))]
-        ids, token_of, tokens = [cls_id], [-1], []
-        for encoding, side, n in sides:
-            for token, (start, end) in zip(encoding.ids[:n], encoding.offsets[:n], strict=True):
-                ids.append(token)
-                token_of.append(len(tokens))
+        budget = tokenize.max_length - tokenizer.num_special_tokens_to_add(True)
+        for encoding, keep in zip(
+            (first, second), pair_budget(len(first.ids), len(second.ids), budget), strict=True
+        ):
+            if keep < len(encoding.ids):
+                encoding.truncate(int(keep))
+        joined = tokenizer.post_process(first, second)  # the tokenizer's own pair template
+        # the template keeps each text's tokens in order, the first text's first; their spans
+        # are as `encode` gave them (post-processing may trim them a second time)
+        spans = [(0, span) for span in first.offsets] + [(1, span) for span in second.offsets]
+        token_of, tokens = [], []
+        for special in joined.special_tokens_mask:
+            token_of.append(-1 if special else len(tokens))
+            if not special:
+                side, (start, end) = spans[len(tokens)]
                 tokens.append({"start": start, "end": end, "side": side})
-            ids.append(sep_id)
-            token_of.append(-1)
-        windows = [np.asarray(ids)], [np.asarray(token_of)]
+        windows = [np.asarray(joined.ids)], [np.asarray(token_of)]
         return _padded(windows, tokens, (text, pair))
+    cls_id, sep_id = tokenizer.encode("").ids
     cut = cut_to_window(text, tokenize)
     encoding = tokenizer.encode(cut, add_special_tokens=False)
     offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
@@ -100,8 +107,9 @@ class Explainer:
         self.embed = embed
         self.forward = forward
         self.answer = preprocessor.answer_in_graph  # the logits come scaled already
-        pad = preprocessor.tokenizer.token_to_id("[PAD]")
-        self.pad_id = 0 if pad is None else pad
+        tokenizer = preprocessor.tokenizer
+        pad = [tokenizer.token_to_id(token) for token in ("[PAD]", "<pad>")]  # BERT, RoBERTa
+        self.pad_id = next((id_ for id_ in pad if id_ is not None), 0)
 
     @classmethod
     def of_saved_model(cls, loaded, saved_model: Path, preprocessor) -> "Explainer":

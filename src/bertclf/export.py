@@ -111,7 +111,73 @@ def keras_explainer(model, pooling: str, preprocessor):
     )
 
 
-class RawTextClassifier(tf.Module):
+class TokenIdsClassifier(tf.Module):
+    """The package's SavedModel of a family without an in-graph tokenizer (`Family.raw_text`):
+    the model on token ids, its temperature, and the functions token attributions need."""
+
+    def __init__(self, model, preprocessor: Preprocessor, pooling: str):
+        super().__init__()
+        self.model = model
+        self.pooling = pooling  # head.pooling, for from_token_embeddings
+        self.preprocessor = preprocessor
+        self.temperature = None
+        if preprocessor.temperature is not None:
+            self.temperature = tf.constant(np.asarray(preprocessor.temperature, dtype=np.float32))
+
+    def endpoints(self) -> list[tuple[str, object]]:
+        """The SavedModel's functions, by name."""
+        return [
+            ("token_ids", self.from_token_ids),
+            ("token_embeddings", self.token_embeddings),
+            ("from_token_embeddings", self.from_token_embeddings),
+        ]
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.int32, name="input_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="attention_mask"),
+        ]
+    )
+    def from_token_ids(self, input_ids, attention_mask):
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        logits = scale_in_graph(self.model(inputs, training=False), self.temperature)
+        return {
+            "probabilities": probabilities_in_graph(logits, self.preprocessor.task),
+            "logits": logits,
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="input_ids")])
+    def token_embeddings(self, input_ids):
+        """The encoder's token embeddings of the ids (format 10 on): where token attributions
+        start (`attributions`)."""
+        encoder = self.model.get_layer("encoder")
+        return {"token_embeddings": tf.cast(encoder.token_embedding(input_ids), tf.float32)}
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, None], tf.float32, name="token_embeddings"),
+            tf.TensorSpec([None, None], tf.int32, name="input_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="attention_mask"),
+        ]
+    )
+    def from_token_embeddings(self, token_embeddings, input_ids, attention_mask):
+        """`token_ids` with the token embeddings given (format 10 on): differentiable in them,
+        as `token_ids` is not (ids are integers). The ids give positions and pair segments."""
+        # the hidden size known to the graph, as a family's layer normalisation needs it
+        hidden = self.model.get_layer("encoder").token_embedding.embeddings.shape[-1]
+        shape = tf.shape(token_embeddings)
+        token_embeddings = tf.reshape(token_embeddings, [shape[0], shape[1], hidden])
+        logits = logits_from_token_embeddings(
+            self.model, self.pooling, token_embeddings, input_ids, attention_mask
+        )
+        logits = scale_in_graph(logits, self.temperature)
+        return {
+            "probabilities": probabilities_in_graph(logits, self.preprocessor.task),
+            "logits": logits,
+        }
+
+
+class RawTextClassifier(TokenIdsClassifier):
     """The package's SavedModel: the model between the graph forms of its preprocessor's rules
     (the cleaning, the character table and WordPiece, the window, the temperature, the
     pooling and the decision)."""
@@ -126,16 +192,10 @@ class RawTextClassifier(tf.Module):
         classes: list[str],
         pooling: str,
     ):
-        super().__init__()
-        self.model = model
-        self.pooling = pooling  # head.pooling, for from_token_embeddings
-        self.preprocessor = preprocessor
+        super().__init__(model, preprocessor, pooling)
         self.clean = preprocessor.clean if cleans(preprocessor.clean) else None
         if self.clean is not None:
             self.cleaning_tables = cleaning_tables()
-        self.temperature = None
-        if preprocessor.temperature is not None:
-            self.temperature = tf.constant(np.asarray(preprocessor.temperature, dtype=np.float32))
         if preprocessor.multi_label:
             self.thresholds = tf.constant(np.asarray(preprocessor.thresholds, dtype=np.float32))
         codes, becomes = table
@@ -186,6 +246,9 @@ class RawTextClassifier(tf.Module):
         windows = self.windows(self.wordpiece_ids(text), self.wordpiece_ids(text_pair))
         return self.answer(windows, tf.size(text, out_type=tf.int64))
 
+    def endpoints(self) -> list[tuple[str, object]]:
+        return [("serving_default", self.serving_default()), *super().endpoints()]
+
     def serving_default(self):
         """`serve`, or `serve_pairs` for a pair model, as a tf.function of its inputs."""
         texts = [tf.TensorSpec([None], tf.string, name="text")]
@@ -213,50 +276,6 @@ class RawTextClassifier(tf.Module):
         label = tf.gather(self.classes, tf.argmax(probabilities, axis=1))
         return {"probabilities": probabilities, "label": label}
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, None], tf.int32, name="input_ids"),
-            tf.TensorSpec([None, None], tf.int32, name="attention_mask"),
-        ]
-    )
-    def from_token_ids(self, input_ids, attention_mask):
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        logits = scale_in_graph(self.model(inputs, training=False), self.temperature)
-        return {
-            "probabilities": probabilities_in_graph(logits, self.preprocessor.task),
-            "logits": logits,
-        }
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="input_ids")])
-    def token_embeddings(self, input_ids):
-        """The encoder's token embeddings of the ids (format 10 on): where token attributions
-        start (`attributions`)."""
-        encoder = self.model.get_layer("encoder")
-        return {"token_embeddings": tf.cast(encoder.token_embedding(input_ids), tf.float32)}
-
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, None, None], tf.float32, name="token_embeddings"),
-            tf.TensorSpec([None, None], tf.int32, name="input_ids"),
-            tf.TensorSpec([None, None], tf.int32, name="attention_mask"),
-        ]
-    )
-    def from_token_embeddings(self, token_embeddings, input_ids, attention_mask):
-        """`token_ids` with the token embeddings given (format 10 on): differentiable in them,
-        as `token_ids` is not (ids are integers). The ids give positions and pair segments."""
-        # the hidden size known to the graph, as a family's layer normalisation needs it
-        hidden = self.model.get_layer("encoder").token_embedding.embeddings.shape[-1]
-        shape = tf.shape(token_embeddings)
-        token_embeddings = tf.reshape(token_embeddings, [shape[0], shape[1], hidden])
-        logits = logits_from_token_embeddings(
-            self.model, self.pooling, token_embeddings, input_ids, attention_mask
-        )
-        logits = scale_in_graph(logits, self.temperature)
-        return {
-            "probabilities": probabilities_in_graph(logits, self.preprocessor.task),
-            "logits": logits,
-        }
-
 
 def export_saved_model(
     model,
@@ -265,33 +284,32 @@ def export_saved_model(
     classes: list[str],
     out: Path,
     pooling: str,
-) -> RawTextClassifier:
+    raw_text: bool = True,
+) -> TokenIdsClassifier:
     """The raw-text SavedModel of `model` (whose head pools by `pooling`) and its preprocessor
     (multi-label when the preprocessor's task is; its temperature and cleaning applied in the
-    graph)."""
-    vocab = (tokenizer_dir / VOCAB).read_text(encoding="utf-8").splitlines()
-    module = RawTextClassifier(
-        model,
-        vocab,
-        character_table(preprocessor.tokenizer),
-        preprocessor.tokenizer.model.max_input_chars_per_word,
-        preprocessor,
-        classes,
-        pooling,
-    )
+    graph); without `raw_text` (a family whose tokenizer has no equal in-graph form), the
+    SavedModel of the model on token ids."""
+    if raw_text:
+        vocab = (tokenizer_dir / VOCAB).read_text(encoding="utf-8").splitlines()
+        module = RawTextClassifier(
+            model,
+            vocab,
+            character_table(preprocessor.tokenizer),
+            preprocessor.tokenizer.model.max_input_chars_per_word,
+            preprocessor,
+            classes,
+            pooling,
+        )
+    else:
+        module = TokenIdsClassifier(model, preprocessor, pooling)
     # Keras' ExportArchive saves the variables the functions read, once each and under their own
     # names, so TensorFlow's session loader (saved_model_cli run, TF Serving) restores them too;
     # nothing else (no optimizer state). Tracking the model as well would save every weight a
     # second time, as a Keras variable beside its TensorFlow one.
     archive = keras.export.ExportArchive()
     archive.track(module)  # the tokenizer's tables
-    endpoints = (
-        ("serving_default", module.serving_default()),
-        ("token_ids", module.from_token_ids),
-        ("token_embeddings", module.token_embeddings),
-        ("from_token_embeddings", module.from_token_embeddings),
-    )
-    for name, function in endpoints:
+    for name, function in module.endpoints():
         function.get_concrete_function()
         archive.add_endpoint(name, function)
     archive.write_out(str(out), verbose=False)
@@ -346,7 +364,7 @@ def saved_model_outputs(
 
 
 def check_parity(
-    module: RawTextClassifier,
+    module: TokenIdsClassifier,
     saved_model: Path,
     model,
     texts: list[str],
@@ -358,7 +376,8 @@ def check_parity(
     rules, as `evaluate` predicts), on `texts` (a pair model's: with `text_pairs`) and
     STRESS_TEXTS (for pairs, each with the next as its second text): the share of texts whose
     in-graph token ids are identical, and the largest probability difference. Raises if any
-    text gets other ids, or a difference exceeds 1e-4."""
+    text gets other ids, or a difference exceeds 1e-4. A SavedModel without raw-text serving
+    is checked through its `token_ids` function, on the training path's ids."""
     from bertclf.prediction import predict_logits
 
     n_checked = len(texts)
@@ -369,20 +388,21 @@ def check_parity(
     encoded = preprocessor.encode(texts, text_pairs)
     logits = predict_logits(model, encoded.sequences, batch_size, preprocessor.tokenize)
     reference = preprocessor.answer(logits, encoded.text_index, len(texts))
-    pair_ids = None if text_pairs is None else module.wordpiece_ids(tf.constant(text_pairs))
-    graph_sequences, graph_text_of = module.windows(
-        module.wordpiece_ids(tf.constant(texts)), pair_ids
-    )
-    identical = np.ones(len(texts), dtype=bool)
-    if len(graph_text_of) != len(encoded.text_index):
-        identical[:] = False  # a text was cut into a different number of windows
-    else:
-        for text, ours, theirs in zip(
-            encoded.text_index, graph_sequences.to_list(), encoded.sequences, strict=True
-        ):
-            identical[text] &= ours == theirs.tolist()
-    serve = load_saved_model(saved_model)
-    outputs = saved_model_outputs(serve, texts, encoded.lengths, batch_size, text_pairs)
+    raw_text = isinstance(module, RawTextClassifier)
+    if raw_text:
+        identical = _identical_ids(module, encoded, texts, text_pairs)
+        serve = load_saved_model(saved_model)
+        outputs = saved_model_outputs(serve, texts, encoded.lengths, batch_size, text_pairs)
+    else:  # the answers the Python API gives through the SavedModel's token_ids
+        identical = np.ones(len(texts), dtype=bool)
+        exported_logits = predict_logits(
+            TokenIdsModel(saved_model), encoded.sequences, batch_size, preprocessor.tokenize
+        )
+        unscaled = preprocessor.with_temperature(None)  # token_ids' logits come scaled
+        answers = unscaled.answer(exported_logits, encoded.text_index, len(texts))
+        outputs = {"score": answers[:, 0], "probabilities": answers}
+        if preprocessor.multi_label:
+            outputs["predicted"] = preprocessor.decide(answers)
     if preprocessor.task == REGRESSION:  # the score is the answer: its difference is the check
         exported = outputs["score"][:, None]
         same_labels = np.ones(len(texts), dtype=bool)
@@ -397,7 +417,9 @@ def check_parity(
     report = {
         "n": n_checked,
         "stress_texts": len(STRESS_TEXTS),
-        "token_ids_identical": float(identical.mean()),
+        "raw_text_serving": raw_text,
+        # of the in-graph tokenizer; without raw-text serving, the ids are training's own
+        "token_ids_identical": float(identical.mean()) if raw_text else None,
         "texts_with_other_ids": int((~identical).sum()),
         "max_probability_difference": float(difference[identical].max(initial=0.0)),
         "labels_identical": float(same_labels.mean()),
@@ -415,3 +437,20 @@ def check_parity(
             f"{report['max_probability_difference']:.2g} (at most {MAX_PROBABILITY_DIFFERENCE})"
         )
     return report
+
+
+def _identical_ids(module: RawTextClassifier, encoded, texts, text_pairs) -> np.ndarray:
+    """Which texts get the same ids in the graph as in `encoded` (the training path's)."""
+    pair_ids = None if text_pairs is None else module.wordpiece_ids(tf.constant(text_pairs))
+    graph_sequences, graph_text_of = module.windows(
+        module.wordpiece_ids(tf.constant(texts)), pair_ids
+    )
+    identical = np.ones(len(texts), dtype=bool)
+    if len(graph_text_of) != len(encoded.text_index):
+        identical[:] = False  # a text was cut into a different number of windows
+    else:
+        for text, ours, theirs in zip(
+            encoded.text_index, graph_sequences.to_list(), encoded.sequences, strict=True
+        ):
+            identical[text] &= ours == theirs.tolist()
+    return identical

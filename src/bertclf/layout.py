@@ -8,8 +8,17 @@ TF_WEIGHTS = "tf_model.h5"  # weights written by transformers' TFBertModel (mapp
 BACKBONE_WEIGHTS = "backbone.weights.h5"  # a randomly initialised encoder (model.random_init)
 SOURCE = "source.json"  # where the encoder came from
 TOKENIZER = "tokenizer.json"
-VOCAB = "vocab.txt"
-TOKENIZER_FILES = (TOKENIZER, VOCAB, "tokenizer_config.json", "special_tokens_map.json")
+VOCAB = "vocab.txt"  # WordPiece (BERT, DistilBERT)
+ROBERTA_VOCAB = "vocab.json"  # byte-level BPE (RoBERTa): the vocabulary and its merges
+MERGES = "merges.txt"
+TOKENIZER_FILES = (
+    TOKENIZER,
+    VOCAB,
+    ROBERTA_VOCAB,
+    MERGES,
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
 
 # models/trained, and a package
 MODEL_SPEC = "model.json"  # encoder config, head, classes, tokenize, task

@@ -23,7 +23,9 @@ from bertclf.files import read_json, sha256_file
 from bertclf.layout import (
     BACKBONE_WEIGHTS,
     ENCODER_CONFIG,
+    MERGES,
     MODEL_SPEC,
+    ROBERTA_VOCAB,
     SAFETENSORS,
     TF_WEIGHTS,
     TOKENIZER,
@@ -85,6 +87,11 @@ class Family:
     pooler: bool  # a trained pooler layer (head.pooling=pooler)
     segments: bool  # segment (token type) embeddings: a pair's second text gets segment 1
     position_offset: int = 0  # positions the family reserves before the first token's
+    # the tokenizer's files when a checkpoint ships no tokenizer.json
+    vocabulary_files: tuple[str, ...] = (VOCAB,)
+    # the package's SavedModel tokenizes raw text in its graph (`export`), with token ids equal
+    # to the Hugging Face tokenizer's; else the package takes token ids only
+    raw_text: bool = True
 
     def check_window(self, encoder_config: dict, max_length: int) -> None:
         """Refuse a window longer than the encoder's position table holds."""
@@ -102,6 +109,18 @@ FAMILIES = {
     for family in (
         Family("bert", "BertBackbone", "bert.", pooler=True, segments=True),
         Family("distilbert", "DistilBertBackbone", "distilbert.", pooler=False, segments=False),
+        # byte-level BPE: KerasHub's in-graph BytePairTokenizer drops a text's rest after a NUL
+        # and a lone "\u096c" (its own space marker), so no raw-text SavedModel (docs/encoders.md)
+        Family(
+            "roberta",
+            "RobertaBackbone",
+            "roberta.",
+            pooler=False,  # KerasHub's RoBERTa has none (the Hugging Face pooler is untrained)
+            segments=False,
+            position_offset=2,
+            vocabulary_files=(ROBERTA_VOCAB, MERGES),
+            raw_text=False,
+        ),
     )
 }
 
@@ -156,17 +175,37 @@ def random_encoder_config(cfg: ModelConfig, vocab_size: int) -> dict:
     }
 
 
-def _write_tokenizer_json(out_dir: Path) -> None:
-    """A tokenizer.json from vocab.txt, for encoders that ship only the vocabulary."""
-    from tokenizers import BertWordPieceTokenizer
-
+def _write_tokenizer_json(out_dir: Path, family: Family) -> None:
+    """A tokenizer.json from the family's vocabulary files, for encoders that ship only those:
+    BERT's WordPiece rules (`vocab.txt`), or RoBERTa's byte-level BPE (`vocab.json` and
+    `merges.txt`, `<s> A </s></s> B </s>` for a pair)."""
     options = {}
     if (out_dir / "tokenizer_config.json").is_file():
         options = json.loads((out_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
-    lowercase = bool(options.get("do_lower_case", True))
-    tokenizer = BertWordPieceTokenizer(
-        str(out_dir / VOCAB), lowercase=lowercase, strip_accents=lowercase or None
-    )
+    if family.vocabulary_files == (VOCAB,):
+        from tokenizers import BertWordPieceTokenizer
+
+        lowercase = bool(options.get("do_lower_case", True))
+        tokenizer = BertWordPieceTokenizer(
+            str(out_dir / VOCAB), lowercase=lowercase, strip_accents=lowercase or None
+        )
+    else:
+        from tokenizers import ByteLevelBPETokenizer
+        from tokenizers.processors import RobertaProcessing
+
+        prefix_space = bool(options.get("add_prefix_space", False))
+        tokenizer = ByteLevelBPETokenizer(
+            str(out_dir / ROBERTA_VOCAB),
+            str(out_dir / MERGES),
+            add_prefix_space=prefix_space,
+            trim_offsets=True,
+        )
+        special = [tokenizer.token_to_id(token) for token in ("</s>", "<s>")]
+        if None in special:
+            raise BertclfError(f"{out_dir / ROBERTA_VOCAB}: holds no <s> or no </s>")
+        tokenizer.post_processor = RobertaProcessing(
+            ("</s>", special[0]), ("<s>", special[1]), add_prefix_space=prefix_space
+        )
     tokenizer.save(str(out_dir / TOKENIZER))
 
 
@@ -180,18 +219,25 @@ def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
         origin = f"hub: {cfg.pretrained}"
     else:
         origin = cfg.pretrained  # as configured: no path of this machine
+    family = FAMILIES["bert"]  # a random encoder's (`random_encoder_config`)
     if cfg.random_init is None and (source / ENCODER_CONFIG).is_file():  # before any copying
-        family_of(read_json(source / ENCODER_CONFIG), source / ENCODER_CONFIG)
+        family = family_of(read_json(source / ENCODER_CONFIG), source / ENCODER_CONFIG)
     out_dir.mkdir(parents=True, exist_ok=True)
     copied = [n for n in ENCODER_FILES if (source / n).is_file()]
     if cfg.random_init is not None:
         copied = [n for n in copied if n in TOKENIZER_FILES]
     for name in copied:
         shutil.copy(source / name, out_dir / name)
-    if not (out_dir / VOCAB).is_file():
+    if family.raw_text and not (out_dir / VOCAB).is_file():  # the in-graph WordPiece's
         raise BertclfError(f"{source}: holds no {VOCAB} (the encoder's WordPiece vocabulary)")
     if not (out_dir / TOKENIZER).is_file():
-        _write_tokenizer_json(out_dir)
+        missing = [name for name in family.vocabulary_files if not (out_dir / name).is_file()]
+        if missing:
+            raise BertclfError(
+                f"{source}: holds neither {TOKENIZER} nor {' and '.join(missing)} (the "
+                f"{family.model_type} tokenizer's files)"
+            )
+        _write_tokenizer_json(out_dir, family)
 
     if cfg.random_init is not None:
         keras.utils.set_random_seed(seed)
@@ -206,7 +252,7 @@ def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
     elif not (out_dir / SAFETENSORS).is_file() and not (out_dir / TF_WEIGHTS).is_file():
         raise BertclfError(f"{source}: holds neither {SAFETENSORS} nor {TF_WEIGHTS}")
     else:
-        backbone = load_backbone(out_dir)  # the check: the files make a BERT
+        backbone = load_backbone(out_dir)  # the check: the files make an encoder
     files = sorted(p.name for p in out_dir.iterdir() if p.is_file())
     return {
         "name": cfg.name,

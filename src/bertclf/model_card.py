@@ -30,7 +30,23 @@ def model_card(
     card = task_card(params, metrics, encoder, data_hashes, calibration or {})
     if task_name != REGRESSION:  # a score is no probability
         card += probabilities_section(metrics, calibration or {})
-    return card + runtimes_section(openvino)
+    return card + runtimes_section(openvino) + raw_text_section(encoder)
+
+
+def raw_text_section(encoder: dict) -> str:
+    """What the SavedModel takes: raw text (its tokenizer in the graph) or token ids only
+    (`encoder`'s `raw_text_serving`, which the package stage adds to source.json's facts)."""
+    if encoder.get("raw_text_serving", True):
+        return (
+            "\nThe SavedModel's `serving_default` takes raw text: it tokenizes in its graph, "
+            "with token ids equal to the encoder's tokenizer's.\n"
+        )
+    return (
+        f"\nRaw-text serving is not offered: no in-graph tokenizer of the {encoder['family']} "
+        "family gives ids equal to its Hugging Face tokenizer's. The SavedModel takes token ids "
+        "(`token_ids`, which is also its default signature); the Python API, `bertclf predict` "
+        "and `bertclf serve` tokenize with `tokenizer.json` and take raw text.\n"
+    )
 
 
 def probabilities_section(metrics: dict, calibration: dict) -> str:

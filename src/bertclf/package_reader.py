@@ -58,6 +58,13 @@ class Package:
         return self.spec["encoder"].get("model_type", "bert")
 
     @property
+    def raw_text_serving(self) -> bool:
+        """Whether the SavedModel tokenizes raw text in its graph (`serving_default`); the
+        families without an equal in-graph tokenizer take token ids only (model.json's
+        `raw_text_serving`, written from format 11 on; every earlier package has it)."""
+        return self.spec.get("raw_text_serving", True)
+
+    @property
     def text_pair(self) -> bool:
         """Whether the model takes text pairs (model.json's pair_separator_id, format 9 on)."""
         return self.spec.get("pair_separator_id") is not None
@@ -108,6 +115,8 @@ def read_files(path: Path, source: Path, manifest: dict) -> Package:
             f"{path / MODEL_SPEC}: encoder model_type {family!r} is not a family this bertclf "
             f"reads ({', '.join(ENCODER_FAMILIES)})"
         )
+    if not isinstance(spec.get("raw_text_serving", True), bool):
+        raise BertclfError(f"{path / MODEL_SPEC}: raw_text_serving is not true or false")
     tokenizer = load_tokenizer(path)
     vocabulary = encoder.get("vocab_size")
     if isinstance(vocabulary, int) and tokenizer.get_vocab_size() > vocabulary:

@@ -230,12 +230,14 @@ def encode(tokenizer: Tokenizer, texts: list[str], tokenize: TokenizeConfig) -> 
 def encode_pairs(
     tokenizer: Tokenizer, texts: list[str], pairs: list[str], tokenize: TokenizeConfig
 ) -> Encoded:
-    """Token ids of every pair through the tokenizer's own pair template ([CLS] text [SEP]
-    pair [SEP], segment ids 0 then 1), fitted to `tokenize.max_length` by cutting the longer
-    text first (`pair_budget`; `long_text` is head for pairs, `TokenizeConfig.check_pairs`).
-    A pair's length counts both texts' tokens and the three special tokens."""
+    """Token ids of every pair through the tokenizer's own pair template (BERT's [CLS] text
+    [SEP] pair [SEP], segment ids 0 then 1; RoBERTa's <s> text </s></s> pair </s>), fitted to
+    `tokenize.max_length` by cutting the longer text first (`pair_budget`; `long_text` is head
+    for pairs, `TokenizeConfig.check_pairs`). A pair's length counts both texts' tokens and
+    the template's special tokens."""
     tokenize.check_pairs(True)
-    budget = tokenize.max_length - 3
+    specials = tokenizer.num_special_tokens_to_add(True)
+    budget = tokenize.max_length - specials
     sides = [
         tokenizer.encode_batch([cut_to_window(t, tokenize) for t in side], add_special_tokens=False)
         for side in (texts, pairs)
@@ -248,7 +250,7 @@ def encode_pairs(
             if keep < n:
                 encoding.truncate(int(keep))
         sequences.append(np.asarray(tokenizer.post_process(first, second).ids, dtype=np.int32))
-        lengths.append(n_first + n_second + 3)
+        lengths.append(n_first + n_second + specials)
     index = np.arange(len(texts), dtype=np.int64)
     return Encoded(sequences, index, np.asarray(lengths), pair_separator(tokenizer))
 
@@ -264,7 +266,7 @@ def encode_split(tokenizer: Tokenizer, frame: pd.DataFrame, tokenize: TokenizeCo
 
 
 def pair_separator(tokenizer: Tokenizer) -> int:
-    """The id of the token that ends a text in the tokenizer's template ([SEP])."""
+    """The id of the token that ends a text in the tokenizer's template ([SEP], </s>)."""
     return tokenizer.encode("").ids[-1]
 
 
