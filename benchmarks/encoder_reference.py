@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 from harness import machine  # noqa: E402
 from helpers import write_tiny_checkpoint  # noqa: E402
 
-from bertclf.model import FAMILIES, load_backbone  # noqa: E402
+from bertclf.config import ModelConfig  # noqa: E402
+from bertclf.model import FAMILIES, load_backbone, resolve_pretrained  # noqa: E402
 from bertclf.tokenization import load_tokenizer  # noqa: E402
 
 TEXTS = [
@@ -70,7 +71,10 @@ def main() -> None:
                 folder = write_tiny_checkpoint(
                     scratch / f"{family}-{prefixed}", family, prefixed=prefixed
                 )
-                encodings = [load_tokenizer(folder).encode(text) for text in TEXTS]
+                # the pretrained stage's copy: a tokenizer.json where the checkpoint has none
+                copy = scratch / f"{family}-{prefixed}-pretrained"
+                resolve_pretrained(ModelConfig(family, str(folder), None), copy, 0)
+                encodings = [load_tokenizer(copy).encode(text) for text in TEXTS]
                 length = max(len(e.ids) for e in encodings)
                 ids = np.zeros((len(TEXTS), length), dtype=np.int32)
                 for row, encoding in enumerate(encodings):

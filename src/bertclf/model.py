@@ -92,6 +92,9 @@ class Family:
     # the package's SavedModel tokenizes raw text in its graph (`export`), with token ids equal
     # to the Hugging Face tokenizer's; else the package takes token ids only
     raw_text: bool = True
+    # the one token type's embedding, which the Hugging Face model adds to every token and
+    # KerasHub's converter leaves out: folded into the position embeddings here
+    fold_token_type: bool = False
 
     def check_window(self, encoder_config: dict, max_length: int) -> None:
         """Refuse a window longer than the encoder's position table holds."""
@@ -120,6 +123,7 @@ FAMILIES = {
             position_offset=2,
             vocabulary_files=(ROBERTA_VOCAB, MERGES),
             raw_text=False,
+            fold_token_type=True,
         ),
     )
 }
@@ -311,6 +315,12 @@ def _convert_checkpoint(backbone, directory: Path, encoder_config: dict) -> None
 
     with CheckpointKeys(str(directory)) as loader:
         _converter(family).convert_weights(backbone, loader, encoder_config)
+        if family.fold_token_type:
+            token_type = loader.get_tensor(
+                f"{family.key_prefix}embeddings.token_type_embeddings.weight"
+            )
+            positions = backbone.embeddings.position_embedding.position_embeddings
+            positions.assign(positions + token_type[0])
 
 
 def build_classifier(
