@@ -284,7 +284,8 @@ def check_explained_mistakes(repo: Path) -> None:
         assert shown == [f"{value:+.3f}" for _, value in tokens]
 
 
-TINY_FAMILIES = ("distilbert", "roberta")  # the families write_tiny_checkpoint writes
+# the families write_tiny_checkpoint writes
+TINY_FAMILIES = ("distilbert", "roberta", "xlm-roberta")
 
 
 def write_tiny_checkpoint(out: Path, family: str, prefixed: bool, seed: int = 0) -> Path:
@@ -294,7 +295,8 @@ def write_tiny_checkpoint(out: Path, family: str, prefixed: bool, seed: int = 0)
     `*ForMaskedLM` save) or bare (a `*Model` or sentence-transformers save), and its tokenizer
     files: DistilBERT's are the MiniLM package's WordPiece files (its vocabulary is BERT's);
     RoBERTa's, a byte-level BPE trained on fixture texts, as `vocab.json` and `merges.txt`
-    only, as older RoBERTa checkpoints ship it."""
+    only, as older RoBERTa checkpoints ship it; XLM-RoBERTa's, a SentencePiece unigram model
+    trained on those texts and MULTILINGUAL's, as `sentencepiece.bpe.model` only."""
     import numpy as np
     from safetensors.numpy import save_file
 
@@ -305,10 +307,17 @@ def write_tiny_checkpoint(out: Path, family: str, prefixed: bool, seed: int = 0)
     def weight(*shape: int) -> np.ndarray:
         return (rng.standard_normal(shape) * 0.2).astype(np.float32)
 
-    write = _tiny_distilbert if family == "distilbert" else _tiny_roberta
-    config, tensors = write(out, weight)
-    if prefixed:
-        tensors = {f"{family}.{name}": value for name, value in tensors.items()}
+    if family == "distilbert":
+        config, tensors = _tiny_distilbert(out, weight)
+    else:
+        size = _tiny_bpe(out) if family == "roberta" else _tiny_sentencepiece(out)
+        config, tensors = _tiny_roberta(size, weight)
+        config["model_type"] = family
+    architecture = {"distilbert": "DistilBert", "roberta": "Roberta"}.get(family, "XLMRoberta")
+    config["architectures"] = [architecture + ("ForMaskedLM" if prefixed else "Model")]
+    if prefixed:  # XLM-RoBERTa's *ForMaskedLM names its encoder `roberta` too
+        prefix = "distilbert." if family == "distilbert" else "roberta."
+        tensors = {f"{prefix}{name}": value for name, value in tensors.items()}
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return out
@@ -324,7 +333,7 @@ def _tiny_distilbert(out: Path, weight) -> tuple[dict, dict]:
     config = {"model_type": "distilbert", "vocab_size": size, "dim": 16, "n_layers": 2,
               "n_heads": 2, "hidden_dim": 32, "max_position_embeddings": 512, "dropout": 0.1,
               "attention_dropout": 0.1, "activation": "gelu", "pad_token_id": 0,
-              "sinusoidal_pos_embds": False, "architectures": ["DistilBertModel"]}  # fmt: skip
+              "sinusoidal_pos_embds": False}  # fmt: skip
     d, hidden = config["dim"], config["hidden_dim"]
     tensors = {
         "embeddings.word_embeddings.weight": weight(size, d),
@@ -349,23 +358,64 @@ def _tiny_distilbert(out: Path, weight) -> tuple[dict, dict]:
 ROBERTA_SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # ids 0 to 4, as RoBERTa's
 
 
-def _tiny_roberta(out: Path, weight) -> tuple[dict, dict]:
+def _fixture_texts(n: int) -> list[str]:
+    lines = (SHARED / "fixtures" / "reuters21578_modapte_test.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line)["text"] for line in lines.splitlines()[:n]]
+
+
+# sentences in other scripts for the tiny SentencePiece model (and its tokenization test)
+MULTILINGUAL = [
+    "Der Ölpreis stieg am Montag deutlich.",
+    "Las acciones cayeron después del anuncio del banco central.",
+    "東京の株価は大きく上昇した。",
+    "中国的出口在十月份增长了百分之五。",
+    "भारत में चाय का उत्पादन बढ़ा है।",
+    "हिंदी में लिखा गया समाचार।",
+    "한국 경제는 올해 성장했다.",
+    "Le café coûte plus cher à Paris.",
+    "Цены на нефть выросли в понедельник.",
+]
+
+
+def _tiny_bpe(out: Path) -> int:
+    """A byte-level BPE in RoBERTa's layout (`vocab.json`, `merges.txt`): its size."""
     from tokenizers import ByteLevelBPETokenizer
 
-    lines = (SHARED / "fixtures" / "reuters21578_modapte_test.jsonl").read_text(encoding="utf-8")
-    texts = [json.loads(line)["text"] for line in lines.splitlines()[:600]]
     tokenizer = ByteLevelBPETokenizer()
     tokenizer.train_from_iterator(
-        texts, vocab_size=1200, min_frequency=2, special_tokens=ROBERTA_SPECIAL_TOKENS
+        _fixture_texts(600), vocab_size=1200, min_frequency=2, special_tokens=ROBERTA_SPECIAL_TOKENS
     )
-    tokenizer.save_model(str(out))  # vocab.json and merges.txt
-    size = tokenizer.get_vocab_size()
+    tokenizer.save_model(str(out))
+    return tokenizer.get_vocab_size()
+
+
+def _tiny_sentencepiece(out: Path) -> int:
+    """A SentencePiece unigram model as XLM-RoBERTa ships it: its size in fairseq's ids (four
+    special tokens, the pieces after the model's first three, <mask>)."""
+    import io
+
+    import sentencepiece
+
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter([*_fixture_texts(600), *MULTILINGUAL * 20]),
+        model_writer=model,
+        vocab_size=1500,
+        model_type="unigram",
+        character_coverage=1.0,
+        minloglevel=2,
+    )
+    (out / "sentencepiece.bpe.model").write_bytes(model.getvalue())
+    return 4 + 1500 - 3 + 1
+
+
+def _tiny_roberta(size: int, weight) -> tuple[dict, dict]:
     config = {"model_type": "roberta", "vocab_size": size, "hidden_size": 16,
               "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32,
               "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
               "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 514,
               "type_vocab_size": 1, "layer_norm_eps": 1e-5, "pad_token_id": 1,
-              "bos_token_id": 0, "eos_token_id": 2, "architectures": ["RobertaModel"]}  # fmt: skip
+              "bos_token_id": 0, "eos_token_id": 2}  # fmt: skip
     d, hidden = config["hidden_size"], config["intermediate_size"]
     tensors = {
         "embeddings.word_embeddings.weight": weight(size, d),

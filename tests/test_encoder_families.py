@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import (
+    MULTILINGUAL,
     TINY,
     TINY_FAMILIES,
     build_repo,
@@ -41,24 +42,26 @@ def sequence_output(backbone) -> np.ndarray:
 LAST_NORM = {
     "distilbert": ("DistilBertBackbone", "transformer.layer.1.output_layer_norm.weight"),
     "roberta": ("RobertaBackbone", "encoder.layer.1.output.LayerNorm.weight"),
+    "xlm-roberta": ("XLMRobertaBackbone", "encoder.layer.1.output.LayerNorm.weight"),
 }
 
 
 @pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_prefixed_and_bare_checkpoints_load_the_same_weights(tmp_path, family):
     """A `*ForMaskedLM` save names its weights `<family>.…`, a `*Model` or sentence-transformers
-    save without the prefix; both load, into the same encoder. RoBERTa's position table loses
-    its two reserved rows (`Family.position_offset`) and takes in its one token type's
-    embedding, which the Hugging Face model adds to every token (KerasHub's converter leaves
-    it out: the reference check in docs/encoders.md found it)."""
+    save without the prefix; both load, into the same encoder. RoBERTa's and XLM-RoBERTa's
+    position tables lose their two reserved rows (`Family.position_offset`) and take in the
+    one token type's embedding, which the Hugging Face model adds to every token (KerasHub's
+    RoBERTa converter leaves it out: the reference check in docs/encoders.md found it)."""
     from safetensors.numpy import load_file
 
     from bertclf.model import load_backbone
 
     prefixed = write_tiny_checkpoint(tmp_path / "prefixed", family, prefixed=True)
     bare = write_tiny_checkpoint(tmp_path / "bare", family, prefixed=False)
-    assert all(k.startswith(f"{family}.") for k in load_file(prefixed / "model.safetensors"))
-    assert not any(k.startswith(f"{family}.") for k in load_file(bare / "model.safetensors"))
+    prefix = "distilbert." if family == "distilbert" else "roberta."
+    assert all(k.startswith(prefix) for k in load_file(prefixed / "model.safetensors"))
+    assert not any(k.startswith(prefix) for k in load_file(bare / "model.safetensors"))
     one, other = load_backbone(prefixed), load_backbone(bare)
     backbone, last_norm = LAST_NORM[family]
     assert type(one).__name__ == backbone
@@ -68,7 +71,7 @@ def test_prefixed_and_bare_checkpoints_load_the_same_weights(tmp_path, family):
         np.asarray(one.token_embedding.embeddings), written["embeddings.word_embeddings.weight"]
     )
     expected = written["embeddings.position_embeddings.weight"]
-    if family == "roberta":
+    if family != "distilbert":
         expected = expected[2:] + written["embeddings.token_type_embeddings.weight"][0]
     positions = one.embeddings.position_embedding.position_embeddings
     np.testing.assert_allclose(np.asarray(positions), expected, atol=1e-7)
@@ -115,6 +118,40 @@ def test_a_roberta_checkpoint_without_tokenizer_json_gets_its_byte_level_bpe(tmp
     )
 
 
+def test_an_xlm_roberta_sentencepiece_model_gets_fairseqs_ids(tmp_path):
+    """From `sentencepiece.bpe.model` alone, the Hugging Face tokenizer as XLM-RoBERTa's hub
+    tokenizer.json holds it: on English, German, CJK and Devanagari texts its pieces are
+    SentencePiece's own, and its ids fairseq's (the piece's id plus one; SentencePiece's
+    <unk> is 3), with none unknown; <s> A </s></s> B </s> for a pair."""
+    import sentencepiece
+
+    from bertclf.model import resolve_pretrained
+    from bertclf.tokenization import load_tokenizer
+
+    checkpoint = write_tiny_checkpoint(tmp_path / "ckpt", "xlm-roberta", prefixed=False)
+    assert not (checkpoint / "tokenizer.json").exists()
+    source = resolve_pretrained(ModelConfig("x", str(checkpoint), None), tmp_path / "out", 0)
+    assert source["family"] == "xlm-roberta"
+    tokenizer = load_tokenizer(tmp_path / "out")
+    pieces = sentencepiece.SentencePieceProcessor(
+        model_file=str(checkpoint / "sentencepiece.bpe.model")
+    )
+    texts = [*MULTILINGUAL, "Oil prices rose 3.5 pct in Tokyo, traders said."]
+    for text in texts:
+        ours = tokenizer.encode(text, add_special_tokens=False)
+        theirs = pieces.encode(text)
+        assert ours.tokens == [pieces.id_to_piece(i) for i in theirs], text
+        assert ours.ids == [3 if i == 0 else i + 1 for i in theirs], text
+        assert 3 not in ours.ids, text  # the scripts are the model's: nothing unknown
+    hindi = tokenizer.encode("भारत में चाय", add_special_tokens=False).tokens
+    assert "".join(hindi).replace("▁", " ").strip() == "भारत में चाय"
+    assert [tokenizer.token_to_id(t) for t in ("<s>", "<pad>", "</s>", "<unk>")] == [0, 1, 2, 3]
+    assert tokenizer.token_to_id("<mask>") == tokenizer.get_vocab_size() - 1
+    first = tokenizer.encode("東京", add_special_tokens=False).ids
+    second = tokenizer.encode("भारत", add_special_tokens=False).ids
+    assert tokenizer.encode("東京", "भारत").ids == [0, *first, 2, 2, *second, 2]
+
+
 def test_an_unsupported_family_and_a_pooler_without_one_are_one_line(tmp_path):
     from bertclf.model import build_classifier, family_of, resolve_pretrained
 
@@ -138,7 +175,7 @@ def test_an_unsupported_family_and_a_pooler_without_one_are_one_line(tmp_path):
     assert not (tmp_path / "out").exists()  # refused before anything was copied
     assert str(refused.value) == (
         f"{checkpoint / 'config.json'}: model_type 'deberta-v2' is not supported; supported: "
-        "bert, distilbert, roberta"
+        "bert, distilbert, roberta, xlm-roberta"
     )
 
 
@@ -150,13 +187,14 @@ SMALL_CONFIGS = {
                 "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16,
                 "max_position_embeddings": 66, "hidden_dropout_prob": 0.1},
 }  # fmt: skip
+SMALL_CONFIGS["xlm-roberta"] = {**SMALL_CONFIGS["roberta"], "model_type": "xlm-roberta"}
 
 
 @pytest.mark.parametrize("family", TINY_FAMILIES)
 @pytest.mark.parametrize("pair", [False, True])
 def test_a_pair_model_without_segments_reads_its_pair_from_the_ids_alone(family, pair):
-    """DistilBERT and RoBERTa have no segment embeddings: a pair model gets no segment layer,
-    and the attributions' embeddings-to-logits path is the model's."""
+    """DistilBERT, RoBERTa and XLM-RoBERTa have no segment embeddings: a pair model gets no
+    segment layer, and the attributions' embeddings-to-logits path is the model's."""
     import keras
 
     from bertclf.model import build_classifier, logits_from_token_embeddings
@@ -179,11 +217,11 @@ def test_a_pair_model_without_segments_reads_its_pair_from_the_ids_alone(family,
 @pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_the_dag_builds_packages_and_serves_each_family(tmp_path, family):
     """The whole DAG on a tiny checkpoint of each family (prefixed names, as the hub's
-    `distilbert-base-uncased` and `roberta-base`): train, evaluate, report, package, predict
-    and serve. A DistilBERT SavedModel tokenizes raw text in its graph, checked against the
-    training path on the test split; a RoBERTa one takes token ids only (no equal in-graph
-    byte-level BPE), which the card and /v1/metadata say, and every front door tokenizes with
-    tokenizer.json."""
+    `distilbert-base-uncased`, `roberta-base` and `xlm-roberta-base`): train, evaluate, report,
+    package, predict and serve. A DistilBERT SavedModel tokenizes raw text in its graph,
+    checked against the training path on the test split; a RoBERTa or XLM-RoBERTa one takes
+    token ids only (no in-graph tokenizer gives equal ids), which the card and /v1/metadata
+    say, and every front door tokenizes with tokenizer.json."""
     from bertclf import Classifier
 
     checkpoint = write_tiny_checkpoint(tmp_path / "checkpoint", family, prefixed=True)
@@ -195,7 +233,7 @@ def test_the_dag_builds_packages_and_serves_each_family(tmp_path, family):
     assert read_json(repo, "models/pretrained/source.json")["family"] == family
     package = repo / "models/package"
     assert read_json(repo, "models/package/manifest.json")["format_version"] == 11
-    raw_text = family != "roberta"
+    raw_text = family == "distilbert"
     assert read_json(repo, "models/package/model.json")["raw_text_serving"] is raw_text
     checks = read_json(repo, "reports/package.json")  # the test split and the stress texts
     assert checks["raw_text_serving"] is raw_text and checks["texts_with_other_ids"] == 0

@@ -11,11 +11,13 @@ TOKENIZER = "tokenizer.json"
 VOCAB = "vocab.txt"  # WordPiece (BERT, DistilBERT)
 ROBERTA_VOCAB = "vocab.json"  # byte-level BPE (RoBERTa): the vocabulary and its merges
 MERGES = "merges.txt"
+SENTENCEPIECE = "sentencepiece.bpe.model"  # a SentencePiece model (XLM-RoBERTa)
 TOKENIZER_FILES = (
     TOKENIZER,
     VOCAB,
     ROBERTA_VOCAB,
     MERGES,
+    SENTENCEPIECE,
     "tokenizer_config.json",
     "special_tokens_map.json",
 )

@@ -27,6 +27,7 @@ from bertclf.layout import (
     MODEL_SPEC,
     ROBERTA_VOCAB,
     SAFETENSORS,
+    SENTENCEPIECE,
     TF_WEIGHTS,
     TOKENIZER,
     TOKENIZER_FILES,
@@ -125,6 +126,18 @@ FAMILIES = {
             raw_text=False,
             fold_token_type=True,
         ),
+        # SentencePiece (unigram): tensorflow-text's in-graph SentencePiece parts from the
+        # Hugging Face tokenizer on trailing whitespace, typed special tokens and controls
+        Family(
+            "xlm-roberta",
+            "XLMRobertaBackbone",
+            "roberta.",
+            pooler=False,
+            segments=False,
+            position_offset=2,
+            vocabulary_files=(SENTENCEPIECE,),
+            raw_text=False,
+        ),
     )
 }
 
@@ -145,7 +158,8 @@ def family_of(encoder_config: dict, where: Path | str = ENCODER_CONFIG) -> Famil
 def _converter(family: Family):
     """KerasHub's converter of Hugging Face checkpoints of the family (its
     `convert_backbone_config` and `convert_weights`)."""
-    return importlib.import_module(f"keras_hub.src.utils.transformers.convert_{family.model_type}")
+    module = family.model_type.replace("-", "_")
+    return importlib.import_module(f"keras_hub.src.utils.transformers.convert_{module}")
 
 
 def backbone_arguments(encoder_config: dict) -> dict:
@@ -181,8 +195,9 @@ def random_encoder_config(cfg: ModelConfig, vocab_size: int) -> dict:
 
 def _write_tokenizer_json(out_dir: Path, family: Family) -> None:
     """A tokenizer.json from the family's vocabulary files, for encoders that ship only those:
-    BERT's WordPiece rules (`vocab.txt`), or RoBERTa's byte-level BPE (`vocab.json` and
-    `merges.txt`, `<s> A </s></s> B </s>` for a pair)."""
+    BERT's WordPiece rules (`vocab.txt`), RoBERTa's byte-level BPE (`vocab.json` and
+    `merges.txt`) or XLM-RoBERTa's SentencePiece model; RoBERTa's and XLM-RoBERTa's pair
+    template is `<s> A </s></s> B </s>`."""
     options = {}
     if (out_dir / "tokenizer_config.json").is_file():
         options = json.loads((out_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
@@ -193,6 +208,8 @@ def _write_tokenizer_json(out_dir: Path, family: Family) -> None:
         tokenizer = BertWordPieceTokenizer(
             str(out_dir / VOCAB), lowercase=lowercase, strip_accents=lowercase or None
         )
+    elif family.vocabulary_files == (SENTENCEPIECE,):
+        tokenizer = _sentencepiece_tokenizer(out_dir / SENTENCEPIECE)
     else:
         from tokenizers import ByteLevelBPETokenizer
         from tokenizers.processors import RobertaProcessing
@@ -211,6 +228,42 @@ def _write_tokenizer_json(out_dir: Path, family: Family) -> None:
             ("</s>", special[0]), ("<s>", special[1]), add_prefix_space=prefix_space
         )
     tokenizer.save(str(out_dir / TOKENIZER))
+
+
+# XLM-RoBERTa's ids are fairseq's: four special tokens first, then the SentencePiece model's
+# pieces from its fourth (its first three are <unk>, <s> and </s>), then <mask>
+FAIRSEQ_SPECIAL = ("<s>", "<pad>", "</s>", "<unk>")
+
+
+def _sentencepiece_tokenizer(path: Path):
+    """The Hugging Face tokenizer of an XLM-RoBERTa SentencePiece model, as its hub
+    tokenizer.json holds it: the model's own character map (`Precompiled`), runs of spaces
+    made one, `▁` before each word, the unigram pieces with fairseq's ids."""
+    from sentencepiece import sentencepiece_model_pb2
+    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
+    from tokenizers.models import Unigram
+    from tokenizers.processors import TemplateProcessing
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    try:
+        proto.ParseFromString(path.read_bytes())
+    except Exception:  # protobuf's DecodeError: not a SentencePiece model
+        raise BertclfError(f"{path}: not a SentencePiece model") from None
+    pieces = [(piece.piece, piece.score) for piece in proto.pieces]
+    if proto.trainer_spec.model_type != proto.trainer_spec.UNIGRAM or len(pieces) < 4:
+        raise BertclfError(f"{path}: not a SentencePiece unigram model")
+    vocabulary = [(token, 0.0) for token in FAIRSEQ_SPECIAL] + pieces[3:] + [("<mask>", 0.0)]
+    tokenizer = Tokenizer(Unigram(vocabulary, unk_id=FAIRSEQ_SPECIAL.index("<unk>")))
+    charsmap = proto.normalizer_spec.precompiled_charsmap  # empty: the identity
+    steps = [normalizers.Precompiled(charsmap)] if charsmap else []
+    tokenizer.normalizer = normalizers.Sequence([*steps, normalizers.Replace(Regex(" {2,}"), " ")])
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.post_processor = TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", 0), ("</s>", 2)],
+    )
+    return tokenizer
 
 
 def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
