@@ -80,7 +80,11 @@ def main() -> None:
                 for row, encoding in enumerate(encodings):
                     ids[row, : len(encoding.ids)] = encoding.ids
                 mask = (np.arange(length)[None] < [[len(e.ids)] for e in encodings]).astype("int32")
-                ours = np.asarray(load_backbone(folder)({"token_ids": ids, "padding_mask": mask}))
+                inputs = {"token_ids": ids, "padding_mask": mask}
+                if FAMILIES[family].segments:  # one text: segment 0 throughout
+                    inputs["segment_ids"] = np.zeros_like(ids)
+                ours = load_backbone(folder)(inputs)
+                ours = np.asarray(ours["sequence_output"] if isinstance(ours, dict) else ours)
                 np.save(scratch / "ids.npy", ids)
                 np.save(scratch / "mask.npy", mask)
                 reference = subprocess.run(

@@ -285,7 +285,7 @@ def check_explained_mistakes(repo: Path) -> None:
 
 
 # the families write_tiny_checkpoint writes
-TINY_FAMILIES = ("distilbert", "roberta", "xlm-roberta")
+TINY_FAMILIES = ("distilbert", "roberta", "xlm-roberta", "albert")
 
 
 def write_tiny_checkpoint(out: Path, family: str, prefixed: bool, seed: int = 0) -> Path:
@@ -296,7 +296,8 @@ def write_tiny_checkpoint(out: Path, family: str, prefixed: bool, seed: int = 0)
     files: DistilBERT's are the MiniLM package's WordPiece files (its vocabulary is BERT's);
     RoBERTa's, a byte-level BPE trained on fixture texts, as `vocab.json` and `merges.txt`
     only, as older RoBERTa checkpoints ship it; XLM-RoBERTa's, a SentencePiece unigram model
-    trained on those texts and MULTILINGUAL's, as `sentencepiece.bpe.model` only."""
+    trained on those texts and MULTILINGUAL's, as `sentencepiece.bpe.model` only; ALBERT's, one
+    trained on the lowercased texts, as `spiece.model` only."""
     import numpy as np
     from safetensors.numpy import save_file
 
@@ -309,14 +310,17 @@ def write_tiny_checkpoint(out: Path, family: str, prefixed: bool, seed: int = 0)
 
     if family == "distilbert":
         config, tensors = _tiny_distilbert(out, weight)
+    elif family == "albert":
+        config, tensors = _tiny_albert(_tiny_sentencepiece(out, albert=True), weight)
     else:
         size = _tiny_bpe(out) if family == "roberta" else _tiny_sentencepiece(out)
         config, tensors = _tiny_roberta(size, weight)
         config["model_type"] = family
-    architecture = {"distilbert": "DistilBert", "roberta": "Roberta"}.get(family, "XLMRoberta")
+    names = {"distilbert": "DistilBert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta"}
+    architecture = names.get(family, "Albert")
     config["architectures"] = [architecture + ("ForMaskedLM" if prefixed else "Model")]
     if prefixed:  # XLM-RoBERTa's *ForMaskedLM names its encoder `roberta` too
-        prefix = "distilbert." if family == "distilbert" else "roberta."
+        prefix = {"distilbert": "distilbert.", "albert": "albert."}.get(family, "roberta.")
         tensors = {f"{prefix}{name}": value for name, value in tensors.items()}
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
@@ -389,24 +393,65 @@ def _tiny_bpe(out: Path) -> int:
     return tokenizer.get_vocab_size()
 
 
-def _tiny_sentencepiece(out: Path) -> int:
-    """A SentencePiece unigram model as XLM-RoBERTa ships it: its size in fairseq's ids (four
-    special tokens, the pieces after the model's first three, <mask>)."""
+def _tiny_sentencepiece(out: Path, albert: bool = False) -> int:
+    """A SentencePiece unigram model as XLM-RoBERTa ships it (its size in fairseq's ids: four
+    special tokens, the pieces after the model's first three, <mask>), or as ALBERT does
+    (lowercased texts; <pad>, <unk>, [CLS], [SEP], [MASK] first: its own ids)."""
     import io
 
     import sentencepiece
 
+    texts = [*_fixture_texts(600), *MULTILINGUAL * 20]
+    layout = {}
+    if albert:
+        texts = [text.lower() for text in texts]
+        layout = {"pad_id": 0, "unk_id": 1, "bos_id": -1, "eos_id": -1,
+                  "control_symbols": ["[CLS]", "[SEP]", "[MASK]"]}  # fmt: skip
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter([*_fixture_texts(600), *MULTILINGUAL * 20]),
+        sentence_iterator=iter(texts),
         model_writer=model,
         vocab_size=1500,
         model_type="unigram",
         character_coverage=1.0,
         minloglevel=2,
+        **layout,
     )
-    (out / "sentencepiece.bpe.model").write_bytes(model.getvalue())
-    return 4 + 1500 - 3 + 1
+    name = "spiece.model" if albert else "sentencepiece.bpe.model"
+    (out / name).write_bytes(model.getvalue())
+    return 1500 if albert else 4 + 1500 - 3 + 1
+
+
+def _tiny_albert(size: int, weight) -> tuple[dict, dict]:
+    config = {"model_type": "albert", "vocab_size": size, "embedding_size": 8,
+              "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "intermediate_size": 32, "num_hidden_groups": 1, "inner_group_num": 1,
+              "hidden_act": "gelu_new", "hidden_dropout_prob": 0.0,
+              "attention_probs_dropout_prob": 0.0, "max_position_embeddings": 512,
+              "type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0,
+              "bos_token_id": 2, "eos_token_id": 3}  # fmt: skip
+    e, d, hidden = config["embedding_size"], config["hidden_size"], config["intermediate_size"]
+    tensors = {
+        "embeddings.word_embeddings.weight": weight(size, e),
+        "embeddings.position_embeddings.weight": weight(config["max_position_embeddings"], e),
+        "embeddings.token_type_embeddings.weight": weight(2, e),
+        "embeddings.LayerNorm.weight": 1 + weight(e),
+        "embeddings.LayerNorm.bias": weight(e),
+        "encoder.embedding_hidden_mapping_in.weight": weight(d, e),
+        "encoder.embedding_hidden_mapping_in.bias": weight(d),
+        "pooler.weight": weight(d, d),
+        "pooler.bias": weight(d),
+    }
+    layer = "encoder.albert_layer_groups.0.albert_layers.0."
+    shapes = {"attention.query": (d, d), "attention.key": (d, d), "attention.value": (d, d),
+              "attention.dense": (d, d), "ffn": (hidden, d), "ffn_output": (d, hidden)}  # fmt: skip
+    for name, shape in shapes.items():
+        tensors[f"{layer}{name}.weight"] = weight(*shape)
+        tensors[f"{layer}{name}.bias"] = weight(shape[0])
+    for name in ("attention.LayerNorm", "full_layer_layer_norm"):
+        tensors[f"{layer}{name}.weight"] = 1 + weight(d)
+        tensors[f"{layer}{name}.bias"] = weight(d)
+    return config, tensors
 
 
 def _tiny_roberta(size: int, weight) -> tuple[dict, dict]:

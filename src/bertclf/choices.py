@@ -17,4 +17,4 @@ ATTRIBUTION_BASELINES = ("pad", "zeros")  # what a token is compared with: [PAD]
 ATTRIBUTION_STEPS = 32  # integrated gradients' default steps
 
 # the encoder families (config.json's model_type) a model can be built on and a package read with
-ENCODER_FAMILIES = ("bert", "distilbert", "roberta", "xlm-roberta")
+ENCODER_FAMILIES = ("bert", "distilbert", "roberta", "xlm-roberta", "albert")

@@ -12,12 +12,14 @@ VOCAB = "vocab.txt"  # WordPiece (BERT, DistilBERT)
 ROBERTA_VOCAB = "vocab.json"  # byte-level BPE (RoBERTa): the vocabulary and its merges
 MERGES = "merges.txt"
 SENTENCEPIECE = "sentencepiece.bpe.model"  # a SentencePiece model (XLM-RoBERTa)
+ALBERT_SENTENCEPIECE = "spiece.model"  # ALBERT's
 TOKENIZER_FILES = (
     TOKENIZER,
     VOCAB,
     ROBERTA_VOCAB,
     MERGES,
     SENTENCEPIECE,
+    ALBERT_SENTENCEPIECE,
     "tokenizer_config.json",
     "special_tokens_map.json",
 )

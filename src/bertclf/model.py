@@ -21,6 +21,7 @@ from bertclf.config import HeadConfig, ModelConfig, TokenizeConfig
 from bertclf.errors import BertclfError
 from bertclf.files import read_json, sha256_file
 from bertclf.layout import (
+    ALBERT_SENTENCEPIECE,
     BACKBONE_WEIGHTS,
     ENCODER_CONFIG,
     MERGES,
@@ -138,6 +139,17 @@ FAMILIES = {
             vocabulary_files=(SENTENCEPIECE,),
             raw_text=False,
         ),
+        # SentencePiece after lowercasing and accent stripping, BERT's [CLS] and [SEP] and two
+        # segments; one set of layer weights shared by every layer (`num_hidden_groups` 1)
+        Family(
+            "albert",
+            "AlbertBackbone",
+            "albert.",
+            pooler=True,
+            segments=True,
+            vocabulary_files=(ALBERT_SENTENCEPIECE,),
+            raw_text=False,
+        ),
     )
 }
 
@@ -209,7 +221,9 @@ def _write_tokenizer_json(out_dir: Path, family: Family) -> None:
             str(out_dir / VOCAB), lowercase=lowercase, strip_accents=lowercase or None
         )
     elif family.vocabulary_files == (SENTENCEPIECE,):
-        tokenizer = _sentencepiece_tokenizer(out_dir / SENTENCEPIECE)
+        tokenizer = _xlm_roberta_tokenizer(out_dir / SENTENCEPIECE)
+    elif family.vocabulary_files == (ALBERT_SENTENCEPIECE,):
+        tokenizer = _albert_tokenizer(out_dir / ALBERT_SENTENCEPIECE, options)
     else:
         from tokenizers import ByteLevelBPETokenizer
         from tokenizers.processors import RobertaProcessing
@@ -230,40 +244,84 @@ def _write_tokenizer_json(out_dir: Path, family: Family) -> None:
     tokenizer.save(str(out_dir / TOKENIZER))
 
 
-# XLM-RoBERTa's ids are fairseq's: four special tokens first, then the SentencePiece model's
-# pieces from its fourth (its first three are <unk>, <s> and </s>), then <mask>
-FAIRSEQ_SPECIAL = ("<s>", "<pad>", "</s>", "<unk>")
-
-
-def _sentencepiece_tokenizer(path: Path):
-    """The Hugging Face tokenizer of an XLM-RoBERTa SentencePiece model, as its hub
-    tokenizer.json holds it: the model's own character map (`Precompiled`), runs of spaces
-    made one, `▁` before each word, the unigram pieces with fairseq's ids."""
+def _sentencepiece_model(path: Path):
+    """A SentencePiece unigram model's protobuf (its pieces, scores and character map)."""
     from sentencepiece import sentencepiece_model_pb2
-    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
-    from tokenizers.models import Unigram
-    from tokenizers.processors import TemplateProcessing
 
     proto = sentencepiece_model_pb2.ModelProto()
     try:
         proto.ParseFromString(path.read_bytes())
     except Exception:  # protobuf's DecodeError: not a SentencePiece model
         raise BertclfError(f"{path}: not a SentencePiece model") from None
-    pieces = [(piece.piece, piece.score) for piece in proto.pieces]
-    if proto.trainer_spec.model_type != proto.trainer_spec.UNIGRAM or len(pieces) < 4:
+    if proto.trainer_spec.model_type != proto.trainer_spec.UNIGRAM or len(proto.pieces) < 4:
         raise BertclfError(f"{path}: not a SentencePiece unigram model")
-    vocabulary = [(token, 0.0) for token in FAIRSEQ_SPECIAL] + pieces[3:] + [("<mask>", 0.0)]
-    tokenizer = Tokenizer(Unigram(vocabulary, unk_id=FAIRSEQ_SPECIAL.index("<unk>")))
+    return proto
+
+
+def _sentencepiece_tokenizer(proto, vocabulary, unk_id: int, before: list, template: dict):
+    """A Hugging Face unigram tokenizer as the hub's SentencePiece families hold it: the
+    `before` normalizers, the model's own character map (`Precompiled`), runs of spaces made
+    one, `▁` before each word, and the family's template."""
+    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
+    from tokenizers.models import Unigram
+    from tokenizers.processors import TemplateProcessing
+
+    tokenizer = Tokenizer(Unigram(vocabulary, unk_id=unk_id))
     charsmap = proto.normalizer_spec.precompiled_charsmap  # empty: the identity
-    steps = [normalizers.Precompiled(charsmap)] if charsmap else []
+    steps = [*before, *([normalizers.Precompiled(charsmap)] if charsmap else [])]
     tokenizer.normalizer = normalizers.Sequence([*steps, normalizers.Replace(Regex(" {2,}"), " ")])
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-    tokenizer.post_processor = TemplateProcessing(
-        single="<s> $A </s>",
-        pair="<s> $A </s> </s> $B </s>",
-        special_tokens=[("<s>", 0), ("</s>", 2)],
-    )
+    tokenizer.post_processor = TemplateProcessing(**template)
     return tokenizer
+
+
+# XLM-RoBERTa's ids are fairseq's: four special tokens first, then the SentencePiece model's
+# pieces from its fourth (its first three are <unk>, <s> and </s>), then <mask>
+FAIRSEQ_SPECIAL = ("<s>", "<pad>", "</s>", "<unk>")
+
+
+def _xlm_roberta_tokenizer(path: Path):
+    """XLM-RoBERTa's tokenizer from its SentencePiece model: fairseq's ids, <s> A </s></s> B
+    </s>."""
+    proto = _sentencepiece_model(path)
+    pieces = [(piece.piece, piece.score) for piece in proto.pieces]
+    vocabulary = [(token, 0.0) for token in FAIRSEQ_SPECIAL] + pieces[3:] + [("<mask>", 0.0)]
+    template = {
+        "single": "<s> $A </s>",
+        "pair": "<s> $A </s> </s> $B </s>",
+        "special_tokens": [("<s>", 0), ("</s>", 2)],
+    }
+    return _sentencepiece_tokenizer(proto, vocabulary, FAIRSEQ_SPECIAL.index("<unk>"), [], template)
+
+
+def _albert_tokenizer(path: Path, options: dict):
+    """ALBERT's tokenizer from its SentencePiece model (the model's own ids): `` and '' made ",
+    accents stripped and text lowercased unless tokenizer_config.json says otherwise, a piece
+    of a digit and a comma scored down as ALBERT's tokenizer splits it, BERT's template."""
+    from tokenizers import normalizers
+
+    proto = _sentencepiece_model(path)
+
+    def score(piece) -> float:  # "3," is "3" and ",": such pieces are never chosen
+        digit_comma = len(piece.piece) > 1 and piece.piece[-1] == "," and piece.piece[-2].isdigit()
+        return piece.score - 100 if digit_comma else piece.score
+
+    vocabulary = [(piece.piece, score(piece)) for piece in proto.pieces]
+    ids = {piece: i for i, (piece, _) in enumerate(vocabulary)}
+    missing = [token for token in ("[CLS]", "[SEP]", "<unk>") if token not in ids]
+    if missing:
+        raise BertclfError(f"{path}: holds no {' or '.join(missing)} (ALBERT's special tokens)")
+    before = [normalizers.Replace("``", '"'), normalizers.Replace("''", '"')]
+    if not options.get("keep_accents", False):
+        before += [normalizers.NFKD(), normalizers.StripAccents()]
+    if options.get("do_lower_case", True):
+        before.append(normalizers.Lowercase())
+    template = {
+        "single": "[CLS]:0 $A:0 [SEP]:0",
+        "pair": "[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        "special_tokens": [("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])],
+    }
+    return _sentencepiece_tokenizer(proto, vocabulary, ids["<unk>"], before, template)
 
 
 def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
@@ -447,7 +505,7 @@ def logits_from_token_embeddings(model, pooling: str, token_embeddings, input_id
     positions and a pair model's segments. `tests/test_attributions.py` checks it against the
     model on the embeddings of the ids, for each pooling."""
     encoder = model.get_layer("encoder")  # the family's KerasHub backbone
-    if hasattr(encoder, "segment_embedding"):  # BERT: token, position and segment embeddings
+    if hasattr(encoder, "segment_embedding"):  # BERT, ALBERT: token, position and segment
         if any(layer.name == "pair_segments" for layer in model.layers):
             segments = model.get_layer("pair_segments")(input_ids)
         else:
@@ -459,10 +517,12 @@ def logits_from_token_embeddings(model, pooling: str, token_embeddings, input_id
                 encoder.segment_embedding(segments),
             )
         )
-    else:  # DistilBERT: token and position embeddings
+    else:  # DistilBERT, RoBERTa, XLM-RoBERTa: token and position embeddings
         x = token_embeddings + encoder.embeddings.position_embedding(token_embeddings)
     x = encoder.embeddings_layer_norm(x)
-    for layer in encoder.transformer_layers:
+    if hasattr(encoder, "embeddings_projection"):  # ALBERT: embedding size to hidden size
+        x = encoder.embeddings_projection(x)
+    for layer in transformer_calls(encoder):
         x = layer(x, padding_mask=attention_mask, training=False)
     if pooling == "pooler":
         x = encoder.pooled_dense(x[:, 0, :])
@@ -479,6 +539,17 @@ def logits_from_token_embeddings(model, pooling: str, token_embeddings, input_id
     return model.get_layer("logits")(x)
 
 
+def transformer_calls(encoder) -> list:
+    """The encoder's transformer layers in the order its forward pass calls them: ALBERT's
+    groups of shared layers, each called num_layers / num_groups times."""
+    if encoder.transformer_layers and isinstance(encoder.transformer_layers[0], list):
+        calls = encoder.num_layers // encoder.num_groups
+        return [
+            layer for group in encoder.transformer_layers for _ in range(calls) for layer in group
+        ]
+    return list(encoder.transformer_layers)
+
+
 def freeze_lower_layers(model, count: int) -> None:
     """Keep the encoder's embeddings and its `count` lowest transformer layers as the checkpoint
     has them (train.frozen_layers; 0 trains all). No gradient is computed below the lowest
@@ -486,6 +557,11 @@ def freeze_lower_layers(model, count: int) -> None:
     if count == 0:
         return
     encoder = model.get_layer("encoder")
+    if encoder.transformer_layers and isinstance(encoder.transformer_layers[0], list):
+        raise BertclfError(
+            f"train.frozen_layers={count}: an albert encoder's layers share their weights; "
+            "freeze none (0)"
+        )
     layers = [layer for layer in encoder.layers if layer.name.startswith("transformer_layer_")]
     if count > len(layers):
         raise BertclfError(f"train.frozen_layers={count}: the encoder has {len(layers)} layers")
