@@ -167,7 +167,8 @@ def test_an_albert_sentencepiece_model_lowercases_and_strips_accents(tmp_path):
     """From `spiece.model` alone, ALBERT's Hugging Face tokenizer: `` and '' made ", accents
     stripped (NFKD) and text lowercased before SentencePiece, whose own ids and pieces it then
     gives; [CLS] A [SEP] B [SEP] with segments; a typed [SEP] is text (lowercased, it is no
-    piece). Layers that share their weights cannot be frozen one by one."""
+    piece), and a cased tokenizer that reads it whole is refused. Layers that share their
+    weights cannot be frozen one by one."""
     import unicodedata
 
     import sentencepiece
@@ -198,6 +199,14 @@ def test_an_albert_sentencepiece_model_lowercases_and_strips_accents(tmp_path):
     assert pair.ids.count(sep) == 2 and pair.ids[0] == cls
     assert pair.type_ids == [0] * pair.ids.index(sep) + [0] + [1] * (
         len(pair.ids) - pair.ids.index(sep) - 1
+    )
+    (checkpoint / "tokenizer_config.json").write_text('{"do_lower_case": false}')
+    with pytest.raises(BertclfError) as refused:  # "[SEP]" cased is a whole piece
+        resolve_pretrained(ModelConfig("x", str(checkpoint), None), tmp_path / "cased", 0)
+    assert str(refused.value) == (
+        f"{tmp_path / 'cased' / 'tokenizer.json'}: a text holding '[SEP]' would get the "
+        "separator's id, and a pair's second text would start early; this tokenizer cannot be "
+        "used"
     )
     config = json.loads((checkpoint / "config.json").read_text())
     model = build_classifier(config, HeadConfig(pooling="pooler", hidden_sizes=[], dropout=0.1), 2)

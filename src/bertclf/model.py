@@ -353,6 +353,8 @@ def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
                 f"{family.model_type} tokenizer's files)"
             )
         _write_tokenizer_json(out_dir, family)
+    if family.segments:
+        _check_typed_separator(out_dir)
 
     if cfg.random_init is not None:
         keras.utils.set_random_seed(seed)
@@ -377,6 +379,23 @@ def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
         "parameters": int(backbone.count_params()),
         "sha256": {name: sha256_file(out_dir / name) for name in files},
     }
+
+
+def _check_typed_separator(out_dir: Path) -> None:
+    """Refuse a tokenizer that reads a typed separator as the separator: a family with segments
+    gives a pair's second text segment 1 after the first separator (`PairSegments`), so a text
+    must not end early. WordPiece splits `[SEP]` into pieces, and ALBERT's lowercasing makes
+    it no piece; a SentencePiece model read with its case kept may hold it whole."""
+    from bertclf.tokenization import load_tokenizer, pair_separator
+
+    tokenizer = load_tokenizer(out_dir)
+    separator = pair_separator(tokenizer)
+    typed = tokenizer.id_to_token(separator)
+    if separator in tokenizer.encode(f"a {typed} b", add_special_tokens=False).ids:
+        raise BertclfError(
+            f"{out_dir / TOKENIZER}: a text holding {typed!r} would get the separator's id, "
+            "and a pair's second text would start early; this tokenizer cannot be used"
+        )
 
 
 def build_backbone(encoder_config: dict):
