@@ -1,7 +1,7 @@
 """The package of each encoder family, tiny: its size and its load time. Builds the tests' tiny
-BERT (`model=tiny`, random) and a tiny DistilBERT checkpoint of the same shape (the tests'
-`write_tiny_checkpoint`, hidden 16, 2 layers) with the same tiny-build params in fresh copies
-of the project, then loads each package `--repeats` times per runtime.
+BERT (`model=tiny`, random) and a tiny checkpoint of each other family of the same shape (the
+tests' `write_tiny_checkpoint`, hidden 16, 2 layers) with the same tiny-build params in fresh
+copies of the project, then loads each package `--repeats` times per runtime.
 
     python benchmarks/family_packages.py --out docs/results/family_packages.json
 
@@ -22,7 +22,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tools"))
 
 from harness import machine  # noqa: E402
-from helpers import TINY, build_repo, copy_project, write_tiny_checkpoint  # noqa: E402
+from helpers import (  # noqa: E402
+    TINY,
+    TINY_FAMILIES,
+    build_repo,
+    copy_project,
+    write_tiny_checkpoint,
+)
 
 LOAD = """
 import sys, time
@@ -45,12 +51,11 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        checkpoint = write_tiny_checkpoint(scratch / "distilbert", "distilbert", prefixed=True)
         tiny_shape = ["model.random_init.hidden_size=16", "model.random_init.intermediate_size=32"]
-        builds = {
-            "bert": [*TINY, *tiny_shape],
-            "distilbert": [*TINY, f"model.pretrained={checkpoint}", "model.random_init=null"],
-        }
+        builds = {"bert": [*TINY, *tiny_shape]}
+        for family in TINY_FAMILIES:
+            checkpoint = write_tiny_checkpoint(scratch / f"{family}-ckpt", family, prefixed=True)
+            builds[family] = [*TINY, f"model.pretrained={checkpoint}", "model.random_init=null"]
         for family, overrides in builds.items():
             repo = build_repo(copy_project(scratch / family), overrides, family)
             package = repo / "models/package"

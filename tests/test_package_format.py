@@ -134,6 +134,10 @@ def five_classes(bundle: Path) -> None:
             lambda b: edit_json(b / "model.json", lambda d: d.update(encoder=[1])),
             r"model\.json: encoder is not a JSON object",
         ),
+        (
+            lambda b: edit_json(b / "model.json", lambda d: d.update(raw_text_serving="yes")),
+            r"model\.json: raw_text_serving is not true or false",
+        ),
     ],
     ids=[
         "string max_length",
@@ -143,6 +147,7 @@ def five_classes(bundle: Path) -> None:
         "vocabulary",
         "unknown family",
         "encoder not an object",
+        "raw_text_serving not a boolean",
     ],  # fmt: skip
 )
 @pytest.mark.parametrize("runtime", ["tensorflow", "openvino"])
