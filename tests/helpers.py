@@ -432,26 +432,41 @@ def _tiny_albert(size: int, weight) -> tuple[dict, dict]:
               "bos_token_id": 2, "eos_token_id": 3}  # fmt: skip
     e, d, hidden = config["embedding_size"], config["hidden_size"], config["intermediate_size"]
     tensors = {
-        "embeddings.word_embeddings.weight": weight(size, e),
-        "embeddings.position_embeddings.weight": weight(config["max_position_embeddings"], e),
-        "embeddings.token_type_embeddings.weight": weight(2, e),
-        "embeddings.LayerNorm.weight": 1 + weight(e),
-        "embeddings.LayerNorm.bias": weight(e),
+        **_embedding_tensors(size, config["max_position_embeddings"], 2, e, weight),
         "encoder.embedding_hidden_mapping_in.weight": weight(d, e),
         "encoder.embedding_hidden_mapping_in.bias": weight(d),
         "pooler.weight": weight(d, d),
         "pooler.bias": weight(d),
     }
-    layer = "encoder.albert_layer_groups.0.albert_layers.0."
     shapes = {"attention.query": (d, d), "attention.key": (d, d), "attention.value": (d, d),
               "attention.dense": (d, d), "ffn": (hidden, d), "ffn_output": (d, hidden)}  # fmt: skip
+    norms = ("attention.LayerNorm", "full_layer_layer_norm")
+    layer = "encoder.albert_layer_groups.0.albert_layers.0."  # the one shared layer
+    return config, {**tensors, **_layer_tensors(layer, shapes, norms, d, weight)}
+
+
+def _embedding_tensors(size: int, positions: int, types: int, width: int, weight) -> dict:
+    """The embeddings' weights in BERT's layout (RoBERTa's and ALBERT's too)."""
+    return {
+        "embeddings.word_embeddings.weight": weight(size, width),
+        "embeddings.position_embeddings.weight": weight(positions, width),
+        "embeddings.token_type_embeddings.weight": weight(types, width),
+        "embeddings.LayerNorm.weight": 1 + weight(width),
+        "embeddings.LayerNorm.bias": weight(width),
+    }
+
+
+def _layer_tensors(layer: str, shapes: dict, norms: tuple, size: int, weight) -> dict:
+    """A transformer layer's weights under `layer`: each dense's weight (`shapes`, PyTorch's
+    out-by-in) and bias, and each layer norm's (`norms`, of `size`)."""
+    tensors = {}
     for name, shape in shapes.items():
         tensors[f"{layer}{name}.weight"] = weight(*shape)
         tensors[f"{layer}{name}.bias"] = weight(shape[0])
-    for name in ("attention.LayerNorm", "full_layer_layer_norm"):
-        tensors[f"{layer}{name}.weight"] = 1 + weight(d)
-        tensors[f"{layer}{name}.bias"] = weight(d)
-    return config, tensors
+    for name in norms:
+        tensors[f"{layer}{name}.weight"] = 1 + weight(size)
+        tensors[f"{layer}{name}.bias"] = weight(size)
+    return tensors
 
 
 def _tiny_roberta(size: int, weight) -> tuple[dict, dict]:
@@ -463,23 +478,14 @@ def _tiny_roberta(size: int, weight) -> tuple[dict, dict]:
               "bos_token_id": 0, "eos_token_id": 2}  # fmt: skip
     d, hidden = config["hidden_size"], config["intermediate_size"]
     tensors = {
-        "embeddings.word_embeddings.weight": weight(size, d),
-        "embeddings.position_embeddings.weight": weight(config["max_position_embeddings"], d),
-        "embeddings.token_type_embeddings.weight": weight(1, d),
-        "embeddings.LayerNorm.weight": 1 + weight(d),
-        "embeddings.LayerNorm.bias": weight(d),
+        **_embedding_tensors(size, config["max_position_embeddings"], 1, d, weight),
         "pooler.dense.weight": weight(d, d),
         "pooler.dense.bias": weight(d),
     }
+    shapes = {"attention.self.query": (d, d), "attention.self.key": (d, d),
+              "attention.self.value": (d, d), "attention.output.dense": (d, d),
+              "intermediate.dense": (hidden, d), "output.dense": (d, hidden)}  # fmt: skip
+    norms = ("attention.output.LayerNorm", "output.LayerNorm")
     for i in range(config["num_hidden_layers"]):
-        layer = f"encoder.layer.{i}."
-        shapes = {"attention.self.query": (d, d), "attention.self.key": (d, d),
-                  "attention.self.value": (d, d), "attention.output.dense": (d, d),
-                  "intermediate.dense": (hidden, d), "output.dense": (d, hidden)}  # fmt: skip
-        for name, shape in shapes.items():
-            tensors[f"{layer}{name}.weight"] = weight(*shape)
-            tensors[f"{layer}{name}.bias"] = weight(shape[0])
-        for name in ("attention.output.LayerNorm", "output.LayerNorm"):
-            tensors[f"{layer}{name}.weight"] = 1 + weight(d)
-            tensors[f"{layer}{name}.bias"] = weight(d)
+        tensors.update(_layer_tensors(f"encoder.layer.{i}.", shapes, norms, d, weight))
     return config, tensors
