@@ -6,7 +6,9 @@ copies of the project, then loads each package `--repeats` times per runtime.
     python benchmarks/family_packages.py --out docs/results/family_packages.json
 
 Sizes are bytes on disk per part; load times are `Classifier.load` wall clock in a fresh
-process each time (median, min and max), on TensorFlow and on OpenVINO. Nothing is asserted.
+process each time (median, min and max), on TensorFlow and on OpenVINO; each package's OpenVINO
+checks (f32 and int8, the int8 gate's verdict) as the package stage recorded them. Nothing is
+asserted.
 """
 
 import argparse
@@ -52,10 +54,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         tiny_shape = ["model.random_init.hidden_size=16", "model.random_init.intermediate_size=32"]
-        builds = {"bert": [*TINY, *tiny_shape]}
+        # the tiny build's params, with OpenVINO int8 beside f32: its gate per family
+        tiny = [o for o in TINY if not o.startswith("package.precisions")]
+        tiny.append("package.precisions=[f32,int8]")
+        builds = {"bert": [*tiny, *tiny_shape]}
         for family in TINY_FAMILIES:
             checkpoint = write_tiny_checkpoint(scratch / f"{family}-ckpt", family, prefixed=True)
-            builds[family] = [*TINY, f"model.pretrained={checkpoint}", "model.random_init=null"]
+            builds[family] = [*tiny, f"model.pretrained={checkpoint}", "model.random_init=null"]
         for family, overrides in builds.items():
             repo = build_repo(copy_project(scratch / family), overrides, family)
             package = repo / "models/package"
@@ -85,6 +90,9 @@ def main() -> None:
                     "openvino": size(package / "openvino"),
                 },
                 "load": loads,
+                "openvino_checks": json.loads((repo / "reports/package.json").read_text())[
+                    "openvino"
+                ]["precisions"],
             }
             print(family, json.dumps(results[family]))
     args.out.write_text(
