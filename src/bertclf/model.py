@@ -208,8 +208,8 @@ def random_encoder_config(cfg: ModelConfig, vocab_size: int) -> dict:
 def _write_tokenizer_json(out_dir: Path, family: Family) -> None:
     """A tokenizer.json from the family's vocabulary files, for encoders that ship only those:
     BERT's WordPiece rules (`vocab.txt`), RoBERTa's byte-level BPE (`vocab.json` and
-    `merges.txt`) or XLM-RoBERTa's SentencePiece model; RoBERTa's and XLM-RoBERTa's pair
-    template is `<s> A </s></s> B </s>`."""
+    `merges.txt`), or XLM-RoBERTa's or ALBERT's SentencePiece model; RoBERTa's and
+    XLM-RoBERTa's pair template is `<s> A </s></s> B </s>`."""
     options = {}
     if (out_dir / "tokenizer_config.json").is_file():
         options = json.loads((out_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
