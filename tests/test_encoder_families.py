@@ -204,10 +204,13 @@ def test_an_albert_sentencepiece_model_lowercases_and_strips_accents(tmp_path):
     with pytest.raises(BertclfError) as refused:  # "[SEP]" cased is a whole piece
         resolve_pretrained(ModelConfig("x", str(checkpoint), None), tmp_path / "cased", 0)
     assert str(refused.value) == (
-        f"{tmp_path / 'cased' / 'tokenizer.json'}: a text holding '[SEP]' would get the "
-        "separator's id, and a pair's second text would start early; this tokenizer cannot be "
-        "used"
+        f"{checkpoint}: its tokenizer gives a text holding '[SEP]' the separator's id, so a "
+        "pair's second text would start early; this tokenizer cannot be used"
     )
+    (checkpoint / "spiece.model").write_bytes(b"not a model \x00\x01")  # named as the user's
+    with pytest.raises(BertclfError) as refused:
+        resolve_pretrained(ModelConfig("x", str(checkpoint), None), tmp_path / "bad", 0)
+    assert str(refused.value) == f"{checkpoint / 'spiece.model'}: not a SentencePiece model"
     config = json.loads((checkpoint / "config.json").read_text())
     model = build_classifier(config, HeadConfig(pooling="pooler", hidden_sizes=[], dropout=0.1), 2)
     with pytest.raises(BertclfError) as refused:

@@ -352,9 +352,12 @@ def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
                 f"{source}: holds neither {TOKENIZER} nor {' and '.join(missing)} (the "
                 f"{family.model_type} tokenizer's files)"
             )
-        _write_tokenizer_json(out_dir, family)
+        try:
+            _write_tokenizer_json(out_dir, family)
+        except BertclfError as error:  # named as the user's file, not the stage's copy
+            raise BertclfError(str(error).replace(str(out_dir), str(source))) from None
     if family.segments:
-        _check_typed_separator(out_dir)
+        _check_typed_separator(out_dir, source)
 
     if cfg.random_init is not None:
         keras.utils.set_random_seed(seed)
@@ -381,7 +384,7 @@ def resolve_pretrained(cfg: ModelConfig, out_dir: Path, seed: int) -> dict:
     }
 
 
-def _check_typed_separator(out_dir: Path) -> None:
+def _check_typed_separator(out_dir: Path, source: Path) -> None:
     """Refuse a tokenizer that reads a typed separator as the separator: a family with segments
     gives a pair's second text segment 1 after the first separator (`PairSegments`), so a text
     must not end early. WordPiece splits `[SEP]` into pieces, and ALBERT's lowercasing makes
@@ -393,8 +396,8 @@ def _check_typed_separator(out_dir: Path) -> None:
     typed = tokenizer.id_to_token(separator)
     if separator in tokenizer.encode(f"a {typed} b", add_special_tokens=False).ids:
         raise BertclfError(
-            f"{out_dir / TOKENIZER}: a text holding {typed!r} would get the separator's id, "
-            "and a pair's second text would start early; this tokenizer cannot be used"
+            f"{source}: its tokenizer gives a text holding {typed!r} the separator's id, so a "
+            "pair's second text would start early; this tokenizer cannot be used"
         )
 
 
