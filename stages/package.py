@@ -1,6 +1,7 @@
-"""Bundle the trained model as a raw-text SavedModel and OpenVINO models (package.precisions),
-with the model's spec, tokenizer, label map, a model card and a checksum manifest; check the
-SavedModel and each OpenVINO precision against the training path on the test split."""
+"""Bundle the trained model as a SavedModel (raw text in; token ids in for a family without an
+in-graph tokenizer, `Family.raw_text`) and OpenVINO models (package.precisions), with the
+model's spec, tokenizer, label map, a model card and a checksum manifest; check the SavedModel
+and each OpenVINO precision against the training path on the test split."""
 
 import pandas as pd
 
@@ -107,7 +108,7 @@ def main() -> None:
         write_json(
             tmp / MODEL_SPEC,
             {
-                **read_json(TRAINED / MODEL_SPEC),
+                **trained,
                 "clean": vars(clean),
                 "raw_text_serving": raw_text,
             },

@@ -61,7 +61,8 @@ class Package:
     def raw_text_serving(self) -> bool:
         """Whether the SavedModel tokenizes raw text in its graph (`serving_default`); the
         families without an equal in-graph tokenizer take token ids only (model.json's
-        `raw_text_serving`, written from format 11 on; every earlier package has it)."""
+        `raw_text_serving`; a package written before it has no such key, and serves raw
+        text)."""
         return self.spec.get("raw_text_serving", True)
 
     @property
