@@ -561,10 +561,15 @@ def logits_from_token_embeddings(model, pooling: str, token_embeddings, input_id
     return model.get_layer("logits")(x)
 
 
+def _grouped_layers(encoder) -> bool:
+    """Whether the encoder's layers come in groups of shared weights (ALBERT)."""
+    return bool(encoder.transformer_layers) and isinstance(encoder.transformer_layers[0], list)
+
+
 def transformer_calls(encoder) -> list:
     """The encoder's transformer layers in the order its forward pass calls them: ALBERT's
     groups of shared layers, each called num_layers / num_groups times."""
-    if encoder.transformer_layers and isinstance(encoder.transformer_layers[0], list):
+    if _grouped_layers(encoder):
         calls = encoder.num_layers // encoder.num_groups
         return [
             layer for group in encoder.transformer_layers for _ in range(calls) for layer in group
@@ -579,7 +584,7 @@ def freeze_lower_layers(model, count: int) -> None:
     if count == 0:
         return
     encoder = model.get_layer("encoder")
-    if encoder.transformer_layers and isinstance(encoder.transformer_layers[0], list):
+    if _grouped_layers(encoder):
         raise BertclfError(
             f"train.frozen_layers={count}: an albert encoder's layers share their weights; "
             "freeze none (0)"
