@@ -24,6 +24,7 @@ def pytest_configure(config):
     config.pluginmanager.register(SuiteTimes(config), "suite_times")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Each test that shares a module- or class-scoped fixture is grouped with its module (one
     worker builds that fixture once); then the work is ordered slowest first."""
@@ -70,6 +71,14 @@ def dag_repo(tmp_path_factory, worker_id) -> Path:
             shutil.rmtree(built.parent, ignore_errors=True)  # a build that failed part-way
             build_tiny_dag(built)
             (common / "dag" / "built").touch()
+    # each worker's copy shares the build's DVC cache, run cache included, as clones on one
+    # machine may (`dvc cache dir`): a stage one worker ran is restored, not re-run, by the other
     repo = tmp_path_factory.mktemp("dag") / "project"
-    shutil.copytree(built, repo, symlinks=True)
+    cache = built / ".dvc" / "cache"
+
+    def not_the_cache(folder: str, names: list[str]) -> list[str]:
+        return ["cache"] if Path(folder) == cache.parent else []
+
+    shutil.copytree(built, repo, symlinks=True, ignore=not_the_cache)
+    run(["dvc", "cache", "dir", "--local", str(cache)], repo)
     return repo

@@ -1,8 +1,10 @@
 """Cross-validation, queued sweeps, comparisons across commits and sharing, with the real `dvc`
 on the tiny model's shared build."""
 
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -140,34 +142,62 @@ def start_queue(repo: Path, jobs: int) -> None:
                    check=True)  # fmt: skip
 
 
-def kill_queue_processes(repo: Path) -> list[int]:
-    """SIGKILL every `dvc queue` process still running in `repo` (a worker, or the process
-    that spawned it); returns their pids."""
-    killed = []
+def queue_processes(repo: Path) -> list[int]:
+    """The pids of every `dvc queue` process running in `repo`: a worker, the process that
+    spawned it, or the `dvc exp exec-run` of a task."""
+    found = []
     for entry in Path("/proc").iterdir():
         try:
             words = (entry / "cmdline").read_bytes().split(b"\0")
-            mine = os.readlink(entry / "cwd") == str(repo)
+            mine = os.readlink(entry / "cwd") == str(repo) or any(
+                str(repo).encode() in word for word in words
+            )
         except (OSError, ValueError):
             continue  # not a process, or gone
-        if mine and (b"queue-worker" in words or (b"queue" in words and b"start" in words)):
-            os.kill(int(entry.name), signal.SIGKILL)
-            killed.append(int(entry.name))
+        queue = b"queue-worker" in words or (b"queue" in words and b"start" in words)
+        if mine and (queue or b"exec-run" in words):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_queue_processes(repo: Path) -> list[int]:
+    """SIGKILL every `dvc queue` process still running in `repo`; returns their pids."""
+    killed = []
+    for pid in queue_processes(repo):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
     return killed
 
 
-def wait_for_queue(repo, timeout: float = 900) -> None:
-    """Poll `dvc queue status` until nothing is queued or running. A poll that fails is asked
-    again: while a task starts, DVC can read its info file half-written and fail with a JSON
-    error (seen in CI: "Expecting value: line 1 column 1"; DVC issue 8014 is the same race)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = run(["dvc", "queue", "status"], repo, check=False)
-        status = result.stdout + result.stderr
-        if result.returncode == 0 and "Queued" not in status and "Running" not in status:
-            return
-        time.sleep(5)
-    raise AssertionError(f"queue still busy after {timeout} s:\n{status}")
+def experiment_refs(repo: Path) -> set[str]:
+    """The experiments git holds, `refs/exps/<baseline>/<name>` (not DVC's own refs under
+    refs/exps: the queue's stash, a running task's temporary refs). Git writes a ref whole."""
+    refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], repo).stdout
+    return {
+        ref for ref in refs.split() if re.fullmatch(r"refs/exps/[0-9a-f]{2}/[0-9a-f]{38}/.+", ref)
+    }
+
+
+def wait_for_queue(repo: Path, before: set[str], expected: int, timeout: float = 900) -> None:
+    """Wait until the queue's `expected` experiments are saved, or its processes are all gone
+    (a task failed), without asking `dvc queue status` meanwhile: DVC rewrites a task's info
+    file in place while the task runs, and a status read at that moment fails (exit 255,
+    "Expecting value: line 1 column 1", DVC issue 8014). Then give the workers a few seconds to
+    finish their clean-up (the info file's last write) and exit, and stop any that does not
+    (DVC issue 10578: a second worker can miss its shutdown message and idle for good)."""
+    started = time.monotonic()
+    while not queue_processes(repo) and len(experiment_refs(repo) - before) < expected:
+        assert time.monotonic() < started + 60, "no queue worker started in 60 s"
+        time.sleep(0.5)
+    deadline = started + timeout
+    while len(experiment_refs(repo) - before) < expected and queue_processes(repo):
+        assert time.monotonic() < deadline, f"the queue did not finish in {timeout} s"
+        time.sleep(2)
+    settle = time.monotonic() + 30
+    while queue_processes(repo) and time.monotonic() < settle:
+        time.sleep(1)
+    kill_queue_processes(repo)
 
 
 @pytest.mark.retrains
@@ -188,8 +218,9 @@ def test_parallel_queued_sweep_and_experiment_diff(dag_repo):
             dag_repo,
         )
         assert out.stdout.count("Queued experiment") == 2, out.stdout
+        before = experiment_refs(dag_repo)
         start_queue(dag_repo, jobs=2)
-        wait_for_queue(dag_repo)
+        wait_for_queue(dag_repo, before, expected=2)
         status = run(["dvc", "queue", "status"], dag_repo).stdout
         assert status.count("Success") == 2, (
             status + run(["dvc", "queue", "logs", status.split()[-4]], dag_repo, check=False).stdout

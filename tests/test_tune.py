@@ -35,7 +35,8 @@ def clone_build(dag_repo: Path, dest: Path) -> Path:
     run(["git", "clone", "-q", str(dag_repo), str(dest)], dag_repo.parent)
     run(["git", "config", "user.name", "bertclf tests"], dest)
     run(["git", "config", "user.email", "tests@bertclf.invalid"], dest)
-    run(["dvc", "cache", "dir", "--local", str(dag_repo / ".dvc/cache")], dest)
+    cache = run(["dvc", "cache", "dir"], dag_repo).stdout.strip()  # the shared build's
+    run(["dvc", "cache", "dir", "--local", cache], dest)
     run(["dvc", "checkout", "-q"], dest)
     return dest
 

@@ -39,7 +39,8 @@ class SuiteTimes:
     def pytest_runtest_logreport(self, report) -> None:
         if self.worker is not None:
             return
-        entry = self.tests.setdefault(report.nodeid, {"outcome": "passed"})
+        name = report.nodeid.split("@tests/")[0]  # without pytest-xdist's group suffix
+        entry = self.tests.setdefault(name, {"outcome": "passed"})
         entry[report.when] = round(report.duration, 3)
         if report.failed or (report.skipped and report.when != "teardown"):
             entry["outcome"] = report.outcome
@@ -59,7 +60,7 @@ class SuiteTimes:
                     {
                         "fixture": fixturedef.argname,
                         "scope": fixturedef.scope,
-                        "first_test": request.node.nodeid,
+                        "requested_by": request.node.nodeid,
                         "seconds": round(seconds, 2),
                         "worker": self.worker,
                     }
