@@ -50,6 +50,7 @@ def main() -> None:
     encoder = {
         **read_json(PRETRAINED / SOURCE),
         "training_precision": training_precision,
+        "learner": trained.get("learner", "finetune"),
         "raw_text_serving": raw_text,
     }
     card_facts = (task.name, params, read_json(METRICS), encoder)

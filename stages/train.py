@@ -1,4 +1,6 @@
-"""Fine-tune encoder plus head on the token cache; keep the best weights by validation loss.
+"""Fit encoder plus head on the token cache by the learner's method (learner.method; auto
+chooses and says why): fine-tuning keeps the best weights by validation loss, the frozen and
+contrastive methods fit a linear head on pooled vectors.
 
 Under train.distribution=multi_worker every worker runs this script with its own TF_CONFIG;
 only the chief writes the stage's outputs, the others write to a temporary directory.
@@ -22,6 +24,7 @@ TRAIN_TIME = REPORTS / "train_time.json"  # only this stage writes it
 def main() -> None:
     train = load_section("train")
     head = load_section("head")
+    learner = load_section("learner")
     tokenize = load_section("tokenize")
     seed = load_section("seed")
     monitor = load_section("task").early_stopping_monitor
@@ -31,9 +34,10 @@ def main() -> None:
 
     from bertclf.checkpoint import Checkpoint
     from bertclf.labels import LabelMap
+    from bertclf.learners import FINETUNE, fitted_logs, learn
     from bertclf.model import save_classifier
     from bertclf.tokenization import read_token_cache
-    from bertclf.training import train_classifier, training_policy
+    from bertclf.training import training_policy
 
     label_map = LabelMap.load(LABELS)
     if is_chief():
@@ -47,6 +51,7 @@ def main() -> None:
         params = {
             "train": train,
             "head": head,
+            "learner": learner,
             "tokenize": tokenize,
             "seed": seed,
             "monitor": monitor,
@@ -61,35 +66,61 @@ def main() -> None:
     first_epoch = checkpoint.next_epoch if resuming else 0
     start = time.perf_counter()
     train_cache = read_token_cache(TOKENIZED / "train.parquet")
-    model, encoder_config = train_classifier(
+    val_cache = read_token_cache(TOKENIZED / "val.parquet")
+    learned = learn(
         PRETRAINED,
         label_map,
         train_cache,
-        read_token_cache(TOKENIZED / "val.parquet"),
+        val_cache,
         train,
         head,
         tokenize,
+        learner,
         seed,
         callbacks=[DVCLiveCallback(live=live)],
         checkpoint=checkpoint,
         monitor=monitor,
     )
     seconds = time.perf_counter() - start
+    if learned.method != FINETUNE:  # no epochs: the fitted model's figures, as one step
+        splits = {"train": train_cache, "eval": val_cache}
+        logs = fitted_logs(learned.model, label_map, splits, train, tokenize)
+        for name, value in {**logs, **learned.logs}.items():
+            live.log_metric(name if "/" in name else f"train/{name}", value)
+        live.next_step()
+        live.end()
 
     with atomic_path(out, replace_directory=True) as tmp:
         classes = list(label_map.classes)
         pairs = train_cache.pair_separator_id
         policy = training_policy(train.precision)
-        save_classifier(model, tmp, encoder_config, head, classes, tokenize, pairs, policy)
+        save_classifier(
+            learned.model,
+            tmp,
+            learned.encoder_config,
+            learned.head,
+            classes,
+            tokenize,
+            pairs,
+            policy,
+        )
     # Wall clock of this run's fit (a resumed run counts from its first epoch), apart from
     # DVCLive's metrics so that those stay exactly repeatable.
-    write_json(time_file, {"train_seconds": round(seconds, 1), "first_epoch": first_epoch})
+    write_json(
+        time_file,
+        {
+            "train_seconds": round(seconds, 1),
+            "first_epoch": first_epoch,
+            "learner": learned.method,
+            "learner_reason": learned.reason,
+        },
+    )
     if out != TRAINED:
         shutil.rmtree(scratch)
     if checkpoint is not None:
         checkpoint.remove()
     print(
-        f"train: saved {out}/ after {seconds:.0f} s of training in {policy} "
+        f"train: saved {out}/ after {seconds:.0f} s of {learned.method} in {policy} "
         f"(train.precision={train.precision})"
     )
 

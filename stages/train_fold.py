@@ -18,6 +18,7 @@ def main() -> None:
     fold = parser.parse_args().fold
     train = load_section("train")
     head = load_section("head")
+    learner = load_section("learner")
     tokenize = load_section("tokenize")
     seed = load_section("seed")
     task_config = load_section("task")
@@ -38,19 +39,26 @@ def main() -> None:
     from bertclf.tokenization import read_token_cache
     from bertclf.prediction import predict_texts
     from bertclf.preprocessor import Preprocessor
-    from bertclf.training import train_classifier
+    from bertclf.learners import learn
 
     label_map = LabelMap.load(LABELS)
     cache = read_token_cache(TOKENIZED / "train.parquet")
     folds = pd.read_parquet(FOLDS).set_index("id")["fold"]
     held_out = folds.reindex(cache.ids).to_numpy() == fold
-    params = {"train": train, "head": head, "tokenize": tokenize, "seed": seed, "fold": fold}
+    params = {
+        "train": train,
+        "head": head,
+        "learner": learner,
+        "tokenize": tokenize,
+        "seed": seed,
+        "fold": fold,
+    }
     params["monitor"] = task_config.early_stopping_monitor
     checkpoint = Checkpoint.for_run(
         f"train_fold_{fold}", params, [PRETRAINED, LABELS, TOKENIZED, FOLDS, __file__]
     )
     val = read_token_cache(TOKENIZED / "val.parquet")
-    model, _ = train_classifier(
+    model = learn(  # the method the whole training split chooses (labels.json's counts)
         PRETRAINED,
         label_map,
         cache.subset(~held_out),
@@ -58,10 +66,11 @@ def main() -> None:
         train,
         head,
         tokenize,
+        learner,
         seed,
         checkpoint=checkpoint,
         monitor=task_config.early_stopping_monitor,
-    )
+    ).model
     task = task_of(label_map)
     classes = list(label_map.classes)
     answers = Preprocessor(None, tokenize, task=task.name)

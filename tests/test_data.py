@@ -90,22 +90,39 @@ def test_class_too_small_for_the_splits_is_named(tmp_path):
 
 
 def test_a_split_too_small_for_the_classes_names_the_split_the_key_and_what_works(tmp_path):
-    """The seed's own shape (30 rows, 6 classes of 5): 0.1 of it is 3 validation rows, fewer
-    than the classes. scikit-learn's message spoke of a "test_size" and named no key."""
+    """The seed's own shape (30 rows, 6 classes of 5): 0.2 of it is 6 test rows; 0.1 would be
+    3, fewer than the classes. scikit-learn's message spoke of a "test_size" and named no key."""
     path = tmp_path / "t.csv"
     labels = [f"c{i % 6}" for i in range(30)]
     write_table(pd.DataFrame({"text": [f"t{i}" for i in range(30)], "label": labels}), path)
     with pytest.raises(BertclfError) as caught:
-        prepare_splits(config(path, val_fraction=0.1, test_fraction=0.2), seed=0)
+        prepare_splits(config(path, val_fraction=0.2, test_fraction=0.1), seed=0)
     assert str(caught.value) == (
-        f"{path}: the validation split would hold 3 of 30 rows (data.val_fraction=0.1) for 6 "
-        "classes; a stratified split needs one row per class: set data.val_fraction to at "
+        f"{path}: the test split would hold 3 of 30 rows (data.test_fraction=0.1) for 6 "
+        "classes; a stratified split needs one row per class: set data.test_fraction to at "
         "least 0.19"
     )
-    with pytest.raises(BertclfError, match=r"the test split would hold 3 of 30 rows"):
-        prepare_splits(config(path, val_fraction=0.2, test_fraction=0.1), seed=0)
-    splits, _ = prepare_splits(config(path, val_fraction=0.19, test_fraction=0.2), seed=0)
-    assert splits["val"]["label"].nunique() == 6  # the value it names works
+    splits, _ = prepare_splits(config(path, val_fraction=0.2, test_fraction=0.19), seed=0)
+    assert splits["test"]["label"].nunique() == 6  # the value it names works
+
+
+def test_a_validation_split_too_small_for_the_classes_grows_to_one_row_a_class(tmp_path, capsys):
+    """8 texts a class with the default fraction: the validation split takes one row of each
+    class, and says so, instead of refusing the table (issue 50)."""
+    path = tmp_path / "t.csv"
+    labels = [f"c{i % 4}" for i in range(32)]
+    write_table(pd.DataFrame({"text": [f"t{i}" for i in range(32)], "label": labels}), path)
+    splits, _ = prepare_splits(config(path, val_fraction=0.1, test_fraction=0.25), seed=0)
+    assert splits["val"]["label"].value_counts().to_dict() == {f"c{i}": 1 for i in range(4)}
+    assert len(splits["train"]) == 32 - 8 - 4
+    assert capsys.readouterr().out == (
+        "prepare: the validation split holds 4 rows, one per class "
+        "(data.val_fraction=0.1 of 32 rows would give 3)\n"
+    )
+    few = tmp_path / "few.csv"  # too few rows left to give training one a class too: refused
+    write_table(pd.DataFrame({"text": [f"t{i}" for i in range(12)], "label": labels[:12]}), few)
+    with pytest.raises(BertclfError, match=r"the validation split would hold 1 of 12 rows"):
+        prepare_splits(config(few, val_fraction=0.1, test_fraction=0.5), seed=0)
 
 
 def test_cleaning_is_off_by_default_and_keeps_case():

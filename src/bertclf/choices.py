@@ -10,6 +10,7 @@ LONG_TEXT = ("head", "head_tail", "chunks")
 DISTRIBUTIONS = ("auto", "one_device", "mirrored", "multi_worker")
 MONITORS = ("val_loss", "val_micro_f1")
 CALIBRATION_METHODS = ("temperature", "none")
+LEARNERS = ("auto", "finetune", "frozen", "contrastive")  # learner.method: how the model learns
 OPENVINO_PRECISIONS = ("f32", "bf16", "int8")  # a package's OpenVINO models
 PRECISION_CHOICES = ("auto", *OPENVINO_PRECISIONS)  # what --precision takes
 RUNTIMES = ("auto", "tensorflow", "openvino")

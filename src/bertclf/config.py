@@ -17,6 +17,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from bertclf.choices import (
     CALIBRATION_METHODS,
     DISTRIBUTIONS,
+    LEARNERS,
     LONG_TEXT,
     MONITORS,
     OPENVINO_PRECISIONS,
@@ -145,6 +146,26 @@ class TrainConfig:
         _require(self.learning_rate > 0, "train.learning_rate", "must be positive")
         _require(0 <= self.warmup_fraction < 1, "train.warmup_fraction", "must be in [0, 1)")
         _require(self.early_stopping_patience >= 0, "train.early_stopping_patience", "must be >= 0")
+
+
+@dataclass
+class LearnerConfig:
+    method: str  # auto, finetune, frozen or contrastive (src/bertclf/learners.py)
+    auto_max_texts_per_class: int  # auto: contrastive up to this many in the smallest class
+    pair_iterations: int  # contrastive: pairs drawn per text, twice (one positive, one negative)
+    max_pairs: int  # contrastive: at most this many pairs, drawn from them at random
+    epochs: int  # contrastive: passes over the pairs
+    batch_size: int  # contrastive: pairs a step
+    learning_rate: float  # contrastive: AdamW's peak, with warmup and linear decay
+
+    def __post_init__(self) -> None:
+        _require(self.method in LEARNERS, "learner.method", f"must be one of {', '.join(LEARNERS)}")
+        for key in ("pair_iterations", "max_pairs", "epochs", "batch_size"):
+            _require(getattr(self, key) >= 1, f"learner.{key}", "must be at least 1")
+        _require(
+            self.auto_max_texts_per_class >= 0, "learner.auto_max_texts_per_class", "must be >= 0"
+        )
+        _require(self.learning_rate > 0, "learner.learning_rate", "must be positive")
 
 
 @dataclass
@@ -332,6 +353,7 @@ SCHEMAS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,
     "head": HeadConfig,
+    "learner": LearnerConfig,
     "train": TrainConfig,
     "tokenize": TokenizeConfig,
     "evaluate": EvaluateConfig,

@@ -12,6 +12,7 @@ HEADLINE_METRICS = (
     "test.log_loss",
     "val.loss",
     "train_seconds",
+    "learner",  # learner.method as auto resolved it (reports/train_time.json)
 )
 MEASURES_FILE = "reports/metrics.json"  # the model's own figures (baseline.json has the same keys)
 

@@ -639,6 +639,7 @@ def save_classifier(
     tokenize: TokenizeConfig,
     pair_separator_id: int | None = None,
     training_precision: str = "float32",
+    learner: str = "finetune",
 ) -> None:
     """model.weights.h5 (HDF5, no pickle) plus model.json, enough to rebuild the model (the
     task is labels.json's, stored there only), and the dtype policy it was trained in."""
@@ -651,6 +652,7 @@ def save_classifier(
         "tokenize": vars(tokenize),
         "pair_separator_id": pair_separator_id,  # None: one text per example
         "training_precision": training_precision,  # the weights are float32 either way
+        "learner": learner,  # learner.method, as auto resolved it
     }
     (out_dir / MODEL_SPEC).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
 

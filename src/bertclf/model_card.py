@@ -86,7 +86,7 @@ def single_label_card(
 
 ## Encoder
 {_encoder_named(encoder)}
-({encoder["origin"]}), fine-tuned with a classification head{_trained_in(encoder)}.
+({encoder["origin"]}), {_how_trained(encoder, "classification")}{_trained_in(encoder)}.
 
 ## Data
 Data set `{params["data"]["name"]}`: {text_columns(params["data"])}, label
@@ -170,6 +170,22 @@ def _encoder_named(encoder: dict) -> str:
         f"{encoder['name']} ({family}{encoder['parameters']:,} parameters), "
         f"from `{encoder['source']}`"
     )
+
+
+def _how_trained(encoder: dict, head: str) -> str:
+    """What learner.method did (packages before it was recorded: fine-tuning)."""
+    learner = encoder.get("learner", "finetune")
+    fitted = "scikit-learn" + (" ridge" if head == "regression" else " logistic") + " regression"
+    if learner == "frozen":
+        return (
+            f"kept as pretrained, with a {head} head fitted by {fitted} on its mean-pooled vectors"
+        )
+    if learner == "contrastive":
+        return (
+            "tuned contrastively on pairs of training texts (SetFit's recipe), with a "
+            f"{head} head fitted by {fitted} on its mean-pooled vectors"
+        )
+    return f"fine-tuned with a {head} head"
 
 
 def _trained_in(encoder: dict) -> str:
@@ -264,7 +280,7 @@ Multi-label: each text gets any number of the labels below (one sigmoid per labe
 
 ## Encoder
 {_encoder_named(encoder)}
-({encoder["origin"]}), fine-tuned with a classification head{_trained_in(encoder)}.
+({encoder["origin"]}), {_how_trained(encoder, "classification")}{_trained_in(encoder)}.
 
 ## Data
 Data set `{params["data"]["name"]}`: {text_columns(params["data"])}, label
@@ -317,7 +333,7 @@ Regression: each text gets a score (one output, trained with mean squared error)
 
 ## Encoder
 {_encoder_named(encoder)}
-({encoder["origin"]}), fine-tuned with a regression head{_trained_in(encoder)}.
+({encoder["origin"]}), {_how_trained(encoder, "regression")}{_trained_in(encoder)}.
 
 ## Data
 Data set `{params["data"]["name"]}`: {text_columns(params["data"])}, score

@@ -215,6 +215,22 @@ def check_split_holds_classes(
     )
 
 
+def validation_size(fraction: float, n: int, classes: int, rest: int, path: str) -> int:
+    """round(fraction * n) rows, raised to one per class when that is fewer and the training
+    split keeps at least one row per class too (a small table needs no hand-set fraction);
+    says so in one line."""
+    size = max(1, round(fraction * n))
+    if size < classes <= rest - classes:
+        print(
+            f"prepare: the validation split holds {classes} rows, one per class "
+            f"(data.val_fraction={fraction} of {n} rows would give {size})",
+            flush=True,
+        )
+        return classes
+    check_split_holds_classes(size, classes, n, "validation", fraction, path)
+    return size
+
+
 def split(
     table: pd.DataFrame, test: pd.DataFrame | None, cfg: DataConfig, seed: int, path: str
 ) -> dict[str, pd.DataFrame]:
@@ -234,8 +250,7 @@ def split(
     else:
         check_class_sizes(table, path, needed=2)
         rest = table
-    val_size = max(1, round(cfg.val_fraction * n))
-    check_split_holds_classes(val_size, classes, n, "validation", cfg.val_fraction, path)
+    val_size = validation_size(cfg.val_fraction, n, classes, len(rest), path)
     if len(rest) - val_size < classes:
         raise BertclfError(
             f"{path}: the training split would hold {len(rest) - val_size} rows for {classes} "
