@@ -254,6 +254,9 @@ def main() -> None:
     options.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     options.add_argument("--table", action="store_true", help="print the committed results")
     args = options.parse_args()
+    if args.learners and args.table:
+        print(learner_table(json.loads(LEARNER_RESULTS.read_text())["runs"]))
+        return
     if args.learners:
         learners(args)
         return

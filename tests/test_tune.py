@@ -282,3 +282,26 @@ def test_hosts_starting_together_on_a_new_database_all_open_the_study():
             for process in processes:
                 _, err = process.communicate(timeout=120)
                 assert process.returncode == 0, err
+
+
+def test_a_space_may_search_the_learner_and_a_fitted_trial_is_one_validation_loss(
+    dag_repo, tmp_path
+):
+    """learner.method in the space: a frozen trial fits its head (no epochs), reports its
+    validation loss as the objective, and the best trial's command sets the method."""
+    repo = clone_build(dag_repo, tmp_path / "project")
+    space = {**SPACE, "pruner": {"type": "none"}, "space": {
+        "learner.method": {"type": "categorical", "choices": ["frozen"]},
+        "train.batch_size": {"type": "categorical", "choices": [16]},
+    }}  # fmt: skip
+    (repo / "conf/tune/learners.yaml").write_text(yaml.safe_dump(space))
+    result = run(["bertclf", "tune", "--space", "learners", "--trials", "1"], repo, timeout=600)
+    assert "learner: frozen (learner.method=frozen)" in result.stdout, result.stdout
+    shown = experiments(repo)["learners-0"]
+    params = shown[".tune/trials/learners-0/params.yaml"]
+    assert params["learner"] == "frozen" and params["learner.method"] == "frozen"
+    metrics = shown[".tune/trials/learners-0/metrics.json"]
+    assert metrics["epochs_run"] == 1
+    assert metrics["best_val_loss"] == pytest.approx(metrics["eval"]["loss"])
+    command = result.stdout.strip().splitlines()[-1]
+    assert command.endswith("-S learner.method=frozen"), command

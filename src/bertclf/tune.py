@@ -71,14 +71,14 @@ def load_space(name: str, config_dir: Path = Path("conf")) -> dict:
     space = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     for key, spec in space.get("space", {}).items():
         section, _, _ = key.partition(".")
-        if section not in ("train", "head", "tokenize") or spec.get("type") not in (
+        if section not in ("train", "head", "tokenize", "learner") or spec.get("type") not in (
             "float",
             "int",
             "categorical",
         ):
             raise BertclfError(
-                f"{path}: space.{key}: expected a train., head. or tokenize. key with type "
-                "float, int or categorical"
+                f"{path}: space.{key}: expected a train., head., tokenize. or learner. key "
+                "with type float, int or categorical"
             )
     return space
 
@@ -104,7 +104,7 @@ def with_values(params: dict, values: dict) -> dict:
     for key, value in values.items():
         section, _, name = key.partition(".")
         params[section][name] = value
-    for section in ("train", "head", "tokenize"):
+    for section in ("train", "head", "tokenize", "learner"):
         parse_section(section, params[section])
     return params
 
@@ -186,13 +186,14 @@ def run_trial(trial, space_name: str, space: dict, save_lock) -> float:
     from dvclive.keras import DVCLiveCallback
 
     from bertclf.labels import LabelMap
-    from bertclf.training import train_classifier
+    from bertclf.learners import FINETUNE, fitted_logs, learn
 
     values = suggest(trial, space)
     params = with_values(load_params(), values)
     train = parse_section("train", {**params["train"], "threads": 0})  # set once per process
     head = parse_section("head", params["head"])
     tokenize = parse_section("tokenize", params["tokenize"])
+    learner = parse_section("learner", params["learner"])
     monitor = "val_loss"
     train_cache, val_cache = token_caches(tokenize)
     name = f"{space_name}-{trial.number}"
@@ -211,19 +212,28 @@ def run_trial(trial, space_name: str, space: dict, save_lock) -> float:
         def on_train_end(self, logs=None):
             pass
 
-    train_classifier(
+    label_map = LabelMap.load(LABELS)
+    learned = learn(  # the method auto chooses for the table, or the one the space samples
         PRETRAINED,
-        LabelMap.load(LABELS),
+        label_map,
         train_cache,
         val_cache,
         train,
         head,
         tokenize,
+        learner,
         params["seed"],
         callbacks=[EpochLogger(live=live), pruning],
         monitor=monitor,
     )
     losses = pruning.values or [math.inf]
+    if learned.method != FINETUNE:  # fitted, not trained by epochs: one validation loss
+        splits = {"train": train_cache, "eval": val_cache}
+        logs = fitted_logs(learned.model, label_map, splits, train, tokenize)
+        for key, value in logs.items():
+            live.log_metric(key, value)
+        losses = [logs["eval/loss"]]
+    live.log_params({"learner": learned.method})
     live.log_params({"pruned": pruning.pruned})
     live.summary.update({"best_val_loss": float(min(losses)), "epochs_run": len(losses)})
     with save_lock:  # `dvc exp save` takes the repository's lock: one trial at a time
@@ -449,9 +459,11 @@ def write_tuned(
         )
         text = header + OmegaConf.to_yaml(OmegaConf.create(options))
         (config_dir / group / "tuned.yaml").write_text(text, encoding="utf-8")
-    tuned_keys = {key for key in space["space"] if key.startswith("tokenize.")}
+    # tokenize and learner keys are given as they are (learner's group holds only its method)
+    as_given = ("tokenize.", "learner.")
+    tuned_keys = {key for key in space["space"] if key.startswith(as_given)}
     overrides = [f"-S {group}=tuned" for group in GROUPS]
-    overrides += [f"-S {k}={v}" for k, v in best.params.items() if k.startswith("tokenize.")]
+    overrides += [f"-S {k}={v}" for k, v in best.params.items() if k.startswith(as_given)]
     states = [t.state.name for t in study.trials]
     return {
         "trials": len(study.trials),
