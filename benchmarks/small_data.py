@@ -209,6 +209,8 @@ def learners(args) -> None:
     for data in args.data:
         for per_class in args.per_class if data != "news_sample" else [0]:
             for seed, train, test in DRAWS[data](per_class, args.draws):
+                if seed < args.first_draw:
+                    continue
                 for method in args.methods:
                     accuracy, seconds = run_method(method, train, test, seed, tokenizer)
                     run = {
@@ -218,6 +220,7 @@ def learners(args) -> None:
                         "test_texts": len(test),
                         "draw": seed,
                         "method": method,
+                        "learner_learning_rate": section("learner").learning_rate,
                         "accuracy": round(accuracy, 4),
                         "seconds": round(seconds, 1),
                     }
@@ -249,6 +252,7 @@ def main() -> None:
     options.add_argument("--data", nargs="+", default=["emotion", "news_sample", "reviews"])
     options.add_argument("--per-class", type=int, nargs="+", default=[8, 16, 32, 64])
     options.add_argument("--draws", type=int, default=5)
+    options.add_argument("--first-draw", type=int, default=0, help="skip the draws before it")
     options.add_argument("--methods", nargs="+", default=["tfidf", "frozen", "contrastive"])
     options.add_argument("--min-steps", type=int, nargs="+", default=[0, 100, 200])
     options.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
