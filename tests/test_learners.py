@@ -220,6 +220,8 @@ def test_contrastive_experiment_reruns_training_and_ships_the_same_package(dag_r
         assert {"loss", "accuracy"} == set(logged["eval"])
         assert (dag_repo / "reports/training_curves.png").is_file()
         assert "test" in read_json(dag_repo, "reports/metrics.json")
+        card = (dag_repo / "models/package/MODEL_CARD.md").read_text()
+        assert "tuned contrastively on pairs of training texts (SetFit's recipe)" in card
 
         test = pd.read_parquet(dag_repo / "data/prepared/test.parquet").head(5)
         test[["text"]].to_csv(dag_repo / "five.csv", index=False)

@@ -129,6 +129,7 @@ def test_tuned_options_reproduce_the_best_trial_through_dvc_exp_run(tuned_repo):
     header = shown[0].split()
     assert header[:4] == ["experiment", "created", "test.accuracy", "test.macro_f1"], header
     assert "train.learning_rate" in header and "data.path" not in header and len(header) < 30
+    assert "learner" in header  # the method auto chose (reports/train_time.json)
     names = [line.split()[0] for line in shown[1:]]
     assert names[0] == "workspace" and {"small-0", "small-1", "small-2"} <= set(names)
 
