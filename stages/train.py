@@ -34,7 +34,7 @@ def main() -> None:
 
     from bertclf.checkpoint import Checkpoint
     from bertclf.labels import LabelMap
-    from bertclf.learners import FINETUNE, fitted_logs, learn
+    from bertclf.learners import FINETUNE, learn, log_fitted
     from bertclf.model import save_classifier
     from bertclf.tokenization import read_token_cache
     from bertclf.training import training_policy
@@ -84,9 +84,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     if learned.method != FINETUNE:  # no epochs: the fitted model's figures, as one step
         splits = {"train": train_cache, "eval": val_cache}
-        logs = fitted_logs(learned.model, label_map, splits, train, tokenize)
-        for name, value in {**logs, **learned.logs}.items():
-            live.log_metric(name if "/" in name else f"train/{name}", value)
+        log_fitted(live, learned, label_map, splits, train, tokenize)
         live.next_step()
         live.end()
 

@@ -327,6 +327,17 @@ def learn(
     return Learned(model, encoder_config, head, method, reason, logs)
 
 
+def log_fitted(live, learned: Learned, label_map: LabelMap, caches: dict, train, tokenize):
+    """Log a fitted (not fine-tuned) model's figures to DVCLive as one step, under the names
+    its Keras callback gives an epoch's (`train/loss`, `eval/accuracy`...; `caches` maps those
+    prefixes to splits), with what the method measured (`train/pair_loss`). Returns them."""
+    logs = fitted_logs(learned.model, label_map, caches, train, tokenize)
+    logs.update({f"train/{name}": value for name, value in learned.logs.items()})
+    for name, value in logs.items():
+        live.log_metric(name, value)
+    return logs
+
+
 def fitted_logs(model, label_map: LabelMap, caches: dict[str, TokenCache], train, tokenize):
     """The fitted model's loss and task metric on each split, named as DVCLive's Keras callback
     names an epoch's (`train/loss`, `eval/accuracy`...), for the methods that have no epochs:

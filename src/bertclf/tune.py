@@ -186,7 +186,7 @@ def run_trial(trial, space_name: str, space: dict, save_lock) -> float:
     from dvclive.keras import DVCLiveCallback
 
     from bertclf.labels import LabelMap
-    from bertclf.learners import FINETUNE, fitted_logs, learn
+    from bertclf.learners import FINETUNE, learn, log_fitted
 
     values = suggest(trial, space)
     params = with_values(load_params(), values)
@@ -229,10 +229,7 @@ def run_trial(trial, space_name: str, space: dict, save_lock) -> float:
     losses = pruning.values or [math.inf]
     if learned.method != FINETUNE:  # fitted, not trained by epochs: one validation loss
         splits = {"train": train_cache, "eval": val_cache}
-        logs = fitted_logs(learned.model, label_map, splits, train, tokenize)
-        for key, value in logs.items():
-            live.log_metric(key, value)
-        losses = [logs["eval/loss"]]
+        losses = [log_fitted(live, learned, label_map, splits, train, tokenize)["eval/loss"]]
     live.log_params({"learner": learned.method})
     live.log_params({"pruned": pruning.pruned})
     live.summary.update({"best_val_loss": float(min(losses)), "epochs_run": len(losses)})
