@@ -101,6 +101,7 @@ def main() -> None:
             tokenize,
             pairs,
             policy,
+            learned.method,
         )
     # Wall clock of this run's fit (a resumed run counts from its first epoch), apart from
     # DVCLive's metrics so that those stay exactly repeatable.
