@@ -233,6 +233,8 @@ def learners(args) -> None:
 def learner_table(runs: list[dict]) -> str:
     """Markdown: mean accuracy (standard deviation) and median seconds per data, N, method."""
     frame = pd.DataFrame(runs)
+    rate = frame["learner_learning_rate"].map(lambda r: f" {r:g}")  # contrastive's own rate
+    frame["method"] = frame["method"] + rate.where(frame["method"] == "contrastive", "")
     lines = [
         "| data | texts a class | method | accuracy, mean (sd) | draws | s |",
         "| --- " * 6 + "|",
