@@ -135,7 +135,9 @@ def reviews_draws(per_class: int, draws: int):
     reviews = reviews.rename(columns={"review": "text", "score": "label"})
     reviews["id"] = np.arange(len(reviews))
     test = pd.read_parquet(ROOT / "data/raw/fine_food/test.parquet")
-    test = test.rename(columns={"review": "text", "score": "label"}).sample(2000, random_state=0)
+    test = test.rename(columns={"review": "text", "score": "label"}).sample(
+        min(2000, len(test)), random_state=0
+    )
     test["id"] = np.arange(len(test))
     for seed in range(draws):
         drawn = reviews.groupby("label", group_keys=False).sample(per_class, random_state=seed)
