@@ -15,6 +15,7 @@ HEADLINE_METRICS = (
     "learner",  # learner.method as auto resolved it (reports/train_time.json)
 )
 MEASURES_FILE = "reports/metrics.json"  # the model's own figures (baseline.json has the same keys)
+TRAIN_TIME_FILE = "reports/train_time.json"  # train_seconds and the learner auto chose
 
 
 def experiments_table(rows: list[dict], param_sections: set[str]) -> pd.DataFrame:
@@ -43,7 +44,8 @@ def experiments_table(rows: list[dict], param_sections: set[str]) -> pd.DataFram
 
 def _metric_column(columns, key: str) -> str | None:
     """The column of `key`: the model's own file's when several files have it."""
-    if f"{MEASURES_FILE}:{key}" in columns:
-        return f"{MEASURES_FILE}:{key}"
+    for owner in (MEASURES_FILE, TRAIN_TIME_FILE):  # the pipeline's own files first
+        if f"{owner}:{key}" in columns:
+            return f"{owner}:{key}"
     matches = [c for c in columns if c == key or c.endswith(f":{key}")]
     return matches[0] if len(matches) == 1 else None
