@@ -119,8 +119,8 @@ def main() -> None:
     if checkpoint is not None:
         checkpoint.remove()
     print(
-        f"train: saved {out}/ after {seconds:.0f} s of {learned.method} in {policy} "
-        f"(train.precision={train.precision})"
+        f"train: saved {out}/ after {seconds:.0f} s of training in {policy} "
+        f"(train.precision={train.precision}) by learner {learned.method}"
     )
 
 
