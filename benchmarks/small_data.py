@@ -17,6 +17,11 @@ comes out of them). Emotion (6 classes, its 2,000 test texts), samples of the de
     python benchmarks/small_data.py --learners --data emotion --per-class 8 64 --draws 5 \
         --methods frozen contrastive tfidf
 
+Text pairs and regression (`--data mrpc stsb --pairs 100 300`): N pairs drawn at random from
+MRPC (accuracy on its 1,725 test pairs) or STS-B (Pearson's r on 1,000 pairs held out of its
+training file), each pair encoded as the pipeline encodes it (one sequence, both texts);
+TF-IDF is the pipeline's pair baseline (both sides, their difference, product and cosine).
+
 Writes docs/results/small_data_learners.json after every draw.
 """
 
@@ -37,7 +42,7 @@ from harness import NEWS_SAMPLE, machine, section  # noqa: E402
 from bertclf.baseline import baseline_probabilities, fit_baseline  # noqa: E402
 from bertclf.labels import LabelMap  # noqa: E402
 from bertclf.prepare import prepare_splits  # noqa: E402
-from bertclf.tokenization import TokenCache, encode, load_tokenizer  # noqa: E402
+from bertclf.tokenization import TokenCache, encode_split, load_tokenizer  # noqa: E402
 
 PRETRAINED = ROOT / "models/pretrained"
 RESULTS = ROOT / "docs/results/small_data.json"
@@ -77,10 +82,22 @@ def datasets(scratch: Path) -> dict:
     return found
 
 
-def cache(tokenizer, frame: pd.DataFrame, label_map: LabelMap, tokenize) -> TokenCache:
-    encoded = encode(tokenizer, frame["text"].tolist(), tokenize)
-    labels = label_map.encode(frame["label"])[encoded.text_index]
-    return TokenCache(frame["id"].to_numpy()[encoded.text_index], encoded.sequences, labels)
+def targets_of(frame: pd.DataFrame, label_map: LabelMap, regression=False) -> np.ndarray:
+    if regression:
+        return frame["label"].to_numpy(np.float32)
+    return label_map.encode(frame["label"])
+
+
+def cache(tokenizer, frame: pd.DataFrame, label_map, tokenize, regression=False) -> TokenCache:
+    """A split's token cache as the tokenize stage writes it (pairs through encode_split)."""
+    encoded = encode_split(tokenizer, frame, tokenize)
+    labels = targets_of(frame, label_map, regression)[encoded.text_index]
+    return TokenCache(
+        frame["id"].to_numpy()[encoded.text_index],
+        encoded.sequences,
+        labels,
+        pair_separator_id=encoded.pair_separator_id,
+    )
 
 
 def run_one(data, seed: int, min_steps: int, tokenizer) -> dict:
@@ -160,37 +177,81 @@ def sheet_draws(per_class: int, draws: int):
         )
 
 
-DRAWS = {"emotion": emotion_draws, "reviews": reviews_draws, "news_sample": sheet_draws}
+def pair_draws(data: str, size: int, draws: int):
+    """N pairs of MRPC (paraphrase or not; its own 1,725 test pairs to score) or STS-B (a
+    0-5 similarity score; a fixed 1,000 of its training pairs held out to score, the N drawn
+    from the rest), drawn at random as a user's sample would be."""
+    columns = {"sentence1": "text", "sentence2": "text_pair", "score": "label"}
+    train = pd.read_json(FIXTURES / f"{data}_train.jsonl", lines=True, dtype={"id": str})
+    train = train.rename(columns=columns)
+    if data == "mrpc":
+        test = pd.read_json(FIXTURES / "mrpc_test.jsonl", lines=True, dtype={"id": str})
+        test = test.rename(columns=columns)
+    else:
+        test = train.sample(1000, random_state=0)
+        train = train.drop(test.index)
+    for seed in range(draws):
+        yield seed, train.sample(size, random_state=seed).reset_index(drop=True), test
 
 
-def run_method(method: str, train: pd.DataFrame, test: pd.DataFrame, seed: int, tokenizer):
-    """(test accuracy, seconds) of one method on one draw."""
+DRAWS = {
+    "emotion": emotion_draws,
+    "reviews": reviews_draws,
+    "news_sample": sheet_draws,
+    "mrpc": lambda size, draws: pair_draws("mrpc", size, draws),
+    "stsb": lambda size, draws: pair_draws("stsb", size, draws),
+}
+REGRESSION_DATA = {"stsb"}  # scored by Pearson's r; the others by accuracy
+
+
+def headline(data: str) -> str:
+    return "pearson" if data in REGRESSION_DATA else "accuracy"
+
+
+def run_method(
+    method: str, train: pd.DataFrame, test: pd.DataFrame, seed: int, tokenizer, regression=False
+):
+    """(test accuracy, or Pearson's r for a regression, and seconds) of one method on one
+    draw. Pairs (a `text_pair` column) are encoded as the pipeline encodes them."""
+    from scipy.stats import pearsonr
+
+    from bertclf.baseline import baseline_inputs
     from bertclf.learners import learn
     from bertclf.prediction import predict_logits
 
-    label_map = LabelMap.fit(train["label"])
-    truth = label_map.encode(test["label"])
+    def fitted_map(frame):
+        return LabelMap.fit_scores(frame["label"]) if regression else LabelMap.fit(frame["label"])
+
+    def score(outputs, frame, label_map):
+        if regression:
+            return float(pearsonr(outputs[:, 0], frame["label"].to_numpy(float))[0])
+        return float((outputs.argmax(axis=1) == label_map.encode(frame["label"])).mean())
+
+    task = "regression" if regression else "single_label"
+    label_map = fitted_map(train)
     start = time.perf_counter()
     if method == "tfidf":
-        baseline = fit_baseline(
-            train["text"], label_map.encode(train["label"]), 10.0, seed, "single_label"
-        )
-        scores = baseline_probabilities(baseline, test["text"], len(label_map.classes))
-        return float((scores.argmax(axis=1) == truth).mean()), time.perf_counter() - start
+        targets = targets_of(train, label_map, regression)
+        baseline = fit_baseline(baseline_inputs(train), targets, 10.0, seed, task)
+        outputs = baseline_probabilities(baseline, baseline_inputs(test), len(label_map.classes))
+        return score(outputs, test, label_map), time.perf_counter() - start
     tokenize = section("tokenize")
     fit_rows, val_rows = train, train.iloc[:0]
     if method == "finetune":  # its validation split comes out of the N
         from sklearn.model_selection import train_test_split
 
         fit_rows, val_rows = train_test_split(
-            train, test_size=0.25, stratify=train["label"], random_state=seed
+            train,
+            test_size=0.25,
+            stratify=None if regression else train["label"],
+            random_state=seed,
         )
-        label_map = LabelMap.fit(fit_rows["label"])
+        label_map = fitted_map(fit_rows)
     learned = learn(
         PRETRAINED,
         label_map,
-        cache(tokenizer, fit_rows, label_map, tokenize),
-        cache(tokenizer, val_rows, label_map, tokenize),
+        cache(tokenizer, fit_rows, label_map, tokenize, regression),
+        cache(tokenizer, val_rows, label_map, tokenize, regression),
         section("train"),
         section("head"),
         tokenize,
@@ -198,9 +259,9 @@ def run_method(method: str, train: pd.DataFrame, test: pd.DataFrame, seed: int, 
         seed,
     )
     seconds = time.perf_counter() - start
-    test_cache = cache(tokenizer, test, label_map, tokenize)
-    logits = predict_logits(learned.model, test_cache.sequences, 64, tokenize)
-    return float((logits.argmax(axis=1) == label_map.encode(test["label"])).mean()), seconds
+    test_cache = cache(tokenizer, test, label_map, tokenize, regression)
+    outputs = predict_logits(learned.model, test_cache.sequences, 64, tokenize)
+    return score(outputs, test, label_map), seconds  # one sequence a row (head)
 
 
 def learners(args) -> None:
@@ -209,21 +270,23 @@ def learners(args) -> None:
     results.setdefault("runs", [])
     results["machine"] = machine()
     for data in args.data:
-        for per_class in args.per_class if data != "news_sample" else [0]:
+        sizes = {"news_sample": [0], "mrpc": args.pairs, "stsb": args.pairs}
+        for per_class in sizes.get(data, args.per_class):
             for seed, train, test in DRAWS[data](per_class, args.draws):
                 if seed < args.first_draw:
                     continue
                 for method in args.methods:
-                    accuracy, seconds = run_method(method, train, test, seed, tokenizer)
+                    regression = data in REGRESSION_DATA
+                    figure, seconds = run_method(method, train, test, seed, tokenizer, regression)
                     run = {
                         "data": data,
-                        "per_class": per_class,
+                        "per_class": per_class,  # mrpc, stsb: pairs in all
                         "train_texts": len(train),
                         "test_texts": len(test),
                         "draw": seed,
                         "method": method,
                         "learner_learning_rate": section("learner").learning_rate,
-                        "accuracy": round(accuracy, 4),
+                        headline(data): round(figure, 4),
                         "seconds": round(seconds, 1),
                     }
                     results["runs"].append(run)
@@ -233,12 +296,15 @@ def learners(args) -> None:
 
 
 def learner_table(runs: list[dict]) -> str:
-    """Markdown: mean accuracy (standard deviation) and median seconds per data, N, method."""
+    """Markdown: mean accuracy (Pearson's r for a regression; standard deviation) and median
+    seconds per data, N, method."""
     frame = pd.DataFrame(runs)
+    if "pearson" in frame:
+        frame["accuracy"] = frame["accuracy"].fillna(frame["pearson"])
     rate = frame["learner_learning_rate"].map(lambda r: f" {r:g}")  # contrastive's own rate
     frame["method"] = frame["method"] + rate.where(frame["method"] == "contrastive", "")
     lines = [
-        "| data | texts a class | method | accuracy, mean (sd) | draws | s |",
+        "| data | texts a class (pairs: in all) | method | accuracy or r, mean (sd) | draws | s |",
         "| --- " * 6 + "|",
     ]
     for (data, n, method), group in frame.groupby(["data", "per_class", "method"], sort=False):
@@ -255,6 +321,7 @@ def main() -> None:
     options.add_argument("--learners", action="store_true", help="the learners' comparison")
     options.add_argument("--data", nargs="+", default=["emotion", "news_sample", "reviews"])
     options.add_argument("--per-class", type=int, nargs="+", default=[8, 16, 32, 64])
+    options.add_argument("--pairs", type=int, nargs="+", default=[100, 300, 1000])
     options.add_argument("--draws", type=int, default=5)
     options.add_argument("--first-draw", type=int, default=0, help="skip the draws before it")
     options.add_argument("--methods", nargs="+", default=["tfidf", "frozen", "contrastive"])

@@ -29,7 +29,7 @@ def test_same_seed_repeats_training_exactly(dag_repo):
 
 
 def test_training_killed_after_an_epoch_resumes_and_ends_as_if_uninterrupted(dag_repo):
-    two_epochs = [*TINY, "train.epochs=2"]
+    two_epochs = [*TINY, "train.epochs=2", "train.checkpoint_every_seconds=0"]  # every epoch
     try:
         run(["bertclf", "params", *two_epochs], dag_repo)
         run(["dvc", "repro", "train"], dag_repo, timeout=TIMEOUT)

@@ -218,6 +218,39 @@ def test_a_non_finite_loss_stops_training_in_one_line_naming_the_step():
         fit(model, data, val, train, None, [], seed=0)
 
 
+@pytest.mark.parametrize(("every_seconds", "saved"), [(0, ["epoch-0003"]), (3600, [])])
+def test_the_training_state_is_saved_once_its_interval_has_passed(tmp_path, every_seconds, saved):
+    """train.checkpoint_every_seconds: 0 saves after every epoch (the last one kept); a longer
+    interval than the run saves nothing, so a small table's short epochs don't each pay for
+    writing the weights and optimizer moments."""
+    import keras
+
+    from bertclf.checkpoint import Checkpoint
+    from bertclf.config import HeadConfig
+    from bertclf.model import build_classifier
+    from bertclf.training import compile_for_training, fit
+
+    rng = np.random.default_rng(0)
+    texts = [rng.integers(1, 100, rng.integers(3, 40)).astype(np.int32) for _ in range(24)]
+    labels = rng.integers(0, 3, 24)
+    train = section(
+        "train",
+        epochs=3,
+        min_steps=0,
+        batch_size=8,
+        early_stopping_patience=3,
+        checkpoint_every_seconds=every_seconds,
+    )
+    keras.utils.set_random_seed(0)
+    model = build_classifier(TINY_ENCODER, HeadConfig("mean", [], 0.0), 3)
+    compile_for_training(model, train, 2)
+    data = BucketedSequence(texts[:16], labels[:16], 8, TOKENIZE, seed=0)
+    val = BucketedSequence(texts[16:], labels[16:], 8, TOKENIZE)
+    checkpoint = Checkpoint(tmp_path / "train-key")
+    fit(model, data, val, train, None, [], seed=0, checkpoint=checkpoint)
+    assert sorted(p.name for p in (tmp_path / "train-key").glob("epoch-*")) == saved
+
+
 def test_min_steps_raises_the_epochs_of_a_small_table_only():
     """The seed's sheet trains 18 texts in 2 steps an epoch: 2 epochs are 4 steps. With
     min_steps 100 it runs 50 epochs, and early stopping watches from the 50th (index 49); the

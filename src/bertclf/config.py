@@ -125,10 +125,16 @@ class TrainConfig:
     precision: str
     distribution: str
     threads: int
+    checkpoint_every_seconds: float
     frozen_layers: int = 0
 
     def __post_init__(self) -> None:
         _require(self.frozen_layers >= 0, "train.frozen_layers", "must be >= 0 (0: none)")
+        _require(
+            self.checkpoint_every_seconds >= 0,
+            "train.checkpoint_every_seconds",
+            "must be >= 0 (0: after every epoch)",
+        )
         _require(
             self.distribution in DISTRIBUTIONS,
             "train.distribution",
