@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -209,7 +210,13 @@ def headline(data: str) -> str:
 
 
 def run_method(
-    method: str, train: pd.DataFrame, test: pd.DataFrame, seed: int, tokenizer, regression=False
+    method: str,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    seed: int,
+    tokenizer,
+    regression=False,
+    train_overrides: dict | None = None,
 ):
     """(test accuracy, or Pearson's r for a regression, and seconds) of one method on one
     draw. Pairs (a `text_pair` column) are encoded as the pipeline encodes them."""
@@ -252,7 +259,7 @@ def run_method(
         label_map,
         cache(tokenizer, fit_rows, label_map, tokenize, regression),
         cache(tokenizer, val_rows, label_map, tokenize, regression),
-        section("train"),
+        section("train", **(train_overrides or {})),
         section("head"),
         tokenize,
         section("learner", method=method),
@@ -277,7 +284,9 @@ def learners(args) -> None:
                     continue
                 for method in args.methods:
                     regression = data in REGRESSION_DATA
-                    figure, seconds = run_method(method, train, test, seed, tokenizer, regression)
+                    figure, seconds = run_method(
+                        method, train, test, seed, tokenizer, regression, args.train
+                    )
                     run = {
                         "data": data,
                         "per_class": per_class,  # mrpc, stsb: pairs in all
@@ -286,6 +295,7 @@ def learners(args) -> None:
                         "draw": seed,
                         "method": method,
                         "learner_learning_rate": section("learner").learning_rate,
+                        **({"train": args.train} if args.train and method == "finetune" else {}),
                         headline(data): round(figure, 4),
                         "seconds": round(seconds, 1),
                     }
@@ -303,6 +313,9 @@ def learner_table(runs: list[dict]) -> str:
         frame["accuracy"] = frame["accuracy"].fillna(frame["pearson"])
     rate = frame["learner_learning_rate"].map(lambda r: f" {r:g}")  # contrastive's own rate
     frame["method"] = frame["method"] + rate.where(frame["method"] == "contrastive", "")
+    if "train" in frame:  # finetune with train values of its own
+        own = frame["train"].map(lambda t: " " + ", ".join(f"{k}={v}" for k, v in t.items()))
+        frame["method"] = frame["method"] + own.where(frame["train"].notna(), "")
     lines = [
         "| data | texts a class (pairs: in all) | method | accuracy or r, mean (sd) | draws | s |",
         "| --- " * 6 + "|",
@@ -322,6 +335,13 @@ def main() -> None:
     options.add_argument("--data", nargs="+", default=["emotion", "news_sample", "reviews"])
     options.add_argument("--per-class", type=int, nargs="+", default=[8, 16, 32, 64])
     options.add_argument("--pairs", type=int, nargs="+", default=[100, 300, 1000])
+    options.add_argument(
+        "--train",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="finetune: train section values other than conf/'s (e.g. learning_rate=1e-4)",
+    )
     options.add_argument("--draws", type=int, default=5)
     options.add_argument("--first-draw", type=int, default=0, help="skip the draws before it")
     options.add_argument("--methods", nargs="+", default=["tfidf", "frozen", "contrastive"])
@@ -329,6 +349,7 @@ def main() -> None:
     options.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     options.add_argument("--table", action="store_true", help="print the committed results")
     args = options.parse_args()
+    args.train = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.train)}
     if args.learners and args.table:
         print(learner_table(json.loads(LEARNER_RESULTS.read_text())["runs"]))
         return
