@@ -34,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-from harness import NEWS_SAMPLE, machine, section  # noqa: E402
+from harness import machine, news_sample_section, section  # noqa: E402
 
 RESULTS = ROOT / "docs/results/epoch_cost.json"
 PRETRAINED = ROOT / "models/pretrained"
@@ -62,18 +62,7 @@ def one_run(variant: str, epochs: int) -> dict:
             kept(model, seed, epoch)
 
         training.reseed = reseed
-    data = section(
-        "data",
-        name="news_sample",
-        path=str(NEWS_SAMPLE),
-        test_path=None,
-        text_column="EXCERPT",
-        label_column="TAG",
-        id_column="ID",
-        val_fraction=0.2,
-        test_fraction=0.2,
-    )
-    splits, _ = prepare_splits(data, 42, section("task"))
+    splits, _ = prepare_splits(news_sample_section(), 42, section("task"))
     label_map = LabelMap.fit(splits["train"]["label"])
     tokenize = section("tokenize")
     tokenizer = load_tokenizer(PRETRAINED)

@@ -21,6 +21,8 @@ Text pairs and regression (`--data mrpc stsb --pairs 100 300`): N pairs drawn at
 MRPC (accuracy on its 1,725 test pairs) or STS-B (Pearson's r on 1,000 pairs held out of its
 training file), each pair encoded as the pipeline encodes it (one sequence, both texts);
 TF-IDF is the pipeline's pair baseline (both sides, their difference, product and cosine).
+`siamese` is a probe, not a learner: the pretrained encoder embeds each text of a pair alone
+and a linear model reads [|u - v|, u * v, cos] (`siamese_probe`).
 
 Writes docs/results/small_data_learners.json after every draw.
 """
@@ -38,7 +40,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-from harness import NEWS_SAMPLE, machine, section  # noqa: E402
+from harness import NEWS_SAMPLE, machine, news_sample_section, section  # noqa: E402
 
 from bertclf.baseline import baseline_probabilities, fit_baseline  # noqa: E402
 from bertclf.labels import LabelMap  # noqa: E402
@@ -55,19 +57,7 @@ def datasets(scratch: Path) -> dict:
     """name -> the data section: the seed's sheet as conf/data/news_sample.yaml reads it, and
     samples of the default training reviews (stratified by nothing: as a user would cut one)."""
     reviews = pd.read_parquet(ROOT / "data/raw/fine_food/train.parquet")
-    found = {
-        "news_sample (30 rows)": section(
-            "data",
-            name="news_sample",
-            path=str(NEWS_SAMPLE),
-            test_path=None,
-            text_column="EXCERPT",
-            label_column="TAG",
-            id_column="ID",
-            val_fraction=0.2,
-            test_fraction=0.2,
-        )
-    }
+    found = {"news_sample (30 rows)": news_sample_section()}
     for rows in (100, 500):
         path = scratch / f"fine_food_{rows}.parquet"
         reviews.sample(rows, random_state=0).to_parquet(path, index=False)
@@ -242,6 +232,9 @@ def run_method(
         baseline = fit_baseline(baseline_inputs(train), targets, 10.0, seed, task)
         outputs = baseline_probabilities(baseline, baseline_inputs(test), len(label_map.classes))
         return score(outputs, test, label_map), time.perf_counter() - start
+    if method == "siamese":
+        outputs = siamese_probe(train, test, tokenizer, regression, seed)
+        return score(outputs, test, label_map), time.perf_counter() - start
     tokenize = section("tokenize")
     fit_rows, val_rows = train, train.iloc[:0]
     if method == "finetune":  # its validation split comes out of the N
@@ -269,6 +262,44 @@ def run_method(
     test_cache = cache(tokenizer, test, label_map, tokenize, regression)
     outputs = predict_logits(learned.model, test_cache.sequences, 64, tokenize)
     return score(outputs, test, label_map), seconds  # one sequence a row (head)
+
+
+def siamese_probe(train, test, tokenizer, regression: bool, seed: int) -> np.ndarray:
+    """A probe for text pairs, not a learner (the package's model reads a pair as one
+    sequence): the pretrained encoder embeds each text of a pair alone (mean pooling, unit
+    length), and scikit-learn fits ridge (regression) or logistic regression on
+    [|u - v|, u * v, cos(u, v)]. Test outputs: scores, or probabilities in label-map order."""
+    import json as json_module
+
+    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+
+    from bertclf.layout import ENCODER_CONFIG
+    from bertclf.learners import embed, linear_head, pooled_encoder
+    from bertclf.model import build_classifier
+
+    tokenize = section("tokenize")
+    config = json_module.loads((PRETRAINED / ENCODER_CONFIG).read_text())
+    model = build_classifier(config, linear_head(section("head")), 1, PRETRAINED)
+    pooled = pooled_encoder(model)
+
+    def vectors(texts) -> np.ndarray:
+        frame = pd.DataFrame({"text": list(texts), "id": np.arange(len(texts))})
+        encoded = encode_split(tokenizer, frame, tokenize)
+        found = embed(pooled, TokenCache(frame["id"].to_numpy(), encoded.sequences, None), tokenize)
+        return found / np.linalg.norm(found, axis=1, keepdims=True)
+
+    def features(frame) -> np.ndarray:
+        u, v = vectors(frame["text"]), vectors(frame["text_pair"])
+        return np.hstack([np.abs(u - v), u * v, (u * v).sum(axis=1, keepdims=True)])
+
+    x, test_x = features(train), features(test)
+    if regression:
+        ridge = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(x, train["label"].to_numpy(float))
+        return ridge.predict(test_x).reshape(-1, 1)
+    label_map = LabelMap.fit(train["label"])
+    head = LogisticRegressionCV(Cs=np.logspace(-3, 2, 11), cv=5, max_iter=2000, random_state=seed)
+    head.fit(x, label_map.encode(train["label"]))
+    return head.predict_proba(test_x)
 
 
 def learners(args) -> None:
@@ -329,6 +360,13 @@ def learner_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def number_or_text(value: str):
+    try:
+        return float(value) if any(c in value for c in ".eE") else int(value)
+    except ValueError:
+        return yaml.safe_load(value)
+
+
 def main() -> None:
     options = argparse.ArgumentParser(description=__doc__)
     options.add_argument("--learners", action="store_true", help="the learners' comparison")
@@ -349,7 +387,7 @@ def main() -> None:
     options.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     options.add_argument("--table", action="store_true", help="print the committed results")
     args = options.parse_args()
-    args.train = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.train)}
+    args.train = {k: number_or_text(v) for k, v in (kv.split("=", 1) for kv in args.train)}
     if args.learners and args.table:
         print(learner_table(json.loads(LEARNER_RESULTS.read_text())["runs"]))
         return

@@ -48,6 +48,22 @@ def section(section_name: str, **overrides):
     return parse_section(section_name, {**defaults, **overrides})
 
 
+def news_sample_section():
+    """The data section that reads the seed's sheet as conf/data/news_sample.yaml does, split
+    60/20/20."""
+    return section(
+        "data",
+        name="news_sample",
+        path=str(NEWS_SAMPLE),
+        test_path=None,
+        text_column="EXCERPT",
+        label_column="TAG",
+        id_column="ID",
+        val_fraction=0.2,
+        test_fraction=0.2,
+    )
+
+
 def command_env() -> dict[str, str]:
     """The environment a user's shell has after `make install`: the venv's bin first on PATH."""
     env = dict(os.environ)
