@@ -345,8 +345,10 @@ def learner_table(runs: list[dict]) -> str:
     rate = frame["learner_learning_rate"].map(lambda r: f" {r:g}")  # contrastive's own rate
     frame["method"] = frame["method"] + rate.where(frame["method"] == "contrastive", "")
     if "train" in frame:  # finetune with train values of its own
-        own = frame["train"].map(lambda t: " " + ", ".join(f"{k}={v}" for k, v in t.items()))
-        frame["method"] = frame["method"] + own.where(frame["train"].notna(), "")
+        own = frame["train"].map(
+            lambda t: "".join(f" {k}={float(v):g}" for k, v in t.items()) if t == t else ""
+        )
+        frame["method"] = frame["method"] + own
     lines = [
         "| data | texts a class (pairs: in all) | method | accuracy or r, mean (sd) | draws | s |",
         "| --- " * 6 + "|",
