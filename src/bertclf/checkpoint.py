@@ -1,5 +1,6 @@
-"""Training that survives a kill: the whole training state after every epoch, kept outside the
-stage's DVC outputs (DVC deletes those before it re-runs a stage) and removed on success.
+"""Training that survives a kill: the whole training state after an epoch (once
+train.checkpoint_every_seconds have passed since the last save), kept outside the stage's DVC
+outputs (DVC deletes those before it re-runs a stage) and removed on success.
 
 A checkpoint lives in `.checkpoints/<stage>-<key>/epoch-NNNN/`, where the key hashes the stage's
 params, its input files and the training code, so a changed run never resumes from a stale state.
