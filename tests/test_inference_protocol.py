@@ -68,6 +68,25 @@ def test_bad_requests_are_refused_naming_what_is_wrong(request_, status, message
     assert error.value.status == status and message in error.value.message
 
 
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], '
+         b'"data": ["good", "bad \\udfff"]}]}', "input 'text': data[1] is not valid Unicode"),
+        (b'{"id": "\\ud800", "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], '
+         b'"data": ["good"]}]}', "'id' is not valid Unicode"),
+        (b'{"inputs": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
+    ],
+)  # fmt: skip
+def test_a_lone_surrogate_or_a_deep_nesting_is_refused_before_the_model_sees_it(raw, message):
+    """JSON's escapes spell lone surrogates, which no encoding holds: one in a text failed every
+    request batched with it (500), one in the id failed the answer; Python's parser gives up
+    past about 1,000 levels with a RecursionError. Each is one 400 naming it."""
+    with pytest.raises(ProtocolError) as error:
+        parse(raw)
+    assert error.value.status == 400 and message in error.value.message
+
+
 def test_each_tasks_tensors_match_its_declared_datatypes_and_shapes():
     probabilities = np.array([[0.9, 0.1, 0.6], [0.2, 0.3, 0.1]], dtype=np.float32)
     single = task_of(LabelMap(classes=("a", "b", "c"), counts=(1, 1, 1)))

@@ -114,6 +114,7 @@ def test_predict_needs_a_json_content_type_and_a_known_host(server):
         ({"text": ["no such key"]}, 422, "Field required"),
         (b'{"texts": ["unclosed"', 400, "malformed JSON"),
         (b"\xff\xfe not json", 400, "malformed JSON"),
+        (b'{"texts": ' + b"[" * 1000 + b"]" * 1000 + b"}", 400, "recursion limit exceeded"),
         ({"texts": ["z" * 200] * 6}, 413, "too much text: at most 1000 characters"),
     ],
 )

@@ -61,7 +61,20 @@ def _strings(tensor: dict, name: str) -> list:
     for row, text in enumerate(data):
         if not isinstance(text, str):
             raise _bad(f"input '{name}': data[{row}] is not a string")
+        if not _unicode(text):
+            raise _bad(f"input '{name}': data[{row}] is not valid Unicode (a lone surrogate)")
     return data
+
+
+def _unicode(text: str) -> bool:
+    """Whether `text` is valid Unicode: JSON's escapes can spell a lone surrogate (`"\\udfff"`),
+    which no text encoding holds, so the model's tokenizer (and the answer) would fail on it,
+    and with it every request batched into the same call."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _whole(number) -> bool:
@@ -82,6 +95,8 @@ def parse_infer(
         request = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise _bad(f"malformed JSON: {error}") from None
+    except RecursionError:  # Python's parser recurses once a level: about 1,000 levels
+        raise _bad("malformed JSON: nested too deeply") from None
     if not isinstance(request, dict):
         raise _bad("the body is not a JSON object")
     unknown = sorted(set(request) - REQUEST_KEYS)
@@ -89,6 +104,8 @@ def parse_infer(
         raise _bad(f"unknown key {unknown[0]!r}: an infer request has {sorted(REQUEST_KEYS)}")
     if "id" in request and not isinstance(request["id"], str):
         raise _bad("'id' is not a string")
+    if "id" in request and not _unicode(request["id"]):
+        raise _bad("'id' is not valid Unicode (a lone surrogate)")
     if not isinstance(request.get("parameters", {}), dict):
         raise _bad("'parameters' is not an object")
     inputs = request.get("inputs")

@@ -352,7 +352,7 @@ def _texts_in(body: bytes) -> int:
     """How many texts a refused /v1 body holds, for /metrics (0 if it cannot tell)."""
     try:
         texts = json.loads(body).get("texts")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # pydantic has refused it already
         return 0
     return len(texts) if isinstance(texts, list) else 0
 
