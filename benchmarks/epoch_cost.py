@@ -45,12 +45,13 @@ def one_run(variant: str, epochs: int) -> dict:
     """Fine-tune the sheet in this process; the figures as a dict."""
     import keras
     import numpy as np
+    from small_data import cache  # a split's token cache, as the tokenize stage writes it
 
     from bertclf import training
     from bertclf.checkpoint import Checkpoint
     from bertclf.labels import LabelMap
     from bertclf.prepare import prepare_splits
-    from bertclf.tokenization import TokenCache, encode, load_tokenizer
+    from bertclf.tokenization import load_tokenizer
 
     interval = 60
     if variant == "before":
@@ -66,11 +67,6 @@ def one_run(variant: str, epochs: int) -> dict:
     label_map = LabelMap.fit(splits["train"]["label"])
     tokenize = section("tokenize")
     tokenizer = load_tokenizer(PRETRAINED)
-
-    def cache(frame):
-        encoded = encode(tokenizer, frame["text"].tolist(), tokenize)
-        labels = label_map.encode(frame["label"])[encoded.text_index]
-        return TokenCache(frame["id"].to_numpy()[encoded.text_index], encoded.sequences, labels)
 
     train = dataclasses.replace(
         section("train"),
@@ -93,8 +89,8 @@ def one_run(variant: str, epochs: int) -> dict:
         model, _ = training.train_classifier(
             PRETRAINED,
             label_map,
-            cache(splits["train"]),
-            cache(splits["val"]),
+            cache(tokenizer, splits["train"], label_map, tokenize),
+            cache(tokenizer, splits["val"], label_map, tokenize),
             train,
             section("head"),
             tokenize,

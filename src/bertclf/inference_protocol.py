@@ -102,10 +102,11 @@ def parse_infer(
     unknown = sorted(set(request) - REQUEST_KEYS)
     if unknown:
         raise _bad(f"unknown key {unknown[0]!r}: an infer request has {sorted(REQUEST_KEYS)}")
-    if "id" in request and not isinstance(request["id"], str):
-        raise _bad("'id' is not a string")
-    if "id" in request and not _unicode(request["id"]):
-        raise _bad("'id' is not valid Unicode (a lone surrogate)")
+    if "id" in request:
+        if not isinstance(request["id"], str):
+            raise _bad("'id' is not a string")
+        if not _unicode(request["id"]):
+            raise _bad("'id' is not valid Unicode (a lone surrogate)")
     if not isinstance(request.get("parameters", {}), dict):
         raise _bad("'parameters' is not an object")
     inputs = request.get("inputs")
